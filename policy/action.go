@@ -1,0 +1,136 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Verb is the first word of a reply action (access(5)).
+type Verb string
+
+// The verbs mxpolicyd answers with. OK is never used: it would end
+// Postfix's restriction list ("return DUNNO instead of OK", SMTPD_POLICY_README).
+const (
+	Dunno         Verb = "DUNNO"
+	Reject        Verb = "REJECT"
+	Defer         Verb = "DEFER"
+	DeferIfPermit Verb = "DEFER_IF_PERMIT"
+	DeferIfReject Verb = "DEFER_IF_REJECT"
+	Prepend       Verb = "PREPEND"
+	Warn          Verb = "WARN"
+	// Code is an explicit SMTP reply: Action.Code holds "4NN" or "5NN".
+	Code Verb = "CODE"
+)
+
+// Action is one reply. Build it with the constructors or ParseAction, never
+// as a wire string: String renders the only forms Postfix reads correctly.
+type Action struct {
+	Verb Verb
+	Code string // "450", "550" when Verb is Code
+	Text string // for Code: enhanced status code and text, e.g. "5.7.23 SPF fail"
+}
+
+// DunnoAction is the neutral answer: let the next restriction decide.
+var DunnoAction = Action{Verb: Dunno}
+
+// String renders the action as it goes after "action=".
+func (a Action) String() string {
+	head := string(a.Verb)
+	if a.Verb == Code {
+		head = a.Code
+	}
+	if a.Text == "" {
+		return head
+	}
+	return head + " " + a.Text
+}
+
+// IsDunno reports whether the action lets mail through unchanged.
+func (a Action) IsDunno() bool { return a.Verb == Dunno || a.Verb == "" }
+
+// Wire renders "action=...\n\n". It falls back to DUNNO for an action that
+// Postfix would misread, so a bug here can never turn into a lost mail or an
+// unintended accept.
+func (a Action) Wire() []byte {
+	if a.Validate() != nil {
+		a = DunnoAction
+	}
+	return []byte("action=" + a.String() + "\n\n")
+}
+
+// Validate rejects what Postfix would misread: a newline or NUL would end
+// the reply early; a bare number reads as OK (smtpd_check.c
+// check_table_result tests alldig() before the 4NN/5NN branch, and that
+// branch needs text after the code).
+func (a Action) Validate() error {
+	if strings.ContainsAny(a.Text, "\r\n\x00") {
+		return errors.New("policy: action text contains a line break or NUL")
+	}
+	switch a.Verb {
+	case Dunno, Reject, Defer, DeferIfPermit, DeferIfReject, Warn:
+		return nil
+	case Prepend:
+		name, _, ok := strings.Cut(a.Text, ":")
+		if !ok || name == "" || strings.ContainsAny(name, " \t") {
+			return fmt.Errorf("policy: PREPEND needs \"Header-Name: value\", got %q", a.Text)
+		}
+		return nil
+	case Code:
+		if !validCode(a.Code) {
+			return fmt.Errorf("policy: reply code %q is not 4NN or 5NN", a.Code)
+		}
+		if strings.TrimSpace(a.Text) == "" {
+			return fmt.Errorf("policy: reply code %s needs text (a bare number reads as OK)", a.Code)
+		}
+		return nil
+	}
+	return fmt.Errorf("policy: unknown action verb %q", a.Verb)
+}
+
+func validCode(c string) bool {
+	return len(c) == 3 && (c[0] == '4' || c[0] == '5') &&
+		c[1] >= '0' && c[1] <= '9' && c[2] >= '0' && c[2] <= '9'
+}
+
+// ParseAction reads an action as an admin writes it in the config file:
+// "DUNNO", "DEFER_IF_PERMIT text", "550 5.7.23 text", "REJECT text".
+func ParseAction(s string) (Action, error) {
+	s = strings.TrimSpace(s)
+	head, text, _ := strings.Cut(s, " ")
+	text = strings.TrimSpace(text)
+	var a Action
+	if validCode(head) {
+		a = Action{Verb: Code, Code: head, Text: text}
+	} else {
+		a = Action{Verb: Verb(strings.ToUpper(head)), Text: text}
+	}
+	if err := a.Validate(); err != nil {
+		return Action{}, err
+	}
+	return a, nil
+}
+
+// IsReject reports whether the action refuses the recipient permanently.
+func (a Action) IsReject() bool {
+	return a.Verb == Reject || (a.Verb == Code && a.Code[0] == '5')
+}
+
+// IsDefer reports whether the action refuses the recipient temporarily.
+func (a Action) IsDefer() bool {
+	return a.Verb == Defer || a.Verb == DeferIfPermit || a.Verb == DeferIfReject ||
+		(a.Verb == Code && a.Code[0] == '4')
+}
+
+// MarshalText lets actions appear in JSON logs and config dumps.
+func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
+
+// UnmarshalText parses the config-file form.
+func (a *Action) UnmarshalText(b []byte) error {
+	p, err := ParseAction(string(b))
+	if err != nil {
+		return err
+	}
+	*a = p
+	return nil
+}

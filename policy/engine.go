@@ -1,0 +1,241 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// Step is one configured check with its own time limit and its failure
+// action: what to answer when it errors or runs out of time.
+type Step struct {
+	Check   Check
+	Timeout time.Duration
+	OnError Action // DUNNO (fail open, the default) or a decisive action
+}
+
+// Recorder receives every decision after it is made: the decision log, the
+// metrics. Record must not block; the reply does not wait for it.
+type Recorder interface {
+	Record(d *Decision)
+}
+
+// Decision is the outcome of one request, as logged and recorded.
+type Decision struct {
+	Time     time.Time
+	Req      *Request
+	Check    string        // the check that decided, "" if none did
+	Action   Action        // what Postfix was told
+	Would    Action        // observe mode: what enforcing would have answered
+	Reason   string        // why
+	Delay    time.Duration // greylisting delay of a triplet that passed
+	Duration time.Duration // time spent deciding
+	Errors   []CheckError  // checks that failed and how
+	Timings  []CheckTiming // per-check latency
+	Observe  bool          // the action was computed but not enforced
+	Facts    Facts
+}
+
+// CheckError says which check failed and whether it ran out of time.
+type CheckError struct {
+	Check   string
+	Err     error
+	Timeout bool
+}
+
+// CheckTiming is how long one check took.
+type CheckTiming struct {
+	Check    string
+	Duration time.Duration
+}
+
+// Options configure an Engine.
+type Options struct {
+	Budget   time.Duration // whole request; well under Postfix's timeout=10s
+	SkipSASL bool          // answer DUNNO to SASL-authenticated clients
+	Observe  bool          // compute and record every decision, always answer DUNNO
+	Logger   *slog.Logger
+	Now      func() time.Time
+	Record   []Recorder
+}
+
+// Engine decides requests. The order of checks is the order of the steps,
+// set once and swapped whole on reload (SetSteps), never edited in place.
+type Engine struct {
+	opt   Options
+	steps atomic.Pointer[[]Step]
+}
+
+// NewEngine returns an engine running steps in order.
+func NewEngine(opt Options, steps []Step) *Engine {
+	if opt.Budget <= 0 {
+		opt.Budget = 6 * time.Second
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.Default()
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	e := &Engine{opt: opt}
+	e.SetSteps(steps)
+	return e
+}
+
+// SetSteps replaces the checks, for SIGHUP reloads. Requests in flight
+// finish with the steps they started with.
+func (e *Engine) SetSteps(steps []Step) { e.steps.Store(&steps) }
+
+// Decide answers one request. It returns within the budget whatever the
+// checks do, because Postfix must never wait for its own timeout.
+func (e *Engine) Decide(ctx context.Context, req *Request, msg *Message) Action {
+	d := e.Evaluate(ctx, req, msg)
+	e.log(d)
+	for _, r := range e.opt.Record {
+		r.Record(d)
+	}
+	return d.Action
+}
+
+// Evaluate computes the decision without logging or recording it; the
+// check command uses it to explain a decision while writing nothing.
+func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Decision {
+	start := e.opt.Now()
+	d := &Decision{Time: start, Req: req, Observe: e.opt.Observe}
+	if msg == nil {
+		msg = NewMessage(req.Instance)
+	}
+	res, check := e.decide(ctx, req, msg, d)
+	d.Check, d.Reason, d.Delay, d.Action = check, res.Reason, res.Delay, res.Action
+	if d.Action.IsDunno() {
+		if h, ok := msg.nextHeader(); ok {
+			d.Action = Action{Verb: Prepend, Text: h}
+		}
+	}
+	if e.opt.Observe {
+		d.Would, d.Action = d.Action, DunnoAction
+	}
+	d.Duration = e.opt.Now().Sub(start)
+	return d
+}
+
+func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Decision) (Result, string) {
+	// Only RCPT is decided: greylisting and list checks are per recipient,
+	// and answering at other stages would apply them to the whole session.
+	if req.ProtocolState != "RCPT" {
+		return Pass("not RCPT stage"), ""
+	}
+	if e.opt.SkipSASL && req.SASLUsername != "" {
+		return Pass("SASL authenticated"), ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.opt.Budget)
+	defer cancel()
+	st := &State{Req: req, Msg: msg, Now: d.Time}
+	defer func() { d.Facts = st.Facts }()
+	for _, step := range *e.steps.Load() {
+		name := step.Check.Name()
+		if st.Facts.Skip.Has(name) {
+			continue
+		}
+		res, err := e.run(ctx, step, st, d)
+		if err != nil {
+			if step.OnError.IsDunno() {
+				continue // fail open: the other checks still decide
+			}
+			return Result{Action: step.OnError, Reason: name + " failed"}, name
+		}
+		if !res.Action.IsDunno() {
+			return res, name
+		}
+		if res.Reason != "" && d.Reason == "" {
+			d.Reason = res.Reason
+		}
+		if st.Facts.Skip.Has("all") {
+			return res, name
+		}
+	}
+	return Pass(d.Reason), ""
+}
+
+// run calls one check on a copy of the state under its own deadline and
+// stops waiting when the deadline passes, so a check that ignores its
+// context cannot hold up the reply.
+func (e *Engine) run(ctx context.Context, step Step, st *State, d *Decision) (Result, error) {
+	name := step.Check.Name()
+	if step.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, step.Timeout)
+		defer cancel()
+	}
+	type out struct {
+		res Result
+		st  State
+		err error
+	}
+	ch := make(chan out, 1)
+	local := *st
+	start := time.Now()
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ch <- out{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
+			}
+		}()
+		r, err := step.Check.Check(ctx, &local)
+		ch <- out{r, local, err}
+	}()
+	var o out
+	select {
+	case o = <-ch:
+	case <-ctx.Done():
+		o.err = fmt.Errorf("policy: check %s: %w", name, ctx.Err())
+	}
+	d.Timings = append(d.Timings, CheckTiming{name, time.Since(start)})
+	if o.err != nil {
+		d.Errors = append(d.Errors, CheckError{Check: name, Err: o.err,
+			Timeout: errors.Is(o.err, context.DeadlineExceeded) || isTimeout(o.err)})
+		return Result{}, o.err
+	}
+	*st = o.st
+	return o.res, nil
+}
+
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
+}
+
+// log writes the one Info line per decision. Client-supplied values are
+// attributes only, never part of the message.
+func (e *Engine) log(d *Decision) {
+	attrs := []slog.Attr{
+		slog.String("client", addrString(d.Req)),
+		slog.String("client_name", d.Req.ClientName),
+		slog.String("helo", d.Req.HeloName),
+		slog.String("sender", d.Req.Sender),
+		slog.String("rcpt", d.Req.Recipient),
+		slog.String("instance", d.Req.Instance),
+		slog.String("queue_id", d.Req.QueueID),
+		slog.String("check", d.Check),
+		slog.String("action", d.Action.String()),
+		slog.String("reason", d.Reason),
+		slog.Duration("dur", d.Duration),
+	}
+	if d.Observe {
+		attrs = append(attrs, slog.String("would", d.Would.String()))
+	}
+	for _, ce := range d.Errors {
+		attrs = append(attrs, slog.String("error_"+ce.Check, ce.Err.Error()))
+	}
+	e.opt.Logger.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
+}
+
+func addrString(r *Request) string {
+	if !r.ClientAddress.IsValid() {
+		return ""
+	}
+	return r.ClientAddress.String()
+}

@@ -1,0 +1,114 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Limits bound what one request may cost. Postfix itself enforces no length
+// limit on what it sends (attr_scan_plain.c has the check #if 0'd out), but
+// its SMTP line_length_limit (2048) keeps real values small.
+type Limits struct {
+	MaxLine    int // bytes in one name=value line, without the newline
+	MaxAttrs   int // attribute lines in one request
+	MaxRequest int // bytes in one request
+}
+
+// DefaultLimits are generous for Postfix (a real request is under 2 KiB)
+// and small enough that 1000 connections cannot exhaust memory.
+var DefaultLimits = Limits{MaxLine: 8192, MaxAttrs: 128, MaxRequest: 64 << 10}
+
+// Errors returned by ReadRequest. Every one of them means "log a warning and
+// close without a reply", which is what SMTPD_POLICY_README asks of a policy
+// server "in case of trouble".
+var (
+	ErrLineTooLong    = errors.New("policy: line too long")
+	ErrTooManyAttrs   = errors.New("policy: too many attributes")
+	ErrRequestTooBig  = errors.New("policy: request too large")
+	ErrMalformed      = errors.New("policy: malformed attribute line")
+	ErrNotAccessQuery = errors.New("policy: not an smtpd_access_policy request")
+	ErrTruncated      = errors.New("policy: connection closed inside a request")
+)
+
+// ReadRequest reads one request: name=value lines ended by an empty line.
+// io.EOF before the first byte is a clean close between requests. r's
+// buffer must be larger than lim.MaxLine so that a line over the cap is seen
+// as bufio.ErrBufferFull instead of being buffered without bound.
+func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
+	req := &Request{}
+	size, attrs := 0, 0
+	for {
+		line, err := readLine(r, lim.MaxLine)
+		if err != nil {
+			if errors.Is(err, io.EOF) && size > 0 {
+				return nil, ErrTruncated
+			}
+			return nil, err
+		}
+		size += len(line) + 1
+		if size > lim.MaxRequest {
+			return nil, ErrRequestTooBig
+		}
+		if len(line) == 0 {
+			if size == 1 {
+				// A stray empty line between requests: nothing to answer.
+				size = 0
+				continue
+			}
+			return req, checkRequest(req)
+		}
+		if attrs++; attrs > lim.MaxAttrs {
+			return nil, ErrTooManyAttrs
+		}
+		if err := parseLine(req, line); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readLine returns one line without its "\n" and one optional "\r" (Postfix
+// sends none; hand-written clients do). The slice is valid until the next read.
+func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) || len(line) > max+2 {
+		return nil, ErrLineTooLong
+	}
+	if err != nil {
+		if len(line) > 0 && errors.Is(err, io.EOF) {
+			return nil, ErrTruncated
+		}
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) > max {
+		return nil, ErrLineTooLong
+	}
+	return line, nil
+}
+
+// parseLine splits at the first "=" only: SRS and BATV senders and xtext
+// certificate subjects carry "=" in the value. The grammar in
+// attr_scan_plain.c allows no NUL in names or values and no empty name.
+func parseLine(req *Request, line []byte) error {
+	name, value, ok := bytes.Cut(line, []byte{'='})
+	if !ok || len(name) == 0 || bytes.IndexByte(line, 0) >= 0 {
+		return ErrMalformed
+	}
+	if err := req.set(string(name), string(value)); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+	}
+	return nil
+}
+
+func checkRequest(req *Request) error {
+	if req.Request != "smtpd_access_policy" {
+		return ErrNotAccessQuery
+	}
+	return nil
+}
