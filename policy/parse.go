@@ -58,7 +58,10 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 				size = 0
 				continue
 			}
-			return req, checkRequest(req)
+			if err := checkRequest(req); err != nil {
+				return nil, err
+			}
+			return req, nil
 		}
 		if attrs++; attrs > lim.MaxAttrs {
 			return nil, ErrTooManyAttrs

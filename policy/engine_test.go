@@ -1,0 +1,200 @@
+package policy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+// funcCheck adapts a function to Check; a seam the engine owns.
+type funcCheck struct {
+	name string
+	fn   func(ctx context.Context, st *State) (Result, error)
+}
+
+func (f funcCheck) Name() string                                         { return f.name }
+func (f funcCheck) Check(ctx context.Context, st *State) (Result, error) { return f.fn(ctx, st) }
+
+func fixed(name string, a Action, reason string) Step {
+	return Step{Check: funcCheck{name, func(context.Context, *State) (Result, error) {
+		return Result{Action: a, Reason: reason}, nil
+	}}}
+}
+
+func rcpt() *Request {
+	return &Request{Request: "smtpd_access_policy", ProtocolState: "RCPT", Recipient: "r@x", Instance: "i1"}
+}
+
+var deferGrey = Action{Verb: DeferIfPermit, Text: "4.2.0 Greylisted"}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(&bytes.Buffer{}, nil)) }
+
+func TestEngineFirstDecisiveWins(t *testing.T) {
+	reject := Action{Verb: Code, Code: "554", Text: "5.7.1 listed"}
+	e := NewEngine(Options{Logger: quiet()}, []Step{
+		fixed("a", DunnoAction, "clean"),
+		fixed("b", reject, "listed x"),
+		fixed("c", deferGrey, "never reached"),
+	})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if d.Action != reject || d.Check != "b" || d.Reason != "listed x" {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestEngineSkipsNonRCPTAndSASL(t *testing.T) {
+	e := NewEngine(Options{Logger: quiet(), SkipSASL: true}, []Step{fixed("g", deferGrey, "")})
+	r := rcpt()
+	r.ProtocolState = "DATA"
+	if a := e.Decide(context.Background(), r, nil); !a.IsDunno() {
+		t.Errorf("DATA stage answered %v", a)
+	}
+	r = rcpt()
+	r.SASLUsername = "alice"
+	if a := e.Decide(context.Background(), r, nil); !a.IsDunno() {
+		t.Errorf("SASL client answered %v", a)
+	}
+	e = NewEngine(Options{Logger: quiet(), SkipSASL: false}, []Step{fixed("g", deferGrey, "")})
+	if a := e.Decide(context.Background(), r, nil); a != deferGrey {
+		t.Errorf("with skip_sasl off, SASL client answered %v", a)
+	}
+}
+
+func TestEngineFailOpenAndOnError(t *testing.T) {
+	failing := funcCheck{"db", func(context.Context, *State) (Result, error) {
+		return Result{}, errors.New("connection refused")
+	}}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: failing}, fixed("after", deferGrey, "new")})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if d.Action != deferGrey || len(d.Errors) != 1 || d.Errors[0].Check != "db" {
+		t.Fatalf("fail-open did not continue to the next check: %+v", d)
+	}
+	e = NewEngine(Options{Logger: quiet()}, []Step{{Check: failing, OnError: deferGrey}})
+	if d := e.Evaluate(context.Background(), rcpt(), nil); d.Action != deferGrey || d.Reason != "db failed" {
+		t.Fatalf("on_error defer not applied: %+v", d)
+	}
+}
+
+func TestEngineCheckIgnoringDeadline(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	stuck := funcCheck{"stuck", func(context.Context, *State) (Result, error) {
+		<-release // ignores ctx on purpose
+		return Result{Action: deferGrey}, nil
+	}}
+	e := NewEngine(Options{Logger: quiet(), Budget: 50 * time.Millisecond}, []Step{{Check: stuck}})
+	start := time.Now()
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if !d.Action.IsDunno() || len(d.Errors) != 1 || !d.Errors[0].Timeout {
+		t.Fatalf("got %+v", d)
+	}
+	// Generous bound: the point is "not forever", not a timing assertion.
+	if time.Since(start) > 5*time.Second {
+		t.Fatal("engine waited for a check past the budget")
+	}
+}
+
+func TestEngineStepTimeout(t *testing.T) {
+	slow := funcCheck{"slow", func(ctx context.Context, _ *State) (Result, error) {
+		<-ctx.Done()
+		return Result{}, ctx.Err()
+	}}
+	e := NewEngine(Options{Logger: quiet(), Budget: time.Minute},
+		[]Step{{Check: slow, Timeout: 10 * time.Millisecond}, fixed("next", deferGrey, "")})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if d.Action != deferGrey || !d.Errors[0].Timeout {
+		t.Fatalf("step timeout did not fail open to the next check: %+v", d)
+	}
+}
+
+func TestEnginePanicIsAnError(t *testing.T) {
+	boom := funcCheck{"boom", func(context.Context, *State) (Result, error) { panic("bug") }}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: boom}})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if !d.Action.IsDunno() || len(d.Errors) != 1 {
+		t.Fatalf("got %+v", d)
+	}
+}
+
+func TestEngineFactsAndSkip(t *testing.T) {
+	wl := funcCheck{"whitelist", func(_ context.Context, st *State) (Result, error) {
+		st.Facts.Skip = st.Facts.Skip.With("greylist")
+		st.Facts.Whitelist = "sender example.org"
+		return Pass("whitelisted sender"), nil
+	}}
+	var sawFacts Facts
+	spy := funcCheck{"spy", func(_ context.Context, st *State) (Result, error) {
+		sawFacts = st.Facts
+		return Pass(""), nil
+	}}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: wl}, {Check: spy}, fixed("greylist", deferGrey, "")})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if !d.Action.IsDunno() || d.Reason != "whitelisted sender" {
+		t.Fatalf("skipped check still decided: %+v", d)
+	}
+	if sawFacts.Whitelist != "sender example.org" || d.Facts.Whitelist == "" {
+		t.Error("facts not passed to later checks or the decision")
+	}
+	all := funcCheck{"whitelist", func(_ context.Context, st *State) (Result, error) {
+		st.Facts.Skip = st.Facts.Skip.With("all")
+		return Pass("whitelisted client"), nil
+	}}
+	e = NewEngine(Options{Logger: quiet()}, []Step{{Check: all}, fixed("x", deferGrey, "")})
+	if d := e.Evaluate(context.Background(), rcpt(), nil); !d.Action.IsDunno() || d.Check != "whitelist" {
+		t.Fatalf("skip all did not stop: %+v", d)
+	}
+}
+
+func TestEngineHeadersOncePerMessage(t *testing.T) {
+	hdr := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
+		st.Msg.AddHeader("Received-SPF: pass")
+		st.Msg.AddHeader("X-Greylist: delayed 60 seconds")
+		return Pass(""), nil
+	}}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: hdr}})
+	msg := NewMessage("i1")
+	var got []string
+	for i := 0; i < 3; i++ {
+		got = append(got, e.Decide(context.Background(), rcpt(), msg).String())
+	}
+	want := []string{"PREPEND Received-SPF: pass", "PREPEND X-Greylist: delayed 60 seconds", "DUNNO"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func TestEngineObserveMode(t *testing.T) {
+	var rec recorded
+	e := NewEngine(Options{Logger: quiet(), Observe: true, Record: []Recorder{&rec}}, []Step{fixed("g", deferGrey, "new")})
+	if a := e.Decide(context.Background(), rcpt(), nil); !a.IsDunno() {
+		t.Fatalf("observe mode enforced %v", a)
+	}
+	if len(rec) != 1 || rec[0].Would != deferGrey || !rec[0].Observe {
+		t.Fatalf("observe decision not recorded with its would-be action: %+v", rec)
+	}
+}
+
+type recorded []*Decision
+
+func (r *recorded) Record(d *Decision) { *r = append(*r, d) }
+
+func TestEngineLogsOneLine(t *testing.T) {
+	var buf bytes.Buffer
+	e := NewEngine(Options{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}, []Step{fixed("greylist", deferGrey, "new triplet")})
+	r := rcpt()
+	r.Sender = "a@b"
+	e.Decide(context.Background(), r, nil)
+	line := buf.String()
+	if strings.Count(line, "\n") != 1 {
+		t.Fatalf("want one log line, got %q", line)
+	}
+	for _, k := range []string{`"check":"greylist"`, `"action":"DEFER_IF_PERMIT 4.2.0 Greylisted"`, `"reason":"new triplet"`, `"sender":"a@b"`, `"rcpt":"r@x"`, `"dur"`} {
+		if !strings.Contains(line, k) {
+			t.Errorf("log line lacks %s: %s", k, line)
+		}
+	}
+}
