@@ -1,0 +1,370 @@
+// Package config holds mxpolicyd's one configuration struct: defaults, then
+// the YAML file, then the environment, then command-line flags; validated
+// at load, immutable afterwards. Errors name the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
+	"github.com/mxpolicyd/mxpolicyd/metrics"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// EnvDatabase may hold the database DSN, so that a password need not be
+// written in the config file or on the command line (where ps shows it).
+const EnvDatabase = "MXPOLICYD_DATABASE"
+
+// Config is the whole configuration. Every key is documented in the README
+// ("Configuration reference"); defaults are in Default.
+type Config struct {
+	// Listen: "host:port" or "unix:/path"; several allowed. Default
+	// 127.0.0.1:10040: loopback only, so nothing off the host can ask.
+	Listen []string `yaml:"listen"`
+	// AllowedClients: networks allowed to connect over TCP. Default
+	// loopback (127.0.0.0/8, ::1/128); others are refused and logged.
+	AllowedClients []string `yaml:"allowed_clients"`
+	// SocketMode: file mode of unix sockets, octal. Default "0660" (owner
+	// and group, e.g. postfix).
+	SocketMode string `yaml:"socket_mode"`
+	// MaxConnections caps concurrent connections. Default 1000: ten Postfix
+	// instances at default_process_limit 100.
+	MaxConnections int `yaml:"max_connections"`
+	// IdleTimeout: how long an idle connection is kept. Default 330s, over
+	// Postfix's smtpd_policy_service_max_idle (300s), so Postfix closes first.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ReadTimeout bounds the rest of a request once it began. Default 10s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds one reply. Default 10s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// Limits on one request; defaults in policy.DefaultLimits.
+	MaxLineBytes    int `yaml:"max_line_bytes"`
+	MaxAttributes   int `yaml:"max_attributes"`
+	MaxRequestBytes int `yaml:"max_request_bytes"`
+
+	// Database: a postgres:// URL (shared by all MX hosts) or a file path
+	// for the embedded SQLite store. Default "mxpolicyd.db" in the working
+	// directory, or in $STATE_DIRECTORY under systemd. Secret: may come
+	// from $MXPOLICYD_DATABASE; printed redacted.
+	Database string `yaml:"database"`
+	// AutoMigrate applies pending migrations when serve starts. Default true.
+	AutoMigrate bool `yaml:"auto_migrate"`
+
+	Log Log `yaml:"log"`
+
+	// RequestTimeout is the whole budget of one decision. Default 6s, well
+	// under the timeout=10s we recommend in main.cf, so Postfix never
+	// waits for its own timeout.
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// SkipSASL answers DUNNO to SASL-authenticated clients. Default true:
+	// your own users are not greylisted or list-checked.
+	SkipSASL bool `yaml:"skip_sasl"`
+	// Observe computes, logs and records every decision but always answers
+	// DUNNO. Default false.
+	Observe bool `yaml:"observe"`
+	// Hostname names this host in headers. Default: os.Hostname().
+	Hostname string `yaml:"hostname"`
+
+	// Checks sets each check's time limit and failure action.
+	Checks map[string]Step `yaml:"checks"`
+
+	DNS     resolver.Config `yaml:"dns"`
+	Metrics metrics.Config  `yaml:"metrics"`
+}
+
+// Log configures the log output.
+type Log struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
+
+// Step is one check's time limit and the action when it fails or runs out
+// of time: DUNNO (fail open; the default) or e.g. "DEFER_IF_PERMIT 4.3.0 try later".
+type Step struct {
+	Timeout time.Duration `yaml:"timeout"`
+	OnError string        `yaml:"on_error"`
+}
+
+// CheckNames are the checks in the order the engine runs them.
+var CheckNames = []string{"whitelist", "dnsbl", "spf", "greylist"}
+
+// Default returns the documented defaults.
+func Default() Config {
+	host, _ := os.Hostname()
+	dbPath := "mxpolicyd.db"
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		dbPath = strings.Split(dir, ":")[0] + "/mxpolicyd.db"
+	}
+	return Config{
+		Listen:          []string{"127.0.0.1:10040"},
+		AllowedClients:  []string{"127.0.0.0/8", "::1/128"},
+		SocketMode:      "0660",
+		MaxConnections:  policy.DefaultMaxConns,
+		IdleTimeout:     policy.DefaultIdleTimeout,
+		ReadTimeout:     policy.DefaultReadTimeout,
+		WriteTimeout:    policy.DefaultWriteTimeout,
+		MaxLineBytes:    policy.DefaultLimits.MaxLine,
+		MaxAttributes:   policy.DefaultLimits.MaxAttrs,
+		MaxRequestBytes: policy.DefaultLimits.MaxRequest,
+		Database:        dbPath,
+		AutoMigrate:     true,
+		Log:             Log{Format: "text", Level: "info"},
+		RequestTimeout:  6 * time.Second,
+		SkipSASL:        true,
+		Hostname:        host,
+		Checks: map[string]Step{
+			"whitelist": {Timeout: time.Second, OnError: "DUNNO"},
+			"dnsbl":     {Timeout: 3 * time.Second, OnError: "DUNNO"},
+			"spf":       {Timeout: 4 * time.Second, OnError: "DUNNO"},
+			"greylist":  {Timeout: 2 * time.Second, OnError: "DUNNO"},
+		},
+		DNS:     resolver.DefaultConfig(),
+		Metrics: metrics.DefaultConfig(),
+	}
+}
+
+// Load returns the defaults overlaid with the file at path (if path is not
+// empty) and the environment, then override (flags), validated.
+func Load(path string, override func(*Config)) (*Config, error) {
+	c := Default()
+	if path != "" {
+		if err := c.readFile(path); err != nil {
+			return nil, err
+		}
+	}
+	if v := os.Getenv(EnvDatabase); v != "" {
+		c.Database = v
+	}
+	if override != nil {
+		override(&c)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+func (c *Config) readFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	defaults := c.Checks
+	c.Checks = nil
+	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF(err)) {
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	c.Checks = mergeSteps(defaults, c.Checks)
+	return nil
+}
+
+// errEOF lets an empty file load as all defaults.
+func errEOF(err error) error {
+	if err != nil && err.Error() == "EOF" {
+		return err
+	}
+	return errors.New("not EOF")
+}
+
+// mergeSteps fills keys a file leaves out of a checks entry from the defaults.
+func mergeSteps(def, file map[string]Step) map[string]Step {
+	out := map[string]Step{}
+	for k, v := range def {
+		out[k] = v
+	}
+	for k, v := range file {
+		d := def[k]
+		if v.Timeout == 0 {
+			v.Timeout = d.Timeout
+		}
+		if v.OnError == "" {
+			v.OnError = d.OnError
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Validate checks every key; the error names the first bad one.
+func (c *Config) Validate() error {
+	for _, f := range []func() error{c.validateListen, c.validateServer, c.validateCore, c.validateChecks,
+		c.DNS.Validate, c.Metrics.Validate} {
+		if err := f(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateListen() error {
+	if len(c.Listen) == 0 {
+		return errors.New("listen: at least one address is required")
+	}
+	for _, l := range c.Listen {
+		if p, ok := strings.CutPrefix(l, "unix:"); ok {
+			if !strings.HasPrefix(p, "/") {
+				return fmt.Errorf("listen: unix socket path must be absolute, got %q", l)
+			}
+			continue
+		}
+		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
+			return fmt.Errorf("listen: want host:port or unix:/path, got %q", l)
+		}
+	}
+	if _, err := c.AllowedPrefixes(); err != nil {
+		return err
+	}
+	if _, err := c.SocketFileMode(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (c *Config) validateServer() error {
+	checks := []struct {
+		key      string
+		v, lo, hi int
+	}{
+		{"max_connections", c.MaxConnections, 1, 100000},
+		{"max_line_bytes", c.MaxLineBytes, 512, 1 << 20},
+		{"max_attributes", c.MaxAttributes, 8, 10000},
+		{"max_request_bytes", c.MaxRequestBytes, 1024, 16 << 20},
+	}
+	for _, k := range checks {
+		if k.v < k.lo || k.v > k.hi {
+			return fmt.Errorf("%s: must be between %d and %d, got %d", k.key, k.lo, k.hi, k.v)
+		}
+	}
+	if err := durationIn("idle_timeout", c.IdleTimeout, time.Second, 24*time.Hour); err != nil {
+		return err
+	}
+	if err := durationIn("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Hour); err != nil {
+		return err
+	}
+	return durationIn("write_timeout", c.WriteTimeout, 10*time.Millisecond, time.Hour)
+}
+
+func (c *Config) validateCore() error {
+	if strings.TrimSpace(c.Database) == "" {
+		return errors.New("database: must be a postgres:// URL or a file path")
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format: must be text or json, got %q", c.Log.Format)
+	}
+	if _, err := c.LogLevel(); err != nil {
+		return err
+	}
+	// Postfix's own timeout is what we must beat; 30s is a generous ceiling.
+	return durationIn("request_timeout", c.RequestTimeout, 10*time.Millisecond, 30*time.Second)
+}
+
+func (c *Config) validateChecks() error {
+	for name, s := range c.Checks {
+		if !isCheck(name) {
+			return fmt.Errorf("checks.%s: unknown check (want one of %s)", name, strings.Join(CheckNames, ", "))
+		}
+		key := "checks." + name
+		if err := durationIn(key+".timeout", s.Timeout, time.Millisecond, c.RequestTimeout); err != nil {
+			return err
+		}
+		a, err := policy.ParseAction(s.OnError)
+		if err != nil {
+			return fmt.Errorf("%s.on_error: %w", key, err)
+		}
+		if a.IsReject() {
+			// A failure must never lose mail: at most a temporary refusal.
+			return fmt.Errorf("%s.on_error: must not reject (a failed check must not lose mail), got %q", key, s.OnError)
+		}
+	}
+	return nil
+}
+
+func isCheck(name string) bool {
+	for _, n := range CheckNames {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func durationIn(key string, d, lo, hi time.Duration) error {
+	if d < lo || d > hi {
+		return fmt.Errorf("%s: must be between %s and %s, got %s", key, lo, hi, d)
+	}
+	return nil
+}
+
+// AllowedPrefixes parses allowed_clients; a bare address means that host.
+func (c *Config) AllowedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.AllowedClients {
+		p, err := ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("allowed_clients: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ParsePrefix parses a CIDR or a single address.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad network %q", s)
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
+	}
+	a = a.Unmap()
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// SocketFileMode parses socket_mode.
+func (c *Config) SocketFileMode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("socket_mode: want an octal mode like 0660, got %q", c.SocketMode)
+	}
+	return os.FileMode(m), nil
+}
+
+// Limits returns the request caps as the policy server takes them.
+func (c *Config) Limits() policy.Limits {
+	return policy.Limits{MaxLine: c.MaxLineBytes, MaxAttrs: c.MaxAttributes, MaxRequest: c.MaxRequestBytes}
+}
+
+// Redacted returns a copy safe to print or log: the database password is
+// masked.
+func (c *Config) Redacted() Config {
+	r := *c
+	r.Database = db.Redact(c.Database)
+	return r
+}
+
+// YAML renders the effective configuration, redacted.
+func (c *Config) YAML() ([]byte, error) {
+	r := c.Redacted()
+	return yaml.Marshal(&r)
+}
