@@ -1,0 +1,231 @@
+package resolver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"blitiri.com.ar/go/spf"
+	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
+)
+
+func newResolver(t *testing.T, srv *dnstest.Server, timeout time.Duration) *resolver.Resolver {
+	t.Helper()
+	r, err := resolver.New(resolver.Config{Server: srv.Addr(), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+var zone = []string{
+	"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
+	"a.test. 300 IN A 192.0.2.1",
+	"a.test. 300 IN AAAA 2001:db8::1",
+	"v4.test. 300 IN A 192.0.2.4",
+	"txt.test. 300 IN TXT \"v=spf1 \" \"-all\"",
+	"mx.test. 300 IN MX 20 b.test.",
+	"mx.test. 300 IN MX 10 a.test.",
+	"1.2.0.192.in-addr.arpa. 300 IN PTR a.test.",
+	"alias.test. 300 IN CNAME a.test.",
+}
+
+func TestExchange(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	r := newResolver(t, srv, time.Second)
+	ctx := context.Background()
+
+	m, err := r.Exchange(ctx, "a.test", dns.TypeA)
+	if err != nil || len(m.Answer) != 1 || !m.Authoritative {
+		t.Fatalf("A a.test: %v %v", m, err)
+	}
+	m, err = r.Exchange(ctx, "nx.test", dns.TypeA)
+	if err != nil || m.Rcode != dns.RcodeNameError {
+		t.Fatalf("NXDOMAIN must be an answer, not an error: %v %v", m, err)
+	}
+	if len(m.Ns) != 1 || m.Ns[0].Header().Ttl != 120 {
+		t.Fatalf("NXDOMAIN must carry the SOA with the negative TTL: %v", m.Ns)
+	}
+	m, err = r.Exchange(ctx, "alias.test", dns.TypeA)
+	if err != nil || len(m.Answer) != 2 {
+		t.Fatalf("CNAME chain: %v %v", m, err)
+	}
+}
+
+func TestExchangeErrors(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	srv.SetRcode("fail.test", dns.RcodeServerFailure)
+	srv.SetRcode("refused.test", dns.RcodeRefused)
+	srv.SetRcode("notimp.test", dns.RcodeNotImplemented)
+	srv.SetDelay("slow.test", 2*time.Second)
+	r := newResolver(t, srv, 150*time.Millisecond)
+	tests := []struct {
+		name            string
+		temporary, tout bool
+	}{
+		{"fail.test", true, false},
+		{"refused.test", true, false},
+		{"notimp.test", false, false},
+		{"slow.test", true, true},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		_, err := r.Exchange(context.Background(), tt.name, dns.TypeA)
+		var e *resolver.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("%s: want *resolver.Error, got %v", tt.name, err)
+		}
+		if resolver.IsTemporary(err) != tt.temporary || resolver.IsTimeout(err) != tt.tout {
+			t.Errorf("%s: temporary=%v timeout=%v, want %v %v (%v)", tt.name,
+				resolver.IsTemporary(err), resolver.IsTimeout(err), tt.temporary, tt.tout, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: took %v, the timeout is 150ms", tt.name, d)
+		}
+	}
+}
+
+func TestExchangeContextDeadline(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	srv.SetDelay("slow.test", 2*time.Second)
+	r := newResolver(t, srv, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := r.Exchange(ctx, "slow.test", dns.TypeA)
+	if !resolver.IsTimeout(err) || time.Since(start) > time.Second {
+		t.Fatalf("a caller's deadline must bound the query: %v after %v", err, time.Since(start))
+	}
+}
+
+func TestTruncatedRetriesOverTCP(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	srv.SetTruncate("a.test", true)
+	r := newResolver(t, srv, time.Second)
+	m, err := r.Exchange(context.Background(), "a.test", dns.TypeA)
+	if err != nil || m.Truncated || len(m.Answer) != 1 {
+		t.Fatalf("want the full answer over TCP: %v %v", m, err)
+	}
+	if srv.Queries("a.test", dns.TypeA) != 2 {
+		t.Fatalf("want one UDP and one TCP query, got %d", srv.Queries("a.test", dns.TypeA))
+	}
+}
+
+func TestLookups(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	r := newResolver(t, srv, time.Second)
+	ctx := context.Background()
+
+	txt, err := r.LookupTXT(ctx, "txt.test")
+	if err != nil || !slices.Equal(txt, []string{"v=spf1 -all"}) {
+		t.Errorf("TXT: %q %v", txt, err)
+	}
+	mx, err := r.LookupMX(ctx, "mx.test")
+	if err != nil || len(mx) != 2 || mx[0].Host != "a.test." || mx[0].Pref != 10 {
+		t.Errorf("MX: %v %v", mx, err)
+	}
+	ips, err := r.LookupIPAddr(ctx, "a.test")
+	if err != nil || len(ips) != 2 {
+		t.Errorf("IPAddr: %v %v", ips, err)
+	}
+	ips, err = r.LookupIPAddr(ctx, "v4.test") // AAAA is NODATA
+	if err != nil || len(ips) != 1 || !ips[0].IP.Equal(net.ParseIP("192.0.2.4")) {
+		t.Errorf("IPAddr v4 only: %v %v", ips, err)
+	}
+	names, err := r.LookupAddr(ctx, "192.0.2.1")
+	if err != nil || !slices.Equal(names, []string{"a.test."}) {
+		t.Errorf("PTR: %v %v", names, err)
+	}
+}
+
+func TestLookupErrorsAreNetDNSErrors(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	srv.SetRcode("fail.test", dns.RcodeServerFailure)
+	srv.SetDelay("slow.test", 2*time.Second)
+	r := newResolver(t, srv, 150*time.Millisecond)
+	ctx := context.Background()
+	check := func(what string, err error, notFound, temporary bool) {
+		t.Helper()
+		// go/spf uses a type assertion, not errors.As: the error must be
+		// a *net.DNSError itself.
+		de, ok := err.(*net.DNSError)
+		if !ok {
+			t.Fatalf("%s: want *net.DNSError, got %T %v", what, err, err)
+		}
+		if de.IsNotFound != notFound || de.Temporary() != temporary {
+			t.Errorf("%s: IsNotFound=%v Temporary=%v, want %v %v", what, de.IsNotFound, de.Temporary(), notFound, temporary)
+		}
+	}
+	_, err := r.LookupTXT(ctx, "nx.test")
+	check("NXDOMAIN", err, true, false)
+	_, err = r.LookupTXT(ctx, "a.test")
+	check("NODATA", err, true, false)
+	_, err = r.LookupTXT(ctx, "fail.test")
+	check("SERVFAIL", err, false, true)
+	_, err = r.LookupMX(ctx, "slow.test")
+	check("timeout", err, false, true)
+	_, err = r.LookupIPAddr(ctx, "slow.test")
+	check("A/AAAA timeout", err, false, true)
+}
+
+// TestSPFTimeoutIsTempError is the reason the error wrapping exists: with
+// a resolver returning ctx.Err(), go/spf answers permerror (anchors §4.1).
+func TestSPFTimeoutIsTempError(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	srv.Add(
+		"slowspf.test. 300 IN TXT \"v=spf1 a:slow.test -all\"",
+		"ok.test. 300 IN TXT \"v=spf1 ip4:192.0.2.1 -all\"",
+	)
+	srv.SetDelay("slow.test", 3*time.Second)
+	r := newResolver(t, srv, 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	ip := net.ParseIP("192.0.2.1")
+	res, err := spf.CheckHostWithSender(ip, "h", "a@slowspf.test", spf.WithResolver(r), spf.WithContext(ctx))
+	if res != spf.TempError {
+		t.Fatalf("timeout: got %s (%v), want temperror", res, err)
+	}
+	res, err = spf.CheckHostWithSender(ip, "h", "a@ok.test", spf.WithResolver(r))
+	if res != spf.Pass {
+		t.Fatalf("ok.test: got %s (%v), want pass", res, err)
+	}
+	res, _ = spf.CheckHostWithSender(ip, "h", "a@a.test", spf.WithResolver(r))
+	if res != spf.None {
+		t.Fatalf("NODATA: got %s, want none", res)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	if err := resolver.DefaultConfig().Validate(); err != nil {
+		t.Fatalf("defaults must validate: %v", err)
+	}
+	bad := resolver.DefaultConfig()
+	bad.Server = "127.0.0.1"
+	if err := bad.Validate(); err == nil || !strings.HasPrefix(err.Error(), "dns.server:") {
+		t.Errorf("server without port: %v", err)
+	}
+	bad = resolver.DefaultConfig()
+	bad.Timeout = 0
+	if err := bad.Validate(); err == nil || !strings.HasPrefix(err.Error(), "dns.timeout:") {
+		t.Errorf("zero timeout: %v", err)
+	}
+	p := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(p, []byte("search example.org\nnameserver ::1\nnameserver 10.0.0.1\n"), 0o600)
+	got, err := resolver.ServerFromResolvConf(p)
+	if err != nil || got != "[::1]:53" {
+		t.Errorf("resolv.conf: %q %v", got, err)
+	}
+	os.WriteFile(p, []byte("search example.org\n"), 0o600)
+	if _, err := resolver.ServerFromResolvConf(p); err == nil {
+		t.Error("resolv.conf without nameserver must be an error")
+	}
+}
