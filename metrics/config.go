@@ -1,0 +1,53 @@
+package metrics
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// Config is the metrics section of the configuration file.
+type Config struct {
+	// Listen is the host:port of the metrics HTTP listener. Default ""
+	// (off): metrics are opt-in, and when on they belong on loopback
+	// ("127.0.0.1:9430") or a management network, because they reveal
+	// traffic volumes and list names to anyone who can reach them.
+	Listen string `yaml:"listen"`
+	// Path serves the Prometheus exposition. Default "/metrics", the path
+	// every Prometheus scrape config assumes.
+	Path string `yaml:"path"`
+}
+
+// DefaultConfig returns metrics off, with the conventional path.
+func DefaultConfig() Config { return Config{Path: "/metrics"} }
+
+// Enabled reports whether a listener is configured.
+func (c Config) Enabled() bool { return c.Listen != "" }
+
+// Validate checks the listen address and the path; errors name the key.
+func (c Config) Validate() error {
+	if c.Listen != "" {
+		if err := validListen(c.Listen); err != nil {
+			return fmt.Errorf("metrics.listen: %w, got %q", err, c.Listen)
+		}
+	}
+	if !strings.HasPrefix(c.Path, "/") {
+		return fmt.Errorf("metrics.path: must start with \"/\", got %q", c.Path)
+	}
+	if c.Path == healthzPath || c.Path == readyzPath {
+		return fmt.Errorf("metrics.path: %q is reserved for the health check", c.Path)
+	}
+	return nil
+}
+
+func validListen(s string) error {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("must be host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("port must be 1-65535")
+	}
+	return nil
+}

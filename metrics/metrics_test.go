@@ -1,0 +1,293 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+func mustAction(t *testing.T, s string) policy.Action {
+	t.Helper()
+	a, err := policy.ParseAction(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string { return "i/o timeout" }
+func (timeoutErr) Timeout() bool { return true }
+
+// sample decisions covering every branch of Record.
+func sampleDecisions(t *testing.T) []*policy.Decision {
+	return []*policy.Decision{
+		{Action: mustAction(t, "REJECT listed"), Check: "dnsbl", Reason: "listed zen.spamhaus.org",
+			Duration: 3 * time.Millisecond,
+			Timings:  []policy.CheckTiming{{Check: "whitelist", Duration: time.Microsecond}, {Check: "dnsbl", Duration: 2 * time.Millisecond}}},
+		{Action: mustAction(t, "550 5.7.23 SPF fail"), Check: "spf", Reason: "fail",
+			Duration: 20 * time.Millisecond},
+		{Action: policy.DunnoAction, Would: mustAction(t, "DEFER_IF_PERMIT 4.2.0 Greylisted"), Observe: true,
+			Check: "greylist", Reason: "new triplet", Duration: time.Second},
+		// spf timed out and failed open; the request passed.
+		{Action: policy.DunnoAction, Reason: "", Duration: 2 * time.Second,
+			Errors: []policy.CheckError{{Check: "spf", Err: fmt.Errorf("spf: %w", timeoutErr{}), Timeout: true}}},
+		// greylist store down with on_error DEFER_IF_PERMIT: decisive, not fail-open.
+		{Action: mustAction(t, "DEFER_IF_PERMIT 4.3.0 try later"), Check: "greylist", Reason: "greylist failed",
+			Errors: []policy.CheckError{{Check: "greylist", Err: errors.New("store down")}}},
+	}
+}
+
+func TestRecordCountsDecisions(t *testing.T) {
+	m := New()
+	for _, d := range sampleDecisions(t) {
+		m.Record(d)
+	}
+	want := `
+# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action, deciding check and reason. In observe mode action is what enforcing would have answered.
+# TYPE mxpolicyd_decisions_total counter
+mxpolicyd_decisions_total{action="defer_if_permit",check="greylist",mode="enforce",reason="greylist failed"} 1
+mxpolicyd_decisions_total{action="defer_if_permit",check="greylist",mode="observe",reason="new triplet"} 1
+mxpolicyd_decisions_total{action="dunno",check="none",mode="enforce",reason="none"} 1
+mxpolicyd_decisions_total{action="reject",check="dnsbl",mode="enforce",reason="listed zen.spamhaus.org"} 1
+mxpolicyd_decisions_total{action="reject",check="spf",mode="enforce",reason="fail"} 1
+# HELP mxpolicyd_check_errors_total Checks that failed, by kind (timeout or error).
+# TYPE mxpolicyd_check_errors_total counter
+mxpolicyd_check_errors_total{check="greylist",kind="error"} 1
+mxpolicyd_check_errors_total{check="spf",kind="timeout"} 1
+# HELP mxpolicyd_fail_open_total Check failures answered as if the check had passed (on_error: DUNNO).
+# TYPE mxpolicyd_fail_open_total counter
+mxpolicyd_fail_open_total{check="spf"} 1
+`
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
+		"mxpolicyd_decisions_total", "mxpolicyd_check_errors_total", "mxpolicyd_fail_open_total"); err != nil {
+		t.Fatal(err)
+	}
+	if got := histCount(t, m, "mxpolicyd_decision_duration_seconds", ""); got != 5 {
+		t.Errorf("decision_duration_seconds count = %d, want 5", got)
+	}
+	if got := histCount(t, m, "mxpolicyd_check_duration_seconds", "dnsbl"); got != 1 {
+		t.Errorf("check_duration_seconds{check=dnsbl} count = %d, want 1", got)
+	}
+	if got := histSum(t, m, "mxpolicyd_decision_duration_seconds"); got < 3.02 || got > 3.024 {
+		t.Errorf("decision_duration_seconds sum = %v, want 3.023", got)
+	}
+}
+
+// histCount returns the observation count of a histogram series whose
+// only label value is label ("" for an unlabelled histogram).
+func histCount(t *testing.T, m *Metrics, name, label string) uint64 {
+	t.Helper()
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			if label == "" || (len(s.GetLabel()) == 1 && s.GetLabel()[0].GetValue() == label) {
+				return s.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
+
+func histSum(t *testing.T, m *Metrics, name string) float64 {
+	t.Helper()
+	mfs, err := m.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetHistogram().GetSampleSum()
+		}
+	}
+	t.Fatalf("%s not found", name)
+	return 0
+}
+
+func TestHooks(t *testing.T) {
+	m := New()
+	m.DNSQuery("zen", 5*time.Millisecond, nil)
+	m.DNSQuery("zen", 5*time.Millisecond, context.DeadlineExceeded)
+	m.DNSQuery("zen", time.Millisecond, errors.New("SERVFAIL"))
+	m.DNSCacheHit("zen")
+	m.DNSPaused("zen", true)
+	m.DNSPaused("spamcop", true)
+	m.DNSPaused("spamcop", false)
+	m.StoreOp("greylist", time.Millisecond, nil)
+	m.StoreOp("greylist", time.Millisecond, errors.New("conn refused"))
+	m.ConnOpened()
+	m.ConnOpened()
+	m.ConnClosed()
+	m.LogRowsWritten(7)
+	m.LogRowsDropped(2)
+	m.LogRowsDropped(-1) // ignored: counters never go down
+	want := `
+# HELP mxpolicyd_dns_queries_total DNS queries sent, by list.
+# TYPE mxpolicyd_dns_queries_total counter
+mxpolicyd_dns_queries_total{list="zen"} 3
+# HELP mxpolicyd_dns_errors_total DNS queries that failed, by list and kind (timeout or error). NXDOMAIN is an answer, not an error.
+# TYPE mxpolicyd_dns_errors_total counter
+mxpolicyd_dns_errors_total{kind="error",list="zen"} 1
+mxpolicyd_dns_errors_total{kind="timeout",list="zen"} 1
+# HELP mxpolicyd_dns_cache_hits_total DNS list lookups answered from the cache, by list.
+# TYPE mxpolicyd_dns_cache_hits_total counter
+mxpolicyd_dns_cache_hits_total{list="zen"} 1
+# HELP mxpolicyd_dns_list_paused 1 while a list is paused after repeated failures, else 0.
+# TYPE mxpolicyd_dns_list_paused gauge
+mxpolicyd_dns_list_paused{list="spamcop"} 0
+mxpolicyd_dns_list_paused{list="zen"} 1
+# HELP mxpolicyd_store_errors_total Greylisting store operations that failed, by operation.
+# TYPE mxpolicyd_store_errors_total counter
+mxpolicyd_store_errors_total{op="greylist"} 1
+# HELP mxpolicyd_connections_open Postfix connections currently open.
+# TYPE mxpolicyd_connections_open gauge
+mxpolicyd_connections_open 1
+# HELP mxpolicyd_connections_total Postfix connections accepted.
+# TYPE mxpolicyd_connections_total counter
+mxpolicyd_connections_total 2
+# HELP mxpolicyd_decision_log_rows_written_total Decision log rows written to the store.
+# TYPE mxpolicyd_decision_log_rows_written_total counter
+mxpolicyd_decision_log_rows_written_total 7
+# HELP mxpolicyd_decision_log_rows_dropped_total Decision log rows dropped because the writer fell behind or failed.
+# TYPE mxpolicyd_decision_log_rows_dropped_total counter
+mxpolicyd_decision_log_rows_dropped_total 2
+`
+	names := []string{"mxpolicyd_dns_queries_total", "mxpolicyd_dns_errors_total", "mxpolicyd_dns_cache_hits_total",
+		"mxpolicyd_dns_list_paused", "mxpolicyd_store_errors_total", "mxpolicyd_connections_open",
+		"mxpolicyd_connections_total", "mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total"}
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	if got := histCount(t, m, "mxpolicyd_store_duration_seconds", "greylist"); got != 2 {
+		t.Errorf("store_duration_seconds{op=greylist} count = %d, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.Conns()); got != 1 {
+		t.Errorf("Conns() = %v, want 1", got)
+	}
+}
+
+// A nil *Metrics is the "metrics not wired" value; every hook must accept it.
+func TestNilMetricsRecordsNothing(t *testing.T) {
+	var m *Metrics
+	m.Record(sampleDecisions(t)[0])
+	m.DNSQuery("zen", time.Millisecond, errors.New("x"))
+	m.DNSCacheHit("zen")
+	m.DNSPaused("zen", true)
+	m.StoreOp("greylist", time.Millisecond, nil)
+	m.ConnOpened()
+	m.ConnClosed()
+	m.LogRowsWritten(1)
+	m.LogRowsDropped(1)
+	if m.Conns() != nil {
+		t.Error("nil Metrics returned a gauge")
+	}
+}
+
+// allNames is every metric this package defines; the lint test fails if
+// one is missing, so a rename cannot slip past the dashboards unnoticed.
+var allNames = []string{
+	"mxpolicyd_decisions_total", "mxpolicyd_decision_duration_seconds", "mxpolicyd_check_duration_seconds",
+	"mxpolicyd_check_errors_total", "mxpolicyd_fail_open_total", "mxpolicyd_dns_queries_total",
+	"mxpolicyd_dns_query_duration_seconds", "mxpolicyd_dns_errors_total", "mxpolicyd_dns_cache_hits_total",
+	"mxpolicyd_dns_list_paused", "mxpolicyd_store_duration_seconds", "mxpolicyd_store_errors_total",
+	"mxpolicyd_connections_open", "mxpolicyd_connections_total",
+	"mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total",
+}
+
+func TestMetricNamesFollowConventions(t *testing.T) {
+	m := New()
+	for _, d := range sampleDecisions(t) {
+		m.Record(d)
+	}
+	m.DNSQuery("zen", time.Millisecond, errors.New("x"))
+	m.DNSCacheHit("zen")
+	m.DNSPaused("zen", true)
+	m.StoreOp("greylist", time.Millisecond, errors.New("x"))
+	m.ConnOpened()
+	m.LogRowsWritten(1)
+	m.LogRowsDropped(1)
+	n, err := testutil.GatherAndCount(m.reg, allNames...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < len(allNames) {
+		t.Errorf("gathered %d series of %d metrics: some metric is missing", n, len(allNames))
+	}
+	problems, err := testutil.GatherAndLint(m.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint %s: %s", p.Metric, p.Text)
+	}
+	for _, name := range allNames {
+		if strings.Contains(name, "duration") && !strings.HasSuffix(name, "_seconds") {
+			t.Errorf("%s: durations are in seconds", name)
+		}
+	}
+}
+
+func TestReasonLabelIsBounded(t *testing.T) {
+	var r reasonSet
+	for i := range maxReasonsPerCheck {
+		if got, want := r.label("greylist", fmt.Sprint("reason ", i)), fmt.Sprint("reason ", i); got != want {
+			t.Fatalf("label(%q) = %q before the cap", want, got)
+		}
+	}
+	if got := r.label("greylist", "one too many"); got != "other" {
+		t.Errorf("reason past the cap = %q, want other", got)
+	}
+	if got := r.label("greylist", "reason 3"); got != "reason 3" {
+		t.Errorf("known reason after the cap = %q, want it kept", got)
+	}
+	if got := r.label("dnsbl", "listed zen"); got != "listed zen" {
+		t.Errorf("another check's cap is separate, got %q", got)
+	}
+	if got := r.label("dnsbl", strings.Repeat("x", maxReasonLen+1)); got != "other" {
+		t.Errorf("long reason = %q, want other", got)
+	}
+	if got := r.label("dnsbl", "bad \xff utf-8"); got != "other" {
+		t.Errorf("invalid UTF-8 reason = %q, want other", got)
+	}
+	if got := r.label("dnsbl", ""); got != "none" {
+		t.Errorf("empty reason = %q, want none", got)
+	}
+}
+
+func TestActionLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"DUNNO":                      "dunno",
+		"REJECT":                     "reject",
+		"550 5.7.1 no":               "reject",
+		"450 4.7.1 later":            "defer",
+		"DEFER text":                 "defer",
+		"DEFER_IF_PERMIT 4.2.0 grey": "defer_if_permit",
+		"DEFER_IF_REJECT x":          "defer_if_reject",
+		"PREPEND X-Spam: yes":        "prepend",
+		"WARN hmm":                   "warn",
+	} {
+		if got := actionLabel(mustAction(t, in)); got != want {
+			t.Errorf("actionLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if got := actionLabel(policy.Action{Verb: "OK"}); got != "other" {
+		t.Errorf("unknown verb = %q, want other", got)
+	}
+	if got := actionLabel(policy.Action{}); got != "dunno" {
+		t.Errorf("zero action = %q, want dunno", got)
+	}
+}

@@ -1,0 +1,126 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+const (
+	healthzPath = "/healthz"
+	readyzPath  = "/readyz"
+	// pingTimeout bounds /readyz: probes time out after a few seconds,
+	// and a store slower than this is not ready for policy requests either.
+	pingTimeout = 2 * time.Second
+	// shutdownTimeout lets a scrape in progress finish on shutdown.
+	shutdownTimeout = 5 * time.Second
+)
+
+// Pinger reports whether the store is reachable; nil means it is.
+type Pinger func(ctx context.Context) error
+
+// Server is the metrics HTTP listener: the exposition at Config.Path,
+// /healthz and /readyz.
+type Server struct {
+	cfg  Config
+	m    *Metrics
+	ping Pinger
+	log  *slog.Logger
+}
+
+// NewServer returns a server for m. ping backs /readyz; a nil ping makes
+// /readyz the same as /healthz.
+func NewServer(cfg Config, m *Metrics, ping Pinger, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultConfig().Path
+	}
+	return &Server{cfg: cfg, m: m, ping: ping, log: log}
+}
+
+// Handler serves the three paths; anything else is 404.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET "+s.cfg.Path, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
+		Registry:          s.m.reg, // counts promhttp's own errors
+		Timeout:           10 * time.Second,
+		EnableOpenMetrics: true,
+	}))
+	mux.HandleFunc("GET "+healthzPath, s.healthz)
+	mux.HandleFunc("GET "+readyzPath, s.readyz)
+	return mux
+}
+
+// healthz answers 200 while the process can serve HTTP at all.
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "ok")
+}
+
+// readyz answers 503 while the store cannot be reached. The reply says
+// only that; the error, which may name hosts and users, goes to the log.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.ping != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
+		defer cancel()
+		start := time.Now()
+		err := s.ping(ctx)
+		s.m.StoreOp("ping", time.Since(start), err)
+		if err != nil {
+			s.log.Warn("readyz: store unreachable", slog.Any("err", err))
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "not ready: store unreachable")
+			return
+		}
+	}
+	fmt.Fprintln(w, "ok")
+}
+
+// ListenAndServe listens on Config.Listen and serves until ctx ends.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: scrapes in
+// progress finish, within shutdownTimeout. It returns nil after a clean
+// shutdown and the serving error otherwise.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("metrics listening", slog.String("addr", ln.Addr().String()))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("metrics: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("metrics: shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	return nil
+}
