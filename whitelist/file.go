@@ -1,0 +1,144 @@
+package whitelist
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// Format is the syntax of a list file.
+type Format string
+
+const (
+	// FormatClients is postgrey's whitelist_clients: one per line an IPv4
+	// address, partial IPv4 ("192.0.2"), IPv4 or IPv6 prefix, IPv6 address,
+	// host name (it and its subdomains) or /regex/ on the host name.
+	FormatClients Format = "clients"
+	// FormatRecipients is postgrey's whitelist_recipients: user@domain,
+	// user@, domain or /regex/.
+	FormatRecipients Format = "recipients"
+	// FormatSenders has the whitelist_recipients syntax, for senders.
+	FormatSenders Format = "senders"
+)
+
+// ParseFormat accepts a format name; "postgrey-clients" and friends too.
+func ParseFormat(s string) (Format, error) {
+	switch f := Format(strings.TrimPrefix(strings.ToLower(s), "postgrey-")); f {
+	case FormatClients, FormatRecipients, FormatSenders:
+		return f, nil
+	}
+	return "", fmt.Errorf("whitelist: unknown format %q (want clients, recipients or senders)", s)
+}
+
+// maxErrors caps how many bad lines one error lists.
+const maxErrors = 10
+
+// readFile parses one list file; errors name file:line.
+func readFile(path string, f Format) ([]Entry, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("whitelist: %w", err)
+	}
+	defer fh.Close()
+	return parseList(fh, path, f)
+}
+
+// parseList parses a whole list and reports every bad line (up to
+// maxErrors), so one run fixes a file. Each entry's comment is the comment
+// on its line or else the comment block just above it: that is where
+// postgrey's shipped list says why a host is there.
+func parseList(r io.Reader, name string, f Format) ([]Entry, error) {
+	var (
+		out   []Entry
+		errs  []error
+		block string
+		num   int
+	)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 64*1024)
+	for sc.Scan() {
+		num++
+		text, comment := splitComment(sc.Text())
+		switch {
+		case text == "" && comment == "":
+			block = ""
+			continue
+		case text == "":
+			if block == "" {
+				block = comment
+			}
+			continue
+		}
+		if comment == "" {
+			comment = block
+		}
+		e, err := parseLine(f, text)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s:%d: %w", name, num, err))
+			if len(errs) == maxErrors {
+				break
+			}
+			continue
+		}
+		e.Comment, e.Source = comment, fmt.Sprintf("%s:%d", name, num)
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("%s:%d: %w", name, num+1, err))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("whitelist: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// splitComment cuts a "#" comment that starts the line or follows a blank;
+// a "#" inside a value (a regex) is kept.
+func splitComment(s string) (text, comment string) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '#' && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t') {
+			return strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
+		}
+	}
+	return strings.TrimSpace(s), ""
+}
+
+// parseLine turns one value into an entry of the kind the format implies.
+func parseLine(f Format, text string) (Entry, error) {
+	if strings.ContainsAny(text, " \t") {
+		return Entry{}, fmt.Errorf("%q: one value per line", text)
+	}
+	k := Recipient
+	switch f {
+	case FormatClients:
+		k = clientKind(text)
+	case FormatSenders:
+		k = Sender
+	}
+	p, err := parseValue(k, text)
+	if err != nil {
+		return Entry{}, err
+	}
+	return Entry{Kind: k, Value: p.key, pat: p}, nil
+}
+
+// clientKind classifies a whitelist_clients line the way postgrey does:
+// digits and dots (with an optional /len), or anything with a colon, is an
+// address; everything else is a host name or a regex.
+func clientKind(s string) Kind {
+	if strings.HasPrefix(s, "/") {
+		return ClientName
+	}
+	if strings.Contains(s, ":") {
+		return Client
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c == '.' || c == '/') {
+			return ClientName
+		}
+	}
+	return Client
+}

@@ -1,0 +1,299 @@
+package whitelist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+)
+
+// Errors the admin commands report as such.
+var (
+	ErrExists   = errors.New("whitelist: entry already exists")
+	ErrNotFound = errors.New("whitelist: no such entry")
+)
+
+// maxCommentLen keeps a pasted file out of a comment column.
+const maxCommentLen = 1000
+
+// Store keeps whitelist entries in the database (tables from the 0002
+// migration). It serves the admin commands and the daemon's refresh.
+type Store struct {
+	db  *db.DB
+	now func() time.Time
+}
+
+// NewStore returns a store on d. now stamps created_at and decides what
+// has expired; nil means time.Now.
+func NewStore(d *db.DB, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: d, now: now}
+}
+
+// Filter selects entries for List; the zero Filter lists every live entry.
+type Filter struct {
+	Kind    Kind   // "" for every kind
+	Value   string // substring of the value, case-insensitive; "" for any
+	Expired bool   // include entries that have expired
+}
+
+// ImportOptions describe one Import.
+type ImportOptions struct {
+	Format    Format
+	Name      string // file name, for error messages ("stdin" if empty)
+	Comment   string // added to each entry's comment from the file
+	CreatedBy string
+	Expires   time.Time // zero: never
+}
+
+// ImportResult counts what an Import did.
+type ImportResult struct {
+	Added    int // new entries
+	Existing int // entries already in the database, left unchanged
+}
+
+// validate checks e and fills its canonical value. Nothing is written when
+// it fails, so a typo never half-applies.
+func (s *Store) validate(e *Entry) error {
+	k, err := ParseKind(string(e.Kind))
+	if err != nil {
+		return err
+	}
+	p, err := parseValue(k, e.Value)
+	if err != nil {
+		return fmt.Errorf("whitelist: bad %s value: %w", k, err)
+	}
+	if len(e.Comment) > maxCommentLen || len(e.CreatedBy) > maxCommentLen {
+		return fmt.Errorf("whitelist: comment and creator must be under %d bytes", maxCommentLen)
+	}
+	if !e.Expires.IsZero() && !e.Expires.After(s.now()) {
+		return fmt.Errorf("whitelist: expiry %s is not in the future", e.Expires.Format(time.RFC3339))
+	}
+	e.Kind, e.Value, e.pat = k, p.key, p
+	return nil
+}
+
+// Add stores one entry and returns it as stored (canonical value, id).
+// An entry with the same kind and value fails with ErrExists: changing its
+// comment or expiry is a remove and an add, made on purpose.
+func (s *Store) Add(ctx context.Context, e Entry) (Entry, error) {
+	if err := s.validate(&e); err != nil {
+		return Entry{}, err
+	}
+	e.CreatedAt = s.now().Truncate(time.Second)
+	e.Source = sourceDB
+	err := s.inTx(ctx, func(x execer) error {
+		added, err := x.insert(ctx, &e)
+		if err == nil && !added {
+			err = fmt.Errorf("%w: %s %s", ErrExists, e.Kind, e.Value)
+		}
+		return err
+	})
+	if err != nil {
+		return Entry{}, err
+	}
+	return e, nil
+}
+
+// Remove deletes the entry of kind k whose value is value (in any form
+// that normalizes to the stored one).
+func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
+	e := Entry{Kind: k, Value: value}
+	if err := s.validate(&e); err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(x execer) error {
+		n, err := x.exec(ctx, s.q().remove, string(e.Kind), e.Value)
+		if err == nil && n == 0 {
+			err = fmt.Errorf("%w: %s %s", ErrNotFound, e.Kind, e.Value)
+		}
+		return err
+	})
+}
+
+// Import adds every entry of a list file in one transaction: a bad line
+// fails the whole import and changes nothing. Entries already present are
+// counted and left as they are.
+func (s *Store) Import(ctx context.Context, r io.Reader, opt ImportOptions) (ImportResult, error) {
+	var res ImportResult
+	if opt.Name == "" {
+		opt.Name = "stdin"
+	}
+	list, err := parseList(r, opt.Name, opt.Format)
+	if err != nil {
+		return res, err
+	}
+	for i := range list {
+		e := &list[i]
+		e.Comment = joinComment(opt.Comment, e.Comment)
+		e.CreatedBy, e.Expires = opt.CreatedBy, opt.Expires
+		if err := s.validate(e); err != nil {
+			return res, fmt.Errorf("%s: %w", e.Source, err)
+		}
+		e.CreatedAt = s.now().Truncate(time.Second)
+	}
+	err = s.inTx(ctx, func(x execer) error {
+		res = ImportResult{}
+		for i := range list {
+			added, err := x.insert(ctx, &list[i])
+			if err != nil {
+				return fmt.Errorf("%s: %w", list[i].Source, err)
+			}
+			if added {
+				res.Added++
+			} else {
+				res.Existing++
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+func joinComment(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + ": " + b
+}
+
+// List returns the entries f selects, ordered by kind and value.
+func (s *Store) List(ctx context.Context, f Filter) ([]Entry, error) {
+	if f.Kind != "" {
+		k, err := ParseKind(string(f.Kind))
+		if err != nil {
+			return nil, err
+		}
+		f.Kind = k
+	}
+	all, err := s.load(ctx, f.Expired)
+	if err != nil {
+		return nil, err
+	}
+	needle := strings.ToLower(f.Value)
+	return slices.DeleteFunc(all, func(e Entry) bool {
+		return f.Kind != "" && e.Kind != f.Kind ||
+			needle != "" && !strings.Contains(strings.ToLower(e.Value), needle)
+	}), nil
+}
+
+// Purge deletes entries that expired before now, for the gc command.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.inTx(ctx, func(x execer) error {
+		var err error
+		n, err = x.exec(ctx, s.q().purge, s.ts(s.now()))
+		return err
+	})
+	return n, err
+}
+
+// Version returns the change counter the triggers bump; a daemon reloads
+// the table when it differs from the one it loaded.
+func (s *Store) Version(ctx context.Context) (int64, error) {
+	var v int64
+	var err error
+	if s.db.IsPostgres() {
+		err = s.db.PG.QueryRow(ctx, s.q().version).Scan(&v)
+	} else {
+		err = s.db.SQL.QueryRowContext(ctx, s.q().version).Scan(&v)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("whitelist: read version: %w", err)
+	}
+	return v, nil
+}
+
+// sourceDB marks entries that came from the database.
+const sourceDB = "database"
+
+// load reads the entries, the expired ones only if asked. A row that no
+// longer parses (edited by hand) is skipped by the caller's rebuild, not
+// fatal: one bad row must not disable the whole whitelist.
+func (s *Store) load(ctx context.Context, expired bool) ([]Entry, error) {
+	var (
+		out []Entry
+		err error
+	)
+	now := s.ts(s.now())
+	if expired {
+		now = s.ts(time.Time{})
+	}
+	if s.db.IsPostgres() {
+		out, err = s.loadPG(ctx, now)
+	} else {
+		out, err = s.loadSQLite(ctx, now)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("whitelist: load entries: %w", err)
+	}
+	return out, nil
+}
+
+func (s *Store) loadPG(ctx context.Context, now any) ([]Entry, error) {
+	rows, err := s.db.PG.Query(ctx, s.q().load, now)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var e Entry
+		var exp *time.Time
+		err := r.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &e.CreatedAt, &exp)
+		if exp != nil {
+			e.Expires = *exp
+		}
+		e.Source = sourceDB
+		return e, err
+	})
+}
+
+func (s *Store) loadSQLite(ctx context.Context, now any) ([]Entry, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, s.q().load, now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var created int64
+		var exp sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &created, &exp); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = time.Unix(created, 0).UTC()
+		if exp.Valid {
+			e.Expires = time.Unix(exp.Int64, 0).UTC()
+		}
+		e.Source = sourceDB
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ts converts a time to the column type: timestamptz on PostgreSQL, Unix
+// seconds on SQLite; the zero time is NULL (never expires).
+func (s *Store) ts(t time.Time) any {
+	switch {
+	case t.IsZero() && s.db.IsPostgres():
+		return (*time.Time)(nil)
+	case t.IsZero():
+		return sql.NullInt64{}
+	case s.db.IsPostgres():
+		return t
+	}
+	return t.Unix()
+}

@@ -1,0 +1,221 @@
+package whitelist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// Options are a Whitelist's collaborators.
+type Options struct {
+	Store  *Store // database entries; nil for files and defaults only
+	Logger *slog.Logger
+}
+
+// Whitelist is the "whitelist" check: it matches requests against an
+// in-memory snapshot of the role recipients, the files and the database
+// entries. Reload re-reads the files (SIGHUP); Run keeps the database part
+// fresh. Matching never touches the database.
+type Whitelist struct {
+	cfg   Config
+	store *Store
+	log   *slog.Logger
+
+	mu      sync.Mutex // serializes rebuilds; readers use ix only
+	roles   []Entry
+	files   []Entry
+	db      []Entry
+	version int64
+	loaded  bool // db holds the table at version
+	failing bool // the last refresh failed (log once per outage)
+
+	ix atomic.Pointer[index]
+}
+
+// New reads the configured files and, with a store, the database entries.
+// A bad file is an error. An unreachable database is not: the daemon
+// starts with its files and Run retries, because whitelists exempt mail
+// and their absence only makes mxpolicyd stricter for a while.
+func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	w := &Whitelist{cfg: cfg, store: opt.Store, log: opt.Logger}
+	if w.log == nil {
+		w.log = slog.New(slog.DiscardHandler)
+	}
+	roles, err := cfg.roleEntries()
+	if err != nil {
+		return nil, err
+	}
+	w.roles = roles
+	if err := w.Reload(); err != nil {
+		return nil, err
+	}
+	if w.store != nil {
+		if err := w.Refresh(ctx); err != nil {
+			w.log.Warn("whitelist: database entries not loaded yet; retrying", "err", err)
+		}
+	}
+	return w, nil
+}
+
+// Reload re-reads every configured file. If any file is bad, the lists in
+// use stay as they were and the error names each bad file:line.
+func (w *Whitelist) Reload() error {
+	var (
+		all  []Entry
+		errs []error
+	)
+	for _, src := range w.fileSources() {
+		for _, path := range src.paths {
+			list, err := readFile(path, src.format)
+			errs = append(errs, err)
+			all = append(all, list...)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.files = all
+	w.rebuild()
+	w.log.Info("whitelist files loaded", "entries", len(all))
+	return nil
+}
+
+type fileSource struct {
+	paths  []string
+	format Format
+}
+
+func (w *Whitelist) fileSources() []fileSource {
+	return []fileSource{
+		{w.cfg.ClientsFiles, FormatClients},
+		{w.cfg.RecipientsFiles, FormatRecipients},
+		{w.cfg.SendersFiles, FormatSenders},
+	}
+}
+
+// refreshTimeout bounds one poll, so a hung database never stacks polls.
+const refreshTimeout = 5 * time.Second
+
+// Refresh reloads the database entries if the change counter moved since
+// the last load. It costs one single-row read when nothing changed. The
+// counter is read before the rows: a change racing with the load then moves
+// the counter past what was loaded and is picked up by the next poll.
+func (w *Whitelist) Refresh(ctx context.Context) error {
+	if w.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	defer cancel()
+	v, err := w.store.Version(ctx)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	same := w.loaded && v == w.version
+	w.mu.Unlock()
+	if same {
+		return nil
+	}
+	rows, err := w.store.load(ctx, false)
+	if err != nil {
+		return err
+	}
+	list := w.parseRows(rows)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.db, w.version, w.loaded = list, v, true
+	w.rebuild()
+	w.log.Debug("whitelist database entries loaded", "entries", len(list), "version", v)
+	return nil
+}
+
+// parseRows keeps the rows that parse. The admin commands only write
+// canonical values, so a bad row was edited by hand: it is logged and
+// skipped rather than disabling every other entry.
+func (w *Whitelist) parseRows(rows []Entry) []Entry {
+	out := rows[:0]
+	for _, e := range rows {
+		p, err := parseValue(e.Kind, e.Value)
+		if err != nil {
+			w.log.Warn("whitelist: skipping bad database row", "id", e.ID, "kind", string(e.Kind), "err", err)
+			continue
+		}
+		e.pat = p
+		out = append(out, e)
+	}
+	return out
+}
+
+// rebuild swaps in a new snapshot; w.mu must be held. Role recipients come
+// first so that they win over a plain recipient entry for the same address.
+func (w *Whitelist) rebuild() {
+	w.ix.Store(newIndex(w.roles, w.files, w.db))
+}
+
+// Run polls the database every cfg.Refresh until ctx ends. Failures keep
+// the last snapshot and are logged once per outage, not once a second.
+func (w *Whitelist) Run(ctx context.Context) error {
+	if w.store == nil {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	t := time.NewTicker(w.cfg.Refresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			w.noteRefresh(w.Refresh(ctx))
+		}
+	}
+}
+
+func (w *Whitelist) noteRefresh(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case err != nil && !w.failing:
+		w.log.Warn("whitelist: refresh failed; keeping the entries loaded before", "err", err)
+	case err == nil && w.failing:
+		w.log.Info("whitelist: refresh works again")
+	}
+	w.failing = err != nil
+}
+
+// Len is the number of entries in the snapshot, for metrics.
+func (w *Whitelist) Len() int { return w.ix.Load().size }
+
+// Match returns what req matches at now; no entries means no match.
+func (w *Whitelist) Match(req *policy.Request, now time.Time) Match {
+	return w.ix.Load().match(req, now)
+}
+
+// Name implements policy.Check.
+func (w *Whitelist) Name() string { return "whitelist" }
+
+// Check implements policy.Check: on a match it records the exempted checks
+// in Facts.Skip and the entries in Facts.Whitelist, and passes (DUNNO);
+// it never accepts mail itself, so Postfix's later restrictions still apply.
+func (w *Whitelist) Check(_ context.Context, st *policy.State) (policy.Result, error) {
+	m := w.Match(st.Req, st.Now)
+	if len(m.Entries) == 0 {
+		return policy.Pass(""), nil
+	}
+	st.Facts.Skip = st.Facts.Skip.With(slices.Sorted(maps.Keys(m.Skip))...)
+	st.Facts.Whitelist = m.String()
+	return policy.Pass(fmt.Sprintf("whitelisted: %s", m)), nil
+}
