@@ -1,0 +1,177 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestIsPostgresDSN(t *testing.T) {
+	for dsn, want := range map[string]bool{
+		"postgres://u@h/db":             true,
+		"postgresql://u:p@h:5432/db":    true,
+		"host=/run/postgresql dbname=x": true,
+		"dbname=mx user=mx":             true,
+		"/var/lib/mxpolicyd/mx.db":      false,
+		"mx.db":                         false,
+		"file:mx.db":                    false,
+		"a=b.db":                        false,
+	} {
+		if got := IsPostgresDSN(dsn); got != want {
+			t.Errorf("IsPostgresDSN(%q) = %v, want %v", dsn, got, want)
+		}
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://mx:s3cret@db.example:5432/mx?sslmode=verify-full": "postgres://mx:xxxxx@db.example:5432/mx?sslmode=verify-full",
+		"postgresql://mx@db/mx":                     "postgresql://mx@db/mx",
+		"postgres://db/mx?user=mx&password=s3cret":  "postgres://db/mx?password=xxxxx&user=mx",
+		"host=db user=mx password=s3cret dbname=mx": "host=db user=mx password=xxxxx dbname=mx",
+		"host=db password='s3 c\\'ret' dbname=mx":   "host=db password=xxxxx dbname=mx",
+		"host=db PASSWORD = s3cret":                 "host=db PASSWORD = xxxxx",
+		"/var/lib/mxpolicyd/greylist.db":            "/var/lib/mxpolicyd/greylist.db",
+	} {
+		got := Redact(in)
+		if got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+		if strings.Contains(got, "s3") {
+			t.Errorf("Redact(%q) leaks the password: %q", in, got)
+		}
+	}
+}
+
+func TestOpenSQLite(t *testing.T) {
+	ctx := ctxT(t)
+	path := filepath.Join(t.TempDir(), "sub", "mx.db")
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Kind() != SQLite || d.SQL == nil || d.PG != nil {
+		t.Fatalf("kind %q SQL %v PG %v", d.Kind(), d.SQL, d.PG)
+	}
+	var mode string
+	if err := d.SQL.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Fatalf("journal_mode = %q, %v; want wal", mode, err)
+	}
+	if err := d.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Many goroutines writing at once must all succeed: a single connection
+// with BEGIN IMMEDIATE queues them instead of failing with SQLITE_BUSY.
+func TestSQLiteConcurrentWritesNeverBusy(t *testing.T) {
+	ctx := ctxT(t)
+	d, err := Open(ctx, filepath.Join(t.TempDir(), "mx.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if _, err := d.SQL.ExecContext(ctx, `CREATE TABLE c (k TEXT PRIMARY KEY, n INTEGER NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 20, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				tx, err := d.SQL.BeginTx(ctx, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_, err = tx.ExecContext(ctx, `INSERT INTO c VALUES ('k', 1) ON CONFLICT (k) DO UPDATE SET n = n + 1`)
+				if err == nil {
+					err = tx.Commit()
+				} else {
+					_ = tx.Rollback()
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("concurrent write failed: %v", err)
+	}
+	var n int
+	if err := d.SQL.QueryRowContext(ctx, `SELECT n FROM c`).Scan(&n); err != nil || n != workers*each {
+		t.Fatalf("n = %d, %v; want %d", n, err, workers*each)
+	}
+}
+
+func TestOpenPostgres(t *testing.T) {
+	ctx := ctxT(t)
+	d, err := Open(ctx, pgtest.New(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if d.Kind() != Postgres || d.PG == nil || d.SQL != nil {
+		t.Fatalf("kind %q", d.Kind())
+	}
+	if err := d.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err = d.PG.Exec(ctx, "SELECT nonsense FROM nowhere")
+	if err == nil || IsTemporary(err) {
+		t.Fatalf("a SQL error must be permanent, got %v (temporary=%v)", err, IsTemporary(err))
+	}
+}
+
+// A server that is not there is a temporary failure, and the error names
+// the server without its password.
+func TestOpenPostgresRefusedIsTemporary(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dsn := fmt.Sprintf("postgres://mx:s3cret@127.0.0.1:%d/mx?connect_timeout=2", port)
+	_, err = Open(ctxT(t), dsn, nil)
+	if err == nil {
+		t.Fatal("Open succeeded against a closed port")
+	}
+	if !IsTemporary(err) {
+		t.Errorf("connection refused must be temporary: %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+}
+
+func TestIsTemporaryContext(t *testing.T) {
+	if !IsTemporary(fmt.Errorf("x: %w", context.DeadlineExceeded)) {
+		t.Error("deadline exceeded must be temporary")
+	}
+	if IsTemporary(fmt.Errorf("plain")) || IsTemporary(nil) {
+		t.Error("plain errors and nil are not temporary")
+	}
+}

@@ -1,0 +1,70 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"net"
+	"syscall"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"modernc.org/sqlite"
+)
+
+// IsTemporary reports whether err may go away by itself: the server is
+// down, restarting, overloaded or slow, or a lock is held. The engine
+// answers its on_error action for either kind; the distinction decides what
+// is logged as an outage and what as a bug (STYLE.md rule 8).
+func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ENOENT) && isNetErr(err) { // unix socket gone: server down
+		return true
+	}
+	if pgconn.Timeout(err) || pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return temporaryPGCode(pgErr.Code)
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var sqlErr *sqlite.Error
+	if errors.As(err, &sqlErr) {
+		switch sqlErr.Code() & 0xff { // primary result code
+		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+		return false
+	}
+	return isNetErr(err)
+}
+
+func isNetErr(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
+}
+
+// temporaryPGCode classifies SQLSTATEs (PostgreSQL appendix A): connection
+// exceptions, shutdowns, resource exhaustion, serialization and lock waits.
+func temporaryPGCode(code string) bool {
+	if len(code) != 5 {
+		return false
+	}
+	switch code[:2] {
+	case "08", "53", "57":
+		// connection exception; insufficient resources (too many
+		// connections); operator intervention: admin_shutdown 57P01,
+		// cannot_connect_now 57P03, query_canceled 57014 (statement_timeout)
+		return true
+	case "40": // transaction rollback: serialization failure, deadlock
+		return true
+	}
+	return code == "55P03" // lock_not_available
+}
