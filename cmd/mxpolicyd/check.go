@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// checkOpts describe one request on the command line.
+type checkOpts struct {
+	stdin    bool
+	client   string
+	name     string
+	helo     string
+	sender   string
+	rcpt     string
+	sasl     string
+	state    string
+	database string
+	dns      string
+}
+
+func newCheckCmd(g *globalOpts) *cobra.Command {
+	o := &checkOpts{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Explain the decision for one request, writing nothing",
+		Long: `Evaluate one policy request with the running configuration and print the
+action Postfix would get, the check that decided it and why, and what every
+check concluded. Nothing is written: greylisting is evaluated read-only, and
+no decision is logged to the database. Answer "why was this mail deferred or
+rejected?" with it.
+
+The request comes from flags, or with --stdin as a request block in the policy
+protocol (name=value lines; Postfix's own format).`,
+		Example: `  mxpolicyd check --client-address 192.0.2.10 --client-name mail.example.org \
+      --helo mail.example.org --sender alice@example.org --recipient bob@example.net
+  printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n\n' | mxpolicyd check --stdin`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCheck(cmd.Context(), g.configPath, o, cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.stdin, "stdin", false, "read a request block from standard input")
+	f.StringVar(&o.client, "client-address", "", "client IP address")
+	f.StringVar(&o.name, "client-name", "unknown", "verified client hostname, or unknown")
+	f.StringVar(&o.helo, "helo", "", "HELO/EHLO name")
+	f.StringVar(&o.sender, "sender", "", "envelope sender (empty: the null sender)")
+	f.StringVar(&o.rcpt, "recipient", "", "envelope recipient")
+	f.StringVar(&o.sasl, "sasl-username", "", "SASL login name, if authenticated")
+	f.StringVar(&o.state, "protocol-state", "RCPT", "SMTP stage")
+	f.StringVar(&o.database, "database", "", "database to read (key database)")
+	f.StringVar(&o.dns, "dns", "", "DNS server host:port (key dns.server)")
+	return cmd
+}
+
+func (o *checkOpts) request(in io.Reader) (*policy.Request, error) {
+	if o.stdin {
+		br := bufio.NewReaderSize(in, policy.DefaultLimits.MaxLine+64)
+		req, err := policy.ReadRequest(br, policy.DefaultLimits)
+		if err != nil {
+			return nil, fmt.Errorf("reading request from stdin: %w", err)
+		}
+		return req, nil
+	}
+	if o.rcpt == "" || o.client == "" {
+		return nil, usageError{fmt.Errorf("--client-address and --recipient are required (or use --stdin)")}
+	}
+	addr, err := netip.ParseAddr(o.client)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--client-address: %w", err)}
+	}
+	return &policy.Request{
+		Request: "smtpd_access_policy", ProtocolState: strings.ToUpper(o.state), ProtocolName: "ESMTP",
+		ClientAddress: addr.Unmap(), ClientName: o.name, ReverseName: o.name, HeloName: o.helo,
+		Sender: o.sender, Recipient: o.rcpt, SASLUsername: o.sasl, Instance: "check",
+	}, nil
+}
+
+func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Command) error {
+	cfg, err := config.Load(cfgPath, func(c *config.Config) {
+		if o.database != "" {
+			c.Database = o.database
+		}
+		if o.dns != "" {
+			c.DNS.Server = o.dns
+		}
+	})
+	if err != nil {
+		return usageError{err}
+	}
+	req, err := o.request(cmd.InOrStdin())
+	if err != nil {
+		return err
+	}
+	logger := cfg.Logger(cmd.ErrOrStderr())
+	w, closeAll, err := openReadOnly(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	steps, err := w.steps(cfg)
+	if err != nil {
+		return err
+	}
+	e := policy.NewEngine(policy.Options{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL,
+		Logger: slog.New(slog.DiscardHandler)}, steps)
+	printDecision(cmd.OutOrStdout(), e.Evaluate(ctx, req, nil))
+	return nil
+}
+
+func printDecision(w io.Writer, d *policy.Decision) {
+	fmt.Fprintf(w, "action:   %s\n", d.Action)
+	fmt.Fprintf(w, "check:    %s\n", orDash(d.Check))
+	fmt.Fprintf(w, "reason:   %s\n", orDash(d.Reason))
+	if d.Delay > 0 {
+		fmt.Fprintf(w, "delay:    %s\n", d.Delay)
+	}
+	f := d.Facts
+	if f.Whitelist != "" {
+		fmt.Fprintf(w, "whitelist: %s\n", f.Whitelist)
+	}
+	if f.DNSScore != 0 || len(f.DNSListed) > 0 {
+		fmt.Fprintf(w, "dns score: %g (%s)\n", f.DNSScore, strings.Join(f.DNSListed, ", "))
+	}
+	if f.SPF != "" {
+		fmt.Fprintf(w, "spf:      %s %s\n", f.SPF, f.SPFDomain)
+	}
+	for _, t := range d.Timings {
+		fmt.Fprintf(w, "ran:      %-9s %s\n", t.Check, t.Duration.Round(time.Microsecond))
+	}
+	for _, e := range d.Errors {
+		fmt.Fprintf(w, "error:    %s: %v (timeout=%v)\n", e.Check, e.Err, e.Timeout)
+	}
+	fmt.Fprintf(w, "took:     %s\n", d.Duration.Round(time.Microsecond))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

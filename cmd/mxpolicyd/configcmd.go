@@ -1,0 +1,35 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+)
+
+func newConfigCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Inspect the configuration",
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "check",
+		Short: "Validate the config file and print the effective config, secrets redacted",
+		Long: `Load the config file (--config), apply defaults and $` + config.EnvDatabase + `,
+validate every key, and print the effective configuration as YAML with the
+database password redacted. Exits non-zero naming the bad key if invalid.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(g.configPath, nil)
+			if err != nil {
+				return usageError{err}
+			}
+			out, err := cfg.YAML()
+			if err != nil {
+				return err
+			}
+			cmd.Print(string(out))
+			return nil
+		},
+	})
+	return cmd
+}

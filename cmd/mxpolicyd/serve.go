@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// serveOpts are serve's flags; each overrides the config file's key.
+type serveOpts struct {
+	listen        []string
+	database      string
+	dns           string
+	observe       bool
+	logFormat     string
+	logLevel      string
+	metricsListen string
+	noMigrate     bool
+}
+
+func newServeCmd(g *globalOpts) *cobra.Command {
+	o := &serveOpts{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve Postfix policy requests",
+		Long: `Serve Postfix policy requests until SIGTERM or SIGINT (finish replies in
+flight, close idle connections, exit 0). SIGHUP reloads the config file's
+reloadable parts (DNS lists, whitelist files, check settings) without dropping
+connections; a bad file keeps the running config and logs why.`,
+		Example: `  mxpolicyd serve
+  mxpolicyd serve --listen 127.0.0.1:10040 --listen unix:/var/spool/postfix/private/mxpolicyd
+  mxpolicyd serve --config /etc/mxpolicyd/mxpolicyd.yaml --database postgres://mxpolicyd@db/mxpolicyd`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), g.configPath, o, cmd)
+		},
+	}
+	f := cmd.Flags()
+	f.StringArrayVarP(&o.listen, "listen", "l", nil, "listen on host:port or unix:/path (repeatable; key listen)")
+	f.StringVar(&o.database, "database", "", "postgres:// URL or SQLite file path (key database; env "+config.EnvDatabase+")")
+	f.StringVar(&o.dns, "dns", "", "DNS server host:port for lists and SPF (key dns.server)")
+	f.BoolVar(&o.observe, "observe", false, "compute and record decisions but always answer DUNNO (key observe)")
+	f.StringVar(&o.logFormat, "log-format", "", "text or json (key log.format)")
+	f.StringVar(&o.logLevel, "log-level", "", "debug, info, warn or error (key log.level)")
+	f.StringVar(&o.metricsListen, "metrics-listen", "", "serve /metrics, /healthz, /readyz on host:port (key metrics.listen)")
+	f.BoolVar(&o.noMigrate, "no-migrate", false, "do not apply database migrations at start (key auto_migrate)")
+	return cmd
+}
+
+// apply overlays the flags that were given on the config.
+func (o *serveOpts) apply(cmd *cobra.Command) func(*config.Config) {
+	return func(c *config.Config) {
+		f := cmd.Flags()
+		if f.Changed("listen") {
+			c.Listen = o.listen
+		}
+		if f.Changed("database") {
+			c.Database = o.database
+		}
+		if f.Changed("dns") {
+			c.DNS.Server = o.dns
+		}
+		if f.Changed("observe") {
+			c.Observe = o.observe
+		}
+		if f.Changed("log-format") {
+			c.Log.Format = o.logFormat
+		}
+		if f.Changed("log-level") {
+			c.Log.Level = o.logLevel
+		}
+		if f.Changed("metrics-listen") {
+			c.Metrics.Listen = o.metricsListen
+		}
+		if f.Changed("no-migrate") {
+			c.AutoMigrate = !o.noMigrate
+		}
+	}
+}
+
+func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Command) error {
+	override := o.apply(cmd)
+	cfg, err := config.Load(cfgPath, override)
+	if err != nil {
+		return usageError{err}
+	}
+	logger := cfg.Logger(os.Stderr)
+	d, err := openDaemon(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	srv, lns, err := d.listen()
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			d.reload(ctx, cfgPath, override)
+		}
+	}()
+	return serveUntilDone(ctx, srv, lns, logger)
+}
+
+// serveUntilDone runs the server on every listener until ctx ends
+// (SIGTERM/SIGINT), then drains. A listener failing is fatal.
+func serveUntilDone(ctx context.Context, srv *policy.Server, lns []net.Listener, logger *slog.Logger) error {
+	errc := make(chan error, len(lns))
+	var wg sync.WaitGroup
+	for _, ln := range lns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); !errors.Is(err, policy.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		logger.Info("listening", "addr", ln.Addr().String())
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err = <-errc:
+		logger.Error("listener failed", "err", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(sctx); serr != nil {
+		logger.Warn("shutdown did not finish cleanly", "err", serr)
+	}
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/migrations"
+)
+
+// addStoreCommands registers the commands that work on the database.
+func addStoreCommands(root *cobra.Command, g *globalOpts) {
+	root.AddCommand(newMigrateCmd(g))
+}
+
+// storeFlags is the --database flag the store commands share.
+type storeFlags struct{ database string }
+
+func (s *storeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&s.database, "database", "",
+		"postgres:// URL or SQLite file path (key database; env "+config.EnvDatabase+")")
+}
+
+// load reads the config with --database applied.
+func (s *storeFlags) load(g *globalOpts) (*config.Config, error) {
+	cfg, err := config.Load(g.configPath, func(c *config.Config) {
+		if s.database != "" {
+			c.Database = s.database
+		}
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return cfg, nil
+}
+
+// open loads the config and opens its database, migrated.
+func (s *storeFlags) open(ctx context.Context, g *globalOpts) (*config.Config, *db.DB, *slog.Logger, error) {
+	cfg, err := s.load(g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	logger := cfg.Logger(os.Stderr)
+	store, err := openStore(ctx, cfg, logger, cfg.AutoMigrate)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, store, logger, nil
+}
+
+func applyMigrations(ctx context.Context, store *db.DB, logger *slog.Logger) error {
+	applied, err := migrations.Apply(ctx, store)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range applied {
+		logger.Info("migration applied", "migration", m)
+	}
+	return nil
+}
+
+func newMigrateCmd(g *globalOpts) *cobra.Command {
+	s := &storeFlags{}
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply pending database migrations",
+		Long: `Apply the versioned SQL migrations embedded in the binary. On PostgreSQL they
+run under an advisory lock, so several hosts may start at once. serve does
+this at start unless auto_migrate is false or --no-migrate is given.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := s.load(g)
+			if err != nil {
+				return err
+			}
+			store, err := openStore(cmd.Context(), cfg, cfg.Logger(os.Stderr), false)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			applied, err := migrations.Apply(cmd.Context(), store)
+			if err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			for _, m := range applied {
+				cmd.Println("applied", m)
+			}
+			if len(applied) == 0 {
+				cmd.Println("database is up to date")
+			}
+			return nil
+		},
+	}
+	s.add(cmd)
+	return cmd
+}
+
+// openReadOnly opens what check needs without writing: no migrations,
+// and checks built in read-only mode.
+func openReadOnly(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*wiring, func(), error) {
+	store, err := openStore(ctx, cfg, logger, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := newWiring(ctx, cfg, logger, store, nil)
+	if err != nil {
+		store.Close()
+		return nil, nil, err
+	}
+	return w, func() { w.close(); store.Close() }, nil
+}
