@@ -235,7 +235,7 @@ func (c *Config) validateListen() error {
 
 func (c *Config) validateServer() error {
 	checks := []struct {
-		key      string
+		key       string
 		v, lo, hi int
 	}{
 		{"max_connections", c.MaxConnections, 1, 100000},
