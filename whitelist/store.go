@@ -129,7 +129,11 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opt ImportOptions) (Imp
 	if opt.Name == "" {
 		opt.Name = "stdin"
 	}
-	list, err := parseList(r, opt.Name, opt.Format)
+	f, err := ParseFormat(string(opt.Format))
+	if err != nil {
+		return res, err
+	}
+	list, err := parseList(r, opt.Name, f)
 	if err != nil {
 		return res, err
 	}

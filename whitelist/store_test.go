@@ -213,6 +213,9 @@ func TestStoreImport(t *testing.T) {
 		if res, err := s.Import(ctx, recips, ImportOptions{Format: FormatRecipients, Expires: t0}); err == nil {
 			t.Errorf("Import with past expiry = %+v, want error", res)
 		}
+		if _, err := s.Import(ctx, strings.NewReader("x@example.com\n"), ImportOptions{}); err == nil {
+			t.Error("Import without a format succeeded")
+		}
 		if v, _ := s.Version(ctx); v != v0 {
 			t.Errorf("failed imports moved the version from %d to %d", v0, v)
 		}
