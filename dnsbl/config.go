@@ -1,0 +1,240 @@
+package dnsbl
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// Kind says what a list is asked about.
+type Kind string
+
+const (
+	KindIP     Kind = "ip"     // the client address (DNSBL, DNSWL)
+	KindDomain Kind = "domain" // names (RHSBL), see Identity
+)
+
+// Identity is a name a domain list is asked about.
+type Identity string
+
+const (
+	Sender     Identity = "sender"      // the MAIL FROM domain
+	Helo       Identity = "helo"        // the HELO/EHLO name
+	ClientName Identity = "client_name" // the verified (forward-confirmed) client name
+)
+
+// AllIdentities is the default for domain lists: Spamhaus recommends
+// checking DBL against the sender domain, the HELO name and the rDNS name.
+var AllIdentities = []Identity{Sender, Helo, ClientName}
+
+// List is one configured list. In YAML it is either a map or, as a
+// shorthand, just the site string:
+//
+//	lists:
+//	  - zen.spamhaus.org=127.0.0.[2..11]*2
+//	  - site: KEY.dbl.dq.spamhaus.net=127.0.1.[2..99]
+//	    name: dbl.spamhaus.org
+//	    kind: domain
+//	    identities: [sender, helo]
+type List struct {
+	// Site is "zone[=filter][*weight]" as in postscreen_dnsbl_sites: the
+	// filter matches reply addresses, e.g. 127.0.0.[2..11]; the weight
+	// (default 1) is added once when any reply matches; a negative weight
+	// makes the list an allowlist (DNSWL).
+	Site string `yaml:"site"`
+	// Name is what replies and logs call the list. Default: the zone, with
+	// the key label removed for Spamhaus DQS zones (KEY.zen.dq.spamhaus.net
+	// shows as zen.dq.spamhaus.net), so a DQS key never reaches a client.
+	// Set it for any other list whose zone holds a secret.
+	Name string `yaml:"name"`
+	// Kind is "ip" (default) or "domain".
+	Kind Kind `yaml:"kind"`
+	// Identities are the names a domain list is asked about. Default: all
+	// of sender, helo, client_name.
+	Identities []Identity `yaml:"identities"`
+}
+
+// UnmarshalYAML accepts the site-string shorthand as well as the map form.
+func (l *List) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		*l = List{Site: n.Value}
+		return nil
+	}
+	type plain List
+	return n.Decode((*plain)(l))
+}
+
+// Config is the dnsbl section of the configuration file.
+type Config struct {
+	// Lists are queried in parallel for every RCPT. Default: none.
+	Lists []List `yaml:"lists"`
+	// RejectThreshold: a score at or above it answers the reject reply.
+	// Default 1, as postscreen_dnsbl_threshold: with the default weight of
+	// 1, one listing rejects, like reject_rbl_client. Raise it (and give
+	// weights) to require several lists to agree.
+	RejectThreshold float64 `yaml:"reject_threshold"`
+	// Timeout is the one deadline for all lists together. Default 2s: well
+	// inside the request budget, and lists answer in milliseconds from a
+	// warm local resolver (postscreen allows 10s, but it does not hold an
+	// SMTP command waiting).
+	Timeout time.Duration `yaml:"timeout"`
+	// MinTTL and MaxTTL clamp how long answers are cached, positive and
+	// negative (the negative TTL comes from the SOA, RFC 2308). Defaults
+	// 60s and 1h, as postscreen_dnsbl_min_ttl/max_ttl.
+	MinTTL time.Duration `yaml:"min_ttl"`
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// CacheSize bounds the number of cached answers. Default 100000,
+	// a few tens of MB at most.
+	CacheSize int `yaml:"cache_size"`
+	// PauseAfter consecutive failures (timeout, SERVFAIL, error codes such
+	// as 127.255.255.254) pause a list for PauseFor, so a dead or
+	// rate-limited list does not cost its timeout on every request.
+	// Defaults 5 and 5m (SpamAssassin's dns_block_time is 300s; postfwd
+	// disables a list after 10 timeouts for 20m). After a pause one more
+	// failure pauses it again; one success clears the count.
+	PauseAfter int           `yaml:"pause_after"`
+	PauseFor   time.Duration `yaml:"pause_for"`
+	// RejectReply is the reply template. Placeholders: {list} (display
+	// name), {class} ("Client host", "Sender address", "Helo command"),
+	// {what} (the address or name looked up), {code} (the reply address),
+	// {txt} (the list's TXT record, sanitized), {reason} ("; " + txt, or
+	// empty). Default mirrors Postfix's default_rbl_reply:
+	// "554 5.7.1 Service unavailable; {class} [{what}] blocked using {list}{reason}".
+	RejectReply string `yaml:"reject_reply"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		RejectThreshold: 1,
+		Timeout:         2 * time.Second,
+		MinTTL:          time.Minute,
+		MaxTTL:          time.Hour,
+		CacheSize:       100000,
+		PauseAfter:      5,
+		PauseFor:        5 * time.Minute,
+		RejectReply:     "554 5.7.1 Service unavailable; {class} [{what}] blocked using {list}{reason}",
+	}
+}
+
+// Validate checks every key; errors name the dotted key.
+func (c Config) Validate() error {
+	for i, l := range c.Lists {
+		if _, err := l.entry(); err != nil {
+			return fmt.Errorf("dnsbl.lists[%d]: %w", i, err)
+		}
+	}
+	switch {
+	case c.RejectThreshold <= 0:
+		return fmt.Errorf("dnsbl.reject_threshold: must be positive, got %v", c.RejectThreshold)
+	case c.Timeout < 10*time.Millisecond || c.Timeout > 30*time.Second:
+		return fmt.Errorf("dnsbl.timeout: must be between 10ms and 30s, got %q", c.Timeout)
+	case c.MinTTL < 0:
+		return fmt.Errorf("dnsbl.min_ttl: must not be negative, got %q", c.MinTTL)
+	case c.MaxTTL < c.MinTTL:
+		return fmt.Errorf("dnsbl.max_ttl: must be at least min_ttl (%s), got %q", c.MinTTL, c.MaxTTL)
+	case c.CacheSize < 1:
+		return fmt.Errorf("dnsbl.cache_size: must be at least 1, got %d", c.CacheSize)
+	case c.PauseAfter < 1:
+		return fmt.Errorf("dnsbl.pause_after: must be at least 1, got %d", c.PauseAfter)
+	case c.PauseFor < 0:
+		return fmt.Errorf("dnsbl.pause_for: must not be negative, got %q", c.PauseFor)
+	}
+	if _, err := renderReply(c.RejectReply, replyVars{list: "list.example", class: "Client host",
+		what: "192.0.2.1", code: "127.0.0.2", txt: "listed"}); err != nil {
+		return fmt.Errorf("dnsbl.reject_reply: %w", err)
+	}
+	return nil
+}
+
+// entry parses and completes one list.
+func (l List) entry() (*entry, error) {
+	s, err := parseSite(l.Site)
+	if err != nil {
+		return nil, fmt.Errorf("site: %w", err)
+	}
+	e := &entry{site: s, name: l.Name, kind: l.Kind, ids: l.Identities}
+	if e.name == "" {
+		e.name = displayName(s.zone)
+	}
+	if strings.ContainsAny(e.name, "\r\n\x00") {
+		return nil, fmt.Errorf("name: must be one line, got %q", e.name)
+	}
+	switch e.kind {
+	case "":
+		e.kind = KindIP
+	case KindIP, KindDomain:
+	default:
+		return nil, fmt.Errorf("kind: must be ip or domain, got %q", l.Kind)
+	}
+	return e, e.checkIdentities()
+}
+
+func (e *entry) checkIdentities() error {
+	if e.kind == KindIP {
+		if len(e.ids) > 0 {
+			return fmt.Errorf("identities: only for kind: domain")
+		}
+		return nil
+	}
+	if len(e.ids) == 0 {
+		e.ids = AllIdentities
+	}
+	for _, id := range e.ids {
+		if id != Sender && id != Helo && id != ClientName {
+			return fmt.Errorf("identities: %q is not sender, helo or client_name", id)
+		}
+	}
+	return nil
+}
+
+// displayName hides the key of a Spamhaus DQS zone
+// (<key>.<name>.dq.spamhaus.net, anchors §2.4).
+func displayName(zone string) string {
+	labels := strings.Split(zone, ".")
+	if strings.HasSuffix(zone, ".dq.spamhaus.net") && len(labels) == 5 {
+		return strings.Join(labels[1:], ".")
+	}
+	return zone
+}
+
+// entry is a List ready to use.
+type entry struct {
+	site
+	name string
+	kind Kind
+	ids  []Identity
+}
+
+func (e *entry) asks(id Identity) bool {
+	for _, x := range e.ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// replyVars fill the RejectReply template.
+type replyVars struct{ list, class, what, code, txt string }
+
+func renderReply(tmpl string, v replyVars) (policy.Action, error) {
+	reason := ""
+	if v.txt != "" {
+		reason = "; " + v.txt
+	}
+	s := strings.NewReplacer("{list}", v.list, "{class}", v.class, "{what}", v.what,
+		"{code}", v.code, "{txt}", v.txt, "{reason}", reason).Replace(tmpl)
+	a, err := policy.ParseAction(s)
+	if err != nil {
+		return a, err
+	}
+	if a.IsDunno() {
+		return a, fmt.Errorf("%q would not refuse anything", tmpl)
+	}
+	return a, nil
+}

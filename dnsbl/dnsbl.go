@@ -1,0 +1,209 @@
+// Package dnsbl scores a client by DNS lists: IP blocklists (DNSBL),
+// domain blocklists (RHSBL) asked about the sender domain, HELO name and
+// verified client name, and allowlists (DNSWL, negative weights). Lists
+// are configured as in postscreen_dnsbl_sites, queried in parallel under
+// one deadline, and their answers cached by TTL; a score at or above the
+// threshold rejects with a reply naming the list by its display name.
+//
+// A query for 2.0.0.127 in zen.spamhaus.org asks the A record of
+// 2.0.0.127.zen.spamhaus.org: NXDOMAIN means not listed, an address in
+// 127.0.0.0/8 is a listing code (RFC 5782 §2.1), and some such addresses
+// are error reports instead (see errorCode).
+package dnsbl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// Exchanger sends one DNS query; *resolver.Resolver is the implementation.
+// NXDOMAIN must come back as a message, not an error.
+type Exchanger interface {
+	Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
+}
+
+// Options are the collaborators of a Checker; zero values are usable.
+type Options struct {
+	Logger   *slog.Logger
+	Now      func() time.Time // the cache clock
+	Observer Observer
+}
+
+// ErrPaused is returned for a list skipped after repeated failures.
+var ErrPaused = errors.New("dnsbl: list paused after repeated failures")
+
+// Checker is the "dnsbl" policy check. Safe for concurrent use; build a
+// new one on reload (the cache goes with it).
+type Checker struct {
+	cfg     Config
+	entries []*entry
+	zones   map[string]*zoneState
+	ex      Exchanger
+	log     *slog.Logger
+	now     func() time.Time
+	obs     Observer
+	cache   *cache
+	flight  singleflight.Group
+}
+
+// New validates cfg and returns the check.
+func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Checker{cfg: cfg, ex: ex, log: opt.Logger, now: opt.Now, obs: opt.Observer,
+		zones: map[string]*zoneState{}, cache: newCache(cfg.CacheSize)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	if c.obs == nil {
+		c.obs = nopObserver{}
+	}
+	for _, l := range cfg.Lists {
+		e, _ := l.entry() // validated above
+		c.entries = append(c.entries, e)
+		if c.zones[e.zone] == nil {
+			c.zones[e.zone] = &zoneState{zone: e.zone, name: e.name}
+		}
+	}
+	return c, nil
+}
+
+// Name is the check's name in configuration and logs.
+func (c *Checker) Name() string { return "dnsbl" }
+
+// Check scores the request and records the score in st.Facts, where
+// greylisting reads it. It rejects at or above the threshold and passes
+// otherwise. It returns an error only when no list answered at all, so
+// that the step's on_error decides what a DNS outage means.
+func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
+	pairs, qnames := c.plan(subjects(st.Req))
+	if len(qnames) == 0 {
+		return policy.Pass(""), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	answers, err := c.resolveAll(ctx, qnames)
+	if err != nil {
+		return policy.Result{}, err
+	}
+	sc := score(pairs, answers)
+	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
+	if sc.total < c.cfg.RejectThreshold || sc.best == nil {
+		return policy.Pass(sc.reason()), nil
+	}
+	return policy.Result{Action: c.reply(ctx, sc.best), Reason: sc.reason()}, nil
+}
+
+// pair is one entry asked about one subject.
+type pair struct {
+	e     *entry
+	s     subject
+	qname string
+}
+
+// plan lists what to ask: every entry against every subject it applies
+// to. Entries sharing a zone share query names, so each name is asked once.
+func (c *Checker) plan(subs []subject) ([]pair, map[string]*zoneState) {
+	var pairs []pair
+	qnames := map[string]*zoneState{}
+	for _, e := range c.entries {
+		for _, s := range subs {
+			if s.kind != e.kind || (s.kind == KindDomain && !e.asks(s.id)) {
+				continue
+			}
+			q := s.key + "." + e.zone
+			if len(q) > 253 {
+				continue
+			}
+			pairs = append(pairs, pair{e, s, q})
+			qnames[q] = c.zones[e.zone]
+		}
+	}
+	return pairs, qnames
+}
+
+// reply renders the reject action for the best hit, with the list's TXT
+// record when it publishes one and it arrives within the deadline.
+func (c *Checker) reply(ctx context.Context, h *hit) policy.Action {
+	txt := c.txt(ctx, c.zones[h.e.zone], h.qname)
+	v := replyVars{list: h.e.name, class: h.s.class, what: h.s.what, code: h.code.String(),
+		txt: sanitize(txt, h.e.zone, h.e.name)}
+	a, err := renderReply(c.cfg.RejectReply, v)
+	if err != nil {
+		// The template was validated, so only odd TXT content gets here.
+		v.txt = ""
+		if a, err = renderReply(c.cfg.RejectReply, v); err != nil {
+			return policy.Action{Verb: policy.Reject, Text: "blocked using " + h.e.name}
+		}
+	}
+	return a
+}
+
+// sanitize makes a TXT record safe for an SMTP reply: printable ASCII on
+// one line (Postfix refuses a non-UTF-8 action with smtputf8_enable), no
+// zone name (it may hold a DQS key), and short.
+func sanitize(txt, zone, name string) string {
+	var b strings.Builder
+	space := false
+	for _, r := range txt {
+		if r <= ' ' || r > '~' {
+			space = b.Len() > 0
+			continue
+		}
+		if space {
+			b.WriteByte(' ')
+			space = false
+		}
+		b.WriteRune(r)
+	}
+	out := replaceFold(b.String(), zone, name)
+	if len(out) > 200 {
+		out = out[:200]
+	}
+	return out
+}
+
+// replaceFold replaces old in s ignoring ASCII case; s is ASCII here, so
+// lowercasing keeps byte offsets.
+func replaceFold(s, old, new string) string {
+	lower := strings.ToLower(s)
+	var b strings.Builder
+	for {
+		i := strings.Index(lower, old)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		b.WriteString(new)
+		s, lower = s[i+len(old):], lower[i+len(old):]
+	}
+}
+
+// redactedError hides the zone (which may hold a DQS key) from an error's
+// text while keeping it inspectable with errors.Is/As.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+func (z *zoneState) redact(err error) error {
+	msg := strings.ReplaceAll(err.Error(), z.zone, z.name)
+	return &redactedError{msg: fmt.Sprintf("dnsbl: %s: %s", z.name, msg), err: err}
+}

@@ -1,0 +1,186 @@
+package dnsbl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// resolveAll answers every query name, from the cache where possible and
+// otherwise in parallel, and returns within ctx. A name missing from the
+// result got no usable answer. The error is set only if none answered.
+func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) (map[string][]netip.Addr, error) {
+	out := make(map[string][]netip.Addr, len(qnames))
+	now := c.now()
+	var misses []string
+	for q, z := range qnames {
+		if a, ok := c.cache.get(q, now); ok {
+			c.obs.Query(z.name, true, nil, 0)
+			out[q] = a.addrs
+		} else {
+			misses = append(misses, q)
+		}
+	}
+	if len(misses) == 0 {
+		return out, nil
+	}
+	type result struct {
+		qname string
+		addrs []netip.Addr
+		err   error
+	}
+	ch := make(chan result, len(misses))
+	for _, q := range misses {
+		go func() {
+			addrs, err := c.lookup(ctx, qnames[q], q)
+			ch <- result{q, addrs, err}
+		}()
+	}
+	var errs []error
+	for range misses {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
+		}
+		out[r.qname] = r.addrs
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("dnsbl: no list answered: %w", errors.Join(errs...))
+	}
+	return out, nil
+}
+
+// lookup asks one name that is not cached. Concurrent requests for the
+// same name share one query; the query runs to its own timeout even if
+// this caller gives up, so its answer still reaches the cache.
+func (c *Checker) lookup(ctx context.Context, z *zoneState, qname string) ([]netip.Addr, error) {
+	if z.paused(c.now()) {
+		return nil, fmt.Errorf("%w: %s", ErrPaused, z.name)
+	}
+	ch := c.flight.DoChan(qname, func() (any, error) {
+		return c.fetch(context.WithoutCancel(ctx), z, qname)
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.([]netip.Addr), nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("dnsbl: %s: %w", z.name, ctx.Err())
+	}
+}
+
+// fetch sends the A query, caches the answer, and counts the list's health.
+func (c *Checker) fetch(ctx context.Context, z *zoneState, qname string) ([]netip.Addr, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	start := time.Now()
+	msg, err := c.ex.Exchange(ctx, qname, dns.TypeA)
+	c.obs.Query(z.name, false, err, time.Since(start))
+	if err != nil {
+		err = z.redact(err)
+		c.health(z, err)
+		return nil, err
+	}
+	addrs, ttl := readA(msg)
+	now := c.now()
+	c.cache.put(qname, answer{addrs: addrs, expires: now.Add(c.clamp(ttl))}, now)
+	c.health(z, errorAnswer(addrs))
+	return addrs, nil
+}
+
+// errorAnswer reports an answer made only of error codes: the list is
+// telling us it will not answer (rate limit, public resolver, bad key),
+// which counts toward pausing it like a timeout does.
+func errorAnswer(addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	var why string
+	for _, a := range addrs {
+		if why = errorCode(a); why == "" {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s: %s", errNoAnswer, addrs[0], why)
+}
+
+// health logs a failure, counts it and pauses the list when it keeps
+// failing; a success clears the count.
+func (c *Checker) health(z *zoneState, err error) {
+	if err != nil {
+		c.log.Warn("dnsbl: list failed", slog.String("list", z.name),
+			slog.String("error", strings.ReplaceAll(err.Error(), z.zone, z.name)))
+	}
+	if z.record(err == nil, c.now(), c.cfg.PauseAfter, c.cfg.PauseFor) {
+		c.log.Warn("dnsbl: list paused after repeated failures", slog.String("list", z.name),
+			slog.Int("failures", c.cfg.PauseAfter), slog.Duration("for", c.cfg.PauseFor))
+		c.obs.Paused(z.name)
+	}
+}
+
+// readA returns the A records and the TTL to cache them for: the lowest
+// record TTL, or for a negative answer the SOA's negative TTL (RFC 2308
+// §5, as Postfix's dnsblog does); 0 when there is none (clamped later).
+func readA(m *dns.Msg) ([]netip.Addr, uint32) {
+	var addrs []netip.Addr
+	ttl := ^uint32(0)
+	for _, rr := range m.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			if ip, ok := netip.AddrFromSlice(a.A.To4()); ok {
+				addrs = append(addrs, ip)
+				ttl = min(ttl, a.Hdr.Ttl)
+			}
+		}
+	}
+	if len(addrs) > 0 {
+		return addrs, ttl
+	}
+	for _, rr := range m.Ns {
+		if soa, ok := rr.(*dns.SOA); ok {
+			return nil, min(soa.Hdr.Ttl, soa.Minttl)
+		}
+	}
+	return nil, 0
+}
+
+func (c *Checker) clamp(ttl uint32) time.Duration {
+	return min(max(time.Duration(ttl)*time.Second, c.cfg.MinTTL), c.cfg.MaxTTL)
+}
+
+// txt returns the TXT record a list publishes for a listing, cached like
+// the A answers. Failures only cost the reply its reason.
+func (c *Checker) txt(ctx context.Context, z *zoneState, qname string) string {
+	key := "TXT " + qname
+	if a, ok := c.cache.get(key, c.now()); ok {
+		return a.txt
+	}
+	msg, err := c.ex.Exchange(ctx, qname, dns.TypeTXT)
+	if err != nil {
+		c.log.Debug("dnsbl: no TXT reason", slog.String("list", z.name),
+			slog.String("error", z.redact(err).Error()))
+		return ""
+	}
+	var txt string
+	ttl := ^uint32(0)
+	for _, rr := range msg.Answer {
+		if t, ok := rr.(*dns.TXT); ok {
+			txt, ttl = strings.Join(t.Txt, ""), t.Hdr.Ttl
+			break
+		}
+	}
+	if txt == "" {
+		ttl = 0
+	}
+	now := c.now()
+	c.cache.put(key, answer{txt: txt, expires: now.Add(c.clamp(ttl))}, now)
+	return txt
+}
