@@ -264,3 +264,37 @@ func TestNewRejectsBadFile(t *testing.T) {
 		t.Fatal("New accepted a bad file")
 	}
 }
+
+// A config reload can name other files; a bad one changes nothing.
+func TestReconfigure(t *testing.T) {
+	w := testWhitelist(t)
+	listed := rq("192.0.2.5", "", "", "u@x.example")
+	cfg := DefaultConfig()
+	cfg.ClientsFiles = []string{"testdata/bad_clients"}
+	if err := w.Reconfigure(cfg); err == nil {
+		t.Fatal("Reconfigure accepted a bad file")
+	}
+	cfg.ClientsFiles, cfg.RoleRecipients = nil, []string{"@bad"}
+	if err := w.Reconfigure(cfg); err == nil {
+		t.Fatal("Reconfigure accepted a bad role recipient")
+	}
+	if len(w.Match(listed, t0).Entries) != 1 {
+		t.Fatal("failed Reconfigure changed the lists")
+	}
+	cfg.RoleRecipients = []string{"hostmaster@"}
+	if err := w.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Match(listed, t0).Entries) != 0 {
+		t.Error("client from a file no longer configured still matches")
+	}
+	if m := w.Match(rq("198.18.0.1", "", "", "hostmaster@x.example"), t0); skipString(m.Skip) != "dnsbl,greylist" {
+		t.Errorf("new role recipient matched %q, skip %q", m, skipString(m.Skip))
+	}
+	if err := w.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.Match(listed, t0).Entries) != 0 {
+		t.Error("Reload went back to the old config")
+	}
+}

@@ -25,11 +25,12 @@ type Options struct {
 // entries. Reload re-reads the files (SIGHUP); Run keeps the database part
 // fresh. Matching never touches the database.
 type Whitelist struct {
-	cfg   Config
 	store *Store
 	log   *slog.Logger
+	every time.Duration // poll interval, fixed at New
 
 	mu      sync.Mutex // serializes rebuilds; readers use ix only
+	cfg     Config
 	roles   []Entry
 	files   []Entry
 	db      []Entry
@@ -45,19 +46,11 @@ type Whitelist struct {
 // starts with its files and Run retries, because whitelists exempt mail
 // and their absence only makes mxpolicyd stricter for a while.
 func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	w := &Whitelist{cfg: cfg, store: opt.Store, log: opt.Logger}
+	w := &Whitelist{store: opt.Store, log: opt.Logger, every: cfg.Refresh}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
-	roles, err := cfg.roleEntries()
-	if err != nil {
-		return nil, err
-	}
-	w.roles = roles
-	if err := w.Reload(); err != nil {
+	if err := w.Reconfigure(cfg); err != nil {
 		return nil, err
 	}
 	if w.store != nil {
@@ -68,29 +61,52 @@ func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
 	return w, nil
 }
 
-// Reload re-reads every configured file. If any file is bad, the lists in
-// use stay as they were and the error names each bad file:line.
+// Reload re-reads every configured file (SIGHUP). If any file is bad, the
+// lists in use stay as they were and the error names each bad file:line.
 func (w *Whitelist) Reload() error {
+	w.mu.Lock()
+	cfg := w.cfg
+	w.mu.Unlock()
+	return w.Reconfigure(cfg)
+}
+
+// Reconfigure switches to cfg's files and role recipients, for a reload
+// that changed the config; on any error nothing changes. The refresh
+// interval is fixed at New: Run's ticker keeps it.
+func (w *Whitelist) Reconfigure(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	roles, err := cfg.roleEntries()
+	if err != nil {
+		return err
+	}
+	files, err := readFiles(cfg)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.cfg, w.roles, w.files = cfg, roles, files
+	w.rebuild()
+	w.log.Info("whitelist files loaded", "entries", len(files))
+	return nil
+}
+
+// readFiles reads every file cfg names, reporting all bad ones at once.
+func readFiles(cfg Config) ([]Entry, error) {
 	var (
 		all  []Entry
 		errs []error
 	)
-	for _, src := range w.fileSources() {
+	for _, src := range fileSources(cfg) {
 		for _, path := range src.paths {
 			list, err := readFile(path, src.format)
 			errs = append(errs, err)
 			all = append(all, list...)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.files = all
-	w.rebuild()
-	w.log.Info("whitelist files loaded", "entries", len(all))
-	return nil
+	return all, errors.Join(errs...)
 }
 
 type fileSource struct {
@@ -98,11 +114,11 @@ type fileSource struct {
 	format Format
 }
 
-func (w *Whitelist) fileSources() []fileSource {
+func fileSources(cfg Config) []fileSource {
 	return []fileSource{
-		{w.cfg.ClientsFiles, FormatClients},
-		{w.cfg.RecipientsFiles, FormatRecipients},
-		{w.cfg.SendersFiles, FormatSenders},
+		{cfg.ClientsFiles, FormatClients},
+		{cfg.RecipientsFiles, FormatRecipients},
+		{cfg.SendersFiles, FormatSenders},
 	}
 }
 
@@ -172,7 +188,7 @@ func (w *Whitelist) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	t := time.NewTicker(w.cfg.Refresh)
+	t := time.NewTicker(w.every)
 	defer t.Stop()
 	for {
 		select {
