@@ -1,0 +1,110 @@
+package contrib
+
+import (
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// composeFile is the part of the compose specification the checks read.
+type composeFile struct {
+	Services map[string]struct {
+		Image       string `yaml:"image"`
+		Build       *struct{ Context, Dockerfile string }
+		NetworkMode string            `yaml:"network_mode"`
+		Command     []string          `yaml:"command"`
+		Environment map[string]string `yaml:"environment"`
+		Ports       []string          `yaml:"ports"`
+		Volumes     []string          `yaml:"volumes"`
+		DependsOn   map[string]struct {
+			Condition string `yaml:"condition"`
+		} `yaml:"depends_on"`
+	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
+}
+
+// TestCompose parses the compose file (no Docker engine runs in CI, so
+// `docker compose config` cannot) and checks it against the files it
+// mounts and the addresses the other contrib files use.
+func TestCompose(t *testing.T) {
+	const dir = "compose"
+	var c composeFile
+	dec := yaml.NewDecoder(strings.NewReader(readFile(t, filepath.Join(dir, "docker-compose.yml"))))
+	if err := dec.Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"postgres", "mxpolicyd", "clamd", "clamav-milter"} {
+		if _, ok := c.Services[name]; !ok {
+			t.Errorf("service %s missing", name)
+		}
+	}
+	for name, s := range c.Services {
+		checkComposeService(t, c, name, s.Volumes, s.Ports)
+		for dep := range s.DependsOn {
+			if _, ok := c.Services[dep]; !ok {
+				t.Errorf("%s depends on unknown service %s", name, dep)
+			}
+		}
+	}
+	mx := c.Services["mxpolicyd"]
+	if mx.Build == nil {
+		t.Fatal("mxpolicyd: no build section")
+	}
+	if _, err := os.Stat(filepath.Join(dir, mx.Build.Context, mx.Build.Dockerfile)); err != nil {
+		t.Errorf("mxpolicyd build: %v", err)
+	}
+	checkCommand(t, "compose mxpolicyd", append([]string{"mxpolicyd"}, mx.Command...))
+	// The services Postfix talks to share the host's loopback, where
+	// main.cf.snippet expects them.
+	for _, name := range []string{"mxpolicyd", "clamd", "clamav-milter"} {
+		if got := c.Services[name].NetworkMode; got != "host" {
+			t.Errorf("%s: network_mode %q, want host", name, got)
+		}
+	}
+	checkComposeDSN(t, mx.Environment["MXPOLICYD_DATABASE"], c.Services["postgres"].Ports)
+}
+
+// checkComposeService: bind mounts name files that exist, named volumes
+// are declared, and published ports are bound to loopback only.
+func checkComposeService(t *testing.T, c composeFile, name string, volumes, ports []string) {
+	t.Helper()
+	for _, v := range volumes {
+		src, _, _ := strings.Cut(v, ":")
+		if strings.HasPrefix(src, ".") || strings.HasPrefix(src, "/") {
+			if _, err := os.Stat(filepath.Join("compose", src)); err != nil {
+				t.Errorf("%s: volume %s: %v", name, v, err)
+			}
+		} else if _, ok := c.Volumes[src]; !ok {
+			t.Errorf("%s: named volume %s not declared", name, src)
+		}
+	}
+	for _, p := range ports {
+		if !strings.HasPrefix(p, "127.0.0.1:") {
+			t.Errorf("%s: port %q is published beyond loopback", name, p)
+		}
+	}
+}
+
+var composeVar = regexp.MustCompile(`\$\{[^}]*\}`)
+
+// checkComposeDSN: mxpolicyd's database URL reaches the published port.
+func checkComposeDSN(t *testing.T, dsn string, ports []string) {
+	t.Helper()
+	u, err := url.Parse(composeVar.ReplaceAllString(dsn, "x"))
+	if err != nil || u.Scheme != "postgres" {
+		t.Fatalf("MXPOLICYD_DATABASE %q: want a postgres:// URL (%v)", dsn, err)
+	}
+	published := make([]string, len(ports))
+	for i, p := range ports {
+		published[i] = strings.Join(strings.Split(p, ":")[:2], ":")
+	}
+	if !slices.Contains(published, u.Host) {
+		t.Errorf("MXPOLICYD_DATABASE host %s is not a published postgres port %v", u.Host, ports)
+	}
+}

@@ -1,0 +1,75 @@
+package contrib
+
+import (
+	"net"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+)
+
+const exampleConfig = "config/mxpolicyd.example.yaml"
+
+// loadExample loads the example through the daemon's own loader, which
+// rejects unknown keys and invalid values.
+func loadExample(t *testing.T) *config.Config {
+	t.Helper()
+	t.Setenv(config.EnvDatabase, "") // the file's database key, not the environment's
+	c, err := config.Load(exampleConfig, nil)
+	if err != nil {
+		t.Fatalf("%s: %v", exampleConfig, err)
+	}
+	return c
+}
+
+// exampleListen is the example's first TCP listen address.
+func exampleListen(t *testing.T) string {
+	t.Helper()
+	for _, l := range loadExample(t).Listen {
+		if !strings.HasPrefix(l, "unix:") {
+			return l
+		}
+	}
+	t.Fatalf("%s: no TCP listen address", exampleConfig)
+	return ""
+}
+
+func TestExampleConfig(t *testing.T) {
+	c := loadExample(t)
+	host, _, err := net.SplitHostPort(c.Metrics.Listen)
+	if err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("metrics.listen %q: the example should keep metrics on loopback", c.Metrics.Listen)
+	}
+}
+
+// TestExampleConfigCoversEveryKey fails when the config grows a key the
+// example does not show (set or commented out), so the example stays the
+// complete tour of the configuration.
+func TestExampleConfigCoversEveryKey(t *testing.T) {
+	text := readFile(t, exampleConfig)
+	for _, key := range yamlKeys(reflect.TypeOf(config.Config{}), "") {
+		name := key[strings.LastIndex(key, ".")+1:]
+		if !regexp.MustCompile(`(?m)^[#\s]*` + regexp.QuoteMeta(name) + `:`).MatchString(text) {
+			t.Errorf("%s: key %s is not shown", exampleConfig, key)
+		}
+	}
+}
+
+// yamlKeys lists the dotted yaml keys of a struct, descending into nested
+// structs (not maps: their keys are data, like check names).
+func yamlKeys(typ reflect.Type, prefix string) []string {
+	var out []string
+	for f := range typ.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "" || name == "-" || !f.IsExported() {
+			continue
+		}
+		out = append(out, prefix+name)
+		if f.Type.Kind() == reflect.Struct && f.Type.PkgPath() != "time" {
+			out = append(out, yamlKeys(f.Type, prefix+name+".")...)
+		}
+	}
+	return out
+}
