@@ -1,0 +1,115 @@
+package spf
+
+import (
+	"strings"
+)
+
+// header builds a Received-SPF field (RFC 7208 §9.1, grammar as corrected
+// by erratum 5436):
+//
+//	Received-SPF: pass (mx.example.org: domain of a@example.com designates
+//	  192.0.2.1 as permitted sender) receiver=mx.example.org;
+//	  client-ip=192.0.2.1; envelope-from="a@example.com"; helo=mail.example.com;
+//	  identity=mailfrom
+//
+// on one line, since Postfix's PREPEND takes a single line. The comment
+// wording follows the RFC's examples and pypolicyd-spf.
+func header(receiver string, v vars, mailFrom string) string {
+	who := v.sender
+	if who == "" {
+		who = v.helo
+	}
+	var b strings.Builder
+	b.WriteString("Received-SPF: ")
+	b.WriteString(v.result)
+	b.WriteString(" (")
+	b.WriteString(comment(receiver + ": " + commentText(v.result, who, v.ip)))
+	b.WriteString(")")
+	for _, kv := range [][2]string{
+		{"receiver", receiver},
+		{"client-ip", v.ip},
+		{"envelope-from", mailFrom},
+		{"helo", v.helo},
+		{"identity", v.identity},
+	} {
+		b.WriteString(" ")
+		b.WriteString(kv[0])
+		b.WriteString("=")
+		b.WriteString(value(kv[1]))
+		b.WriteString(";")
+	}
+	return strings.TrimSuffix(strings.ToValidUTF8(b.String(), "?"), ";")
+}
+
+func commentText(result, who, ip string) string {
+	switch result {
+	case "pass":
+		return "domain of " + who + " designates " + ip + " as permitted sender"
+	case "fail":
+		return "domain of " + who + " does not designate " + ip + " as permitted sender"
+	case "softfail":
+		return "domain of transitioning " + who + " does not designate " + ip + " as permitted sender"
+	case "neutral":
+		return ip + " is neither permitted nor denied by domain of " + who
+	case "temperror":
+		return "error in processing during lookup of " + who
+	case "permerror":
+		return "permanent error in processing domain of " + who
+	}
+	if who == "" {
+		return "no identity to check"
+	}
+	return "domain of " + who + " does not designate permitted sender hosts"
+}
+
+// comment escapes what would end or nest an RFC 5322 comment, and drops
+// control characters, which a header line cannot carry.
+func comment(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r < ' ' || r == 0x7f:
+			continue
+		case r == '(' || r == ')' || r == '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// value writes a dot-atom as is and anything else as a quoted-string
+// (RFC 5322 §3.2.3, §3.2.4), as the key-value grammar requires.
+func value(s string) string {
+	if isDotAtom(s) {
+		return s
+	}
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r < ' ' || r == 0x7f:
+			continue
+		case r == '"' || r == '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func isDotAtom(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0 {
+			continue
+		}
+		return false
+	}
+	return true
+}

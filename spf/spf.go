@@ -1,0 +1,158 @@
+// Package spf is the "spf" policy check: it evaluates the sender's SPF
+// policy (RFC 7208) with blitiri.com.ar/go/spf once per message, maps the
+// result to a reply through a configurable table, records the result for
+// greylisting, and queues a Received-SPF header.
+package spf
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	gospf "blitiri.com.ar/go/spf"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// memoKey is where the per-message outcome lives in policy.Message.
+const memoKey = "spf"
+
+// Options are the collaborators of a Checker.
+type Options struct {
+	Logger *slog.Logger
+}
+
+// Checker is the "spf" policy check. Safe for concurrent use.
+type Checker struct {
+	cfg      Config
+	resolver gospf.DNSResolver
+	receiver string
+	log      *slog.Logger
+}
+
+// New validates cfg and returns the check. resolver is normally a
+// *resolver.Resolver, whose errors go/spf classifies correctly (a timeout
+// is TempError); a plain *net.Resolver works too.
+func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), log: opt.Logger}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Name is the check's name in configuration and logs.
+func (c *Checker) Name() string { return "spf" }
+
+// outcome is one message's SPF evaluation, reused for every recipient.
+type outcome struct {
+	result   string
+	vars     vars
+	header   string
+	action   policy.Action
+	took     time.Duration
+}
+
+// Check evaluates SPF for the message (once; later recipients reuse the
+// outcome) and answers the configured action for the result.
+func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
+	o := c.outcome(ctx, st)
+	if o == nil {
+		return policy.Pass("spf: no client address"), nil
+	}
+	st.Facts.SPF = o.result
+	if o.result == string(gospf.Pass) {
+		st.Facts.SPFDomain = o.vars.domain
+	}
+	if c.cfg.Header && o.header != "" && st.Msg != nil {
+		st.Msg.AddHeader(o.header) // ignored once queued or sent
+	}
+	return policy.Result{Action: o.action, Reason: "spf " + o.result + " " + o.vars.identity + "=" + o.vars.domain}, nil
+}
+
+func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
+	if st.Msg != nil {
+		if v, ok := st.Msg.Value(memoKey); ok {
+			return v.(*outcome)
+		}
+	}
+	ip := st.Req.ClientAddress.Unmap()
+	if !ip.IsValid() {
+		return nil
+	}
+	o := c.evaluate(ctx, st.Req, ip)
+	if st.Msg != nil {
+		st.Msg.SetValue(memoKey, o)
+	}
+	return o
+}
+
+// evaluate runs the SPF check for the MAIL FROM identity, or for the HELO
+// identity when the sender is null (RFC 7208 §2.4: "postmaster@" the HELO
+// name). A HELO name that is not a domain gives none (§2.3).
+func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
+	v := identity(r, ip)
+	result, err := gospf.None, error(nil)
+	start := time.Now()
+	if v.domain != "" {
+		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+		result, err = gospf.CheckHostWithSender(net.IP(ip.AsSlice()), r.HeloName, v.sender,
+			gospf.WithContext(ctx), gospf.WithResolver(c.resolver))
+	}
+	v.result = string(result)
+	o := &outcome{result: v.result, vars: v, took: time.Since(start)}
+	o.action = c.action(v)
+	o.header = header(c.receiver, v, r.Sender)
+	c.log.Debug("spf evaluated", slog.String("result", v.result), slog.String("identity", v.identity),
+		slog.String("domain", v.domain), slog.String("ip", v.ip), slog.Any("detail", err),
+		slog.Duration("dur", o.took))
+	return o
+}
+
+// identity picks what is checked and fills the template variables.
+func identity(r *policy.Request, ip netip.Addr) vars {
+	v := vars{ip: ip.String(), helo: r.HeloName}
+	if d := r.SenderDomain(); d != "" {
+		v.identity, v.sender, v.domain = "mailfrom", r.Sender, d
+		return v
+	}
+	v.identity = "helo"
+	helo := strings.ToLower(strings.TrimSuffix(r.HeloName, "."))
+	if isDomain(helo) {
+		v.sender, v.domain = "postmaster@"+helo, helo
+	}
+	return v
+}
+
+// isDomain rejects HELO names SPF cannot evaluate: empty, address
+// literals, single labels.
+func isDomain(s string) bool {
+	if s == "" || !strings.Contains(s, ".") || strings.HasPrefix(s, "[") {
+		return false
+	}
+	_, err := netip.ParseAddr(s)
+	return err != nil
+}
+
+// action renders the configured reply; a template that cannot render
+// with this message's values (odd characters in the sender) falls back
+// to the default for the result, then to DUNNO.
+func (c *Checker) action(v vars) policy.Action {
+	a, err := render(c.cfg.actionFor(v.result), c.cfg.Explanation, v)
+	if err == nil {
+		return a
+	}
+	c.log.Warn("spf: action does not render", slog.String("result", v.result), slog.Any("error", err))
+	if a, err = render(defaultActions()[v.result], c.cfg.Explanation, vars{result: v.result,
+		identity: v.identity, ip: v.ip, domain: "the sender domain"}); err == nil {
+		return a
+	}
+	return policy.DunnoAction
+}
