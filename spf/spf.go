@@ -52,11 +52,11 @@ func (c *Checker) Name() string { return "spf" }
 
 // outcome is one message's SPF evaluation, reused for every recipient.
 type outcome struct {
-	result   string
-	vars     vars
-	header   string
-	action   policy.Action
-	took     time.Duration
+	result string
+	vars   vars
+	header string
+	action policy.Action
+	took   time.Duration
 }
 
 // Check evaluates SPF for the message (once; later recipients reuse the
