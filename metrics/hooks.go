@@ -32,17 +32,29 @@ func (m *Metrics) DNSCacheHit(list string) {
 	m.dnsCacheHits.WithLabelValues(list).Inc()
 }
 
-// DNSPaused records whether list is paused (skipped after failures).
-func (m *Metrics) DNSPaused(list string, paused bool) {
+// DNSPaused records that list was paused: skipped for a while after
+// repeated failures.
+func (m *Metrics) DNSPaused(list string) {
 	if m == nil {
 		return
 	}
-	v := 0.0
-	if paused {
-		v = 1
-	}
-	m.dnsPaused.WithLabelValues(list).Set(v)
+	m.dnsPauses.WithLabelValues(list).Inc()
 }
+
+// DNSObserver adapts m to dnsbl.Observer.
+type DNSObserver struct{ M *Metrics }
+
+// Query records one list lookup, from the cache or sent to the resolver.
+func (o DNSObserver) Query(list string, cached bool, err error, dur time.Duration) {
+	if cached {
+		o.M.DNSCacheHit(list)
+		return
+	}
+	o.M.DNSQuery(list, dur, err)
+}
+
+// Paused records that list was paused.
+func (o DNSObserver) Paused(list string) { o.M.DNSPaused(list) }
 
 // StoreOp records one store operation ("greylist", "gc", "log", "ping")
 // and whether it failed.

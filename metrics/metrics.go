@@ -30,7 +30,7 @@ type Metrics struct {
 	dnsDur       *prometheus.HistogramVec
 	dnsErrors    *prometheus.CounterVec
 	dnsCacheHits *prometheus.CounterVec
-	dnsPaused    *prometheus.GaugeVec
+	dnsPauses    *prometheus.CounterVec
 	storeDur     *prometheus.HistogramVec
 	storeErrors  *prometheus.CounterVec
 	conns        prometheus.Gauge
@@ -82,8 +82,8 @@ func (m *Metrics) dnsMetrics() {
 		"DNS queries that failed, by list and kind (timeout or error). NXDOMAIN is an answer, not an error.", "list", "kind")
 	m.dnsCacheHits = m.counterVec("dns_cache_hits_total",
 		"DNS list lookups answered from the cache, by list.", "list")
-	m.dnsPaused = m.gaugeVec("dns_list_paused",
-		"1 while a list is paused after repeated failures, else 0.", "list")
+	m.dnsPauses = m.counterVec("dns_list_pauses_total",
+		"Times a list was paused (skipped for a while) after repeated failures, by list.", "list")
 }
 
 func (m *Metrics) serverMetrics() {
@@ -122,12 +122,6 @@ func (m *Metrics) counterVec(name, help string, labels ...string) *prometheus.Co
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
 	m.reg.MustRegister(c)
 	return c
-}
-
-func (m *Metrics) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
-	m.reg.MustRegister(g)
-	return g
 }
 
 func (m *Metrics) histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {

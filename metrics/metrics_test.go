@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -124,9 +125,11 @@ func TestHooks(t *testing.T) {
 	m.DNSQuery("zen", 5*time.Millisecond, context.DeadlineExceeded)
 	m.DNSQuery("zen", time.Millisecond, errors.New("SERVFAIL"))
 	m.DNSCacheHit("zen")
-	m.DNSPaused("zen", true)
-	m.DNSPaused("spamcop", true)
-	m.DNSPaused("spamcop", false)
+	var obs dnsbl.Observer = DNSObserver{m}
+	obs.Query("zen", true, nil, 0)
+	obs.Query("spamcop", false, nil, time.Millisecond)
+	obs.Paused("zen")
+	obs.Paused("zen")
 	m.StoreOp("greylist", time.Millisecond, nil)
 	m.StoreOp("greylist", time.Millisecond, errors.New("conn refused"))
 	m.ConnOpened()
@@ -138,6 +141,7 @@ func TestHooks(t *testing.T) {
 	want := `
 # HELP mxpolicyd_dns_queries_total DNS queries sent, by list.
 # TYPE mxpolicyd_dns_queries_total counter
+mxpolicyd_dns_queries_total{list="spamcop"} 1
 mxpolicyd_dns_queries_total{list="zen"} 3
 # HELP mxpolicyd_dns_errors_total DNS queries that failed, by list and kind (timeout or error). NXDOMAIN is an answer, not an error.
 # TYPE mxpolicyd_dns_errors_total counter
@@ -145,11 +149,10 @@ mxpolicyd_dns_errors_total{kind="error",list="zen"} 1
 mxpolicyd_dns_errors_total{kind="timeout",list="zen"} 1
 # HELP mxpolicyd_dns_cache_hits_total DNS list lookups answered from the cache, by list.
 # TYPE mxpolicyd_dns_cache_hits_total counter
-mxpolicyd_dns_cache_hits_total{list="zen"} 1
-# HELP mxpolicyd_dns_list_paused 1 while a list is paused after repeated failures, else 0.
-# TYPE mxpolicyd_dns_list_paused gauge
-mxpolicyd_dns_list_paused{list="spamcop"} 0
-mxpolicyd_dns_list_paused{list="zen"} 1
+mxpolicyd_dns_cache_hits_total{list="zen"} 2
+# HELP mxpolicyd_dns_list_pauses_total Times a list was paused (skipped for a while) after repeated failures, by list.
+# TYPE mxpolicyd_dns_list_pauses_total counter
+mxpolicyd_dns_list_pauses_total{list="zen"} 2
 # HELP mxpolicyd_store_errors_total Greylisting store operations that failed, by operation.
 # TYPE mxpolicyd_store_errors_total counter
 mxpolicyd_store_errors_total{op="greylist"} 1
@@ -167,7 +170,7 @@ mxpolicyd_decision_log_rows_written_total 7
 mxpolicyd_decision_log_rows_dropped_total 2
 `
 	names := []string{"mxpolicyd_dns_queries_total", "mxpolicyd_dns_errors_total", "mxpolicyd_dns_cache_hits_total",
-		"mxpolicyd_dns_list_paused", "mxpolicyd_store_errors_total", "mxpolicyd_connections_open",
+		"mxpolicyd_dns_list_pauses_total", "mxpolicyd_store_errors_total", "mxpolicyd_connections_open",
 		"mxpolicyd_connections_total", "mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total"}
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
@@ -186,7 +189,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.Record(sampleDecisions(t)[0])
 	m.DNSQuery("zen", time.Millisecond, errors.New("x"))
 	m.DNSCacheHit("zen")
-	m.DNSPaused("zen", true)
+	m.DNSPaused("zen")
 	m.StoreOp("greylist", time.Millisecond, nil)
 	m.ConnOpened()
 	m.ConnClosed()
@@ -203,7 +206,7 @@ var allNames = []string{
 	"mxpolicyd_decisions_total", "mxpolicyd_decision_duration_seconds", "mxpolicyd_check_duration_seconds",
 	"mxpolicyd_check_errors_total", "mxpolicyd_fail_open_total", "mxpolicyd_dns_queries_total",
 	"mxpolicyd_dns_query_duration_seconds", "mxpolicyd_dns_errors_total", "mxpolicyd_dns_cache_hits_total",
-	"mxpolicyd_dns_list_paused", "mxpolicyd_store_duration_seconds", "mxpolicyd_store_errors_total",
+	"mxpolicyd_dns_list_pauses_total", "mxpolicyd_store_duration_seconds", "mxpolicyd_store_errors_total",
 	"mxpolicyd_connections_open", "mxpolicyd_connections_total",
 	"mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total",
 }
@@ -215,7 +218,7 @@ func TestMetricNamesFollowConventions(t *testing.T) {
 	}
 	m.DNSQuery("zen", time.Millisecond, errors.New("x"))
 	m.DNSCacheHit("zen")
-	m.DNSPaused("zen", true)
+	m.DNSPaused("zen")
 	m.StoreOp("greylist", time.Millisecond, errors.New("x"))
 	m.ConnOpened()
 	m.LogRowsWritten(1)
