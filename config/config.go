@@ -20,6 +20,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
 // EnvDatabase may hold the database DSN, so that a password need not be
@@ -79,8 +80,9 @@ type Config struct {
 	// Checks sets each check's time limit and failure action.
 	Checks map[string]Step `yaml:"checks"`
 
-	DNS     resolver.Config `yaml:"dns"`
-	Metrics metrics.Config  `yaml:"metrics"`
+	DNS       resolver.Config  `yaml:"dns"`
+	Whitelist whitelist.Config `yaml:"whitelist"`
+	Metrics   metrics.Config   `yaml:"metrics"`
 }
 
 // Log configures the log output.
@@ -129,8 +131,9 @@ func Default() Config {
 			"spf":       {Timeout: 4 * time.Second, OnError: "DUNNO"},
 			"greylist":  {Timeout: 2 * time.Second, OnError: "DUNNO"},
 		},
-		DNS:     resolver.DefaultConfig(),
-		Metrics: metrics.DefaultConfig(),
+		DNS:       resolver.DefaultConfig(),
+		Whitelist: whitelist.DefaultConfig(),
+		Metrics:   metrics.DefaultConfig(),
 	}
 }
 
@@ -201,7 +204,7 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 // Validate checks every key; the error names the first bad one.
 func (c *Config) Validate() error {
 	for _, f := range []func() error{c.validateListen, c.validateServer, c.validateCore, c.validateChecks,
-		c.DNS.Validate, c.Metrics.Validate} {
+		c.DNS.Validate, c.Whitelist.Validate, c.Metrics.Validate} {
 		if err := f(); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
@@ -27,7 +28,7 @@ database password redacted. Exits non-zero naming the bad key if invalid.`,
 			if err != nil {
 				return err
 			}
-			cmd.Print(string(out))
+			fmt.Fprint(cmd.OutOrStdout(), string(out))
 			return nil
 		},
 	})

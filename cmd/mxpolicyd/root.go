@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"runtime/debug"
 
 	"github.com/spf13/cobra"
@@ -74,7 +75,7 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cmd.Println("mxpolicyd", version())
+			fmt.Fprintln(cmd.OutOrStdout(), "mxpolicyd", version())
 			return nil
 		},
 	}

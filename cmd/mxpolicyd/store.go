@@ -15,7 +15,7 @@ import (
 
 // addStoreCommands registers the commands that work on the database.
 func addStoreCommands(root *cobra.Command, g *globalOpts) {
-	root.AddCommand(newMigrateCmd(g))
+	root.AddCommand(newMigrateCmd(g), newWhitelistCmd(g))
 }
 
 // storeFlags is the --database flag the store commands share.
@@ -88,10 +88,10 @@ this at start unless auto_migrate is false or --no-migrate is given.`,
 				return fmt.Errorf("migrate: %w", err)
 			}
 			for _, m := range applied {
-				cmd.Println("applied", m)
+				fmt.Fprintln(cmd.OutOrStdout(), "applied", m)
 			}
 			if len(applied) == 0 {
-				cmd.Println("database is up to date")
+				fmt.Fprintln(cmd.OutOrStdout(), "database is up to date")
 			}
 			return nil
 		},

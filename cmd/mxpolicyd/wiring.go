@@ -9,6 +9,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
 // wiring builds the checks from the config in the engine's fixed order:
@@ -20,10 +21,22 @@ type wiring struct {
 	db      *db.DB
 	metrics *metrics.Metrics
 	closers []func()
+
+	whitelist *whitelist.Whitelist
 }
 
+// newWiring builds the long-lived checks. Background work (the whitelist
+// poll) runs until close.
 func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, store *db.DB, m *metrics.Metrics) (*wiring, error) {
 	w := &wiring{log: logger, db: store, metrics: m}
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.closers = append(w.closers, cancel)
+	wl, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{Store: whitelist.NewStore(store, nil), Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	w.whitelist = wl
+	go wl.Run(bg)
 	return w, nil
 }
 
@@ -44,12 +57,15 @@ func (w *wiring) steps(cfg *config.Config) ([]policy.Step, error) {
 
 // checks lists the enabled checks in order.
 func (w *wiring) checks(cfg *config.Config) []policy.Check {
-	return nil
+	return []policy.Check{w.whitelist}
 }
 
 func (w *wiring) recorders() []policy.Recorder { return nil }
 
-func (w *wiring) reload(ctx context.Context, cfg *config.Config) error { return nil }
+// reload applies what a SIGHUP may change: whitelist files, list settings.
+func (w *wiring) reload(ctx context.Context, cfg *config.Config) error {
+	return w.whitelist.Reconfigure(cfg.Whitelist)
+}
 
 func (w *wiring) close() {
 	for i := len(w.closers) - 1; i >= 0; i-- {
