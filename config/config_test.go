@@ -1,0 +1,111 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func write(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "mxpolicyd.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestDefaultsValidate(t *testing.T) {
+	c, err := Load("", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen[0] != "127.0.0.1:10040" || c.RequestTimeout != 6*time.Second || !c.SkipSASL {
+		t.Errorf("unexpected defaults: %+v", c)
+	}
+	allowed, _ := c.AllowedPrefixes()
+	if len(allowed) != 2 || !allowed[0].Addr().IsLoopback() {
+		t.Errorf("default allowed_clients not loopback: %v", allowed)
+	}
+}
+
+func TestEmptyFileIsDefaults(t *testing.T) {
+	if _, err := Load(write(t, ""), nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileThenFlags(t *testing.T) {
+	p := write(t, "listen: [\"unix:/run/mx.sock\"]\nrequest_timeout: 3s\nchecks:\n  greylist: {on_error: \"DEFER_IF_PERMIT 4.3.0 try later\"}\n")
+	c, err := Load(p, func(c *Config) { c.Observe = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen[0] != "unix:/run/mx.sock" || c.RequestTimeout != 3*time.Second || !c.Observe {
+		t.Errorf("file or flag not applied: %+v", c)
+	}
+	g := c.Checks["greylist"]
+	if g.OnError != "DEFER_IF_PERMIT 4.3.0 try later" || g.Timeout != 2*time.Second {
+		t.Errorf("checks.greylist not merged with its defaults: %+v", g)
+	}
+	if c.Checks["dnsbl"].OnError != "DUNNO" {
+		t.Error("a check the file does not name lost its defaults")
+	}
+}
+
+func TestErrorsNameTheKey(t *testing.T) {
+	tests := map[string]string{
+		"no_such_key: 1\n":                              "no_such_key",
+		"listen: [\"nohostport\"]\n":                    "listen:",
+		"listen: [\"unix:relative.sock\"]\n":            "listen:",
+		"allowed_clients: [\"10.0.0.0/33\"]\n":          "allowed_clients:",
+		"socket_mode: \"999\"\n":                        "socket_mode:",
+		"max_connections: 0\n":                          "max_connections:",
+		"request_timeout: 1h\n":                         "request_timeout:",
+		"log: {format: xml}\n":                          "log.format:",
+		"log: {level: loud}\n":                          "log.level:",
+		"checks: {greylist: {on_error: \"450\"}}\n":     "checks.greylist.on_error:",
+		"checks: {spf: {on_error: \"REJECT no\"}}\n":    "checks.spf.on_error:",
+		"checks: {nosuch: {timeout: 1s}}\n":             "checks.nosuch:",
+		"checks: {dnsbl: {timeout: 1m}}\n":              "checks.dnsbl.timeout:",
+		"dns: {server: \"nohostport\"}\n":               "dns.server:",
+		"whitelist: {refresh: 1ms}\n":                   "whitelist.refresh:",
+		"metrics: {listen: \"127.0.0.1:1\", path: x}\n": "metrics.path:",
+		"idle_timeout: banana\n":                        "idle_timeout",
+	}
+	for body, key := range tests {
+		_, err := Load(write(t, body), nil)
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%q: error %v does not name %s", body, err, key)
+		}
+	}
+}
+
+func TestDatabaseFromEnvRedacted(t *testing.T) {
+	t.Setenv(EnvDatabase, "postgres://mx:s3cret@db.example/mx")
+	c, err := Load(write(t, "database: /var/lib/x.db\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Database != "postgres://mx:s3cret@db.example/mx" {
+		t.Errorf("environment did not override the file: %q", c.Database)
+	}
+	out, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "s3cret") || !strings.Contains(string(out), "db.example") {
+		t.Errorf("effective config not redacted:\n%s", out)
+	}
+	if c.Database != "postgres://mx:s3cret@db.example/mx" {
+		t.Error("Redacted changed the config itself")
+	}
+}
+
+func TestMissingFile(t *testing.T) {
+	if _, err := Load("/nonexistent/mx.yaml", nil); err == nil {
+		t.Error("missing config file accepted")
+	}
+}
