@@ -16,10 +16,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/spf"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
@@ -81,6 +83,8 @@ type Config struct {
 	Checks map[string]Step `yaml:"checks"`
 
 	DNS       resolver.Config  `yaml:"dns"`
+	DNSBL     dnsbl.Config     `yaml:"dnsbl"`
+	SPF       spf.Config       `yaml:"spf"`
 	Whitelist whitelist.Config `yaml:"whitelist"`
 	Metrics   metrics.Config   `yaml:"metrics"`
 }
@@ -94,9 +98,14 @@ type Log struct {
 // Step is one check's time limit and the action when it fails or runs out
 // of time: DUNNO (fail open; the default) or e.g. "DEFER_IF_PERMIT 4.3.0 try later".
 type Step struct {
+	// Enabled turns the check off with false. Default true.
+	Enabled *bool         `yaml:"enabled"`
 	Timeout time.Duration `yaml:"timeout"`
 	OnError string        `yaml:"on_error"`
 }
+
+// On reports whether the check runs.
+func (s Step) On() bool { return s.Enabled == nil || *s.Enabled }
 
 // CheckNames are the checks in the order the engine runs them.
 var CheckNames = []string{"whitelist", "dnsbl", "spf", "greylist"}
@@ -127,11 +136,15 @@ func Default() Config {
 		Hostname:        host,
 		Checks: map[string]Step{
 			"whitelist": {Timeout: time.Second, OnError: "DUNNO"},
-			"dnsbl":     {Timeout: 3 * time.Second, OnError: "DUNNO"},
-			"spf":       {Timeout: 4 * time.Second, OnError: "DUNNO"},
-			"greylist":  {Timeout: 2 * time.Second, OnError: "DUNNO"},
+			// Above dnsbl.timeout and spf.timeout, so those checks end on
+			// their own deadline and report which list or lookup failed.
+			"dnsbl":    {Timeout: 2500 * time.Millisecond, OnError: "DUNNO"},
+			"spf":      {Timeout: 4500 * time.Millisecond, OnError: "DUNNO"},
+			"greylist": {Timeout: 2 * time.Second, OnError: "DUNNO"},
 		},
 		DNS:       resolver.DefaultConfig(),
+		DNSBL:     dnsbl.DefaultConfig(),
+		SPF:       spf.DefaultConfig(),
 		Whitelist: whitelist.DefaultConfig(),
 		Metrics:   metrics.DefaultConfig(),
 	}
@@ -196,6 +209,9 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 		if v.OnError == "" {
 			v.OnError = d.OnError
 		}
+		if v.Enabled == nil {
+			v.Enabled = d.Enabled
+		}
 		out[k] = v
 	}
 	return out
@@ -204,7 +220,7 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 // Validate checks every key; the error names the first bad one.
 func (c *Config) Validate() error {
 	for _, f := range []func() error{c.validateListen, c.validateServer, c.validateCore, c.validateChecks,
-		c.DNS.Validate, c.Whitelist.Validate, c.Metrics.Validate} {
+		c.DNS.Validate, c.DNSBL.Validate, c.SPF.Validate, c.Whitelist.Validate, c.Metrics.Validate} {
 		if err := f(); err != nil {
 			return err
 		}

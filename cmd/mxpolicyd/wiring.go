@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/spf"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
@@ -23,6 +27,8 @@ type wiring struct {
 	closers []func()
 
 	whitelist *whitelist.Whitelist
+	dnsbl     *dnsbl.Checker
+	spf       *spf.Checker
 }
 
 // newWiring builds the long-lived checks. Background work (the whitelist
@@ -37,7 +43,34 @@ func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, sto
 	}
 	w.whitelist = wl
 	go wl.Run(bg)
+	if err := w.buildDNS(cfg); err != nil {
+		w.close()
+		return nil, err
+	}
 	return w, nil
+}
+
+// buildDNS makes the resolver and the checks that use it: one DNS setting
+// feeds both the lists and SPF.
+func (w *wiring) buildDNS(cfg *config.Config) error {
+	r, err := resolver.New(cfg.DNS)
+	if err != nil {
+		return err
+	}
+	var obs dnsbl.Observer
+	if w.metrics != nil {
+		obs = metrics.DNSObserver{M: w.metrics}
+	}
+	bl, err := dnsbl.New(cfg.DNSBL, r, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: obs})
+	if err != nil {
+		return err
+	}
+	sp, err := spf.New(cfg.SPF, r, spf.Options{Logger: w.log})
+	if err != nil {
+		return err
+	}
+	w.dnsbl, w.spf = bl, sp
+	return nil
 }
 
 // steps returns the engine steps for cfg, each with its timeout and
@@ -57,14 +90,28 @@ func (w *wiring) steps(cfg *config.Config) ([]policy.Step, error) {
 
 // checks lists the enabled checks in order.
 func (w *wiring) checks(cfg *config.Config) []policy.Check {
-	return []policy.Check{w.whitelist}
+	all := []policy.Check{w.whitelist}
+	if len(cfg.DNSBL.Lists) > 0 {
+		all = append(all, w.dnsbl)
+	}
+	all = append(all, w.spf)
+	var on []policy.Check
+	for _, c := range all {
+		if cfg.Checks[c.Name()].On() {
+			on = append(on, c)
+		}
+	}
+	return on
 }
 
 func (w *wiring) recorders() []policy.Recorder { return nil }
 
 // reload applies what a SIGHUP may change: whitelist files, list settings.
 func (w *wiring) reload(ctx context.Context, cfg *config.Config) error {
-	return w.whitelist.Reconfigure(cfg.Whitelist)
+	if err := w.whitelist.Reconfigure(cfg.Whitelist); err != nil {
+		return err
+	}
+	return w.buildDNS(cfg)
 }
 
 func (w *wiring) close() {
