@@ -1,0 +1,266 @@
+// Package greylist defers mail from unknown (client, sender, recipient)
+// triplets until the client proves it is a real MTA by retrying, and never
+// delays a proven sender twice (issue 3). Greylist is the policy.Check; a
+// Store (PostgreSQL or the embedded SQLite file) keeps the state.
+package greylist
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// Name is the check's name in the config and the logs.
+const Name = "greylist"
+
+// headerKey is the Message value that makes the X-Greylist header once per
+// message: its text differs per recipient (delay, date), so Message's own
+// de-duplication of identical headers is not enough.
+const headerKey = "greylist.header"
+
+// Greylist is the greylisting check.
+type Greylist struct {
+	cfg   Config
+	store Store
+	cache *passCache
+	host  string
+	log   *slog.Logger
+}
+
+// NewStore returns the Store for an open, migrated database.
+func NewStore(d *db.DB) Store {
+	if d.IsPostgres() {
+		return NewPGStore(d.PG)
+	}
+	return NewSQLiteStore(d.SQL)
+}
+
+// New returns the check. cfg must be valid (Config.Validate).
+func New(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	host := cfg.Hostname
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return &Greylist{cfg: cfg, store: store, cache: newPassCache(cfg.CacheSize), host: host, log: logger}, nil
+}
+
+// Name implements policy.Check.
+func (g *Greylist) Name() string { return Name }
+
+// Config returns the configuration the check runs with.
+func (g *Greylist) Config() Config { return g.cfg }
+
+// GC runs garbage collection with the check's configuration.
+func (g *Greylist) GC(ctx context.Context, now time.Time, dryRun bool) (GCStats, error) {
+	return g.store.GC(ctx, now, &g.cfg, dryRun)
+}
+
+// Check decides one recipient. Store errors are returned, so the engine
+// applies the step's on_error action (default DUNNO: fail open).
+func (g *Greylist) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
+	if reason, skip := g.exempt(st); skip {
+		return policy.Pass(reason), nil
+	}
+	k := g.Key(st)
+	if reason, ok := g.cached(k, st.Now); ok {
+		return policy.Pass(reason), nil
+	}
+	o, err := g.store.Decide(ctx, st.Now, &g.cfg, k)
+	if err != nil {
+		return policy.Result{}, err
+	}
+	g.remember(k, o, st.Now)
+	return g.result(st, k, o), nil
+}
+
+// exempt says why a request is not greylisted at all.
+func (g *Greylist) exempt(st *policy.State) (string, bool) {
+	switch {
+	case !st.Req.ClientAddress.IsValid():
+		return "no client address", true
+	case st.Facts.DNSAllow:
+		return "DNS allowlisted", true
+	case g.cfg.OnlySuspicious && !suspicious(st):
+		return "not suspicious", true
+	}
+	return "", false
+}
+
+// suspicious is the only_suspicious test: a DNS list scored the client,
+// SPF did not vouch for it, or it has no forward-confirmed host name
+// (Fastmail's "no valid reverse DNS", anchors §5.7).
+func suspicious(st *policy.State) bool {
+	if st.Facts.DNSScore > 0 {
+		return true
+	}
+	switch st.Facts.SPF {
+	case "none", "neutral", "softfail", "fail", "permerror":
+		return true
+	}
+	return !st.Req.ClientVerified()
+}
+
+// Key computes the triplet of a request.
+func (g *Greylist) Key(st *policy.State) Key {
+	spf := ""
+	if st.Facts.SPF == "pass" {
+		spf = st.Facts.SPFDomain
+	}
+	return g.cfg.KeyFor(st.Req.ClientAddress, st.Req.Sender, st.Req.Recipient, spf)
+}
+
+// KeyFor computes a triplet: the client part is the client's network, or
+// with pool_aware the domain whose SPF policy authorized the client
+// (spfPass: "" when SPF did not pass).
+func (c Config) KeyFor(client netip.Addr, sender, rcpt, spfPass string) Key {
+	addr := client.Unmap().WithZone("")
+	bits := c.IPv4Prefix
+	if addr.Is6() {
+		bits = c.IPv6Prefix
+	}
+	nw, _ := addr.Prefix(bits)
+	k := Key{
+		ClientKey: KindNet + ":" + nw.String(), Kind: KindNet, Net: nw, Addr: addr,
+		RawSender: sender, Sender: Normalize(sender), Recipient: strings.ToLower(rcpt),
+	}
+	k.SenderDomain = policy.Domain(k.Sender)
+	if d := strings.ToLower(strings.TrimSuffix(spfPass, ".")); c.PoolAware && d != "" {
+		k.ClientKey, k.Kind = KindSPF+":"+d, KindSPF
+	}
+	return k
+}
+
+// Cache keys, one namespace per kind of pass.
+func clientCacheKey(k Key) string { return "c\x00" + k.Net.String() }
+func pairCacheKey(k Key) string   { return "p\x00" + k.ClientKey + "\x00" + k.SenderDomain }
+func tripletCacheKey(k Key) string {
+	return "t\x00" + k.ClientKey + "\x00" + k.Sender + "\x00" + k.Recipient
+}
+
+func (g *Greylist) cached(k Key, now time.Time) (string, bool) {
+	switch {
+	case g.cfg.AWLClientPasses > 0 && g.cache.passes(clientCacheKey(k), now):
+		return VerdictAWLClient.reason() + " (cached)", true
+	case g.cfg.AWLPair && k.SenderDomain != "" && g.cache.passes(pairCacheKey(k), now):
+		return VerdictAWLPair.reason() + " (cached)", true
+	case g.cache.passes(tripletCacheKey(k), now):
+		return VerdictKnown.reason() + " (cached)", true
+	}
+	return "", false
+}
+
+// remember caches a pass. The database row was just seen at now, so it
+// is valid until now + max age, beyond the cache's CacheRefresh.
+func (g *Greylist) remember(k Key, o Outcome, now time.Time) {
+	if !o.Verdict.Passes() || g.cfg.CacheRefresh <= 0 {
+		return
+	}
+	until := now.Add(g.cfg.CacheRefresh)
+	switch o.Verdict {
+	case VerdictAWLClient:
+		g.cache.put(clientCacheKey(k), until)
+	case VerdictAWLPair:
+		g.cache.put(pairCacheKey(k), until)
+	default:
+		g.cache.put(tripletCacheKey(k), until)
+		if g.cfg.AWLPair && k.SenderDomain != "" {
+			g.cache.put(pairCacheKey(k), until) // the store recorded the pair with this pass
+		}
+	}
+}
+
+// ForgetCache drops every cached pass, for tests and admin changes.
+func (g *Greylist) ForgetCache() { g.cache.forget() }
+
+func (v Verdict) reason() string {
+	return [...]string{"new triplet", "early retry", "passed after delay", "passed before",
+		"client auto-whitelisted", "sender domain auto-whitelisted for client"}[v]
+}
+
+func (g *Greylist) result(st *policy.State, k Key, o Outcome) policy.Result {
+	if !o.Verdict.Passes() {
+		left := g.cfg.Delay - st.Now.Truncate(time.Second).Sub(o.FirstSeen)
+		return policy.Result{
+			Action: policy.Action{Verb: policy.DeferIfPermit, Text: g.text(left, k.Recipient)},
+			Reason: o.Verdict.reason(),
+		}
+	}
+	r := policy.Pass(o.Verdict.reason())
+	if o.Verdict == VerdictPassed {
+		r.Delay = o.Delay
+		g.addHeader(st, o.Delay)
+	}
+	return r
+}
+
+// addHeader queues X-Greylist once per message, in postgrey's form but
+// never naming a recipient (SQLgrey's header leaks it, anchors §4).
+func (g *Greylist) addHeader(st *policy.State, delay time.Duration) {
+	if !g.cfg.Header || st.Msg == nil {
+		return
+	}
+	if _, done := st.Msg.Value(headerKey); done {
+		return
+	}
+	st.Msg.SetValue(headerKey, true)
+	st.Msg.AddHeader(fmt.Sprintf("X-Greylist: delayed %d seconds by mxpolicyd at %s; %s",
+		int64(delay/time.Second), g.host, st.Now.Format(time.RFC1123Z)))
+}
+
+// text renders the deferral template: %s seconds left (at least 1), %d the
+// delay, %r the recipient domain, %% a percent sign.
+func (g *Greylist) text(left time.Duration, rcpt string) string {
+	secs := int64((left + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	var b strings.Builder
+	t := g.cfg.Text
+	for i := 0; i < len(t); i++ {
+		if t[i] != '%' || i+1 >= len(t) {
+			b.WriteByte(t[i])
+			continue
+		}
+		i++
+		switch t[i] {
+		case 's':
+			b.WriteString(strconv.FormatInt(secs, 10))
+		case 'd':
+			b.WriteString(strconv.FormatInt(int64(g.cfg.Delay/time.Second), 10))
+		case 'r':
+			b.WriteString(sanitize(policy.Domain(rcpt)))
+		default:
+			b.WriteByte(t[i])
+		}
+	}
+	return b.String()
+}
+
+// sanitize keeps client-supplied text from breaking the one-line reply.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+var _ policy.Check = (*Greylist)(nil)

@@ -1,0 +1,192 @@
+package greylist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SQLiteStore is the embedded Store. A decision is one transaction taken
+// with BEGIN IMMEDIATE on the single connection (internal/db), so it is as
+// atomic as PostgreSQL's one statement; its statements are local calls,
+// not round trips. Parameters are numbered like the PostgreSQL ones.
+type SQLiteStore struct {
+	db *sql.DB
+}
+
+// NewSQLiteStore returns a Store on a migrated database.
+func NewSQLiteStore(db *sql.DB) *SQLiteStore { return &SQLiteStore{db: db} }
+
+// Parameters of the statements below: ?1 client_key, ?2 sender,
+// ?3 recipient, ?4 key_kind, ?5 client_net, ?6 client_addr, ?7 raw_sender,
+// ?8 sender_domain, ?9 now, ?10 delay cutoff, ?11 retry window cutoff,
+// ?12 max age cutoff, ?13 AWL count cutoff, ?14 AWL client passes,
+// ?15 pair AWL on. Times are Unix seconds.
+const (
+	liteAWLClient = `UPDATE greylist_awl_client SET last_seen = ?9
+	WHERE ?14 > 0 AND client_net = ?5 AND passes >= ?14 AND last_seen >= ?12
+	RETURNING passes`
+
+	liteAWLPair = `UPDATE greylist_awl_pair SET last_seen = ?9, client_addr = ?6
+	WHERE ?15 AND ?8 <> '' AND client_key = ?1 AND sender_domain = ?8 AND last_seen >= ?12
+	RETURNING 1`
+
+	liteExpired = `((g.passed_at IS NULL AND g.first_seen < ?11) OR (g.passed_at IS NOT NULL AND g.last_seen < ?12))`
+
+	liteTriplet = `INSERT INTO greylist_triplet AS g (client_key, sender, recipient, key_kind, client_net,
+		client_addr, raw_sender, first_seen, last_seen, passed_at, attempts, passes)
+	VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?9, ?9, NULL, 1, 0)
+	ON CONFLICT (client_key, sender, recipient) DO UPDATE SET
+		first_seen = CASE WHEN ` + liteExpired + ` THEN ?9 ELSE g.first_seen END,
+		passed_at = CASE WHEN ` + liteExpired + ` THEN NULL
+			WHEN g.passed_at IS NOT NULL THEN g.passed_at
+			WHEN g.first_seen <= ?10 THEN ?9 END,
+		attempts = CASE WHEN ` + liteExpired + ` THEN 1 ELSE g.attempts + 1 END,
+		passes = CASE WHEN ` + liteExpired + ` THEN 0
+			WHEN g.passed_at IS NOT NULL OR g.first_seen <= ?10 THEN g.passes + 1
+			ELSE g.passes END,
+		last_seen = ?9, client_net = excluded.client_net, client_addr = excluded.client_addr,
+		raw_sender = excluded.raw_sender
+	RETURNING first_seen, passed_at, attempts, passes`
+
+	liteCountClient = `INSERT INTO greylist_awl_client AS a (client_net, client_addr, first_seen, last_seen, last_counted, passes)
+	VALUES (?5, ?6, ?9, ?9, ?9, 1)
+	ON CONFLICT (client_net) DO UPDATE SET
+		passes = CASE WHEN a.last_seen < ?12 THEN 1 WHEN a.last_counted <= ?13 THEN a.passes + 1 ELSE a.passes END,
+		last_counted = CASE WHEN a.last_seen < ?12 OR a.last_counted <= ?13 THEN ?9 ELSE a.last_counted END,
+		first_seen = CASE WHEN a.last_seen < ?12 THEN ?9 ELSE a.first_seen END,
+		last_seen = ?9, client_addr = ?6`
+
+	liteCountPair = `INSERT INTO greylist_awl_pair AS p (client_key, sender_domain, key_kind, client_net, client_addr, first_seen, last_seen)
+	VALUES (?1, ?8, ?4, ?5, ?6, ?9, ?9)
+	ON CONFLICT (client_key, sender_domain) DO UPDATE SET
+		first_seen = CASE WHEN p.last_seen < ?12 THEN ?9 ELSE p.first_seen END,
+		last_seen = ?9, client_net = ?5, client_addr = ?6`
+)
+
+// Decide records one attempt and returns the verdict, with the same
+// statements in the same order as PostgreSQL's one statement.
+func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (o Outcome, err error) {
+	c := newCutoffs(now, cfg)
+	args := []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
+		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
+		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("greylist: sqlite decide: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("greylist: sqlite decide: %w", err)
+		}
+	}()
+	o, err = liteDecide(ctx, tx, args, cfg)
+	if err != nil {
+		return Outcome{}, err
+	}
+	return o, tx.Commit()
+}
+
+func liteDecide(ctx context.Context, tx *sql.Tx, args []any, cfg *Config) (Outcome, error) {
+	if hit, err := exists(ctx, tx, liteAWLClient, args); err != nil || hit {
+		return Outcome{Verdict: VerdictAWLClient}, err
+	}
+	pairHit, err := exists(ctx, tx, liteAWLPair, args)
+	if err != nil {
+		return Outcome{}, err
+	}
+	o := Outcome{Verdict: VerdictAWLPair}
+	if !pairHit {
+		if o, err = liteTripletUpsert(ctx, tx, args); err != nil {
+			return Outcome{}, err
+		}
+	}
+	if !o.Verdict.Passes() {
+		return o, nil
+	}
+	if cfg.AWLClientPasses > 0 {
+		if _, err := tx.ExecContext(ctx, liteCountClient, args...); err != nil {
+			return Outcome{}, err
+		}
+	}
+	if !pairHit && cfg.AWLPair && args[7] != "" {
+		if _, err := tx.ExecContext(ctx, liteCountPair, args...); err != nil {
+			return Outcome{}, err
+		}
+	}
+	return o, nil
+}
+
+func exists(ctx context.Context, tx *sql.Tx, q string, args []any) (bool, error) {
+	var n int
+	err := tx.QueryRowContext(ctx, q, args...).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func liteTripletUpsert(ctx context.Context, tx *sql.Tx, args []any) (Outcome, error) {
+	var (
+		first, attempts, passes int64
+		passed                  sql.NullInt64
+	)
+	if err := tx.QueryRowContext(ctx, liteTriplet, args...).Scan(&first, &passed, &attempts, &passes); err != nil {
+		return Outcome{}, err
+	}
+	var pt *time.Time
+	if passed.Valid {
+		t := time.Unix(passed.Int64, 0)
+		pt = &t
+	}
+	return outcome(time.Unix(first, 0), pt, int(attempts), int(passes)), nil
+}
+
+// GC deletes expired rows in batches of short transactions, so the daemon's
+// decisions (which share the one connection) wait one batch at most.
+func (s *SQLiteStore) GC(ctx context.Context, now time.Time, cfg *Config, dryRun bool) (GCStats, error) {
+	var st GCStats
+	for _, t := range gcTargets(now, cfg, &st) {
+		where := liteParams(t.where)
+		var err error
+		if dryRun {
+			err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+t.table+" WHERE "+where, t.cutoff.Unix()).Scan(t.count)
+		} else {
+			err = s.gcDelete(ctx, t, where, cfg.GCBatch)
+		}
+		if err != nil {
+			return st, fmt.Errorf("greylist: sqlite gc %s: %w", t.table, err)
+		}
+	}
+	return st, nil
+}
+
+func (s *SQLiteStore) gcDelete(ctx context.Context, t gcTarget, where string, batch int) error {
+	// Table and condition are constants of this package, never user data.
+	q := "DELETE FROM " + t.table + " WHERE rowid IN (SELECT rowid FROM " + t.table + " WHERE " + where + " LIMIT ?2)"
+	for {
+		res, err := s.db.ExecContext(ctx, q, t.cutoff.Unix(), batch)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		*t.count += n
+		if n < int64(batch) {
+			return nil
+		}
+	}
+}
+
+// liteParams turns the PostgreSQL "$1" of a shared condition into "?1".
+func liteParams(where string) string {
+	b := []byte(where)
+	for i := range b {
+		if b[i] == '$' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
+}
