@@ -1,0 +1,180 @@
+// Package decisionlog records every decision in the decisions table, off
+// the reply path, and enforces its retention (issue 3, "Garbage collection
+// and reporting").
+//
+// Writer is the engine's policy.Recorder: Record hands the row to a
+// bounded queue without ever waiting, and one goroutine writes the queue
+// in batches. When the database is slow or down, batches time out and
+// rows are dropped and counted; memory never grows past the queue, and a
+// reply never waits for the log.
+package decisionlog
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// Observer counts rows; *metrics.Metrics implements it.
+type Observer interface {
+	LogRowsWritten(n int)
+	LogRowsDropped(n int)
+}
+
+// Options are a Writer's collaborators.
+type Options struct {
+	Host     string           // the host column: which MX decided
+	Logger   *slog.Logger     // nil: discard
+	Observer Observer         // nil: count only in Stats
+	Now      func() time.Time // the clock for partition upkeep; nil: time.Now
+	// Tick triggers flushes and upkeep; nil: a ticker every
+	// Config.FlushInterval. Tests send on it instead of sleeping.
+	Tick <-chan time.Time
+}
+
+// Stats are the writer's totals since New.
+type Stats struct {
+	Written    uint64 // rows stored
+	QueueFull  uint64 // rows dropped because the queue was full
+	WriteError uint64 // rows dropped because their batch failed
+}
+
+// Writer batches decisions into the decisions table.
+type Writer struct {
+	db     *db.DB
+	cfg    Config
+	opt    Options
+	rows   chan Row
+	flush  chan chan struct{}
+	quit   chan struct{}
+	done   chan struct{}
+	ctx    context.Context // parent of every write; cancelled by Close's deadline
+	cancel context.CancelFunc
+	ticker *time.Ticker
+	closed atomic.Bool
+	once   sync.Once
+
+	written, queueFull, writeErr atomic.Uint64
+
+	// Owned by the run goroutine.
+	nextUpkeep time.Time
+	lastWarn   time.Time
+	lastErr    error // the last batch failure since the last warning
+	warned     Stats // totals at the last warning
+}
+
+// New starts a writer. Call Close to flush and stop it.
+func New(d *db.DB, cfg Config, opt Options) *Writer {
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	w := &Writer{
+		db: d, cfg: cfg, opt: opt,
+		rows:  make(chan Row, cfg.QueueSize),
+		flush: make(chan chan struct{}),
+		quit:  make(chan struct{}),
+		done:  make(chan struct{}),
+	}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	if w.opt.Tick == nil {
+		w.ticker = time.NewTicker(cfg.FlushInterval)
+		w.opt.Tick = w.ticker.C
+	}
+	go w.run()
+	return w
+}
+
+// Record queues the decision's row and returns at once. A full queue, or
+// a closed writer, drops the row and counts it (policy.Recorder).
+func (w *Writer) Record(d *policy.Decision) {
+	if w.closed.Load() {
+		w.dropQueueFull(1)
+		return
+	}
+	select {
+	case w.rows <- FromDecision(d, w.opt.Host):
+	default:
+		w.dropQueueFull(1)
+	}
+}
+
+func (w *Writer) dropQueueFull(n int) {
+	if n == 0 {
+		return
+	}
+	w.queueFull.Add(uint64(n))
+	if w.opt.Observer != nil {
+		w.opt.Observer.LogRowsDropped(n)
+	}
+}
+
+// Stats returns the totals so far.
+func (w *Writer) Stats() Stats {
+	return Stats{Written: w.written.Load(), QueueFull: w.queueFull.Load(), WriteError: w.writeErr.Load()}
+}
+
+// Flush writes every row queued before the call and returns when they
+// are written or dropped, or when ctx ends.
+func (w *Writer) Flush(ctx context.Context) error {
+	ack := make(chan struct{})
+	select {
+	case w.flush <- ack:
+	case <-w.done:
+		return errors.New("decisionlog: writer closed")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-ack:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close writes what is queued and stops the writer. When ctx ends first,
+// the write in progress is abandoned (its rows counted as dropped) and
+// Close returns ctx's error.
+func (w *Writer) Close(ctx context.Context) error {
+	w.once.Do(func() {
+		w.closed.Store(true)
+		close(w.quit)
+	})
+	var err error
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		w.cancel()
+		<-w.done
+	}
+	w.cancel()
+	if w.ticker != nil {
+		w.ticker.Stop()
+	}
+	// A Record racing with Close may have queued a row after the final
+	// drain: count it, so every row is either written or counted.
+	w.dropQueueFull(w.drainCount())
+	return err
+}
+
+func (w *Writer) drainCount() int {
+	n := 0
+	for {
+		select {
+		case <-w.rows:
+			n++
+		default:
+			return n
+		}
+	}
+}

@@ -1,0 +1,298 @@
+package decisionlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// counter is an Observer that also reports each written batch on a
+// channel, so tests wait for the writer instead of sleeping.
+type counter struct {
+	written, dropped atomic.Int64
+	batches          chan int
+}
+
+func newCounter() *counter { return &counter{batches: make(chan int, 100)} }
+
+func (c *counter) LogRowsWritten(n int) {
+	c.written.Add(int64(n))
+	c.batches <- n
+}
+
+func (c *counter) LogRowsDropped(n int) { c.dropped.Add(int64(n)) }
+
+func (c *counter) waitBatch(t *testing.T) int {
+	t.Helper()
+	select {
+	case n := <-c.batches:
+		return n
+	case <-time.After(10 * time.Second):
+		t.Fatal("no batch written within 10s")
+		return 0
+	}
+}
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func decision(i int) *policy.Decision {
+	return &policy.Decision{
+		Time: t0.Add(time.Duration(i) * time.Second),
+		Req: &policy.Request{
+			ClientAddress: netip.MustParseAddr(fmt.Sprintf("192.0.2.%d", i%250+1)),
+			ClientName:    "mx.example.net", HeloName: "mx.example.net",
+			Sender: fmt.Sprintf("s%d@example.net", i), Recipient: "rcpt@example.org",
+			Instance: fmt.Sprintf("inst%d", i), QueueID: "4ABCD",
+		},
+		Check:    "greylist",
+		Action:   policy.Action{Verb: policy.DeferIfPermit, Text: "4.2.0 Greylisted"},
+		Reason:   "new triplet",
+		Duration: 1500 * time.Microsecond,
+	}
+}
+
+func testConfig() Config {
+	c := DefaultConfig()
+	c.BatchSize, c.QueueSize = 3, 100
+	return c
+}
+
+func countRows(t *testing.T, d *db.DB) int {
+	t.Helper()
+	ctx := dltest.Context(t)
+	var n int
+	var err error
+	if d.IsPostgres() {
+		err = d.PG.QueryRow(ctx, "SELECT count(*) FROM decisions").Scan(&n)
+	} else {
+		err = d.SQL.QueryRowContext(ctx, "SELECT count(*) FROM decisions").Scan(&n)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestWriterBatchesAndFlushes(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dltest.Context(t)
+		obs, tick := newCounter(), make(chan time.Time)
+		w := New(d, testConfig(), Options{Host: "mx1", Observer: obs, Tick: tick,
+			Now: func() time.Time { return t0 }})
+		for i := range 3 { // a full batch is written without a tick
+			w.Record(decision(i))
+		}
+		if n := obs.waitBatch(t); n != 3 || countRows(t, d) != 3 {
+			t.Fatalf("full batch: wrote %d, table has %d rows; want 3", n, countRows(t, d))
+		}
+		w.Record(decision(3)) // a partial batch waits for the tick
+		tick <- t0
+		if n := obs.waitBatch(t); n != 1 {
+			t.Fatalf("tick wrote %d rows, want 1", n)
+		}
+		for i := 4; i < 6; i++ {
+			w.Record(decision(i))
+		}
+		if err := w.Flush(ctx); err != nil || countRows(t, d) != 6 {
+			t.Fatalf("after Flush: %d rows, err %v; want 6", countRows(t, d), err)
+		}
+		w.Record(decision(6))
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.Record(decision(7)) // after Close: dropped, counted, no panic
+		st := w.Stats()
+		if countRows(t, d) != 7 || st.Written != 7 || st.QueueFull != 1 || obs.written.Load() != 7 || obs.dropped.Load() != 1 {
+			t.Fatalf("after Close: %d rows, stats %+v, observer %d/%d", countRows(t, d), st,
+				obs.written.Load(), obs.dropped.Load())
+		}
+	})
+}
+
+// A row must come back as it went in, on both stores.
+func TestInsertRoundTrip(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dltest.Context(t)
+		dec := decision(1)
+		dec.Observe, dec.Would, dec.Action = true, dec.Action, policy.DunnoAction
+		dec.Delay = 301400 * time.Millisecond
+		dec.Errors = []policy.CheckError{{Check: "dnsbl"}, {Check: "spf"}}
+		dec.Facts.Whitelist = "client 192.0.2.0/24"
+		if err := Insert(ctx, d, []Row{FromDecision(dec, "mx1")}); err != nil {
+			t.Fatal(err)
+		}
+		q := `SELECT client, host, action, would_action, verb, delay_seconds, duration_us,
+			observe, whitelist, errors, sender FROM decisions`
+		if d.IsPostgres() {
+			q = "SELECT host(client)" + q[len("SELECT client"):]
+		}
+		var got [11]any
+		ptrs := make([]any, len(got))
+		for i := range got {
+			ptrs[i] = &got[i]
+		}
+		var err error
+		if d.IsPostgres() {
+			err = d.PG.QueryRow(ctx, q).Scan(ptrs...)
+		} else {
+			err = d.SQL.QueryRowContext(ctx, q).Scan(ptrs...)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"192.0.2.2", "mx1", "DUNNO", "DEFER_IF_PERMIT 4.2.0 Greylisted", "DEFER",
+			"301", "1500", "true", "client 192.0.2.0/24", "dnsbl,spf", "s1@example.net"}
+		for i, w := range want {
+			g := fmt.Sprint(got[i])
+			if i == 7 && g == "1" { // SQLite booleans are 0/1
+				g = "true"
+			}
+			if g != w {
+				t.Errorf("column %d = %q, want %q", i, g, w)
+			}
+		}
+	})
+}
+
+// holdWrites blocks every write to the decisions table until release is
+// called: on SQLite by holding the store's only connection in a
+// transaction, on PostgreSQL by an exclusive lock on the table.
+func holdWrites(t *testing.T, d *db.DB) (release func()) {
+	t.Helper()
+	ctx := dltest.Context(t)
+	if !d.IsPostgres() {
+		tx, err := d.SQL.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return func() { _ = tx.Rollback() }
+	}
+	tx, err := d.PG.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE decisions IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	return func() { _ = tx.Rollback(context.Background()) }
+}
+
+// With the database blocked, Record still returns at once and the rows
+// beyond the queue are dropped and counted, never queued without bound.
+func TestWriterFullQueueDropsWithoutBlocking(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dltest.Context(t)
+		obs := newCounter()
+		cfg := testConfig()
+		cfg.QueueSize, cfg.BatchSize, cfg.WriteTimeout = 10, 5, time.Minute
+		release := holdWrites(t, d)
+		w := New(d, cfg, Options{Observer: obs, Tick: make(chan time.Time)})
+		const total = 1000
+		done := make(chan struct{})
+		go func() {
+			for i := range total {
+				w.Record(decision(i))
+			}
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("Record blocked on a blocked database")
+		}
+		// At most one batch in the writer's hands plus a full queue survive.
+		if st := w.Stats(); st.QueueFull < total-uint64(cfg.QueueSize+cfg.BatchSize) ||
+			obs.dropped.Load() != int64(st.QueueFull) {
+			t.Fatalf("stats %+v, observer dropped %d; want at least %d dropped",
+				st, obs.dropped.Load(), total-cfg.QueueSize-cfg.BatchSize)
+		}
+		release()
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := w.Stats()
+		if st.Written+st.QueueFull+st.WriteError != total || int(st.Written) != countRows(t, d) || st.Written == 0 {
+			t.Fatalf("stats %+v, %d rows in table: every row must be written or counted", st, countRows(t, d))
+		}
+	})
+}
+
+// A batch that misses its deadline is dropped and counted, and the writer
+// carries on once the database answers again.
+func TestWriterDropsFailedBatch(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dltest.Context(t)
+		obs := newCounter()
+		cfg := testConfig()
+		cfg.WriteTimeout = 200 * time.Millisecond
+		release := holdWrites(t, d)
+		w := New(d, cfg, Options{Observer: obs, Tick: make(chan time.Time)})
+		defer w.Close(ctx)
+		w.Record(decision(1))
+		w.Record(decision(2))
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := w.Stats(); st.WriteError != 2 || obs.dropped.Load() != 2 {
+			t.Fatalf("stats %+v, observer dropped %d; want 2 rows failed", st, obs.dropped.Load())
+		}
+		release()
+		w.Record(decision(3))
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := w.Stats(); st.Written != 1 || countRows(t, d) != 1 {
+			t.Fatalf("after recovery: stats %+v, %d rows; want 1 written", st, countRows(t, d))
+		}
+	})
+}
+
+// Close gives up at its deadline even when the database never answers.
+func TestWriterCloseHonoursDeadline(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		cfg := testConfig()
+		cfg.WriteTimeout = time.Minute
+		release := holdWrites(t, d)
+		defer release()
+		w := New(d, cfg, Options{Tick: make(chan time.Time)})
+		w.Record(decision(1))
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := w.Close(ctx)
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 10*time.Second {
+			t.Fatalf("Close = %v after %v; want DeadlineExceeded soon after 300ms", err, time.Since(start))
+		}
+		if st := w.Stats(); st.WriteError+st.QueueFull != 1 {
+			t.Fatalf("stats %+v: the abandoned row must be counted", st)
+		}
+	})
+}
+
+// A closed pool makes every write fail: counted, logged, never a panic.
+func TestWriterClosedPool(t *testing.T) {
+	d := dltest.Open(t, db.Postgres)
+	ctx := dltest.Context(t)
+	w := New(d, testConfig(), Options{Tick: make(chan time.Time)})
+	d.PG.Close()
+	for i := range 4 {
+		w.Record(decision(i))
+	}
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.WriteError != 4 || st.Written != 0 {
+		t.Fatalf("stats %+v; want 4 failed", st)
+	}
+}
