@@ -10,8 +10,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// The observer interfaces of the packages that report to metrics.
+var (
+	_ dnsbl.Observer       = DNSObserver{}
+	_ decisionlog.Observer = (*Metrics)(nil)
 )
 
 func mustAction(t *testing.T, s string) policy.Action {
