@@ -2,9 +2,14 @@ package greylist
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -96,10 +101,16 @@ func (s *PGStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key)
 		first, passed      *time.Time
 		attempts, passes   *int
 	)
-	err := s.pool.QueryRow(ctx, pgDecide,
-		k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
-		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair,
-	).Scan(&awlClient, &awlPair, &first, &passed, &attempts, &passes)
+	args := []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
+		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair}
+	err := s.pool.QueryRow(ctx, pgDecide, args...).Scan(&awlClient, &awlPair, &first, &passed, &attempts, &passes)
+	if connLost(err) && ctx.Err() == nil {
+		// The pooled connection died (server restart, failover); the pool
+		// has dropped it, so try once more on a fresh one. Repeating the
+		// statement is harmless even if the first one committed: it counts
+		// one more attempt of a triplet that is deferred or passed anyway.
+		err = s.pool.QueryRow(ctx, pgDecide, args...).Scan(&awlClient, &awlPair, &first, &passed, &attempts, &passes)
+	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: postgres decide: %w", err)
 	}
@@ -112,6 +123,23 @@ func (s *PGStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key)
 		return Outcome{}, fmt.Errorf("greylist: postgres decide returned no triplet")
 	}
 	return outcome(*first, passed, *attempts, *passes), nil
+}
+
+// connLost reports whether err means the connection, not the statement,
+// failed: the server shut the session down or the socket broke.
+func connLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	if pgconn.SafeToRetry(err) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && !ne.Timeout()
 }
 
 // gcTarget is one kind of expired row: its table and the condition, with
