@@ -130,9 +130,14 @@ func TestServeShutsDownOnCancel(t *testing.T) {
 	}
 }
 
-func TestListenAndServeReportsBadAddress(t *testing.T) {
-	s := NewServer(Config{Listen: "256.0.0.1:1", Path: "/metrics"}, New(), nil, nil)
-	err := s.ListenAndServe(context.Background())
+func TestListenAndServeReportsBusyAddress(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	s := NewServer(Config{Listen: busy.Addr().String(), Path: "/metrics"}, New(), nil, nil)
+	err = s.ListenAndServe(context.Background())
 	if err == nil || !strings.HasPrefix(err.Error(), "metrics: ") {
 		t.Fatalf("err = %v, want a metrics: error", err)
 	}
