@@ -1,0 +1,161 @@
+package report
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+)
+
+// DailyRow is one day of report_daily.
+type DailyRow struct {
+	Day                string // YYYY-MM-DD, UTC
+	Requests           int64
+	Deferred           int64
+	PassedAfterDelay   int64
+	Whitelisted        int64
+	RejectedDNSBL      int64
+	RejectedSPF        int64
+	RejectedOther      int64
+	ObserveWouldReject int64
+	ObserveWouldDefer  int64
+	CheckErrors        int64
+}
+
+// NeverRetriedRow is one triplet of report_never_retried.
+type NeverRetriedRow struct {
+	Client, ClientName, Helo, Sender, Recipient string
+	FirstDeferred, LastDeferred                 time.Time
+	Deferrals                                   int64
+}
+
+// RetryDelayRow is one day of report_retry_delay; delays in seconds.
+type RetryDelayRow struct {
+	Day                          string
+	Passes                       int64
+	Min, P50, P90, P99, Max, Avg int64
+}
+
+// sqliteTime is how the SQLite views print times (datetime()).
+const sqliteTime = "2006-01-02 15:04:05"
+
+// Daily returns report_daily from since's day on, oldest first.
+func Daily(ctx context.Context, d *db.DB, since time.Time) ([]DailyRow, error) {
+	const cols = `requests, deferred, passed_after_delay, whitelisted, rejected_dnsbl,
+		rejected_spf, rejected_other, observe_would_reject, observe_would_defer, check_errors`
+	scan := func(r *DailyRow) []any {
+		return []any{&r.Day, &r.Requests, &r.Deferred, &r.PassedAfterDelay, &r.Whitelisted,
+			&r.RejectedDNSBL, &r.RejectedSPF, &r.RejectedOther, &r.ObserveWouldReject,
+			&r.ObserveWouldDefer, &r.CheckErrors}
+	}
+	if d.IsPostgres() {
+		return queryPG(ctx, d, scan, "SELECT day::text, "+cols+
+			" FROM report_daily WHERE day >= $1::date ORDER BY day", dayOf(since))
+	}
+	return querySQLite(ctx, d.SQL, scan, "SELECT day, "+cols+
+		" FROM report_daily WHERE day >= ? ORDER BY day", dayOf(since))
+}
+
+// NeverRetried returns the triplets of report_never_retried last deferred
+// at or after since, most recent first, at most limit of them (0: all).
+func NeverRetried(ctx context.Context, d *db.DB, since time.Time, limit int) ([]NeverRetriedRow, error) {
+	if d.IsPostgres() {
+		var lim *int // NULL: no limit
+		if limit > 0 {
+			lim = &limit
+		}
+		return queryPG(ctx, d, func(r *NeverRetriedRow) []any {
+			return []any{&r.Client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
+				&r.FirstDeferred, &r.LastDeferred, &r.Deferrals}
+		}, `SELECT coalesce(host(client), ''), client_name, helo, sender, recipient,
+			first_deferred, last_deferred, deferrals
+			FROM report_never_retried WHERE last_deferred >= $1
+			ORDER BY last_deferred DESC, client, sender, recipient LIMIT $2`, since, lim)
+	}
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	return querySQLite(ctx, d.SQL, func(r *NeverRetriedRow) []any {
+		return []any{&r.Client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
+			textTime{&r.FirstDeferred}, textTime{&r.LastDeferred}, &r.Deferrals}
+	}, `SELECT client, client_name, helo, sender, recipient, first_deferred, last_deferred, deferrals
+		FROM report_never_retried WHERE last_deferred >= ?
+		ORDER BY last_deferred DESC, client, sender, recipient LIMIT ?`,
+		since.UTC().Format(sqliteTime), limit)
+}
+
+// textTime scans the SQLite views' datetime() text into a time.Time.
+type textTime struct{ t *time.Time }
+
+func (tt textTime) Scan(src any) error {
+	var s string
+	switch v := src.(type) {
+	case string:
+		s = v
+	case []byte:
+		s = string(v)
+	default:
+		return fmt.Errorf("time column holds %T, want text", src)
+	}
+	t, err := time.Parse(sqliteTime, s)
+	*tt.t = t
+	return err
+}
+
+// RetryDelay returns report_retry_delay from since's day on, oldest first.
+func RetryDelay(ctx context.Context, d *db.DB, since time.Time) ([]RetryDelayRow, error) {
+	const cols = `passes, min_seconds, p50_seconds, p90_seconds, p99_seconds, max_seconds, avg_seconds`
+	scan := func(r *RetryDelayRow) []any {
+		return []any{&r.Day, &r.Passes, &r.Min, &r.P50, &r.P90, &r.P99, &r.Max, &r.Avg}
+	}
+	if d.IsPostgres() {
+		return queryPG(ctx, d, scan, "SELECT day::text, "+cols+
+			" FROM report_retry_delay WHERE day >= $1::date ORDER BY day", dayOf(since))
+	}
+	return querySQLite(ctx, d.SQL, scan, "SELECT day, "+cols+
+		" FROM report_retry_delay WHERE day >= ? ORDER BY day", dayOf(since))
+}
+
+// dayOf is since's UTC day, the unit of the daily views.
+func dayOf(since time.Time) string { return since.UTC().Format(time.DateOnly) }
+
+func queryPG[T any](ctx context.Context, d *db.DB, scan func(*T) []any, q string, args ...any) ([]T, error) {
+	rows, err := d.PG.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) {
+		var r T
+		err := row.Scan(scan(&r)...)
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	return out, nil
+}
+
+// querySQLite collects every row, scanned into the pointers scan returns.
+func querySQLite[T any](ctx context.Context, sdb *sql.DB, scan func(*T) []any, q string, args ...any) ([]T, error) {
+	rows, err := sdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var r T
+		if err := rows.Scan(scan(&r)...); err != nil {
+			return nil, fmt.Errorf("report: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("report: %w", err)
+	}
+	return out, nil
+}
