@@ -30,8 +30,8 @@ func at(s string) time.Time {
 // dec builds a decision the way the engine records it.
 type dec struct {
 	time, client, sender, rcpt, check, action, would string
-	delay                                          time.Duration
-	whitelist, errs                                string
+	delay                                            time.Duration
+	whitelist, errs                                  string
 }
 
 func (x dec) row(t *testing.T) decisionlog.Row {
