@@ -1,0 +1,51 @@
+package decisionlog
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+)
+
+// BenchmarkInsert measures one batch write of BatchSize (500) rows, the
+// writer's unit of work; rows/s is the most a daemon can log.
+//
+//	go test -run '^$' -bench Insert ./decisionlog/
+func BenchmarkInsert(b *testing.B) {
+	for _, kind := range []string{db.Postgres, db.SQLite} {
+		b.Run(kind, func(b *testing.B) {
+			d := dltest.Open(b, kind)
+			ctx := dltest.Context(b)
+			if _, err := EnsurePartitions(ctx, d, t0, 1); err != nil {
+				b.Fatal(err)
+			}
+			batch := make([]Row, DefaultConfig().BatchSize)
+			for i := range batch {
+				batch[i] = FromDecision(decision(i), "mx1")
+			}
+			b.ResetTimer()
+			for range b.N {
+				if err := Insert(ctx, d, batch); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "rows/s")
+		})
+	}
+}
+
+// BenchmarkRecord is what the reply path pays per decision: building the
+// row and a non-blocking send (rows the writer cannot keep up with are
+// dropped, which costs the same).
+func BenchmarkRecord(b *testing.B) {
+	d := dltest.Open(b, db.SQLite)
+	w := New(d, DefaultConfig(), Options{Tick: make(chan time.Time)})
+	defer w.Close(dltest.Context(b))
+	dec := decision(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		w.Record(dec)
+	}
+}
