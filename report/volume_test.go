@@ -89,6 +89,7 @@ func volume(b *testing.B, kind string) {
 		b.Fatal(err)
 	}
 	step(b, "load", func() error { return load(ctx, d, start) })
+	b.Logf("%s: %s on disk", kind, size(ctx, b, d))
 	for _, r := range []string{ReportDaily, ReportRetryDelay, ReportNeverRetried} {
 		step(b, "report "+r, func() error {
 			return Run(ctx, d, Options{Report: r, Since: start, Limit: 100}, io.Discard)
@@ -132,4 +133,21 @@ func step(b *testing.B, name string, f func() error) {
 	s := time.Since(t0).Seconds()
 	b.ReportMetric(s, strings.ReplaceAll(name, " ", "_")+"_s")
 	b.Logf("%-26s %6.2f s", name, s)
+}
+
+// size is the decisions table's footprint, indexes included.
+func size(ctx context.Context, b *testing.B, d *db.DB) string {
+	var s string
+	var err error
+	if d.IsPostgres() {
+		err = d.PG.QueryRow(ctx, `SELECT pg_size_pretty(sum(pg_total_relation_size(inhrelid)))
+			FROM pg_inherits WHERE inhparent = 'decisions'::regclass`).Scan(&s)
+	} else {
+		err = d.SQL.QueryRowContext(ctx, `SELECT (page_count * page_size >> 20) || ' MB (whole file)'
+			FROM pragma_page_count(), pragma_page_size()`).Scan(&s)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
 }
