@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
+)
+
+// baseConfig turns SPF off: these tests have no DNS server (the SPF and DNS
+// list tests bring their own), and SPF would only fail open after its
+// timeout.
+const baseConfig = `
+checks:
+  spf:
+    enabled: false
+`
+
+// Postfix really asks mxpolicyd: with default_action=DUNNO a 250 alone
+// would also come from a dead daemon, so the daemon's decision log must
+// show each recipient, with the client address swaks presented.
+func TestPostfixConsultsMxpolicyd(t *testing.T) {
+	postfixtest.Require(t, "postfix", "swaks")
+	t.Parallel()
+	d := startDaemon(t, daemonOptions{Config: baseConfig})
+	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+	res := pf.Swaks(t, postfixtest.Mail{
+		From: "alice@sender.test", To: []string{"bob@example.test", "carol@example.test"},
+		ClientAddr: "192.0.2.20", Helo: "mail.sender.test", QuitAfter: "RCPT",
+	})
+	for i := range 2 {
+		if res.RcptCode(i) != 250 {
+			t.Errorf("RCPT %d: got %v, want 250\n%s", i, res.Rcpt(i), res)
+		}
+	}
+	bob := d.decisionsFor(t, "bob@example.test", 1)[0]
+	carol := d.decisionsFor(t, "carol@example.test", 1)[0]
+	for k, want := range map[string]string{"client": "192.0.2.20", "helo": "mail.sender.test",
+		"sender": "alice@sender.test", "action": "DUNNO"} {
+		if bob[k] != want {
+			t.Errorf("decision %s = %v, want %q", k, bob[k], want)
+		}
+	}
+	// Postfix names the message with the same instance for every
+	// recipient: what mxpolicyd's per-message state is keyed by.
+	if bob["instance"] == "" || bob["instance"] != carol["instance"] {
+		t.Errorf("instance %v for bob and %v for carol, want one non-empty value", bob["instance"], carol["instance"])
+	}
+}
+
+// greylistConfig uses a 2 s delay, the shortest greylist.delay accepts:
+// the daemon runs on the real clock here (Postfix and swaks cannot share an
+// injected one), so "retry after the delay" costs a real 2 s wait. The
+// greylisting logic itself is tested on an injected clock in greylist/.
+const greylistConfig = baseConfig + `
+greylist:
+  delay: 2s
+whitelist:
+  clients_files: [$DIR/clients]
+`
+
+func TestGreylistingThroughPostfix(t *testing.T) {
+	postfixtest.Require(t, "postfix", "swaks")
+	requireGreylistWired(t)
+	t.Parallel()
+	for _, store := range []string{"sqlite", "postgres"} {
+		t.Run(store, func(t *testing.T) {
+			t.Parallel()
+			db := ""
+			if store == "postgres" {
+				db = pgtest.New(t)
+			}
+			testGreylisting(t, db)
+		})
+	}
+}
+
+func testGreylisting(t *testing.T, database string) {
+	d := startDaemon(t, daemonOptions{Config: greylistConfig, Database: database,
+		Files: map[string]string{"clients": "192.0.2.50\n"}})
+	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+	mail := postfixtest.Mail{From: "alice@sender.test", To: []string{"bob@example.test"},
+		ClientAddr: "192.0.2.30", Helo: "mail.sender.test", QuitAfter: "RCPT"}
+	const delay = 2 * time.Second
+
+	first := time.Now()
+	res := pf.Swaks(t, mail)
+	if res.RcptCode(0) != 450 || !strings.Contains(res.Rcpt(0).Text, "Greylisted") {
+		t.Fatalf("first contact: RCPT got %v, want 450 ... Greylisted\n%s", res.Rcpt(0), res)
+	}
+	res = pf.Swaks(t, mail)
+	if time.Since(first) >= delay {
+		t.Fatalf("the early retry came %v after the first attempt, not before the %v delay: inconclusive", time.Since(first), delay)
+	}
+	if res.RcptCode(0) != 450 {
+		t.Fatalf("early retry: RCPT got %v, want 450\n%s", res.Rcpt(0), res)
+	}
+
+	time.Sleep(time.Until(first.Add(delay + 250*time.Millisecond)))
+	mail.QuitAfter, mail.Body = "", "greylisting passed\n"
+	res = pf.Swaks(t, mail)
+	if res.RcptCode(0) != 250 || res.DataEnd().Code != 250 {
+		t.Fatalf("retry after the delay: RCPT %v, end of DATA %v, want 250 and 250\n%s", res.Rcpt(0), res.DataEnd(), res)
+	}
+	msgs := pf.WaitDelivered(t, 1, 30*time.Second)
+	if !strings.Contains(msgs[0], "greylisting passed") {
+		t.Errorf("delivered message lacks its body:\n%s", msgs[0])
+	}
+	for i, rec := range d.decisionsFor(t, "bob@example.test", 3)[:2] {
+		if rec["check"] != "greylist" {
+			t.Errorf("decision %d: check %v, want greylist", i, rec["check"])
+		}
+	}
+
+	// A whitelisted client is never greylisted.
+	res = pf.Swaks(t, postfixtest.Mail{From: "dave@partner.test", To: []string{"erin@example.test"},
+		ClientAddr: "192.0.2.50", QuitAfter: "RCPT"})
+	if res.RcptCode(0) != 250 {
+		t.Fatalf("whitelisted client, first contact: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
+	}
+	if rec := d.decisionsFor(t, "erin@example.test", 1)[0]; rec["check"] != "whitelist" {
+		t.Errorf("whitelisted client: decided by check %v, want whitelist", rec["check"])
+	}
+}
+
+// requireGreylistWired skips while the greylist check is not yet part of
+// the daemon's config. TODO(lead): delete this once cmd/mxpolicyd and
+// config/ wire greylisting; the greylist test must then always run.
+func requireGreylistWired(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	writeFile(t, cfg, strings.ReplaceAll(greylistConfig, "$DIR/clients", filepath.Join(dir, "clients")))
+	writeFile(t, filepath.Join(dir, "clients"), "")
+	out, err := exec.Command(binary, "--config", cfg, "config", "check").CombinedOutput()
+	if err == nil {
+		return
+	}
+	if strings.Contains(string(out), "field greylist not found") {
+		t.Skipf("TODO(lead): greylisting is not wired into the daemon yet: %s", strings.TrimSpace(string(out)))
+	}
+	t.Fatalf("mxpolicyd config check: %v\n%s", err, out)
+}
