@@ -28,11 +28,12 @@ const headerKey = "greylist.header"
 
 // Greylist is the greylisting check.
 type Greylist struct {
-	cfg   Config
-	store Store
-	cache *passCache
-	host  string
-	log   *slog.Logger
+	cfg      Config
+	store    Store
+	cache    *passCache
+	host     string
+	log      *slog.Logger
+	readOnly Peeker // set: evaluate with Peek, write nothing
 }
 
 // NewStore returns the Store for an open, migrated database.
@@ -61,6 +62,22 @@ func New(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
 	return &Greylist{cfg: cfg, store: store, cache: newPassCache(cfg.CacheSize), host: host, log: logger}, nil
 }
 
+// NewReadOnly returns a check that evaluates decisions without recording
+// them, for "mxpolicyd check": the answer is what the next real request
+// would get.
+func NewReadOnly(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
+	p, ok := store.(Peeker)
+	if !ok {
+		return nil, fmt.Errorf("greylist: store %T cannot evaluate read-only", store)
+	}
+	g, err := New(cfg, store, logger)
+	if err != nil {
+		return nil, err
+	}
+	g.readOnly, g.cache = p, nil
+	return g, nil
+}
+
 // Name implements policy.Check.
 func (g *Greylist) Name() string { return Name }
 
@@ -82,12 +99,19 @@ func (g *Greylist) Check(ctx context.Context, st *policy.State) (policy.Result, 
 	if reason, ok := g.cached(k, st.Now); ok {
 		return policy.Pass(reason), nil
 	}
-	o, err := g.store.Decide(ctx, st.Now, &g.cfg, k)
+	o, err := g.decide(ctx, st.Now, k)
 	if err != nil {
 		return policy.Result{}, err
 	}
 	g.remember(k, o, st.Now)
 	return g.result(st, k, o), nil
+}
+
+func (g *Greylist) decide(ctx context.Context, now time.Time, k Key) (Outcome, error) {
+	if g.readOnly != nil {
+		return g.readOnly.Peek(ctx, now, &g.cfg, k)
+	}
+	return g.store.Decide(ctx, now, &g.cfg, k)
 }
 
 // exempt says why a request is not greylisted at all.

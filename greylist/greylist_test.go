@@ -291,3 +291,29 @@ func TestPostgresReconnects(t *testing.T) {
 		t.Fatalf("%d consecutive failures after a disconnect", failures)
 	}
 }
+
+// The read-only check answers what the real one would, and writes nothing.
+func TestReadOnly(t *testing.T) {
+	g, cs := newCheck(t, greylist.DefaultConfig())
+	ro, err := greylist.NewReadOnly(greylist.DefaultConfig(), cs.Store, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request("192.0.2.10", "alice@example.org", "bob@example.net")
+	for i := 0; i < 3; i++ {
+		if res := run(t, ro, 0, req, nil, policy.Facts{}); res.Reason != "new triplet" {
+			t.Fatalf("read-only first look %d: %+v", i, res)
+		}
+	}
+	run(t, g, 0, req, nil, policy.Facts{})
+	if res := run(t, ro, time.Minute, req, nil, policy.Facts{}); res.Reason != "early retry" {
+		t.Fatalf("read-only after one real attempt: %+v", res)
+	}
+	if res := run(t, ro, 3*time.Minute, req, nil, policy.Facts{}); res.Reason != "passed after delay" {
+		t.Fatalf("read-only after the delay: %+v", res)
+	}
+	// Still pending in the database: the read-only pass was not recorded.
+	if res := run(t, g, time.Minute+30*time.Second, req, nil, policy.Facts{}); res.Reason != "early retry" {
+		t.Fatalf("real check after read-only ones: %+v", res)
+	}
+}

@@ -197,3 +197,30 @@ func (s *PGStore) gcDelete(ctx context.Context, t gcTarget, batch int) error {
 		}
 	}
 }
+
+const pgPeek = `SELECT
+	EXISTS (SELECT FROM greylist_awl_client WHERE $1::int > 0 AND client_net = $2::cidr
+		AND passes >= $1 AND last_seen >= $3::timestamptz),
+	EXISTS (SELECT FROM greylist_awl_pair WHERE $4::bool AND $5::text <> '' AND client_key = $6::text
+		AND sender_domain = $5 AND last_seen >= $3),
+	t.first_seen, t.last_seen, t.passed_at
+FROM (SELECT 1) AS one
+LEFT JOIN greylist_triplet t ON t.client_key = $6 AND t.sender = $7::text AND t.recipient = $8::text`
+
+// Peek evaluates a decision without writing anything.
+func (s *PGStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
+	c := newCutoffs(now, cfg)
+	var (
+		p           peekState
+		first, last *time.Time
+	)
+	err := s.pool.QueryRow(ctx, pgPeek, cfg.AWLClientPasses, k.Net, c.maxAge, cfg.AWLPair, k.SenderDomain,
+		k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &p.passedAt)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("greylist: postgres peek: %w", err)
+	}
+	if first != nil && last != nil {
+		p.found, p.firstSeen, p.lastSeen = true, *first, *last
+	}
+	return p.verdict(c), nil
+}

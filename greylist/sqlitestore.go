@@ -190,3 +190,32 @@ func liteParams(where string) string {
 	}
 	return string(b)
 }
+
+const litePeek = `SELECT
+	EXISTS (SELECT 1 FROM greylist_awl_client WHERE ?1 > 0 AND client_net = ?2 AND passes >= ?1 AND last_seen >= ?3),
+	EXISTS (SELECT 1 FROM greylist_awl_pair WHERE ?4 AND ?5 <> '' AND client_key = ?6 AND sender_domain = ?5 AND last_seen >= ?3),
+	t.first_seen, t.last_seen, t.passed_at
+FROM (SELECT 1) AS one
+LEFT JOIN greylist_triplet t ON t.client_key = ?6 AND t.sender = ?7 AND t.recipient = ?8`
+
+// Peek evaluates a decision without writing anything.
+func (s *SQLiteStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
+	c := newCutoffs(now, cfg)
+	var (
+		p                   peekState
+		first, last, passed sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, litePeek, cfg.AWLClientPasses, k.Net.String(), c.maxAge.Unix(), cfg.AWLPair,
+		k.SenderDomain, k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &passed)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("greylist: sqlite peek: %w", err)
+	}
+	if first.Valid && last.Valid {
+		p.found, p.firstSeen, p.lastSeen = true, time.Unix(first.Int64, 0), time.Unix(last.Int64, 0)
+	}
+	if passed.Valid {
+		t := time.Unix(passed.Int64, 0)
+		p.passedAt = &t
+	}
+	return p.verdict(c), nil
+}

@@ -112,3 +112,39 @@ func outcome(firstSeen time.Time, passedAt *time.Time, attempts, passes int) Out
 	}
 	return o
 }
+
+// Peeker is implemented by stores that can evaluate a decision without
+// recording it, for "mxpolicyd check" (explain, write nothing).
+type Peeker interface {
+	Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error)
+}
+
+// peekState is what Peek reads: whether the client or pair is
+// auto-whitelisted, and the triplet's row if there is one.
+type peekState struct {
+	awlClient, awlPair bool
+	found              bool
+	firstSeen          time.Time
+	lastSeen           time.Time
+	passedAt           *time.Time
+}
+
+// verdict is what Decide would answer for this state at c.now, without the
+// write: the same rules as the upsert, evaluated in Go.
+func (p peekState) verdict(c cutoffs) Outcome {
+	switch {
+	case p.awlClient:
+		return Outcome{Verdict: VerdictAWLClient}
+	case p.awlPair:
+		return Outcome{Verdict: VerdictAWLPair}
+	case !p.found,
+		p.passedAt == nil && p.firstSeen.Before(c.window),
+		p.passedAt != nil && p.lastSeen.Before(c.maxAge):
+		return Outcome{Verdict: VerdictNew, FirstSeen: c.now}
+	case p.passedAt != nil:
+		return Outcome{Verdict: VerdictKnown, FirstSeen: p.firstSeen, Delay: p.passedAt.Sub(p.firstSeen)}
+	case !p.firstSeen.After(c.delay):
+		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: c.now.Sub(p.firstSeen)}
+	}
+	return Outcome{Verdict: VerdictEarly, FirstSeen: p.firstSeen}
+}

@@ -74,6 +74,14 @@ func expect(t *testing.T, s greylist.Store, c *greylist.Config, steps ...step) [
 	t.Helper()
 	out := make([]greylist.Outcome, len(steps))
 	for i, st := range steps {
+		// A read-only Peek must predict exactly what Decide then does.
+		if p, ok := s.(greylist.Peeker); ok {
+			po, err := p.Peek(ctxT(t), t0.Add(st.at), c, st.k)
+			if err != nil || po.Verdict != st.want {
+				t.Fatalf("step %d (t0+%s %s %s→%s): peek %s, %v; want %s",
+					i, st.at, st.k.ClientKey, st.k.Sender, st.k.Recipient, po.Verdict, err, st.want)
+			}
+		}
 		o, err := s.Decide(ctxT(t), t0.Add(st.at), c, st.k)
 		if err != nil {
 			t.Fatalf("step %d (t0+%s %s): %v", i, st.at, st.k.ClientKey, err)
