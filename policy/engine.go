@@ -109,7 +109,10 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 		msg = NewMessage(req.Instance)
 	}
 	res, check := e.decide(ctx, req, msg, d)
-	d.Check, d.Reason, d.Delay, d.Action = check, res.Reason, res.Delay, res.Action
+	d.Check, d.Reason, d.Action = check, res.Reason, res.Action
+	if res.Delay > 0 {
+		d.Delay = res.Delay
+	}
 	if d.Action.IsDunno() {
 		if h, ok := msg.nextHeader(); ok {
 			d.Action = Action{Verb: Prepend, Text: h}
@@ -152,6 +155,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 		}
 		if res.Reason != "" && d.Reason == "" {
 			d.Reason = res.Reason
+		}
+		if res.Delay > 0 {
+			d.Delay = res.Delay // a delayed triplet passed: reports count it
 		}
 		if st.Facts.Skip.Has("all") {
 			return res, name

@@ -198,3 +198,14 @@ func TestEngineLogsOneLine(t *testing.T) {
 		}
 	}
 }
+
+func TestEngineKeepsDelayOfAPass(t *testing.T) {
+	passed := funcCheck{"greylist", func(context.Context, *State) (Result, error) {
+		return Result{Action: DunnoAction, Reason: "retried after delay", Delay: 90 * time.Second}, nil
+	}}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: passed}})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if d.Delay != 90*time.Second || d.Reason != "retried after delay" {
+		t.Fatalf("delay of a pass lost: %+v", d)
+	}
+}
