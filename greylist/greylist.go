@@ -104,6 +104,9 @@ func (g *Greylist) Check(ctx context.Context, st *policy.State) (policy.Result, 
 		return policy.Result{}, err
 	}
 	g.remember(k, o, st.Now)
+	// The engine logs the decision; this adds the key it was made on.
+	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
+		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
 	return g.result(st, k, o), nil
 }
 
