@@ -16,7 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
@@ -86,7 +88,19 @@ type Config struct {
 	DNSBL     dnsbl.Config     `yaml:"dnsbl"`
 	SPF       spf.Config       `yaml:"spf"`
 	Whitelist whitelist.Config `yaml:"whitelist"`
+	Greylist  greylist.Config  `yaml:"greylist"`
 	Metrics   metrics.Config   `yaml:"metrics"`
+	// DecisionLog records every decision in the database for reports.
+	DecisionLog decisionlog.Config `yaml:"decision_log"`
+	GC          GC                 `yaml:"gc"`
+}
+
+// GC configures garbage collection run by the daemon itself.
+type GC struct {
+	// Interval runs gc inside serve this often. Default 0: off, because
+	// the shipped systemd timer or cron job runs "mxpolicyd gc" hourly;
+	// turn this on for a setup without either. Safe on several hosts.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Log configures the log output.
@@ -142,11 +156,13 @@ func Default() Config {
 			"spf":      {Timeout: 4500 * time.Millisecond, OnError: "DUNNO"},
 			"greylist": {Timeout: 2 * time.Second, OnError: "DUNNO"},
 		},
-		DNS:       resolver.DefaultConfig(),
-		DNSBL:     dnsbl.DefaultConfig(),
-		SPF:       spf.DefaultConfig(),
-		Whitelist: whitelist.DefaultConfig(),
-		Metrics:   metrics.DefaultConfig(),
+		DNS:         resolver.DefaultConfig(),
+		DNSBL:       dnsbl.DefaultConfig(),
+		SPF:         spf.DefaultConfig(),
+		Whitelist:   whitelist.DefaultConfig(),
+		Greylist:    greylist.DefaultConfig(),
+		DecisionLog: decisionlog.DefaultConfig(),
+		Metrics:     metrics.DefaultConfig(),
 	}
 }
 
@@ -220,10 +236,18 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 // Validate checks every key; the error names the first bad one.
 func (c *Config) Validate() error {
 	for _, f := range []func() error{c.validateListen, c.validateServer, c.validateCore, c.validateChecks,
-		c.DNS.Validate, c.DNSBL.Validate, c.SPF.Validate, c.Whitelist.Validate, c.Metrics.Validate} {
+		c.DNS.Validate, c.DNSBL.Validate, c.SPF.Validate, c.Whitelist.Validate,
+		c.Greylist.Validate, c.DecisionLog.Validate, c.Metrics.Validate, c.validateGC} {
 		if err := f(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (c *Config) validateGC() error {
+	if c.GC.Interval != 0 {
+		return durationIn("gc.interval", c.GC.Interval, time.Minute, 7*24*time.Hour)
 	}
 	return nil
 }

@@ -154,7 +154,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 			return res, name
 		}
 		if res.Reason != "" && d.Reason == "" {
-			d.Reason = res.Reason
+			d.Reason, d.Check = res.Reason, name // who let it pass, for the log
 		}
 		if res.Delay > 0 {
 			d.Delay = res.Delay // a delayed triplet passed: reports count it
@@ -163,7 +163,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 			return res, name
 		}
 	}
-	return Pass(d.Reason), ""
+	return Pass(d.Reason), d.Check
 }
 
 // run calls one check on a copy of the state under its own deadline and

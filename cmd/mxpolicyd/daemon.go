@@ -33,7 +33,7 @@ func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	}
 	d.db = store
 	d.stop = append(d.stop, store.Close)
-	d.wiring, err = newWiring(ctx, cfg, logger, store, d.metrics)
+	d.wiring, err = newWiring(ctx, cfg, logger, store, d.metrics, false)
 	if err != nil {
 		d.close()
 		return nil, err
@@ -55,6 +55,7 @@ func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		d.close()
 		return nil, err
 	}
+	d.startGC(ctx)
 	return d, nil
 }
 
@@ -152,4 +153,32 @@ func (d *daemon) close() {
 	for i := len(d.stop) - 1; i >= 0; i-- {
 		d.stop[i]()
 	}
+}
+
+// startGC runs gc on gc.interval inside the daemon, if configured.
+func (d *daemon) startGC(ctx context.Context) {
+	if d.cfg.GC.Interval <= 0 {
+		return
+	}
+	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(d.cfg.GC.Interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return
+			case <-t.C:
+				res, err := collectGarbage(gctx, d.cfg, d.db, false)
+				if err != nil {
+					d.log.Error("scheduled gc failed", "err", err)
+					continue
+				}
+				d.log.Info("scheduled gc done", res.attrs()...)
+			}
+		}
+	}()
+	d.stop = append(d.stop, func() { cancel(); <-done })
 }

@@ -15,7 +15,7 @@ import (
 
 // addStoreCommands registers the commands that work on the database.
 func addStoreCommands(root *cobra.Command, g *globalOpts) {
-	root.AddCommand(newMigrateCmd(g), newWhitelistCmd(g))
+	root.AddCommand(newMigrateCmd(g), newWhitelistCmd(g), newGCCmd(g), newReportCmd(g))
 }
 
 // storeFlags is the --database flag the store commands share.
@@ -107,7 +107,7 @@ func openReadOnly(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := newWiring(ctx, cfg, logger, store, nil)
+	w, err := newWiring(ctx, cfg, logger, store, nil, true)
 	if err != nil {
 		store.Close()
 		return nil, nil, err

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
@@ -26,15 +28,18 @@ type wiring struct {
 	metrics *metrics.Metrics
 	closers []func()
 
+	readOnly  bool // for check: evaluate, write nothing
 	whitelist *whitelist.Whitelist
 	dnsbl     *dnsbl.Checker
 	spf       *spf.Checker
+	greylist  *greylist.Greylist
+	declog    *decisionlog.Writer
 }
 
 // newWiring builds the long-lived checks. Background work (the whitelist
 // poll) runs until close.
-func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, store *db.DB, m *metrics.Metrics) (*wiring, error) {
-	w := &wiring{log: logger, db: store, metrics: m}
+func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, store *db.DB, m *metrics.Metrics, readOnly bool) (*wiring, error) {
+	w := &wiring{log: logger, db: store, metrics: m, readOnly: readOnly}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.closers = append(w.closers, cancel)
 	wl, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{Store: whitelist.NewStore(store, nil), Logger: logger})
@@ -47,7 +52,52 @@ func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, sto
 		w.close()
 		return nil, err
 	}
+	if err := w.buildGreylist(cfg); err != nil {
+		w.close()
+		return nil, err
+	}
+	if cfg.DecisionLog.Enabled && !readOnly {
+		w.startDecisionLog(ctx, cfg)
+	}
 	return w, nil
+}
+
+// buildGreylist makes the greylisting check; read-only for check.
+func (w *wiring) buildGreylist(cfg *config.Config) error {
+	gc := cfg.Greylist
+	if gc.Hostname == "" {
+		gc.Hostname = cfg.Hostname
+	}
+	newCheck := greylist.New
+	if w.readOnly {
+		newCheck = greylist.NewReadOnly
+	}
+	g, err := newCheck(gc, greylist.NewStore(w.db), w.log)
+	if err != nil {
+		return err
+	}
+	w.greylist = g
+	return nil
+}
+
+// startDecisionLog starts the writer that records decisions in batches,
+// off the reply path; close flushes it.
+func (w *wiring) startDecisionLog(ctx context.Context, cfg *config.Config) {
+	if _, err := decisionlog.EnsurePartitions(ctx, w.db, time.Now(), cfg.DecisionLog.PartitionsAhead); err != nil {
+		w.log.Warn("decision log: creating partitions failed; rows go to the default partition", "err", err)
+	}
+	opt := decisionlog.Options{Host: cfg.Hostname, Logger: w.log}
+	if w.metrics != nil {
+		opt.Observer = w.metrics
+	}
+	w.declog = decisionlog.New(w.db, cfg.DecisionLog, opt)
+	w.closers = append(w.closers, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := w.declog.Close(ctx); err != nil {
+			w.log.Warn("decision log: flush at shutdown failed", "err", err)
+		}
+	})
 }
 
 // buildDNS makes the resolver and the checks that use it: one DNS setting
@@ -94,7 +144,7 @@ func (w *wiring) checks(cfg *config.Config) []policy.Check {
 	if len(cfg.DNSBL.Lists) > 0 {
 		all = append(all, w.dnsbl)
 	}
-	all = append(all, w.spf)
+	all = append(all, w.spf, w.greylist)
 	var on []policy.Check
 	for _, c := range all {
 		if cfg.Checks[c.Name()].On() {
@@ -104,14 +154,22 @@ func (w *wiring) checks(cfg *config.Config) []policy.Check {
 	return on
 }
 
-func (w *wiring) recorders() []policy.Recorder { return nil }
+func (w *wiring) recorders() []policy.Recorder {
+	if w.declog == nil {
+		return nil
+	}
+	return []policy.Recorder{w.declog}
+}
 
 // reload applies what a SIGHUP may change: whitelist files, list settings.
 func (w *wiring) reload(ctx context.Context, cfg *config.Config) error {
 	if err := w.whitelist.Reconfigure(cfg.Whitelist); err != nil {
 		return err
 	}
-	return w.buildDNS(cfg)
+	if err := w.buildDNS(cfg); err != nil {
+		return err
+	}
+	return w.buildGreylist(cfg)
 }
 
 func (w *wiring) close() {

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
+	"github.com/mxpolicyd/mxpolicyd/greylist"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/whitelist"
+)
+
+// gcResult is what one gc run removed (or would remove, dry).
+type gcResult struct {
+	greylist   greylist.GCStats
+	whitelist  int64
+	decisions  decisionlog.PruneResult
+	dryRun     bool
+	tookSecond float64
+}
+
+func (r gcResult) attrs() []any {
+	return []any{
+		slog.Int64("pending", r.greylist.Pending), slog.Int64("passed", r.greylist.Passed),
+		slog.Int64("awl_clients", r.greylist.AWLClients), slog.Int64("awl_pairs", r.greylist.AWLPairs),
+		slog.Int64("whitelist_expired", r.whitelist), slog.Int64("decisions", r.decisions.Rows),
+		slog.Int("partitions", len(r.decisions.Partitions)), slog.Float64("seconds", r.tookSecond),
+	}
+}
+
+func (r gcResult) print(w io.Writer) {
+	verb := "removed"
+	if r.dryRun {
+		verb = "would remove"
+	}
+	fmt.Fprintf(w, "greylist: %s %d pending triplets (older than the retry window), %d passed triplets,\n",
+		verb, r.greylist.Pending, r.greylist.Passed)
+	fmt.Fprintf(w, "          %d auto-whitelisted clients and %d client/domain pairs (unseen for max_age)\n",
+		r.greylist.AWLClients, r.greylist.AWLPairs)
+	fmt.Fprintf(w, "whitelist: %s %d expired entries\n", verb, r.whitelist)
+	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
+		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
+	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
+}
+
+// collectGarbage runs every store's gc. Each deletes in small batches, so
+// serving never stalls, and it is safe to run on several hosts at once.
+func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bool) (gcResult, error) {
+	start := time.Now()
+	res := gcResult{dryRun: dryRun}
+	g, err := greylist.New(cfg.Greylist, greylist.NewStore(d), nil)
+	if err != nil {
+		return res, err
+	}
+	if res.greylist, err = g.GC(ctx, start, dryRun); err != nil {
+		return res, fmt.Errorf("gc: greylist: %w", err)
+	}
+	if !dryRun {
+		if res.whitelist, err = whitelist.NewStore(d, nil).Purge(ctx); err != nil {
+			return res, fmt.Errorf("gc: whitelist: %w", err)
+		}
+		if _, err := decisionlog.EnsurePartitions(ctx, d, start, cfg.DecisionLog.PartitionsAhead); err != nil {
+			return res, fmt.Errorf("gc: decision log partitions: %w", err)
+		}
+	}
+	if res.decisions, err = decisionlog.Prune(ctx, d, start, cfg.DecisionLog.Retention, dryRun); err != nil {
+		return res, fmt.Errorf("gc: decision log: %w", err)
+	}
+	res.tookSecond = time.Since(start).Seconds()
+	return res, nil
+}
+
+func newGCCmd(g *globalOpts) *cobra.Command {
+	s := &storeFlags{}
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Remove expired greylist, whitelist and decision-log rows",
+		Long: `Garbage-collect the database: pending greylist triplets older than
+greylist.retry_window; passed triplets and auto-whitelist rows unseen for
+greylist.max_age; expired whitelist entries; decisions older than
+decision_log.retention (on PostgreSQL by dropping daily partitions).
+Deletes run in batches so serving never stalls, and several hosts may run gc
+at once. Run it hourly from the systemd timer or cron job in contrib/, or set
+gc.interval to let serve do it.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, d, _, err := s.open(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			res, err := collectGarbage(cmd.Context(), cfg, d, dryRun)
+			if err != nil {
+				return err
+			}
+			res.print(cmd.OutOrStdout())
+			return nil
+		},
+	}
+	s.add(cmd)
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be removed, remove nothing")
+	return cmd
+}

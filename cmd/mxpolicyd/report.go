@@ -1,0 +1,48 @@
+package main
+
+import (
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/report"
+)
+
+func newReportCmd(g *globalOpts) *cobra.Command {
+	s := &storeFlags{}
+	o := report.Options{}
+	var since string
+	cmd := &cobra.Command{
+		Use:   "report",
+		Short: "Print greylisting and list statistics from the decision log",
+		Long: `Print the reporting views over the decision log:
+  daily          per day: requests, deferred, passed after delay, whitelisted,
+                 rejected by each check, and what observe mode would have done
+  retry-delay    how long legitimate senders took to retry, per day
+  never-retried  triplets deferred by greylisting that never came back
+The same views are in the database for your own SQL (README, "Reporting").`,
+		Example: `  mxpolicyd report --since 7d
+  mxpolicyd report --report never-retried --since 2026-11-01 --format csv`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			t, err := report.ParseSince(since, time.Now())
+			if err != nil {
+				return usageError{err}
+			}
+			o.Since = t
+			_, d, _, err := s.open(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			return report.Run(cmd.Context(), d, o, cmd.OutOrStdout())
+		},
+	}
+	s.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&since, "since", "7d", "start: a duration back from now (7d, 24h) or a date (2026-11-01)")
+	f.StringVar(&o.Format, "format", "text", "text, json or csv")
+	f.StringVar(&o.Report, "report", "all", "daily, retry-delay, never-retried or all")
+	f.IntVar(&o.Limit, "limit", 100, "never-retried: at most this many triplets, newest first (0: all)")
+	return cmd
+}
