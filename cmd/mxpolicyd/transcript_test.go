@@ -225,6 +225,18 @@ func (c *client) expectClosed(line int) {
 	_ = err // EOF or reset both mean closed
 }
 
+// TestObserveLogsWouldBe checks that observe mode logs what enforcing
+// would have answered.
+func TestObserveLogsWouldBe(t *testing.T) {
+	d := startDaemon(t, "--config", "testdata/observe.yaml")
+	c := newClient(t, d.addr)
+	c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\nsender=a@example.org\nrecipient=b@example.net\n\n")
+	if got := c.reply(0); got != "action=DUNNO" {
+		t.Fatalf("observe mode answered %q", got)
+	}
+	waitFor(t, d.stderr, `would="DEFER_IF_PERMIT 4.2.0 Greylisted`)
+}
+
 // TestServeReloadBadFile checks that SIGHUP with a bad file keeps serving
 // with the old config, and a good file is taken.
 func TestServeReloadBadFile(t *testing.T) {
