@@ -118,6 +118,8 @@ type Step struct {
 	OnError string        `yaml:"on_error"`
 }
 
+func on() *bool { t := true; return &t }
+
 // On reports whether the check runs.
 func (s Step) On() bool { return s.Enabled == nil || *s.Enabled }
 
@@ -149,12 +151,12 @@ func Default() Config {
 		SkipSASL:        true,
 		Hostname:        host,
 		Checks: map[string]Step{
-			"whitelist": {Timeout: time.Second, OnError: "DUNNO"},
+			"whitelist": {Enabled: on(), Timeout: time.Second, OnError: "DUNNO"},
 			// Above dnsbl.timeout and spf.timeout, so those checks end on
 			// their own deadline and report which list or lookup failed.
-			"dnsbl":    {Timeout: 2500 * time.Millisecond, OnError: "DUNNO"},
-			"spf":      {Timeout: 4500 * time.Millisecond, OnError: "DUNNO"},
-			"greylist": {Timeout: 2 * time.Second, OnError: "DUNNO"},
+			"dnsbl":    {Enabled: on(), Timeout: 2500 * time.Millisecond, OnError: "DUNNO"},
+			"spf":      {Enabled: on(), Timeout: 4500 * time.Millisecond, OnError: "DUNNO"},
+			"greylist": {Enabled: on(), Timeout: 2 * time.Second, OnError: "DUNNO"},
 		},
 		DNS:         resolver.DefaultConfig(),
 		DNSBL:       dnsbl.DefaultConfig(),
@@ -405,7 +407,32 @@ func (c *Config) Limits() policy.Limits {
 func (c *Config) Redacted() Config {
 	r := *c
 	r.Database = db.Redact(c.Database)
+	r.DNSBL.Lists = redactLists(c.DNSBL.Lists)
 	return r
+}
+
+// redactLists hides list zones that may hold a secret: a Spamhaus DQS
+// zone (KEY.zen.dq.spamhaus.net) and any list given a display name, which
+// is how an admin says "do not show this zone".
+func redactLists(lists []dnsbl.List) []dnsbl.List {
+	out := make([]dnsbl.List, len(lists))
+	for i, l := range lists {
+		zone, rest := l.Site, ""
+		if j := strings.IndexAny(zone, "=*"); j >= 0 {
+			zone, rest = zone[:j], zone[j:]
+		}
+		switch {
+		case strings.HasSuffix(strings.ToLower(zone), ".dq.spamhaus.net"):
+			if k := strings.IndexByte(zone, '.'); k >= 0 {
+				zone = "REDACTED" + zone[k:]
+			}
+		case l.Name != "":
+			zone = "REDACTED"
+		}
+		l.Site = zone + rest
+		out[i] = l
+	}
+	return out
 }
 
 // YAML renders the effective configuration, redacted.

@@ -109,3 +109,29 @@ func TestMissingFile(t *testing.T) {
 		t.Error("missing config file accepted")
 	}
 }
+
+func TestDQSKeyRedacted(t *testing.T) {
+	c, err := Load(write(t, `dnsbl:
+  lists:
+    - "abcdefghijklmnopqrstuvwxyz.zen.dq.spamhaus.net=127.0.0.[2..11]*2"
+    - {site: "secretkey.example-list.net", name: example}
+    - "bl.spamcop.net"
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := c.YAML()
+	for _, secret := range []string{"abcdefghijklmnopqrstuvwxyz", "secretkey"} {
+		if strings.Contains(string(out), secret) {
+			t.Errorf("config output shows %q:\n%s", secret, out)
+		}
+	}
+	for _, kept := range []string{"REDACTED.zen.dq.spamhaus.net=127.0.0.[2..11]*2", "bl.spamcop.net"} {
+		if !strings.Contains(string(out), kept) {
+			t.Errorf("config output lacks %q:\n%s", kept, out)
+		}
+	}
+	if !strings.HasPrefix(c.DNSBL.Lists[0].Site, "abcdef") {
+		t.Error("Redacted changed the config itself")
+	}
+}
