@@ -10,9 +10,9 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
-// The example queries of README-section.md run on PostgreSQL as written.
+// The example queries of docs/reporting.md run on PostgreSQL as written.
 func TestReadmeQueriesRun(t *testing.T) {
-	b, err := os.ReadFile("README-section.md")
+	b, err := os.ReadFile("../docs/reporting.md")
 	if err != nil {
 		t.Fatal(err)
 	}

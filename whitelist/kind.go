@@ -5,7 +5,7 @@
 // an immutable snapshot; the database is only polled for changes.
 //
 // Which checks each kind bypasses is fixed here and documented in
-// README.md: only what the client cannot forge (its address, its verified
+// docs/whitelists.md: only what the client cannot forge (its address, its verified
 // host name) bypasses everything; envelope addresses, which anyone can write,
 // bypass greylisting only, except the role recipients (postmaster@, abuse@),
 // which also bypass DNS lists so that a client listed by mistake can say so.
