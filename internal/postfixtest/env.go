@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -60,13 +61,27 @@ func lookPath(prog string) (string, error) {
 	return exec.LookPath(prog)
 }
 
+func mustLookPath(t testing.TB, prog string) string {
+	t.Helper()
+	p, err := lookPath(prog)
+	if err != nil {
+		t.Fatalf("postfixtest: %v", err)
+	}
+	return p
+}
+
 // TempDir makes a world-traversable directory directly under os.TempDir.
 // t.TempDir will not do: its parent is mode 0700, which the postfix and
 // clamav users cannot enter, and its long path can overflow the 108-byte
-// limit on unix socket names. The caller removes it.
+// limit on unix socket names. A $TMPDIR those users cannot reach is
+// passed over for /tmp. The caller removes it.
 func TempDir(t testing.TB, prefix string) string {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mxp-"+prefix+"-")
+	base := os.TempDir()
+	if !traversable(base) {
+		base = "/tmp"
+	}
+	dir, err := os.MkdirTemp(base, "mxp-"+prefix+"-")
 	if err != nil {
 		t.Fatalf("postfixtest: %v", err)
 	}
@@ -74,6 +89,20 @@ func TempDir(t testing.TB, prefix string) string {
 		t.Fatalf("postfixtest: %v", err)
 	}
 	return dir
+}
+
+// traversable reports whether every directory from dir up to / lets
+// others through (mode o+x).
+func traversable(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == "/" {
+			return true
+		}
+	}
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

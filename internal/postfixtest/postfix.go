@@ -57,6 +57,8 @@ type Postfix struct {
 	Dir string
 
 	tb      testing.TB
+	bin     string // the postfix command
+	swaks   string
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	out     *os.File
@@ -70,7 +72,8 @@ func Start(t testing.TB, opt Options) *Postfix {
 	t.Helper()
 	Require(t, "postfix", "postconf", "swaks")
 	dir := TempDir(t, "pf")
-	p := &Postfix{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))), Dir: dir, tb: t}
+	p := &Postfix{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))), Dir: dir, tb: t,
+		bin: mustLookPath(t, "postfix"), swaks: mustLookPath(t, "swaks")}
 	p.layout()
 	p.writeConfig(opt)
 	if out, err := p.postfix("check"); err != nil {
@@ -215,7 +218,7 @@ func (p *Postfix) startMaster() {
 		p.tb.Fatalf("postfixtest: %v", err)
 	}
 	p.out = out
-	p.cmd = exec.Command("postfix", "-c", p.path("etc"), "start-fg")
+	p.cmd = exec.Command(p.bin, "-c", p.path("etc"), "start-fg")
 	p.cmd.Stdout, p.cmd.Stderr = out, out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
@@ -317,7 +320,7 @@ func (p *Postfix) postfix(args ...string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	args = append([]string{"-c", p.path("etc")}, args...)
-	return exec.CommandContext(ctx, "postfix", args...).CombinedOutput()
+	return exec.CommandContext(ctx, p.bin, args...).CombinedOutput()
 }
 
 // Log returns Postfix's log so far.

@@ -70,7 +70,7 @@ func (p *Postfix) Swaks(t testing.TB, m Mail) *Result {
 	defer cleanup()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "swaks", args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, p.swaks, args...).CombinedOutput()
 	res := ParseSwaks(string(out))
 	var exit *exec.ExitError
 	switch {
