@@ -35,6 +35,9 @@ type daemonOptions struct {
 	Files  map[string]string
 	// Database is the DSN; empty means an SQLite file in $DIR.
 	Database string
+	// Listen adds listeners (--listen values, "$DIR" expanded) to the
+	// loopback TCP one.
+	Listen []string
 }
 
 // startDaemon runs the built binary with opt.Config (plus --listen on a
@@ -55,8 +58,11 @@ func startDaemon(t *testing.T, opt daemonOptions) *daemon {
 		database = filepath.Join(dir, "mxpolicyd.db")
 	}
 	d := &daemon{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(postfixtest.FreePort(t))), Dir: dir, log: &syncBuffer{}}
-	d.cmd = exec.Command(binary, "--config", cfg, "serve", "--listen", d.Addr,
-		"--database", database, "--log-format", "json")
+	args := []string{"--config", cfg, "serve", "--listen", d.Addr, "--database", database, "--log-format", "json"}
+	for _, l := range opt.Listen {
+		args = append(args, "--listen", expand(l))
+	}
+	d.cmd = exec.Command(binary, args...)
 	d.cmd.Dir = dir
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
 	if err := d.cmd.Start(); err != nil {

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,28 @@ func TestPostfixConsultsMxpolicyd(t *testing.T) {
 	// recipient: what mxpolicyd's per-message state is keyed by.
 	if bob["instance"] == "" || bob["instance"] != carol["instance"] {
 		t.Errorf("instance %v for bob and %v for carol, want one non-empty value", bob["instance"], carol["instance"])
+	}
+}
+
+// Postfix reaches mxpolicyd over a unix socket too (contrib's
+// main.cf.unix.snippet). smtpd runs as the postfix user, so the socket's
+// mode must let it in: socket_mode 0666 stands in for the group setup
+// contrib describes.
+func TestPostfixOverUnixSocket(t *testing.T) {
+	postfixtest.Require(t, "postfix", "swaks")
+	t.Parallel()
+	d := startDaemon(t, daemonOptions{
+		Config: baseConfig + "  greylist:\n    enabled: false\nsocket_mode: \"0666\"\n",
+		Listen: []string{"unix:$DIR/policy.sock"},
+	})
+	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: filepath.Join(d.Dir, "policy.sock")})
+	res := pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"frank@example.test"},
+		ClientAddr: "192.0.2.21", QuitAfter: "RCPT"})
+	if res.RcptCode(0) != 250 {
+		t.Errorf("RCPT: got %v, want 250\n%s", res.Rcpt(0), res)
+	}
+	if rec := d.decisionsFor(t, "frank@example.test", 1)[0]; rec["client"] != "192.0.2.21" {
+		t.Errorf("decision client %v, want 192.0.2.21", rec["client"])
 	}
 }
 

@@ -74,12 +74,12 @@ func Start(t testing.TB, opt Options) *Postfix {
 	dir := TempDir(t, "pf")
 	p := &Postfix{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t))), Dir: dir, tb: t,
 		bin: mustLookPath(t, "postfix"), swaks: mustLookPath(t, "swaks")}
+	t.Cleanup(p.Stop)
 	p.layout()
 	p.writeConfig(opt)
 	if out, err := p.postfix("check"); err != nil {
 		t.Fatalf("postfixtest: postfix check failed: %v\n%s\n%s", err, out, p.Log())
 	}
-	t.Cleanup(p.Stop)
 	p.startMaster()
 	p.waitReady(20 * time.Second)
 	return p
