@@ -31,8 +31,9 @@ import (
 // written in the config file or on the command line (where ps shows it).
 const EnvDatabase = "MXPOLICYD_DATABASE"
 
-// Config is the whole configuration. Every key is documented in the README
-// ("Configuration reference"); defaults are in Default.
+// Config is the whole configuration. Every key is documented in
+// docs/configuration.md (config/reference_test.go keeps it complete);
+// defaults are in Default.
 type Config struct {
 	// Listen: "host:port" or "unix:/path"; several allowed. Default
 	// 127.0.0.1:10040: loopback only, so nothing off the host can ask.

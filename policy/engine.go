@@ -67,6 +67,14 @@ type Options struct {
 type Engine struct {
 	opt   Options
 	steps atomic.Pointer[[]Step]
+	tune  atomic.Pointer[Tuning]
+}
+
+// Tuning is what a reload may change besides the steps.
+type Tuning struct {
+	Budget   time.Duration
+	SkipSASL bool
+	Observe  bool
 }
 
 // NewEngine returns an engine running steps in order.
@@ -82,7 +90,17 @@ func NewEngine(opt Options, steps []Step) *Engine {
 	}
 	e := &Engine{opt: opt}
 	e.SetSteps(steps)
+	e.SetTuning(Tuning{Budget: opt.Budget, SkipSASL: opt.SkipSASL, Observe: opt.Observe})
 	return e
+}
+
+// SetTuning replaces the budget, the SASL rule and observe mode, for
+// SIGHUP reloads (switching observe off is how a rollout starts enforcing).
+func (e *Engine) SetTuning(t Tuning) {
+	if t.Budget <= 0 {
+		t.Budget = 6 * time.Second
+	}
+	e.tune.Store(&t)
 }
 
 // SetSteps replaces the checks, for SIGHUP reloads. Requests in flight
@@ -104,11 +122,12 @@ func (e *Engine) Decide(ctx context.Context, req *Request, msg *Message) Action 
 // check command uses it to explain a decision while writing nothing.
 func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Decision {
 	start := e.opt.Now()
-	d := &Decision{Time: start, Req: req, Observe: e.opt.Observe}
+	tune := e.tune.Load()
+	d := &Decision{Time: start, Req: req, Observe: tune.Observe}
 	if msg == nil {
 		msg = NewMessage(req.Instance)
 	}
-	res, check := e.decide(ctx, req, msg, d)
+	res, check := e.decide(ctx, req, msg, d, tune)
 	d.Check, d.Reason, d.Action = check, res.Reason, res.Action
 	if res.Delay > 0 {
 		d.Delay = res.Delay
@@ -118,23 +137,23 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 			d.Action = Action{Verb: Prepend, Text: h}
 		}
 	}
-	if e.opt.Observe {
+	if tune.Observe {
 		d.Would, d.Action = d.Action, DunnoAction
 	}
 	d.Duration = e.opt.Now().Sub(start)
 	return d
 }
 
-func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Decision) (Result, string) {
+func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Decision, tune *Tuning) (Result, string) {
 	// Only RCPT is decided: greylisting and list checks are per recipient,
 	// and answering at other stages would apply them to the whole session.
 	if req.ProtocolState != "RCPT" {
 		return Pass("not RCPT stage"), ""
 	}
-	if e.opt.SkipSASL && req.SASLUsername != "" {
+	if tune.SkipSASL && req.SASLUsername != "" {
 		return Pass("SASL authenticated"), ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, e.opt.Budget)
+	ctx, cancel := context.WithTimeout(ctx, tune.Budget)
 	defer cancel()
 	st := &State{Req: req, Msg: msg, Now: d.Time}
 	defer func() { d.Facts = st.Facts }()

@@ -209,3 +209,14 @@ func TestEngineKeepsDelayOfAPass(t *testing.T) {
 		t.Fatalf("delay of a pass lost: %+v", d)
 	}
 }
+
+func TestEngineTuningReload(t *testing.T) {
+	e := NewEngine(Options{Logger: quiet(), Observe: true}, []Step{fixed("g", deferGrey, "new")})
+	if a := e.Decide(context.Background(), rcpt(), nil); !a.IsDunno() {
+		t.Fatalf("observe mode enforced %v", a)
+	}
+	e.SetTuning(Tuning{Observe: false})
+	if a := e.Decide(context.Background(), rcpt(), nil); a != deferGrey {
+		t.Fatalf("after switching observe off, got %v", a)
+	}
+}

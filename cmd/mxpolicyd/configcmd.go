@@ -17,7 +17,8 @@ func newConfigCmd(g *globalOpts) *cobra.Command {
 		Short: "Validate the config file and print the effective config, secrets redacted",
 		Long: `Load the config file (--config), apply defaults and $` + config.EnvDatabase + `,
 validate every key, and print the effective configuration as YAML with the
-database password redacted. Exits non-zero naming the bad key if invalid.`,
+database password and DNS list secrets (Spamhaus DQS keys, zones of lists
+given a name) redacted. Exits non-zero naming the bad key if invalid.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := config.Load(g.configPath, nil)

@@ -146,7 +146,8 @@ func (d *daemon) reload(ctx context.Context, path string, override func(*config.
 		return
 	}
 	d.engine.SetSteps(steps)
-	d.log.Info("config reloaded", "file", path)
+	d.engine.SetTuning(policy.Tuning{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL, Observe: cfg.Observe})
+	d.log.Info("config reloaded", "file", path, "observe", cfg.Observe)
 }
 
 func (d *daemon) close() {

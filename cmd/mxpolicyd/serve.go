@@ -36,9 +36,11 @@ func newServeCmd(g *globalOpts) *cobra.Command {
 		Use:   "serve",
 		Short: "Serve Postfix policy requests",
 		Long: `Serve Postfix policy requests until SIGTERM or SIGINT (finish replies in
-flight, close idle connections, exit 0). SIGHUP reloads the config file's
-reloadable parts (DNS lists, whitelist files, check settings) without dropping
-connections; a bad file keeps the running config and logs why.`,
+flight, close idle connections, flush the decision log, exit 0). SIGHUP
+reloads the config file's reloadable parts (DNS, DNS lists, SPF, greylisting,
+whitelist files, check settings, observe, skip_sasl, request_timeout) without
+dropping connections; a bad file keeps the running config and logs why.
+Listeners, the database, metrics and logging need a restart.`,
 		Example: `  mxpolicyd serve
   mxpolicyd serve --listen 127.0.0.1:10040 --listen unix:/var/spool/postfix/private/mxpolicyd
   mxpolicyd serve --config /etc/mxpolicyd/mxpolicyd.yaml --database postgres://mxpolicyd@db/mxpolicyd`,

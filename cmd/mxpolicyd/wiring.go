@@ -115,7 +115,11 @@ func (w *wiring) buildDNS(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	sp, err := spf.New(cfg.SPF, r, spf.Options{Logger: w.log})
+	sc := cfg.SPF
+	if sc.Receiver == "" {
+		sc.Receiver = cfg.Hostname // one host name for every header we add
+	}
+	sp, err := spf.New(sc, r, spf.Options{Logger: w.log})
 	if err != nil {
 		return err
 	}
