@@ -237,6 +237,27 @@ func TestObserveLogsWouldBe(t *testing.T) {
 	waitFor(t, d.stderr, `would="DEFER_IF_PERMIT 4.2.0 Greylisted`)
 }
 
+// TestReloadStartsEnforcing is the rollout the README describes: observe
+// first, then "observe: false" and SIGHUP, on the same connection.
+func TestReloadStartsEnforcing(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("observe: true\nchecks: {spf: {enabled: false}}\n"), 0o644)
+	d := startDaemon(t, "--config", cfg)
+	c := newClient(t, d.addr)
+	req := "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\nsender=a@example.org\nrecipient=b@example.net\n\n"
+	c.send(req)
+	if got := c.reply(0); got != "action=DUNNO" {
+		t.Fatalf("observe mode answered %q", got)
+	}
+	os.WriteFile(cfg, []byte("observe: false\nchecks: {spf: {enabled: false}}\n"), 0o644)
+	d.cmd.Process.Signal(hangup)
+	waitFor(t, d.stderr, "config reloaded")
+	c.send(req)
+	if got := c.reply(0); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT 4.2.0 Greylisted") {
+		t.Fatalf("after reload with observe off, got %q", got)
+	}
+}
+
 // TestServeReloadBadFile checks that SIGHUP with a bad file keeps serving
 // with the old config, and a good file is taken.
 func TestServeReloadBadFile(t *testing.T) {
