@@ -42,7 +42,7 @@ whitelist files, check settings, observe, skip_sasl, request_timeout) without
 dropping connections; a bad file keeps the running config and logs why.
 Listeners, the database, metrics and logging need a restart.`,
 		Example: `  mxpolicyd serve
-  mxpolicyd serve --listen 127.0.0.1:10040 --listen unix:/var/spool/postfix/private/mxpolicyd
+  mxpolicyd serve --listen 127.0.0.1:10040 --listen unix:/var/spool/postfix/mxpolicyd/policy
   mxpolicyd serve --config /etc/mxpolicyd/mxpolicyd.yaml --database postgres://mxpolicyd@db/mxpolicyd`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -72,7 +72,11 @@ func (w *wiring) buildGreylist(cfg *config.Config) error {
 	if w.readOnly {
 		newCheck = greylist.NewReadOnly
 	}
-	g, err := newCheck(gc, greylist.NewStore(w.db), w.log)
+	store := greylist.NewStore(w.db)
+	if w.metrics != nil && !w.readOnly {
+		store = timedStore{store, w.metrics}
+	}
+	g, err := newCheck(gc, store, w.log)
 	if err != nil {
 		return err
 	}
@@ -180,4 +184,18 @@ func (w *wiring) close() {
 	for i := len(w.closers) - 1; i >= 0; i-- {
 		w.closers[i]()
 	}
+}
+
+// timedStore reports the greylist store's latency and errors to metrics
+// (mxpolicyd_store_duration_seconds, mxpolicyd_store_errors_total).
+type timedStore struct {
+	greylist.Store
+	m *metrics.Metrics
+}
+
+func (t timedStore) Decide(ctx context.Context, now time.Time, cfg *greylist.Config, k greylist.Key) (greylist.Outcome, error) {
+	start := time.Now()
+	out, err := t.Store.Decide(ctx, now, cfg, k)
+	t.m.StoreOp("greylist_decide", time.Since(start), err)
+	return out, err
 }
