@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
-	"github.com/mxpolicyd/mxpolicyd/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -45,19 +45,8 @@ func dialects(t *testing.T) []dialect {
 	}
 }
 
-func openDB(t *testing.T, dsn string) *db.DB {
-	t.Helper()
-	ctx := context.Background()
-	d, err := db.Open(ctx, dsn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	if _, err := migrations.Apply(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// openDB opens dsn, migrated, closed when the test ends.
+func openDB(t testing.TB, dsn string) *db.DB { return dbtest.OpenDSN(t, dsn) }
 
 func forEachDialect(t *testing.T, fn func(t *testing.T, d dialect)) {
 	for _, d := range dialects(t) {

@@ -6,41 +6,18 @@ package dltest
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
-	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
-	"github.com/mxpolicyd/mxpolicyd/migrations"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 // Context returns a context that ends with the test, or after 60 s.
-func Context(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
+func Context(t testing.TB) context.Context { return dbtest.Context(t) }
 
 // Open returns a migrated store of the kind (db.SQLite or db.Postgres),
 // closed when the test ends.
-func Open(t testing.TB, kind string) *db.DB {
-	t.Helper()
-	dsn := filepath.Join(t.TempDir(), "mx.db")
-	if kind == db.Postgres {
-		dsn = pgtest.New(t)
-	}
-	ctx := Context(t)
-	d, err := db.Open(ctx, dsn, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(d.Close)
-	if _, err := migrations.Apply(ctx, d); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+func Open(t testing.TB, kind string) *db.DB { return dbtest.Open(t, kind) }
 
 // Each runs f as a subtest on each kind of store.
 func Each(t *testing.T, f func(t *testing.T, d *db.DB)) {

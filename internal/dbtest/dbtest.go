@@ -1,0 +1,47 @@
+// Package dbtest opens migrated stores for tests: a SQLite file in the
+// test's temp dir, or a fresh database on the real PostgreSQL server that
+// pgtest provides (never a fake).
+package dbtest
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+	"github.com/mxpolicyd/mxpolicyd/migrations"
+)
+
+// Context is a context for a test's store calls, cancelled when it ends.
+func Context(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// OpenDSN opens dsn, applies the migrations, and closes it when the test
+// ends.
+func OpenDSN(t testing.TB, dsn string) *db.DB {
+	t.Helper()
+	ctx := Context(t)
+	d, err := db.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if _, err := migrations.Apply(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// Open returns a fresh migrated store of kind (db.SQLite or db.Postgres).
+func Open(t testing.TB, kind string) *db.DB {
+	t.Helper()
+	if kind == db.Postgres {
+		return OpenDSN(t, pgtest.New(t))
+	}
+	return OpenDSN(t, filepath.Join(t.TempDir(), "mx.db"))
+}
