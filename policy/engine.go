@@ -132,7 +132,7 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 	if res.Delay > 0 {
 		d.Delay = res.Delay
 	}
-	if d.Action.IsDunno() {
+	if d.Action.IsDunno() && canPrepend(req.ProtocolState) {
 		if h, ok := msg.nextHeader(); ok {
 			d.Action = Action{Verb: Prepend, Text: h}
 		}
@@ -143,6 +143,12 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 	d.Duration = e.opt.Now().Sub(start)
 	return d
 }
+
+// canPrepend reports whether Postfix accepts PREPEND at this stage: it
+// does at RCPT and DATA, not at END-OF-MESSAGE (access(5)). DATA matters
+// for a one-recipient message: one reply carries one header, and a
+// check_policy_service in smtpd_data_restrictions picks up the rest.
+func canPrepend(state string) bool { return state == "RCPT" || state == "DATA" }
 
 func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Decision, tune *Tuning) (Result, string) {
 	// Only RCPT is decided: greylisting and list checks are per recipient,

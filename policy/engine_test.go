@@ -220,3 +220,26 @@ func TestEngineTuningReload(t *testing.T) {
 		t.Fatalf("after switching observe off, got %v", a)
 	}
 }
+
+func TestEngineHeadersAtDataNotEndOfMessage(t *testing.T) {
+	hdr := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
+		st.Msg.AddHeader("Received-SPF: pass")
+		st.Msg.AddHeader("X-Greylist: delayed 60 seconds")
+		return Pass(""), nil
+	}}
+	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: hdr}})
+	msg := NewMessage("i1")
+	if a := e.Decide(context.Background(), rcpt(), msg); a.String() != "PREPEND Received-SPF: pass" {
+		t.Fatalf("RCPT: %v", a)
+	}
+	eom := rcpt()
+	eom.ProtocolState = "END-OF-MESSAGE"
+	if a := e.Decide(context.Background(), eom, msg); !a.IsDunno() {
+		t.Fatalf("END-OF-MESSAGE must not PREPEND: %v", a)
+	}
+	data := rcpt()
+	data.ProtocolState = "DATA"
+	if a := e.Decide(context.Background(), data, msg); a.String() != "PREPEND X-Greylist: delayed 60 seconds" {
+		t.Fatalf("DATA did not carry the second header: %v", a)
+	}
+}
