@@ -241,7 +241,9 @@ func TestSharedDatabaseThroughPostfix(t *testing.T) {
 // testSharedWhitelist adds a client entry with "mxpolicyd whitelist add"
 // and waits for both daemons to let the client through.
 func testSharedWhitelist(t *testing.T, dsn string, pfs map[string]*postfixtest.Postfix, ds map[string]*daemon) {
-	const client = "192.0.2.77"
+	// Another /24 than the greylisted client's, so no auto-whitelisting
+	// of that network can answer for it.
+	const client = "198.51.100.77"
 	for name, pf := range pfs {
 		rcpt := "before-" + strings.ToLower(name) + "@example.test"
 		res := pf.Swaks(t, postfixtest.Mail{From: "dave@partner.test", To: []string{rcpt}, ClientAddr: client, QuitAfter: "RCPT"})
