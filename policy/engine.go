@@ -178,8 +178,10 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 		if !res.Action.IsDunno() {
 			return res, name
 		}
-		if res.Reason != "" && d.Reason == "" {
-			d.Reason, d.Check = res.Reason, name // who let it pass, for the log
+		if res.Reason != "" {
+			// Every check that let it pass says why ("spf pass ...; passed
+			// after delay"), and the last one is named: it had the final say.
+			d.Reason, d.Check = joinReason(d.Reason, res.Reason), name
 		}
 		if res.Delay > 0 {
 			d.Delay = res.Delay // a delayed triplet passed: reports count it
@@ -234,6 +236,13 @@ func (e *Engine) run(ctx context.Context, step Step, st *State, d *Decision) (Re
 	return o.res, nil
 }
 
+func joinReason(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
+}
+
 func isTimeout(err error) bool {
 	var t interface{ Timeout() bool }
 	return errors.As(err, &t) && t.Timeout()
@@ -254,6 +263,9 @@ func (e *Engine) log(d *Decision) {
 		slog.String("action", d.Action.String()),
 		slog.String("reason", d.Reason),
 		slog.Duration("dur", d.Duration),
+	}
+	if d.Delay > 0 {
+		attrs = append(attrs, slog.Duration("delay", d.Delay))
 	}
 	if d.Observe {
 		attrs = append(attrs, slog.String("would", d.Would.String()))

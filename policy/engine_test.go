@@ -243,3 +243,16 @@ func TestEngineHeadersAtDataNotEndOfMessage(t *testing.T) {
 		t.Fatalf("DATA did not carry the second header: %v", a)
 	}
 }
+
+func TestEnginePassNamesEveryReason(t *testing.T) {
+	e := NewEngine(Options{Logger: quiet()}, []Step{
+		fixed("spf", DunnoAction, "spf pass mailfrom=pool.test"),
+		{Check: funcCheck{"greylist", func(context.Context, *State) (Result, error) {
+			return Result{Action: DunnoAction, Reason: "passed after delay", Delay: time.Minute}, nil
+		}}},
+	})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if d.Check != "greylist" || d.Reason != "spf pass mailfrom=pool.test; passed after delay" || d.Delay != time.Minute {
+		t.Fatalf("got check %q reason %q delay %v", d.Check, d.Reason, d.Delay)
+	}
+}
