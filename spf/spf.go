@@ -53,6 +53,12 @@ func (c *Checker) Name() string { return "spf" }
 // outcome is one message's SPF evaluation, reused for every recipient.
 type outcome struct {
 	result string
+	// vouches: the pass names this client, not everyone. A policy that
+	// also passes a probe address (+all, ip4:0.0.0.0/0) authorizes any
+	// host, so its domain must not key pool-aware greylisting: every bot
+	// sending as that domain would share one key and one retry would pass
+	// them all.
+	vouches bool
 	vars   vars
 	header string
 	action policy.Action
@@ -67,7 +73,7 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 		return policy.Pass("spf: no client address"), nil
 	}
 	st.Facts.SPF = o.result
-	if o.result == string(gospf.Pass) {
+	if o.result == string(gospf.Pass) && o.vouches {
 		st.Facts.SPFDomain = o.vars.domain
 	}
 	if c.cfg.Header && o.header != "" && st.Msg != nil {
@@ -107,7 +113,11 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 			gospf.WithContext(ctx), gospf.WithResolver(c.resolver))
 	}
 	v.result = string(result)
-	o := &outcome{result: v.result, vars: v, took: time.Since(start)}
+	o := &outcome{result: v.result, vars: v}
+	if result == gospf.Pass {
+		o.vouches = !c.passesAnyone(ctx, r, v.sender, ip)
+	}
+	o.took = time.Since(start)
 	o.action = c.action(v)
 	o.header = header(c.receiver, v, r.Sender)
 	c.log.Debug("spf evaluated", slog.String("result", v.result), slog.String("identity", v.identity),
@@ -144,6 +154,29 @@ func isDomain(s string) bool {
 // action renders the configured reply; a template that cannot render
 // with this message's values (odd characters in the sender) falls back
 // to the default for the result, then to DUNNO.
+// Probe addresses no real SPF policy lists: 240.0.0.0/4 is reserved
+// (RFC 1112 section 4) and 100::/64 is discard-only (RFC 6666). A policy
+// that passes them passes every address.
+var (
+	probe4 = net.ParseIP("240.0.0.1")
+	probe6 = net.ParseIP("100::1")
+)
+
+// passesAnyone re-evaluates a passing policy for a probe address of the
+// client's family. Its DNS answers are the ones just fetched, so a local
+// caching resolver answers at once; a failure counts as "not anyone".
+func (c *Checker) passesAnyone(ctx context.Context, r *policy.Request, sender string, ip netip.Addr) bool {
+	probe := probe4
+	if ip.Is6() {
+		probe = probe6
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	res, _ := gospf.CheckHostWithSender(probe, r.HeloName, sender,
+		gospf.WithContext(ctx), gospf.WithResolver(c.resolver))
+	return res == gospf.Pass
+}
+
 func (c *Checker) action(v vars) policy.Action {
 	a, err := render(c.cfg.actionFor(v.result), c.cfg.Explanation, v)
 	if err == nil {

@@ -30,6 +30,8 @@ var zones = []string{
 	"mail.mx.test. 300 IN A 192.0.2.5",
 	`helo.test. 300 IN TXT "v=spf1 a -all"`,
 	"helo.test. 300 IN A 192.0.2.7",
+	`all.test. 300 IN TXT "v=spf1 +all"`,
+	`wide.test. 300 IN TXT "v=spf1 ip4:0.0.0.0/0 ip6:::/0 -all"`,
 }
 
 func newChecker(t *testing.T, set func(*spf.Config)) (*spf.Checker, *dnstest.Server) {
@@ -89,6 +91,11 @@ func TestResults(t *testing.T) {
 			"550 5.7.23 SPF validation failed: helo.test does not designate 192.0.2.8 as a permitted sender"},
 		{"192.0.2.8", "", "[192.0.2.8]", "none", "", "DUNNO"},
 		{"192.0.2.8", "", "localhost", "none", "", "DUNNO"},
+		// A policy that passes everyone passes, but vouches for no pool:
+		// no SPFDomain, so greylisting keys by network as without SPF.
+		{"192.0.2.99", "a@all.test", "h.test", "pass", "", "DUNNO"},
+		{"192.0.2.99", "a@wide.test", "h.test", "pass", "", "DUNNO"},
+		{"2001:db8::99", "a@wide.test", "h.test", "pass", "", "DUNNO"},
 	}
 	for _, tt := range tests {
 		st := state(tt.client, tt.sender, tt.helo, "i1", nil)
@@ -157,13 +164,15 @@ func TestOncePerMessage(t *testing.T) {
 	if actions[0] != want || actions[1] != "DUNNO" || actions[2] != "DUNNO" {
 		t.Fatalf("actions:\n%s\nwant first:\n%s", strings.Join(actions, "\n"), want)
 	}
-	if n := srv.Queries("pass.test", dns.TypeTXT); n != 1 {
-		t.Fatalf("want one SPF evaluation per message, got %d TXT queries", n)
+	// A pass costs two evaluations of the record: the client's, and the
+	// probe that tells a policy naming its hosts from one passing everyone.
+	if n := srv.Queries("pass.test", dns.TypeTXT); n != 2 {
+		t.Fatalf("want one SPF check (2 TXT queries) per message, got %d TXT queries", n)
 	}
 	// A new message on the same connection is evaluated again.
 	msg2 := policy.NewMessage("i8")
 	eng.Evaluate(context.Background(), state("192.0.2.1", "a@pass.test", "h.test", "i8", msg2).Req, msg2)
-	if n := srv.Queries("pass.test", dns.TypeTXT); n != 2 {
+	if n := srv.Queries("pass.test", dns.TypeTXT); n != 4 {
 		t.Fatalf("a new instance must be evaluated again, got %d TXT queries", n)
 	}
 }
