@@ -59,10 +59,10 @@ type outcome struct {
 	// sending as that domain would share one key and one retry would pass
 	// them all.
 	vouches bool
-	vars   vars
-	header string
-	action policy.Action
-	took   time.Duration
+	vars    vars
+	header  string
+	action  policy.Action
+	took    time.Duration
 }
 
 // Check evaluates SPF for the message (once; later recipients reuse the
