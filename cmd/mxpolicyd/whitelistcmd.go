@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/when"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
@@ -58,7 +59,7 @@ func (o *wlOpts) expiry(now time.Time) (time.Time, error) {
 	if o.expires == "" {
 		return time.Time{}, nil
 	}
-	t, err := parseWhen(o.expires, now, +1)
+	t, err := when.Parse(o.expires, now, +1, time.Local)
 	if err != nil {
 		return time.Time{}, usageError{fmt.Errorf("--expires: %w", err)}
 	}

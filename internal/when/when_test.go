@@ -1,0 +1,33 @@
+package when
+
+import (
+	"testing"
+	"time"
+)
+
+func TestParse(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	good := []struct {
+		in   string
+		sign int
+		want time.Time
+	}{
+		{"7d", -1, now.Add(-7 * 24 * time.Hour)},
+		{"2w", +1, now.Add(14 * 24 * time.Hour)},
+		{"36h", -1, now.Add(-36 * time.Hour)},
+		{"1h30m", +1, now.Add(90 * time.Minute)},
+		{" 2026-11-01 ", -1, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)},
+		{"2026-11-01T08:00:00Z", -1, time.Date(2026, 11, 1, 8, 0, 0, 0, time.UTC)},
+	}
+	for _, g := range good {
+		got, err := Parse(g.in, now, g.sign, time.UTC)
+		if err != nil || !got.Equal(g.want) {
+			t.Errorf("Parse(%q) = %v, %v; want %v", g.in, got, err, g.want)
+		}
+	}
+	for _, bad := range []string{"", "soon", "d", "-3d", "0h", "-1h", "2026-13-01", "99999999d"} {
+		if _, err := Parse(bad, now, -1, time.UTC); err == nil {
+			t.Errorf("Parse(%q) accepted", bad)
+		}
+	}
+}
