@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -199,19 +200,12 @@ func (c *Config) readFile(path string) error {
 	dec.KnownFields(true) // a misspelt key is an error, not a silent default
 	defaults := c.Checks
 	c.Checks = nil
-	if err := dec.Decode(c); err != nil && !errors.Is(err, errEOF(err)) {
+	// io.EOF: an empty file, which loads as all defaults.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("config: %s: %s", path, nameKeys(b, err))
 	}
 	c.Checks = mergeSteps(defaults, c.Checks)
 	return nil
-}
-
-// errEOF lets an empty file load as all defaults.
-func errEOF(err error) error {
-	if err != nil && err.Error() == "EOF" {
-		return err
-	}
-	return errors.New("not EOF")
 }
 
 // mergeSteps fills keys a file leaves out of a checks entry from the defaults.
