@@ -19,12 +19,28 @@ type cluster struct {
 	bindir string
 	asUser string // "postgres" when we run as root (initdb refuses root)
 	dsn    string
+	port   int
+	opts   string // postgres command-line settings, port included, reused by restarts
 }
 
 // startCluster runs initdb and pg_ctl start. Durability is off (fsync,
-// full_page_writes): the data dies with the tests, and it makes CREATE
-// DATABASE per test cheap.
+// full_page_writes, synchronous_commit): the data dies with the tests, and
+// it makes CREATE DATABASE per test cheap.
 func startCluster() (*cluster, error) {
+	c, err := newCluster()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.initAndStart("-c synchronous_commit=off"); err != nil {
+		c.removeDir()
+		return nil, err
+	}
+	return c, nil
+}
+
+// newCluster makes the directory of a cluster and picks its port; nothing
+// runs yet.
+func newCluster() (*cluster, error) {
 	bindir, err := findBindir()
 	if err != nil {
 		return nil, err
@@ -40,16 +56,13 @@ func startCluster() (*cluster, error) {
 		c.removeDir()
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
+	if c.port, err = freePort(); err != nil {
 		c.removeDir()
 		return nil, err
 	}
-	if err := c.initAndStart(port); err != nil {
-		c.removeDir()
-		return nil, err
-	}
-	c.dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
+	c.opts = fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "+
+		"-c full_page_writes=off -c max_connections=200", c.port, filepath.Join(c.dir, "sock"))
+	c.dsn = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port)
 	return c, nil
 }
 
@@ -75,26 +88,32 @@ func (c *cluster) prepareDir() error {
 	return nil
 }
 
-func (c *cluster) initAndStart(port int) error {
-	data := filepath.Join(c.dir, "data")
-	if out, err := c.run("initdb", "-D", data, "-U", "postgres", "-A", "trust",
+// initAndStart runs initdb, then starts the cluster with extra settings
+// added to c.opts.
+func (c *cluster) initAndStart(extra string) error {
+	if out, err := c.run("initdb", "-D", c.data(), "-U", "postgres", "-A", "trust",
 		"-E", "UTF8", "--no-sync", "--no-locale"); err != nil {
 		return fmt.Errorf("initdb: %w\n%s", err, out)
 	}
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off "+
-		"-c full_page_writes=off -c synchronous_commit=off -c max_connections=200",
-		port, filepath.Join(c.dir, "sock"))
-	if out, err := c.run("pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "log"),
-		"-o", opts, "-w", "-t", "60", "start"); err != nil {
+	c.opts += " " + extra
+	return c.start()
+}
+
+// start runs pg_ctl start on c's data directory and port.
+func (c *cluster) start() error {
+	if out, err := c.run("pg_ctl", "-D", c.data(), "-l", filepath.Join(c.dir, "log"),
+		"-o", c.opts, "-w", "-t", "60", "start"); err != nil {
 		log, _ := os.ReadFile(filepath.Join(c.dir, "log"))
 		return fmt.Errorf("pg_ctl start: %w\n%s\n%s", err, out, log)
 	}
 	return nil
 }
 
+func (c *cluster) data() string { return filepath.Join(c.dir, "data") }
+
 // stop shuts the cluster down fast and removes its directory.
 func (c *cluster) stop() error {
-	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
+	out, err := c.run("pg_ctl", "-D", c.data(), "-m", "immediate", "-w", "stop")
 	c.removeDir()
 	if err != nil {
 		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)

@@ -1,8 +1,9 @@
 // Package pgtest gives tests a real PostgreSQL database: a fresh, empty
 // database per call, on the server named by TEST_DATABASE_URL or else on one
 // throwaway cluster that this package starts with initdb/pg_ctl for the
-// whole test binary (issue 3: "PostgreSQL tests use a real server ... CI
-// fails, never skips, if it cannot").
+// whole test binary. It fails, never skips, when it cannot have one: a
+// store test that quietly did not run proves nothing. Tests that break the
+// server on purpose start their own with StartServer.
 //
 // Use it as
 //
