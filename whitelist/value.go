@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // form is the shape of a value; it decides which index holds it.
@@ -37,6 +40,30 @@ const (
 	maxValueLen = 512
 	minBits4    = 8
 	minBits6    = 16
+	// minLabels is the fewest labels a domain pattern may have: "com" or
+	// "*.com" would cover a whole top-level domain. A two-label public
+	// suffix ("co.uk") cannot be told from a domain without the Public
+	// Suffix List (https://publicsuffix.org/list/), so it passes.
+	minLabels = 2
+)
+
+// Regexes are tried one by one on every request that reaches them, so the
+// cost of each is bounded: RE2 runs in time linear in the input times the
+// size of the compiled program (https://github.com/google/re2/wiki/WhyRE2),
+// so the program size is what is capped, the source length only to keep
+// errors short.
+const (
+	maxRegexLen  = 256
+	maxRegexInst = 1000
+)
+
+// Probes are names that between them stand for everyone: a regex that
+// matches the empty string or all of one kind's probes would whitelist
+// (nearly) every client or address, like /.*/, /./ or /\./. A too-broad
+// regex that misses one probe still passes; this only stops the obvious.
+var (
+	hostProbes = []string{"a.example", "mx-1.mail.example.net", "9.test"}
+	mailProbes = []string{"a@b.example", "bounce-1@mail.example.net", "9@c.test"}
 )
 
 // Normalize validates value as a kind entry and returns its canonical form
@@ -47,22 +74,63 @@ func Normalize(k Kind, value string) (string, error) {
 }
 
 func parseValue(k Kind, v string) (pattern, error) {
+	if err := checkText(v); err != nil {
+		return pattern{}, fmt.Errorf("%s: %w", quoteShort(v), err)
+	}
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return pattern{}, errors.New("empty value")
 	}
 	if len(v) > maxValueLen {
-		return pattern{}, fmt.Errorf("value longer than %d bytes", maxValueLen)
+		return pattern{}, fmt.Errorf("%s: value longer than %d bytes", quoteShort(v), maxValueLen)
 	}
+	var (
+		p   pattern
+		err error
+	)
 	switch k {
 	case Client:
-		return parseClient(v)
+		p, err = parseClient(v)
 	case ClientName:
-		return parseHostPattern(v)
+		p, err = parseHostPattern(v)
 	case Sender, Recipient:
-		return parseMailPattern(v)
+		p, err = parseMailPattern(v)
+	default:
+		return pattern{}, fmt.Errorf("unknown kind %q", k)
 	}
-	return pattern{}, fmt.Errorf("unknown kind %q", k)
+	// Lowercasing can lengthen a string (U+023A is 2 bytes, its lowercase
+	// 3), and a stored key must parse again.
+	if err == nil && len(p.key) > maxValueLen {
+		return pattern{}, fmt.Errorf("%s: value longer than %d bytes once lowercased", quoteShort(v), maxValueLen)
+	}
+	return p, err
+}
+
+// checkText refuses what has no place in a value or comment and would
+// corrupt a terminal or a log line when printed: bytes that are not UTF-8
+// and control characters (C0, DEL and C1, unicode.IsControl).
+func checkText(s string) error {
+	for i, r := range s {
+		if r == utf8.RuneError {
+			if _, n := utf8.DecodeRuneInString(s[i:]); n == 1 {
+				return fmt.Errorf("byte %d is not valid UTF-8", i)
+			}
+		}
+		if unicode.IsControl(r) {
+			return fmt.Errorf("control character %U at byte %d is not allowed", r, i)
+		}
+	}
+	return nil
+}
+
+// quoteShort quotes s for an error message, escaped (strconv.Quote) and cut
+// to a readable length.
+func quoteShort(s string) string {
+	const max = 64
+	if len(s) > max {
+		return strconv.Quote(s[:max]) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // parseClient accepts an IPv4 or IPv6 address, a prefix, and postgrey's
@@ -122,7 +190,7 @@ func padIPv4(s string) (string, int) {
 // or "*.domain" (subdomains only), "domain" (it and its subdomains, as in
 // postgrey) or "/regex/".
 func parseHostPattern(v string) (pattern, error) {
-	if re, ok, err := parseRegex(v); ok {
+	if re, ok, err := parseRegex(v, hostProbes); ok {
 		return re, err
 	}
 	f, name := formDomain, v
@@ -141,6 +209,10 @@ func parseHostPattern(v string) (pattern, error) {
 	if _, err := netip.ParseAddr(name); err == nil {
 		return pattern{}, fmt.Errorf("%q is an address, not a host name: use kind client", v)
 	}
+	if f != formExact && strings.Count(name, ".")+1 < minLabels {
+		return pattern{}, fmt.Errorf("%q would cover the whole domain %s: a domain needs at least %d labels (example.com)",
+			v, name, minLabels)
+	}
 	return pattern{form: f, key: hostKey(f, name)}, nil
 }
 
@@ -154,10 +226,12 @@ func hostKey(f form, name string) string {
 	return name
 }
 
-// normalizeHost lowercases a DNS name and checks its syntax (RFC 1035
-// lengths; underscores allowed because they appear in real PTR names).
+// normalizeHost checks a DNS name's syntax (RFC 1035 lengths; underscores
+// allowed because they appear in real PTR names) and lowercases it. The
+// check comes first: strings.ToLower folds the Kelvin sign U+212A to an
+// ASCII "k", which must be refused, not read as one.
 func normalizeHost(s string) (string, error) {
-	s = strings.ToLower(strings.TrimSuffix(s, "."))
+	s = strings.TrimSuffix(s, ".")
 	if s == "" || len(s) > 253 {
 		return "", errors.New("host name must have 1..253 characters")
 	}
@@ -166,12 +240,12 @@ func normalizeHost(s string) (string, error) {
 			return "", errors.New("host name labels must have 1..63 characters")
 		}
 		for _, c := range label {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 				return "", fmt.Errorf("character %q is not allowed in a host name", c)
 			}
 		}
 	}
-	return s, nil
+	return strings.ToLower(s), nil
 }
 
 // parseMailPattern parses a sender or recipient value in postgrey's
@@ -179,11 +253,11 @@ func normalizeHost(s string) (string, error) {
 // "domain" (it and its subdomains), plus ".domain" (subdomains only) and
 // "/regex/" matched against the whole address.
 func parseMailPattern(v string) (pattern, error) {
-	if re, ok, err := parseRegex(v); ok {
+	if re, ok, err := parseRegex(v, mailProbes); ok {
 		return re, err
 	}
-	v = strings.ToLower(v)
 	local, domain, hasAt := strings.Cut(v, "@")
+	local = strings.ToLower(local) // the domain is lowercased by normalizeHost
 	if !hasAt {
 		p, err := parseHostPattern(v)
 		if err == nil && p.form == formExact {
@@ -217,13 +291,53 @@ func checkLocal(local string) error {
 // parseRegex recognizes postgrey's "/regex/" (ok is false for anything else).
 // Patterns are RE2, compiled case-insensitive like postgrey's qr{$1}i; Perl
 // features RE2 lacks (lookaround, backreferences) are reported, not ignored.
-func parseRegex(v string) (pattern, bool, error) {
+// A regex that would match (nearly) everyone, or cost too much to run, is
+// refused; probes stand for the kind's population.
+func parseRegex(v string, probes []string) (pattern, bool, error) {
 	if len(v) < 3 || v[0] != '/' || v[len(v)-1] != '/' {
 		return pattern{}, false, nil
 	}
-	re, err := regexp.Compile("(?i)" + v[1:len(v)-1])
+	src := "(?i)" + v[1:len(v)-1]
+	if len(v)-2 > maxRegexLen {
+		return pattern{}, true, fmt.Errorf("%s: regular expression longer than %d bytes", quoteShort(v), maxRegexLen)
+	}
+	re, err := regexp.Compile(src)
 	if err != nil {
-		return pattern{}, true, fmt.Errorf("%s: bad regular expression (RE2 syntax): %w", v, err)
+		return pattern{}, true, fmt.Errorf("%q: bad regular expression (RE2 syntax): %w", v, err)
+	}
+	if n := progSize(src); n > maxRegexInst {
+		return pattern{}, true, fmt.Errorf("%q: regular expression too large (%d instructions compiled, at most %d)",
+			v, n, maxRegexInst)
+	}
+	if re.MatchString("") {
+		return pattern{}, true, fmt.Errorf("%q matches the empty string, so it would match everyone: anchor it or make it specific", v)
+	}
+	if matchesAll(re, probes) {
+		return pattern{}, true, fmt.Errorf("%q matches every one of %q, so it would match (nearly) everyone", v, probes)
 	}
 	return pattern{form: formRegex, key: v, re: re}, true, nil
+}
+
+// progSize is the number of instructions src compiles to, parsed and
+// compiled as regexp.Compile does (regexp/regexp.go compile). src has
+// already compiled, so the errors cannot happen.
+func progSize(src string) int {
+	re, err := syntax.Parse(src, syntax.Perl)
+	if err != nil {
+		return 0
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return 0
+	}
+	return len(prog.Inst)
+}
+
+func matchesAll(re *regexp.Regexp, probes []string) bool {
+	for _, p := range probes {
+		if !re.MatchString(p) {
+			return false
+		}
+	}
+	return true
 }
