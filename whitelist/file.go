@@ -96,11 +96,13 @@ func parseList(r io.Reader, name string, f Format) ([]Entry, error) {
 }
 
 // splitComment cuts a "#" comment that starts the line or follows a blank;
-// a "#" inside a value (a regex) is kept.
+// a "#" inside a value (a regex) is kept. Tabs in the comment become
+// spaces: they are layout in a file, and a control character in a stored
+// comment (which `whitelist list` prints in a column) is refused.
 func splitComment(s string) (text, comment string) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '#' && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t') {
-			return strings.TrimSpace(s[:i]), strings.TrimSpace(s[i+1:])
+			return strings.TrimSpace(s[:i]), strings.ReplaceAll(strings.TrimSpace(s[i+1:]), "\t", " ")
 		}
 	}
 	return strings.TrimSpace(s), ""

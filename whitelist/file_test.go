@@ -83,6 +83,7 @@ func TestSplitComment(t *testing.T) {
 		{"# all comment", "", "all comment"},
 		{"  host.example  # why  ", "host.example", "why"},
 		{`/^a#b$/`, `/^a#b$/`, ""}, // '#' inside a value is kept
+		{"host.example\t#\tpartner\trelay", "host.example", "partner relay"},
 		{"", "", ""},
 	}
 	for _, tt := range tests {

@@ -76,6 +76,12 @@ func (s *Store) validate(e *Entry) error {
 	if len(e.Comment) > maxCommentLen || len(e.CreatedBy) > maxCommentLen {
 		return fmt.Errorf("whitelist: comment and creator must be under %d bytes", maxCommentLen)
 	}
+	if err := checkText(e.Comment); err != nil {
+		return fmt.Errorf("whitelist: comment %s: %w", quoteShort(e.Comment), err)
+	}
+	if err := checkText(e.CreatedBy); err != nil {
+		return fmt.Errorf("whitelist: creator %s: %w", quoteShort(e.CreatedBy), err)
+	}
 	if !e.Expires.IsZero() && !e.Expires.After(s.now()) {
 		return fmt.Errorf("whitelist: expiry %s is not in the future", e.Expires.Format(time.RFC3339))
 	}

@@ -148,6 +148,12 @@ func TestStoreRejectsBadValues(t *testing.T) {
 			{Entry{Kind: Sender, Value: "@example.com"}, "write example.com"},
 			{Entry{Kind: Recipient, Value: "x@example.com", Expires: t0}, "not in the future"},
 			{Entry{Kind: Recipient, Value: "x@example.com", Comment: strings.Repeat("c", 2000)}, "under 1000"},
+			{Entry{Kind: ClientName, Value: "com"}, `"com" would cover the whole domain com`},
+			{Entry{Kind: ClientName, Value: "/.*/"}, `"/.*/" matches the empty string`},
+			{Entry{Kind: Sender, Value: "/@/"}, `"/@/" matches every one`},
+			{Entry{Kind: Recipient, Value: "x@example.com", Comment: "ok\x1b[31mred"}, "comment \"ok\\x1b[31mred\": control character U+001B"},
+			{Entry{Kind: Recipient, Value: "x@example.com", Comment: "two\nlines"}, "control character U+000A"},
+			{Entry{Kind: Recipient, Value: "x@example.com", CreatedBy: "eve\r"}, "creator \"eve\\r\""},
 		}
 		for _, b := range bad {
 			if _, err := s.Add(ctx, b.e); err == nil || !strings.Contains(err.Error(), b.want) {
@@ -197,6 +203,15 @@ func TestStoreImport(t *testing.T) {
 		opt.Name = "bad_clients"
 		if _, err := s.Import(ctx, in, opt); err == nil || !strings.Contains(err.Error(), "bad_clients:3:") {
 			t.Errorf("bad Import error = %v, want it to name bad_clients:3", err)
+		}
+		for _, bad := range []struct{ file, want string }{
+			{"new.example.com\ncom\n", "bad_clients:2: \"com\" would cover"},
+			{"new.example.com\n/.*/\n", "bad_clients:2: \"/.*/\" matches the empty string"},
+			{"# escape \x1b[2J in a comment\nnew.example.com\n", "bad_clients:2: whitelist: comment"},
+		} {
+			if _, err := s.Import(ctx, strings.NewReader(bad.file), opt); err == nil || !strings.Contains(err.Error(), bad.want) {
+				t.Errorf("Import(%q) error = %v, want %q", bad.file, err, bad.want)
+			}
 		}
 		recips := strings.NewReader("postmaster@\nsupport@example.com\n")
 		if res, err := s.Import(ctx, recips, ImportOptions{Format: FormatRecipients, Expires: t0}); err == nil {
