@@ -38,6 +38,7 @@ type Metrics struct {
 	logRows      prometheus.Counter
 	logRowsDrop  prometheus.Counter
 	reasons      reasonSet
+	resolverMetrics
 }
 
 // New returns metrics registered on a fresh registry together with the Go
@@ -52,6 +53,7 @@ func New() *Metrics {
 	m.decisionMetrics()
 	m.dnsMetrics()
 	m.serverMetrics()
+	m.registerResolverMetrics()
 	return m
 }
 
