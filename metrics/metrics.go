@@ -38,7 +38,7 @@ type Metrics struct {
 	logRows      prometheus.Counter
 	logRowsDrop  prometheus.Counter
 	reasons      reasonSet
-	resolverMetrics
+	connMetrics
 }
 
 // New returns metrics registered on a fresh registry together with the Go
@@ -53,7 +53,7 @@ func New() *Metrics {
 	m.decisionMetrics()
 	m.dnsMetrics()
 	m.serverMetrics()
-	m.registerResolverMetrics()
+	m.registerConnMetrics()
 	return m
 }
 

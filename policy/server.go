@@ -1,17 +1,12 @@
 package policy
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
-	"runtime/debug"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,12 +18,22 @@ type Decider interface {
 	Decide(ctx context.Context, req *Request, msg *Message) Action
 }
 
-// ConnObserver is told when connections open and close (the open
-// connections gauge). Optional.
+// ConnObserver is told what happens to connections: opened and closed
+// (the open connections gauge), idle ones evicted to admit another, and
+// new ones refused, with reason RefusedNotAllowed or RefusedMaxConns.
+// Optional.
 type ConnObserver interface {
 	ConnOpened()
 	ConnClosed()
+	ConnEvicted()
+	ConnRefused(reason string)
 }
+
+// Reasons a connection is refused, as passed to ConnObserver.ConnRefused.
+const (
+	RefusedNotAllowed = "not_allowed"     // client outside allowed_clients
+	RefusedMaxConns   = "max_connections" // at the cap and none idle
+)
 
 // Server serves the policy protocol on any number of listeners. Its zero
 // value is not usable: set Decider. It is shaped like net/http.Server:
@@ -36,20 +41,26 @@ type ConnObserver interface {
 type Server struct {
 	Decider Decider
 	Limits  Limits
-	// IdleTimeout bounds the wait for the next request. Postfix closes an
-	// idle policy connection itself after smtpd_policy_service_max_idle
-	// (300 s); if we closed first, Postfix would find the socket readable
-	// (EOF), sleep retry_delay (1 s) and reconnect (attr_clnt.c), so the
-	// default is longer.
+	// IdleTimeout bounds the wait for the next request after a reply.
+	// Postfix closes an idle policy connection itself after
+	// smtpd_policy_service_max_idle (300 s); if we closed first, Postfix
+	// would find the socket readable (EOF), sleep retry_delay (1 s) and
+	// reconnect (attr_clnt.c), so the default is longer.
 	IdleTimeout time.Duration
-	// ReadTimeout bounds reading the rest of a request once its first
-	// byte arrived: Postfix writes a request at once, so a client that
-	// stalls mid-request is broken or hostile.
+	// ReadTimeout bounds reading a request once its first byte arrived,
+	// and the wait for the first request of a connection: Postfix
+	// connects only when it has a request and writes it at once
+	// (attr_clnt.c, auto_clnt.c), so a client that stays silent after
+	// connecting, or stalls mid-request, is broken or hostile.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing one reply.
 	WriteTimeout time.Duration
-	// MaxConns caps concurrent connections; one over it is closed at once
-	// so Postfix applies its default_action without waiting.
+	// MaxConns caps concurrent connections. At the cap a new connection
+	// closes the one idle the longest (Postfix retries on a fresh
+	// connection when it finds its idle one closed: attr_clnt.c), so
+	// idle sockets cannot lock Postfix out; only when every connection
+	// has a request in flight is the new one closed at once, and Postfix
+	// applies its default_action without waiting.
 	MaxConns int
 	// Allowed lists the client networks allowed on TCP listeners; empty
 	// allows loopback only. Unix sockets are guarded by their file mode.
@@ -57,12 +68,16 @@ type Server struct {
 	Logger  *slog.Logger
 	Conns   ConnObserver
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
-	shutdown  atomic.Bool
-	active    sync.WaitGroup
-	nconns    atomic.Int64
+	mu         sync.Mutex
+	listeners  map[net.Listener]struct{}
+	conns      map[*conn]struct{}
+	base       context.Context // every request's ctx; Shutdown cancels it
+	cancelBase context.CancelFunc
+	warns      *warnLimiter
+	grace      time.Duration // Shutdown's wait for cancelled decisions
+	idleSeq    atomic.Uint64 // stamps connections as they turn idle
+	shutdown   atomic.Bool
+	active     sync.WaitGroup
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -76,7 +91,12 @@ const (
 	DefaultMaxConns     = 1000
 )
 
-func (s *Server) setDefaults() {
+// shutdownGrace is how long Shutdown, out of time, waits for decisions it
+// cancelled to reply before it closes their connections.
+const shutdownGrace = 500 * time.Millisecond
+
+// init fills the zero fields; s.mu is held.
+func (s *Server) init() {
 	if s.Limits == (Limits{}) {
 		s.Limits = DefaultLimits
 	}
@@ -95,13 +115,25 @@ func (s *Server) setDefaults() {
 	if s.Logger == nil {
 		s.Logger = slog.Default()
 	}
+	if s.base == nil {
+		s.base, s.cancelBase = context.WithCancel(context.Background())
+	}
+	if s.grace <= 0 {
+		s.grace = shutdownGrace
+	}
+	if s.warns == nil {
+		s.warns = newWarnLimiter(warnInterval, time.Now)
+	}
+	if s.conns == nil {
+		s.conns = map[*conn]struct{}{}
+	}
 }
 
 // Serve accepts connections on ln until Shutdown; it always returns a
 // non-nil error, ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	s.mu.Lock()
-	s.setDefaults()
+	s.init()
 	if s.shutdown.Load() {
 		s.mu.Unlock()
 		return ErrServerClosed
@@ -147,30 +179,95 @@ func (s *Server) forgetListener(ln net.Listener) {
 // accept applies the allow list and the connection cap, then serves.
 func (s *Server) accept(nc net.Conn) {
 	if !s.allowed(nc.RemoteAddr()) {
-		s.Logger.Warn("refused connection from a client outside allowed_clients",
-			"remote", nc.RemoteAddr().String())
-		nc.Close()
-		return
-	}
-	if s.nconns.Add(1) > int64(s.MaxConns) {
-		s.nconns.Add(-1)
-		s.Logger.Warn("refused connection: max_connections reached",
-			"remote", nc.RemoteAddr().String(), "max_connections", s.MaxConns)
-		nc.Close()
+		s.refuse(nc, RefusedNotAllowed, warnNotAllowed,
+			"refused connection from a client outside allowed_clients")
 		return
 	}
 	c := &conn{srv: s, nc: nc, idle: true}
+	c.markIdle()
 	s.mu.Lock()
-	if s.conns == nil {
-		s.conns = map[*conn]struct{}{}
+	if s.shutdown.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	var evicted *conn
+	var idleFor time.Duration
+	if len(s.conns) >= s.MaxConns {
+		if evicted, idleFor = s.evictIdle(); evicted == nil {
+			s.mu.Unlock()
+			s.refuse(nc, RefusedMaxConns, warnBusy,
+				"refused connection: max_connections reached and every connection busy",
+				"max_connections", s.MaxConns)
+			return
+		}
 	}
 	s.conns[c] = struct{}{}
 	s.active.Add(1)
 	s.mu.Unlock()
+	if evicted != nil {
+		s.evicted(evicted, idleFor)
+	}
 	if s.Conns != nil {
 		s.Conns.ConnOpened()
 	}
 	go c.serve()
+}
+
+// evictIdle closes the connection idle the longest and forgets it, to
+// make room for a new one; s.mu is held. It scans every connection, which
+// happens only at the cap. A connection can turn busy between the scan
+// and the close, so it tries again, at most once per connection.
+func (s *Server) evictIdle() (*conn, time.Duration) {
+	for range len(s.conns) {
+		var victim *conn
+		var since time.Time
+		var oldest uint64
+		for c := range s.conns {
+			if t, seq, idle := c.idleTime(); idle && (victim == nil || seq < oldest) {
+				victim, since, oldest = c, t, seq
+			}
+		}
+		if victim == nil {
+			return nil, 0
+		}
+		if victim.closeIfIdle() {
+			delete(s.conns, victim)
+			return victim, time.Since(since)
+		}
+	}
+	return nil, 0
+}
+
+func (s *Server) evicted(c *conn, idleFor time.Duration) {
+	if s.Conns != nil {
+		s.Conns.ConnEvicted()
+	}
+	s.warn(warnEvicted, "closed the longest-idle connection: max_connections reached",
+		"remote", c.remote(), "idle", idleFor.Round(time.Millisecond), "max_connections", s.MaxConns)
+}
+
+func (s *Server) refuse(nc net.Conn, reason string, kind warnKind, msg string, args ...any) {
+	if s.Conns != nil {
+		s.Conns.ConnRefused(reason)
+	}
+	s.warn(kind, msg, append([]any{"remote", nc.RemoteAddr().String()}, args...)...)
+	nc.Close()
+}
+
+// warn logs a warning that one connection can cause, at most once per
+// kind and warnInterval: thousands of connections must not mean
+// thousands of lines. A line after a quiet spell says how many were held
+// back.
+func (s *Server) warn(kind warnKind, msg string, args ...any) {
+	ok, suppressed := s.warns.allow(kind)
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		args = append(args, "suppressed", suppressed)
+	}
+	s.Logger.Warn(msg, args...)
 }
 
 func (s *Server) allowed(a net.Addr) bool {
@@ -196,10 +293,14 @@ func (s *Server) allowed(a net.Addr) bool {
 
 // Shutdown stops accepting, closes idle connections, lets replies in flight
 // finish and waits for their connections to end, or for ctx. Like
-// net/http's, it returns ctx.Err() if ctx ends first, after closing the rest.
+// net/http's, it returns ctx.Err() if ctx ends first: it then cancels the
+// context of the decisions still running, so they fail open and reply,
+// waits up to shutdownGrace for them, and closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutdown.Store(true)
 	s.mu.Lock()
+	s.init()
+	defer s.cancelBase()
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -214,151 +315,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+	}
+	s.cancelBase()
+	grace := time.NewTimer(s.grace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
 		s.mu.Lock()
 		for c := range s.conns {
 			c.nc.Close()
 		}
 		s.mu.Unlock()
-		<-done
-		return ctx.Err()
 	}
-}
-
-// conn is one Postfix smtpd process's persistent policy connection.
-type conn struct {
-	srv *Server
-	nc  net.Conn
-
-	mu   sync.Mutex
-	idle bool // waiting for a request: Shutdown may close it
-}
-
-func (c *conn) closeIfIdle() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle {
-		c.nc.Close()
-	}
-}
-
-// setIdle marks the connection idle or busy; it reports false when the
-// server is shutting down and the connection should end instead of idling.
-func (c *conn) setIdle(idle bool) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.idle = idle
-	return !(idle && c.srv.shutdown.Load())
-}
-
-func (c *conn) serve() {
-	s := c.srv
-	defer func() {
-		if p := recover(); p != nil {
-			s.Logger.Error("panic serving connection", "panic", p, "stack", string(debug.Stack()))
-		}
-		c.nc.Close()
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		s.nconns.Add(-1)
-		if s.Conns != nil {
-			s.Conns.ConnClosed()
-		}
-		s.active.Done()
-	}()
-	// The buffer is larger than a line may be, so that ReadSlice reports
-	// an over-long line as ErrBufferFull instead of growing without bound.
-	br := bufio.NewReaderSize(c.nc, s.Limits.MaxLine+64)
-	var msg *Message
-	for {
-		req, err := c.next(br)
-		if err != nil {
-			c.logReadError(err)
-			return
-		}
-		if msg == nil || req.Instance == "" || req.Instance != msg.Instance {
-			msg = NewMessage(req.Instance)
-		}
-		if !c.reply(s.Decider.Decide(context.Background(), req, msg)) {
-			return
-		}
-		if !c.setIdle(true) {
-			return // shutting down: the reply is out, close now
-		}
-	}
-}
-
-// next waits up to IdleTimeout for a request to begin, then up to
-// ReadTimeout for the rest of it.
-func (c *conn) next(br *bufio.Reader) (*Request, error) {
-	s := c.srv
-	c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
-	if _, err := br.Peek(1); err != nil {
-		return nil, err
-	}
-	c.setIdle(false) // a request is in flight: Shutdown lets it finish
-	c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
-	return ReadRequest(br, s.Limits)
-}
-
-func (c *conn) reply(a Action) bool {
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
-	if _, err := c.nc.Write(a.Wire()); err != nil {
-		c.srv.Logger.Warn("writing reply failed", "remote", c.remote(), "err", err)
-		return false
-	}
-	return true
-}
-
-// logReadError logs why a connection ends. EOF between requests and our
-// own shutdown are normal; anything else is a warning, and per
-// SMTPD_POLICY_README the connection is closed without a reply.
-func (c *conn) logReadError(err error) {
-	switch {
-	case errors.Is(err, io.EOF):
-		c.srv.Logger.Debug("connection closed by client", "remote", c.remote())
-	case c.srv.shutdown.Load() && errors.Is(err, net.ErrClosed):
-		c.srv.Logger.Debug("idle connection closed for shutdown", "remote", c.remote())
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		c.srv.Logger.Info("closing connection: read timed out", "remote", c.remote())
-	default:
-		c.srv.Logger.Warn("closing connection without reply: bad request",
-			"remote", c.remote(), "err", err)
-	}
-}
-
-func (c *conn) remote() string {
-	if a := c.nc.RemoteAddr(); a != nil && a.String() != "" && a.String() != "@" {
-		return a.String()
-	}
-	return "unix"
-}
-
-// Listen opens a listener: "unix:/path" for a unix socket created with
-// mode (a stale socket file left by a crash is replaced; any other file
-// is not), anything else a TCP host:port.
-func Listen(addr string, mode os.FileMode) (net.Listener, error) {
-	path, ok := strings.CutPrefix(addr, "unix:")
-	if !ok {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("policy: listen %s: %w", addr, err)
-		}
-		return ln, nil
-	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("policy: listen %s: file exists and is not a socket", addr)
-		}
-		os.Remove(path)
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("policy: listen %s: %w", addr, err)
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("policy: chmod %s: %w", path, err)
-	}
-	return ln, nil
+	return ctx.Err()
 }

@@ -2,12 +2,15 @@ package policy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -169,8 +172,28 @@ func TestServerStalledClient(t *testing.T) {
 
 func TestServerIdleTimeout(t *testing.T) {
 	addr := startServer(t, &Server{Decider: &echoDecider{}, IdleTimeout: 100 * time.Millisecond})
-	_, br := dial(t, addr)
+	c, br := dial(t, addr)
+	io.WriteString(c, block("a@x", "", "1"))
+	readReply(t, br)
 	expectClosed(t, br)
+}
+
+// Postfix writes its request as soon as it connects, so a connection that
+// sends nothing gets ReadTimeout, while one between requests gets
+// IdleTimeout.
+func TestServerFirstRequestDeadline(t *testing.T) {
+	addr := startServer(t, &Server{Decider: &echoDecider{},
+		ReadTimeout: 100 * time.Millisecond, IdleTimeout: time.Minute})
+	used, usedR := dial(t, addr)
+	io.WriteString(used, block("a@x", "", "1"))
+	readReply(t, usedR) // used is idle from here on
+	_, silentR := dial(t, addr)
+	expectClosed(t, silentR) // after ReadTimeout, counted from its accept
+	// used has now idled longer than ReadTimeout and still answers.
+	io.WriteString(used, block("b@x", "", "1"))
+	if got := readReply(t, usedR); got != "action=DEFER_IF_PERMIT rcpt b@x" {
+		t.Fatalf("idle connection after ReadTimeout: %q", got)
+	}
 }
 
 func TestServerAllowedClients(t *testing.T) {
@@ -178,15 +201,6 @@ func TestServerAllowedClients(t *testing.T) {
 		Allowed: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	_, br := dial(t, addr)
 	expectClosed(t, br) // 127.0.0.1 is not in the list
-}
-
-func TestServerMaxConns(t *testing.T) {
-	addr := startServer(t, &Server{Decider: &echoDecider{}, MaxConns: 1})
-	c1, br1 := dial(t, addr)
-	io.WriteString(c1, block("a@x", "", "1"))
-	readReply(t, br1) // c1 is established and counted
-	_, br2 := dial(t, addr)
-	expectClosed(t, br2)
 }
 
 func TestServerShutdownFinishesInFlight(t *testing.T) {
@@ -239,30 +253,253 @@ func TestServerShutdownDeadline(t *testing.T) {
 	}
 }
 
-func TestUnixListener(t *testing.T) {
+// countObserver counts what a ConnObserver is told.
+type countObserver struct {
+	mu                      sync.Mutex
+	opened, closed, evicted int
+	refused                 map[string]int
+}
+
+func (o *countObserver) ConnOpened()  { o.mu.Lock(); o.opened++; o.mu.Unlock() }
+func (o *countObserver) ConnClosed()  { o.mu.Lock(); o.closed++; o.mu.Unlock() }
+func (o *countObserver) ConnEvicted() { o.mu.Lock(); o.evicted++; o.mu.Unlock() }
+
+func (o *countObserver) ConnRefused(reason string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.refused == nil {
+		o.refused = map[string]int{}
+	}
+	o.refused[reason]++
+}
+
+func (o *countObserver) counts() (evicted int, refused map[string]int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.evicted, maps.Clone(o.refused)
+}
+
+func askOK(t *testing.T, c net.Conn, br *bufio.Reader, rcpt string) {
+	t.Helper()
+	io.WriteString(c, block(rcpt, "", "1"))
+	if got := readReply(t, br); got != "action=DEFER_IF_PERMIT rcpt "+rcpt {
+		t.Fatalf("reply %q, want one for %s", got, rcpt)
+	}
+}
+
+// Idle sockets held open by anyone must not lock Postfix out: at the cap,
+// the connection idle the longest makes room for the new one.
+func TestServerEvictsLongestIdle(t *testing.T) {
+	obs := &countObserver{}
+	addr := startServer(t, &Server{Decider: &echoDecider{}, MaxConns: 3, Conns: obs})
+	var held []net.Conn
+	var heldR []*bufio.Reader
+	for range 3 { // accepted in order, so the first is idle the longest
+		c, br := dial(t, addr)
+		held, heldR = append(held, c), append(heldR, br)
+	}
+	c, br := dial(t, addr)
+	askOK(t, c, br, "new@x")
+	expectClosed(t, heldR[0])
+	askOK(t, held[1], heldR[1], "second@x")
+	askOK(t, held[2], heldR[2], "third@x")
+	if evicted, refused := obs.counts(); evicted != 1 || len(refused) != 0 {
+		t.Errorf("evicted %d refused %v, want 1 and none", evicted, refused)
+	}
+}
+
+// A connection with a request in flight is never evicted; when every
+// connection is busy the new one is refused.
+func TestServerNeverEvictsBusy(t *testing.T) {
+	d := &echoDecider{block: make(chan struct{}), started: make(chan struct{}, 1)}
+	obs := &countObserver{}
+	addr := startServer(t, &Server{Decider: d, MaxConns: 2, Conns: obs})
+	busy1, busy1R := dial(t, addr)
+	io.WriteString(busy1, block("b@x", "", "1"))
+	<-d.started
+	_, idleR := dial(t, addr) // sends nothing: idle since accepted
+	busy2, busy2R := dial(t, addr)
+	expectClosed(t, idleR) // the idle one made room, not the busy one
+	io.WriteString(busy2, block("b@x", "", "2"))
+	<-d.started
+	_, refusedR := dial(t, addr)
+	expectClosed(t, refusedR)
+	close(d.block)
+	for _, br := range []*bufio.Reader{busy1R, busy2R} {
+		if got := readReply(t, br); got != "action=DEFER_IF_PERMIT rcpt b@x" {
+			t.Errorf("busy connection's reply %q", got)
+		}
+	}
+	evicted, refused := obs.counts()
+	if evicted != 1 || refused[RefusedMaxConns] != 1 || len(refused) != 1 {
+		t.Errorf("evicted %d refused %v, want 1 and max_connections:1", evicted, refused)
+	}
+}
+
+// syncBuffer is a log destination that tests may read while the server
+// writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+type stepClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *stepClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *stepClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// A flood of refused connections costs a line per interval, and the next
+// line says how many were held back.
+func TestServerRefusalWarningsRateLimited(t *testing.T) {
+	var logs syncBuffer
+	clock := &stepClock{t: time.Unix(1e9, 0)}
+	obs := &countObserver{}
+	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs,
+		Allowed: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
+		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
+		warns:   newWarnLimiter(warnInterval, clock.now)})
+	refused := func() {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		expectClosed(t, bufio.NewReader(c))
+	}
+	for range 1000 {
+		refused()
+	}
+	clock.advance(warnInterval)
+	refused()
+	var warns []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "level=WARN") {
+			warns = append(warns, line)
+		}
+	}
+	if len(warns) != 2 {
+		t.Fatalf("%d WARN lines for 1001 refusals, want 2:\n%s", len(warns), strings.Join(warns, ""))
+	}
+	if !strings.Contains(warns[1], "suppressed=999") {
+		t.Errorf("second line lacks suppressed=999: %s", warns[1])
+	}
+	if _, r := obs.counts(); r[RefusedNotAllowed] != 1001 {
+		t.Errorf("refused %v, want not_allowed:1001", r)
+	}
+}
+
+// ctxDecider waits for its context to end and reports how it ended.
+type ctxDecider struct {
+	started chan struct{}
+	ended   chan error
+}
+
+func (d *ctxDecider) Decide(ctx context.Context, _ *Request, _ *Message) Action {
+	d.started <- struct{}{}
+	<-ctx.Done()
+	d.ended <- ctx.Err()
+	return DunnoAction
+}
+
+// When Shutdown runs out of time it cancels the decisions in flight, which
+// then fail open and still reply.
+func TestServerShutdownCancelsDecisions(t *testing.T) {
+	d := &ctxDecider{started: make(chan struct{}, 1), ended: make(chan error, 1)}
+	s := &Server{Decider: d, Logger: slog.New(slog.DiscardHandler), grace: time.Minute}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	c, br := dial(t, ln.Addr().String())
+	io.WriteString(c, block("a@x", "", "1"))
+	<-d.started
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // already out of time
+	if err := s.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Shutdown = %v, want canceled", err)
+	}
+	if err := <-d.ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("decision's context ended with %v, want canceled", err)
+	}
+	if got := readReply(t, br); got != "action=DUNNO" {
+		t.Fatalf("cancelled decision's reply %q, want action=DUNNO", got)
+	}
+	expectClosed(t, br)
+}
+
+func TestListenUnixRefusesLiveSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.sock")
 	ln, err := Listen("unix:"+path, 0o660)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Decider: &echoDecider{}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &Server{Decider: &echoDecider{}, Logger: slog.New(slog.DiscardHandler)}
 	go s.Serve(ln)
 	defer s.Shutdown(context.Background())
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode %v (%v), want 0660", fi.Mode().Perm(), err)
+	}
+	_, err = Listen("unix:"+path, 0o660)
+	if err == nil || !strings.Contains(err.Error(), "another process is listening on "+path) {
+		t.Fatalf("second Listen on a live socket: %v, want another process is listening", err)
+	}
 	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatalf("live socket gone after the refused Listen: %v", err)
+	}
+	defer c.Close()
+	askOK(t, c, bufio.NewReader(c), "u@x")
+}
+
+func TestListenUnixReplacesStaleSocket(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "policy.sock")
+	// What a crash leaves: the socket file, nobody listening on it.
+	old, err := net.Listen("unix", path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	io.WriteString(c, block("u@x", "", "1"))
-	if got := readReply(t, bufio.NewReader(c)); got != "action=DEFER_IF_PERMIT rcpt u@x" {
-		t.Fatalf("reply %q", got)
+	old.(*net.UnixListener).SetUnlinkOnClose(false)
+	old.Close()
+	if _, err := os.Lstat(path); err != nil {
+		t.Fatalf("stale socket file missing: %v", err)
 	}
-	// A stale socket from a crash is replaced; a regular file is not.
-	s.Shutdown(context.Background())
-	if _, err := Listen("unix:"+path, 0o660); err != nil {
-		t.Errorf("stale socket not replaced: %v", err)
+	ln, err := Listen("unix:"+path, 0o660)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
 	}
-	if _, err := Listen("unix:"+filepath.Join(t.TempDir()), 0o660); err == nil {
-		t.Error("listening over a non-socket file succeeded")
+	ln.Close()
+	regular := filepath.Join(dir, "file")
+	if err := os.WriteFile(regular, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Listen("unix:"+regular, 0o660); err == nil {
+		t.Error("listening over a regular file succeeded")
 	}
 }

@@ -1,0 +1,53 @@
+package policy
+
+import (
+	"testing"
+	"time"
+)
+
+func TestWarnLimiter(t *testing.T) {
+	type step struct {
+		at             time.Duration // since the start
+		kind           warnKind
+		ok             bool
+		wantSuppressed int
+	}
+	tests := map[string][]step{
+		"first line passes": {{0, warnBusy, true, 0}},
+		"burst is held back and counted": {
+			{0, warnBusy, true, 0},
+			{time.Second, warnBusy, false, 0},
+			{9 * time.Second, warnBusy, false, 0},
+			{10 * time.Second, warnBusy, true, 2},
+			{11 * time.Second, warnBusy, false, 0},
+			{25 * time.Second, warnBusy, true, 1},
+		},
+		"kinds are limited apart": {
+			{0, warnBusy, true, 0},
+			{0, warnEvicted, true, 0},
+			{time.Second, warnBusy, false, 0},
+			{time.Second, warnNotAllowed, true, 0},
+			{time.Second, warnBadRequest, true, 0},
+			{10 * time.Second, warnEvicted, true, 0},
+			{10 * time.Second, warnBusy, true, 1},
+		},
+		"quiet spell resets the count": {
+			{0, warnSilent, true, 0},
+			{time.Hour, warnSilent, true, 0},
+		},
+	}
+	for name, steps := range tests {
+		t.Run(name, func(t *testing.T) {
+			start := time.Unix(1e9, 0)
+			var now time.Time
+			l := newWarnLimiter(10*time.Second, func() time.Time { return now })
+			for i, s := range steps {
+				now = start.Add(s.at)
+				ok, n := l.allow(s.kind)
+				if ok != s.ok || n != s.wantSuppressed {
+					t.Errorf("step %d: allow = %v, %d; want %v, %d", i, ok, n, s.ok, s.wantSuppressed)
+				}
+			}
+		})
+	}
+}
