@@ -217,7 +217,9 @@ func (s *Server) accept(nc net.Conn) {
 // evictIdle closes the connection idle the longest and forgets it, to
 // make room for a new one; s.mu is held. It scans every connection, which
 // happens only at the cap. A connection can turn busy between the scan
-// and the close, so it tries again, at most once per connection.
+// and the close, so it tries again, at most once per connection. A
+// request whose first bytes arrive just as its connection is closed is
+// lost, and Postfix retries it once on a new connection (attr_clnt.c).
 func (s *Server) evictIdle() (*conn, time.Duration) {
 	for range len(s.conns) {
 		var victim *conn
