@@ -3,6 +3,7 @@ package greylist_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/greylist/storetest"
@@ -26,6 +27,60 @@ func sqliteFactory(t *testing.T) func() greylist.Store {
 	return func() greylist.Store { return greylist.NewStore(openDB(t, path)) }
 }
 
+// batchStore is what both batched stores add to a Store.
+type batchStore interface {
+	greylist.Store
+	Close()
+}
+
+// batched opens the batched store of d with opts, closed before d is.
+func batched(t *testing.T, d *db.DB, opts greylist.BatchOptions) greylist.Store {
+	var s batchStore
+	if d.IsPostgres() {
+		s = greylist.NewPGBatchStore(d.PG, opts)
+	} else {
+		s = greylist.NewSQLiteBatchStore(d.SQL, opts)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// pinned makes every group exactly rows decisions: the window outlasts
+// any test, so a group goes when it is full.
+func pinned(rows int) greylist.BatchOptions {
+	return greylist.BatchOptions{MaxRows: rows, Window: time.Hour}
+}
+
+func pgBatchFactory(t *testing.T) func() greylist.Store {
+	dsn := pgtest.New(t)
+	return func() greylist.Store { return batched(t, openDB(t, dsn), greylist.BatchOptions{}) }
+}
+
+func sqliteBatchFactory(t *testing.T) func() greylist.Store {
+	path := filepath.Join(t.TempDir(), "greylist.db")
+	return func() greylist.Store { return batched(t, openDB(t, path), greylist.BatchOptions{}) }
+}
+
+func pgPinnedFactory(t *testing.T) func(int) greylist.Store {
+	dsn := pgtest.New(t)
+	return func(rows int) greylist.Store { return batched(t, openDB(t, dsn), pinned(rows)) }
+}
+
+func sqlitePinnedFactory(t *testing.T) func(int) greylist.Store {
+	path := filepath.Join(t.TempDir(), "greylist.db")
+	return func(rows int) greylist.Store { return batched(t, openDB(t, path), pinned(rows)) }
+}
+
 func TestPostgresStore(t *testing.T) { storetest.Run(t, pgFactory) }
 
 func TestSQLiteStore(t *testing.T) { storetest.Run(t, sqliteFactory) }
+
+func TestPostgresBatchStore(t *testing.T) {
+	storetest.Run(t, pgBatchFactory)
+	storetest.RunBatch(t, pgPinnedFactory)
+}
+
+func TestSQLiteBatchStore(t *testing.T) {
+	storetest.Run(t, sqliteBatchFactory)
+	storetest.RunBatch(t, sqlitePinnedFactory)
+}

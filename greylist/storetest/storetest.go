@@ -5,6 +5,8 @@ package storetest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"sync"
 	"testing"
@@ -38,6 +40,12 @@ func Run(t *testing.T, f Factory) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
+	}
+	for _, c := range groupCases {
+		t.Run(c.name, func(t *testing.T) {
+			open := f(t)
+			c.fn(t, func(int) greylist.Store { return open() }, func(greylist.Store, greylist.BatchStats) {})
+		})
 	}
 }
 
@@ -360,4 +368,222 @@ func testConcurrentGC(t *testing.T, f Factory) {
 	if totals != want {
 		t.Fatalf("concurrent gc removed %+v, want %+v", totals, want)
 	}
+}
+
+// BatchFactory prepares a fresh, migrated database for one test and
+// returns a function that opens a batched Store on it whose groups hold
+// exactly rows decisions: its window is far longer than any test, so a
+// group is sent when it is full, and the cases know which decisions share
+// a transaction. The Store reports what it sent with BatchStats.
+type BatchFactory func(t *testing.T) (open func(rows int) greylist.Store)
+
+type batchStatser interface{ BatchStats() greylist.BatchStats }
+
+// RunBatch runs the group cases with every group pinned to one
+// transaction, and checks that the store sent exactly the transactions
+// each case expects. Run runs the same cases on any Store, unpinned.
+func RunBatch(t *testing.T, f BatchFactory) {
+	t.Run("Pinned", func(t *testing.T) {
+		for _, c := range groupCases {
+			t.Run(c.name, func(t *testing.T) { c.fn(t, f(t), wantSent(t)) })
+		}
+	})
+}
+
+func wantSent(t *testing.T) func(greylist.Store, greylist.BatchStats) {
+	return func(s greylist.Store, want greylist.BatchStats) {
+		t.Helper()
+		b, ok := s.(batchStatser)
+		if !ok {
+			t.Fatalf("%T does not report BatchStats", s)
+		}
+		if got := b.BatchStats(); got != want {
+			t.Errorf("sent %+v, want %+v", got, want)
+		}
+	}
+}
+
+// A groupCase makes concurrent decisions that a batched store opened with
+// open(rows) sends as one group, and tells sent how many transactions and
+// rows that store should have sent so far.
+type groupCase func(t *testing.T, open func(rows int) greylist.Store, sent func(greylist.Store, greylist.BatchStats))
+
+var groupCases = []struct {
+	name string
+	fn   groupCase
+}{
+	{"GroupDuplicates", testGroupDuplicates},
+	{"GroupMixedTriplets", testGroupMix},
+	{"GroupStatementError", testGroupStatementError},
+	{"GroupCancelledContext", testGroupCancelled},
+	{"GroupCommit", testGroupCommit},
+}
+
+// call is one Decide of a group and what it returned.
+type call struct {
+	k   greylist.Key
+	at  time.Time
+	ctx context.Context // nil: a live one
+	o   greylist.Outcome
+	err error
+}
+
+func triplet(k greylist.Key) string { return k.ClientKey + " " + k.Sender + "→" + k.Recipient }
+
+// group makes all calls at once on s.
+func group(t *testing.T, s greylist.Store, c *greylist.Config, calls []call) {
+	t.Helper()
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range calls {
+		cl := &calls[i]
+		if cl.ctx == nil {
+			cl.ctx = ctxT(t)
+		}
+		wg.Go(func() {
+			<-start
+			cl.o, cl.err = s.Decide(cl.ctx, cl.at, c, cl.k)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+// Duplicates of one triplet in a group resolve as if one came after the
+// other: one "new", the rest "early"; with two daemons each sending its
+// own group, still one "new" between them.
+func testGroupDuplicates(t *testing.T, open func(int) greylist.Store, sent func(greylist.Store, greylist.BatchStats)) {
+	const n = 20
+	a, b, c := open(n/2), open(n/2), config()
+	k := key(c, "192.0.2.10", "alice@example.org", "bob@example.net")
+	got := concurrent(t, []greylist.Store{a, b}, c, n, t0, k)
+	if got[greylist.VerdictNew] != 1 || got[greylist.VerdictEarly] != n-1 {
+		t.Fatalf("%d first attempts in two groups: %v; want 1 new, the rest early", n, got)
+	}
+	got = concurrent(t, []greylist.Store{a, b}, c, n, t0.Add(c.Delay), k)
+	if got[greylist.VerdictPassed] != 1 || got[greylist.VerdictKnown] != n-1 {
+		t.Fatalf("%d retries after the delay in two groups: %v; want 1 passed, the rest known", n, got)
+	}
+	sent(a, greylist.BatchStats{Transactions: 2, Rows: n})
+	sent(b, greylist.BatchStats{Transactions: 2, Rows: n})
+}
+
+// Different triplets in one group each get their own verdict.
+func testGroupMix(t *testing.T, open func(int) greylist.Store, sent func(greylist.Store, greylist.BatchStats)) {
+	setup, c := open(1), config()
+	pending := key(c, "192.0.2.1", "a@example.org", "x@example.net")
+	passed := key(c, "192.0.2.2", "b@example.org", "x@example.net")
+	recent := key(c, "192.0.2.3", "c@example.org", "x@example.net")
+	fresh := key(c, "192.0.2.4", "d@example.org", "x@example.net")
+	now := t0.Add(c.Delay)
+	expect(t, setup, c,
+		step{-c.Delay, passed, greylist.VerdictNew},
+		step{0, passed, greylist.VerdictPassed},
+		step{0, pending, greylist.VerdictNew},
+		step{c.Delay - time.Minute, recent, greylist.VerdictNew},
+	)
+	calls := []call{{k: pending}, {k: passed}, {k: recent}, {k: fresh}, {k: fresh}, {k: fresh}}
+	others := make([]greylist.Key, 4)
+	for i := range others {
+		others[i] = key(c, "198.51.100.7", fmt.Sprintf("e%d@example.org", i), "x@example.net")
+		calls = append(calls, call{k: others[i]})
+	}
+	for i := range calls {
+		calls[i].at = now
+	}
+	s := open(len(calls))
+	group(t, s, c, calls)
+	byTriplet := map[string]map[greylist.Verdict]int{}
+	for _, cl := range calls {
+		if cl.err != nil {
+			t.Fatalf("%s: %v", triplet(cl.k), cl.err)
+		}
+		if byTriplet[triplet(cl.k)] == nil {
+			byTriplet[triplet(cl.k)] = map[greylist.Verdict]int{}
+		}
+		byTriplet[triplet(cl.k)][cl.o.Verdict]++
+	}
+	want := map[string]map[greylist.Verdict]int{
+		triplet(pending): {greylist.VerdictPassed: 1},
+		triplet(passed):  {greylist.VerdictKnown: 1},
+		triplet(recent):  {greylist.VerdictEarly: 1},
+		triplet(fresh):   {greylist.VerdictNew: 1, greylist.VerdictEarly: 2},
+	}
+	for _, k := range others {
+		want[triplet(k)] = map[greylist.Verdict]int{greylist.VerdictNew: 1}
+	}
+	if fmt.Sprint(byTriplet) != fmt.Sprint(want) {
+		t.Fatalf("verdicts by triplet %v, want %v", byTriplet, want)
+	}
+	sent(s, greylist.BatchStats{Transactions: 1, Rows: int64(len(calls))})
+}
+
+// A decision whose statement fails (a key kind the schema's CHECK
+// rejects) gets the error; the others of its group are decided, and the
+// next group works. The batched stores drop the failing decision and send
+// the rest again: the failed transaction committed nothing.
+func testGroupStatementError(t *testing.T, open func(int) greylist.Store, sent func(greylist.Store, greylist.BatchStats)) {
+	s, c := open(3), config()
+	a := key(c, "192.0.2.1", "a@example.org", "x@example.net")
+	b := key(c, "192.0.2.2", "b@example.org", "x@example.net")
+	bad := key(c, "192.0.2.3", "c@example.org", "x@example.net")
+	bad.Kind = "bogus"
+	calls := []call{{k: a, at: t0}, {k: bad, at: t0}, {k: b, at: t0}}
+	group(t, s, c, calls)
+	if calls[1].err == nil {
+		t.Fatalf("decision with key kind %q: %s, want an error", bad.Kind, calls[1].o.Verdict)
+	}
+	for _, cl := range []call{calls[0], calls[2]} {
+		if cl.err != nil || cl.o.Verdict != greylist.VerdictNew {
+			t.Fatalf("%s beside a failing decision: %s, %v; want new", cl.k.ClientKey, cl.o.Verdict, cl.err)
+		}
+	}
+	sent(s, greylist.BatchStats{Transactions: 2, Rows: 5})
+	next := key(c, "192.0.2.4", "d@example.org", "x@example.net")
+	calls = []call{{k: a, at: t0.Add(time.Minute)}, {k: b, at: t0.Add(time.Minute)}, {k: next, at: t0.Add(time.Minute)}}
+	group(t, s, c, calls)
+	for i, want := range []greylist.Verdict{greylist.VerdictEarly, greylist.VerdictEarly, greylist.VerdictNew} {
+		if calls[i].err != nil || calls[i].o.Verdict != want {
+			t.Fatalf("next group, %s: %s, %v; want %s", calls[i].k.ClientKey, calls[i].o.Verdict, calls[i].err, want)
+		}
+	}
+	sent(s, greylist.BatchStats{Transactions: 3, Rows: 8})
+}
+
+// A request whose context is already cancelled gets its error and writes
+// nothing.
+func testGroupCancelled(t *testing.T, open func(int) greylist.Store, sent func(greylist.Store, greylist.BatchStats)) {
+	s, c := open(2), config()
+	k := key(c, "192.0.2.1", "a@example.org", "x@example.net")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if o, err := s.Decide(ctx, t0, c, k); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled context: %s, %v; want %v", o.Verdict, err, context.Canceled)
+	}
+	calls := []call{{k: k, at: t0}, {k: key(c, "192.0.2.2", "b@example.org", "x@example.net"), at: t0}}
+	group(t, s, c, calls)
+	for _, cl := range calls {
+		if cl.err != nil || cl.o.Verdict != greylist.VerdictNew {
+			t.Fatalf("%s after a cancelled attempt: %s, %v; want new", cl.k.ClientKey, cl.o.Verdict, cl.err)
+		}
+	}
+	sent(s, greylist.BatchStats{Transactions: 1, Rows: 2})
+}
+
+// 64 concurrent new triplets: each is new, and a batched store sends them
+// in one transaction.
+func testGroupCommit(t *testing.T, open func(int) greylist.Store, sent func(greylist.Store, greylist.BatchStats)) {
+	const n = 64
+	s, c := open(n), config()
+	calls := make([]call, n)
+	for i := range calls {
+		calls[i] = call{k: key(c, netip.AddrFrom4([4]byte{10, byte(i), 0, 1}).String(), "a@example.org", "x@example.net"), at: t0}
+	}
+	group(t, s, c, calls)
+	for _, cl := range calls {
+		if cl.err != nil || cl.o.Verdict != greylist.VerdictNew {
+			t.Fatalf("%s: %s, %v; want new", cl.k.ClientKey, cl.o.Verdict, cl.err)
+		}
+	}
+	sent(s, greylist.BatchStats{Transactions: 1, Rows: n})
 }

@@ -1,0 +1,171 @@
+package greylist
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
+// calls are sent together as one pgx batch of the pgDecide statement, one
+// per decision. pgx sends a batch as one pipeline ending in a single Sync,
+// so it is one round trip and, without BEGIN in it, one implicit
+// transaction with one commit (pgx Conn.SendBatch; PostgreSQL docs,
+// "Frontend/Backend Protocol", "Message Flow", "Pipelining"). The
+// statements run in order, so two decisions for one triplet in a group
+// resolve as if they came one after the other, and across groups and
+// daemons the triplet's row lock still lets exactly one see "new".
+// Each statement turns synchronous_commit off for its transaction, as in
+// PGStore, so the one commit does not wait for the WAL flush.
+//
+// GC and Peek are PGStore's.
+type PGBatchStore struct {
+	*PGStore
+	b *batcher
+}
+
+// NewPGBatchStore returns a batched Store on a migrated database and
+// starts its gathering goroutine; Close stops it.
+func NewPGBatchStore(pool *pgxpool.Pool, opts BatchOptions) *PGBatchStore {
+	s := &PGBatchStore{PGStore: NewPGStore(pool)}
+	s.b = newBatcher(opts.withDefaults(time.Millisecond, 4), s.flush)
+	return s
+}
+
+// Decide records one attempt, in the next group, and returns the verdict.
+func (s *PGBatchStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
+	return s.b.decide(ctx, now, cfg, k)
+}
+
+// Close sends what is queued, waits for the groups in flight, and makes
+// later Decide calls fail. It does not close the pool.
+func (s *PGBatchStore) Close() { s.b.close() }
+
+// BatchStats reports the transactions sent so far.
+func (s *PGBatchStore) BatchStats() BatchStats { return s.b.stats() }
+
+// flush sends the group, once more if the first attempt certainly
+// committed nothing and failed for a reason a new attempt may not meet.
+func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, error) {
+	order := pgLockOrder(group)
+	res, err := s.sendBatch(ctx, group, order)
+	if err != nil && pgResend(err) && ctx.Err() == nil {
+		res, err = s.sendBatch(ctx, group, order)
+	}
+	if err != nil {
+		var re *rowError
+		if errors.As(err, &re) {
+			re.err = fmt.Errorf("greylist: postgres batch decide: %w", re.err)
+			return nil, re
+		}
+		return nil, fmt.Errorf("greylist: postgres batch decide: %w", err)
+	}
+	return res, nil
+}
+
+// pgLockOrder is the order the group's statements are queued in: sorted
+// by triplet, keeping arrival order among duplicates. Each statement's
+// row locks are held until the group commits, so two groups in flight
+// that touch the same rows in opposite orders would deadlock; in one
+// order they queue instead. For network keys the client key names the
+// network, so the AWL rows come in the same order too.
+func pgLockOrder(group []*request) []int {
+	order := make([]int, len(group))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ka, kb := &group[a].k, &group[b].k
+		return cmp.Or(strings.Compare(ka.ClientKey, kb.ClientKey),
+			strings.Compare(ka.Sender, kb.Sender), strings.Compare(ka.Recipient, kb.Recipient))
+	})
+	return order
+}
+
+// sendBatch runs the group in one round trip. Outcomes are only returned
+// once Close has read the Sync's answer, that is after the commit.
+func (s *PGBatchStore) sendBatch(ctx context.Context, group []*request, order []int) ([]result, error) {
+	batch := &pgx.Batch{}
+	for _, i := range order {
+		r := group[i]
+		batch.Queue(pgDecide, pgDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k)...)
+	}
+	br := s.pool.SendBatch(ctx, batch)
+	res := make([]result, len(group))
+	for _, i := range order {
+		var row pgDecideRow
+		if err := br.QueryRow().Scan(row.dest()...); err != nil {
+			_ = br.Close()
+			return nil, pgStatementError(err, i)
+		}
+		res[i].o, res[i].err = row.outcome()
+	}
+	if err := br.Close(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// pgDecideArgs are pgDecide's parameters $1 to $15, in order.
+func pgDecideArgs(c cutoffs, cfg *Config, k Key) []any {
+	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
+		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair}
+}
+
+// pgDecideRow is pgDecide's result row.
+type pgDecideRow struct {
+	awlClient, awlPair bool
+	first, passed      *time.Time
+	attempts, passes   *int
+}
+
+func (r *pgDecideRow) dest() []any {
+	return []any{&r.awlClient, &r.awlPair, &r.first, &r.passed, &r.attempts, &r.passes}
+}
+
+func (r *pgDecideRow) outcome() (Outcome, error) {
+	switch {
+	case r.awlClient:
+		return Outcome{Verdict: VerdictAWLClient}, nil
+	case r.awlPair:
+		return Outcome{Verdict: VerdictAWLPair}, nil
+	case r.first == nil:
+		return Outcome{}, errors.New("greylist: postgres batch decide returned no triplet")
+	}
+	return outcome(*r.first, r.passed, *r.attempts, *r.passes), nil
+}
+
+// pgStatementError marks an error caused by request row's own values: a
+// data exception (class 22, e.g. invalid UTF-8 in an address) or an
+// integrity constraint violation (class 23). Any error aborts the implicit
+// transaction, so the group committed nothing (PostgreSQL docs, protocol
+// "Pipelining"; Appendix A, "PostgreSQL Error Codes").
+func pgStatementError(err error, row int) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		return &rowError{row: row, err: err}
+	}
+	return err
+}
+
+// pgResend reports whether a failed group certainly committed nothing and
+// may succeed if sent again: pgx wrote nothing to the server (a dead
+// pooled connection found before use: pgconn.SafeToRetry), or the server
+// rolled the transaction back as a deadlock victim or serialization
+// failure (class 40). A connection lost after the batch was written is not
+// resent: the Sync may have committed it before the answer was lost.
+func pgResend(err error) bool {
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}

@@ -1,0 +1,101 @@
+package greylist
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// SQLiteBatchStore is the embedded Store with group commit: one writer
+// goroutine takes the decisions queued while it was busy (up to MaxRows)
+// and runs each one's SQLiteStore statements, in order, in one
+// transaction, then commits once. A commit takes the write lock and
+// appends every page the transaction changed to the WAL (sqlite.org
+// "Write-Ahead Logging"), so decisions sharing the same table and index
+// pages write them once per group instead of once each. Decisions in a
+// group run one after another on the one connection, so they are exactly
+// as atomic as SQLiteStore's one transaction each.
+//
+// GC and Peek are SQLiteStore's.
+type SQLiteBatchStore struct {
+	*SQLiteStore
+	b *batcher
+}
+
+// NewSQLiteBatchStore returns a batched Store on a migrated database and
+// starts its writer goroutine; Close stops it.
+func NewSQLiteBatchStore(db *sql.DB, opts BatchOptions) *SQLiteBatchStore {
+	s := &SQLiteBatchStore{SQLiteStore: NewSQLiteStore(db)}
+	opts = opts.withDefaults(-1, 1)
+	opts.MaxInFlight = 1 // one writer: a second group would only wait for the connection
+	s.b = newBatcher(opts, s.flush)
+	return s
+}
+
+// Decide records one attempt, in the writer's next transaction, and
+// returns the verdict.
+func (s *SQLiteBatchStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
+	return s.b.decide(ctx, now, cfg, k)
+}
+
+// Close commits what is queued and makes later Decide calls fail. It does
+// not close the database.
+func (s *SQLiteBatchStore) Close() { s.b.close() }
+
+// BatchStats reports the transactions run so far.
+func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.stats() }
+
+// flush runs the group in one transaction; results are returned only
+// after the commit.
+func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []result, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("greylist: sqlite batch decide: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	res = make([]result, len(group))
+	for i, r := range group {
+		o, err := liteDecide(ctx, tx, liteDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k), r.cfg)
+		if err != nil {
+			return nil, liteStatementError(fmt.Errorf("greylist: sqlite batch decide: %w", err), i)
+		}
+		res[i].o = o
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("greylist: sqlite batch decide: commit: %w", err)
+	}
+	return res, nil
+}
+
+// liteDecideArgs are the parameters ?1 to ?15 of SQLiteStore's statements.
+func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
+	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
+		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
+		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
+}
+
+// liteStatementError marks an error caused by request row's own values: a
+// constraint, datatype mismatch or too-big error (sqlite.org "Result and
+// Error Codes"). The transaction is then rolled back, so the group
+// committed nothing; an earlier statement of the same decision may have
+// run, which is why the others are not simply committed.
+func liteStatementError(err error, row int) error {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return err
+	}
+	switch e.Code() & 0xff { // the primary code of an extended one
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
+		return &rowError{row: row, err: err}
+	}
+	return err
+}
