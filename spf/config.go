@@ -14,10 +14,14 @@ var Results = []string{"pass", "fail", "softfail", "neutral", "none", "temperror
 
 // Config is the spf section of the configuration file.
 type Config struct {
-	// Timeout bounds one SPF evaluation, all its DNS lookups together.
-	// Default 4s: RFC 7208 §4.6.4 says an evaluation "SHOULD allow at
-	// least 20 seconds", but an SMTP client waits on our reply, and a
-	// timeout is a temperror (deferred, retried), never a wrong verdict.
+	// Timeout caps one message's SPF evaluation, all its DNS lookups and
+	// the probe of passesAnyone together. Default 0: no cap of its own,
+	// the evaluation has the spf check's share of the request budget
+	// (checks.spf.timeout); a value above that share changes nothing.
+	// RFC 7208 §4.6.4 says an evaluation "SHOULD allow at least 20
+	// seconds", but an SMTP client waits on our reply; a lookup our
+	// resolver does not answer in time is our failure (ErrResolver,
+	// checks.spf.on_error), never a wrong verdict.
 	Timeout time.Duration `yaml:"timeout"`
 	// Header queues a Received-SPF header (RFC 7208 §9.1), prepended once
 	// per message when the reply would otherwise be DUNNO. Default true.
@@ -30,7 +34,10 @@ type Config struct {
 	// {explanation}. Defaults (RFC 7372 codes, as pypolicyd-spf):
 	//   fail: "550 5.7.23 {explanation}"
 	//   temperror: "DEFER_IF_PERMIT 4.7.24 SPF temporary error for {domain}, try again later"
-	//     (a lookup failure must not lose mail; set DUNNO to let it pass)
+	//     (the sender's DNS failed: our resolver answered SERVFAIL; a
+	//     lookup failure must not lose mail; set DUNNO to let it pass).
+	//     When our own resolver gives no response there is no result:
+	//     checks.spf.on_error answers instead (see ErrResolver).
 	//   permerror: DUNNO (a broken record is the sender's bug, and most
 	//     receivers accept; set "550 5.7.24 SPF permanent error for {domain}")
 	//   pass, softfail, neutral, none: DUNNO (greylisting may treat the
@@ -44,7 +51,6 @@ type Config struct {
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Timeout: 4 * time.Second,
 		Header:  true,
 		Actions: defaultActions(),
 		Explanation: "SPF validation failed: {domain} does not designate {ip} " +
@@ -66,8 +72,8 @@ func defaultActions() map[string]string {
 
 // Validate checks every key; errors name the dotted key.
 func (c Config) Validate() error {
-	if c.Timeout < 10*time.Millisecond || c.Timeout > time.Minute {
-		return fmt.Errorf("spf.timeout: must be between 10ms and 1m, got %q", c.Timeout)
+	if c.Timeout != 0 && (c.Timeout < 10*time.Millisecond || c.Timeout > time.Minute) {
+		return fmt.Errorf("spf.timeout: must be 0 (the check's timeout) or between 10ms and 1m, got %q", c.Timeout)
 	}
 	if strings.ContainsAny(c.Receiver, " \t\r\n\x00;()\"") {
 		return fmt.Errorf("spf.receiver: must be a host name, got %q", c.Receiver)

@@ -6,6 +6,8 @@ package spf
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -19,6 +21,15 @@ import (
 
 // memoKey is where the per-message outcome lives in policy.Message.
 const memoKey = "spf"
+
+// ErrResolver classifies an evaluation that failed because our own DNS
+// resolver (dns.server) gave no response: a timeout, a refused
+// connection. That is our fault, not the sender's, so the check returns
+// an error and checks.spf.on_error decides (DUNNO by default) instead of
+// the temperror action deferring every message. A sender domain whose
+// servers fail (our resolver answers SERVFAIL) is still temperror
+// (RFC 7208 §2.6.6).
+var ErrResolver = errors.New("spf: our DNS resolver did not answer")
 
 // Options are the collaborators of a Checker.
 type Options struct {
@@ -63,6 +74,7 @@ type outcome struct {
 	header  string
 	action  policy.Action
 	took    time.Duration
+	err     error // wraps ErrResolver: no result, on_error decides
 }
 
 // Check evaluates SPF for the message (once; later recipients reuse the
@@ -71,6 +83,9 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	o := c.outcome(ctx, st)
 	if o == nil {
 		return policy.Pass("spf: no client address"), nil
+	}
+	if o.err != nil {
+		return policy.Result{}, o.err
 	}
 	st.Facts.SPF = o.result
 	if o.result == string(gospf.Pass) && o.vouches {
@@ -101,28 +116,38 @@ func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
 
 // evaluate runs the SPF check for the MAIL FROM identity, or for the HELO
 // identity when the sender is null (RFC 7208 §2.4: "postmaster@" the HELO
-// name). A HELO name that is not a domain gives none (§2.3).
+// name). A HELO name that is not a domain gives none (§2.3). The check
+// and its probe share one deadline (the step's, capped by spf.timeout)
+// and one memo of DNS answers, so the probe adds no budget of its own.
 func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
+	if c.cfg.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+	}
 	v := identity(r, ip)
+	dns := newMemo(c.resolver)
 	result, err := gospf.None, error(nil)
 	start := time.Now()
 	if v.domain != "" {
-		ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-		defer cancel()
 		result, err = gospf.CheckHostWithSender(net.IP(ip.AsSlice()), r.HeloName, v.sender,
-			gospf.WithContext(ctx), gospf.WithResolver(c.resolver))
+			gospf.WithContext(ctx), gospf.WithResolver(dns))
 	}
 	v.result = string(result)
 	o := &outcome{result: v.result, vars: v}
-	if result == gospf.Pass {
-		o.vouches = !c.passesAnyone(ctx, r, v.sender, ip)
+	if ours := dns.failure(); result == gospf.TempError && ours != nil {
+		o.err = fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours)
+	} else if result == gospf.Pass {
+		o.vouches = !c.passesAnyone(ctx, dns, r, v.sender, ip)
 	}
 	o.took = time.Since(start)
-	o.action = c.action(v)
-	o.header = header(c.receiver, v, r.Sender)
+	if o.err == nil {
+		o.action = c.action(v)
+		o.header = header(c.receiver, v, r.Sender)
+	}
 	c.log.Debug("spf evaluated", slog.String("result", v.result), slog.String("identity", v.identity),
 		slog.String("domain", v.domain), slog.String("ip", v.ip), slog.Any("detail", err),
-		slog.Duration("dur", o.took))
+		slog.Any("error", o.err), slog.Duration("dur", o.took))
 	return o
 }
 
@@ -163,17 +188,17 @@ var (
 )
 
 // passesAnyone re-evaluates a passing policy for a probe address of the
-// client's family. Its DNS answers are the ones just fetched, so a local
-// caching resolver answers at once; a failure counts as "not anyone".
-func (c *Checker) passesAnyone(ctx context.Context, r *policy.Request, sender string, ip netip.Addr) bool {
+// client's family, within what is left of the evaluation's deadline. Its
+// DNS answers are the ones just fetched (dns is the evaluation's memo),
+// so only names that depend on the address (an exists: or ptr with
+// %{i}) are asked again; a failure counts as "not anyone".
+func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, r *policy.Request, sender string, ip netip.Addr) bool {
 	probe := probe4
 	if ip.Is6() {
 		probe = probe6
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
 	res, _ := gospf.CheckHostWithSender(probe, r.HeloName, sender,
-		gospf.WithContext(ctx), gospf.WithResolver(c.resolver))
+		gospf.WithContext(ctx), gospf.WithResolver(dns))
 	return res == gospf.Pass
 }
 

@@ -2,6 +2,7 @@ package spf_test
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -110,17 +111,16 @@ func TestResults(t *testing.T) {
 	}
 }
 
-// TestTimeoutIsTempError uses a real short deadline (spf.timeout 300ms).
-func TestTimeoutIsTempError(t *testing.T) {
+// TestSilentLookupIsResolverError: a lookup our resolver does not answer
+// within spf.timeout (300ms here) is our failure, not a verdict on the
+// sender: the check returns ErrResolver and queues no header.
+func TestSilentLookupIsResolverError(t *testing.T) {
 	c, _ := newChecker(t, nil)
-	st := state("192.0.2.99", "a@slow.test", "h.test", "i1", nil)
-	start := time.Now()
+	msg := policy.NewMessage("i1")
+	st := state("192.0.2.99", "a@slow.test", "h.test", "i1", msg)
 	res, err := c.Check(context.Background(), st)
-	if err != nil || st.Facts.SPF != "temperror" || res.Action.Verb != policy.DeferIfPermit {
-		t.Fatalf("got %s %v %v, want temperror and DEFER_IF_PERMIT", st.Facts.SPF, res.Action, err)
-	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Errorf("took %v, want about the 300ms timeout", d)
+	if !errors.Is(err, spf.ErrResolver) || res.Action.Verb != "" || st.Facts.SPF != "" {
+		t.Fatalf("got %s %v %v, want ErrResolver and no result", st.Facts.SPF, res.Action, err)
 	}
 }
 
@@ -164,15 +164,16 @@ func TestOncePerMessage(t *testing.T) {
 	if actions[0] != want || actions[1] != "DUNNO" || actions[2] != "DUNNO" {
 		t.Fatalf("actions:\n%s\nwant first:\n%s", strings.Join(actions, "\n"), want)
 	}
-	// A pass costs two evaluations of the record: the client's, and the
-	// probe that tells a policy naming its hosts from one passing everyone.
-	if n := srv.Queries("pass.test", dns.TypeTXT); n != 2 {
-		t.Fatalf("want one SPF check (2 TXT queries) per message, got %d TXT queries", n)
+	// A pass costs two evaluations of the record, the client's and the
+	// probe that tells a policy naming its hosts from one passing
+	// everyone, but one query: the probe reads the evaluation's answers.
+	if n := srv.Queries("pass.test", dns.TypeTXT); n != 1 {
+		t.Fatalf("want one SPF check (1 TXT query) per message, got %d TXT queries", n)
 	}
 	// A new message on the same connection is evaluated again.
 	msg2 := policy.NewMessage("i8")
 	eng.Evaluate(context.Background(), state("192.0.2.1", "a@pass.test", "h.test", "i8", msg2).Req, msg2)
-	if n := srv.Queries("pass.test", dns.TypeTXT); n != 4 {
+	if n := srv.Queries("pass.test", dns.TypeTXT); n != 2 {
 		t.Fatalf("a new instance must be evaluated again, got %d TXT queries", n)
 	}
 }
@@ -212,7 +213,7 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("YAML must override single actions and keep the rest: %+v", cfg)
 	}
 	for key, mod := range map[string]func(*spf.Config){
-		"spf.timeout":      func(c *spf.Config) { c.Timeout = 0 },
+		"spf.timeout":      func(c *spf.Config) { c.Timeout = time.Millisecond },
 		"spf.receiver":     func(c *spf.Config) { c.Receiver = "a b" },
 		"spf.actions.fial": func(c *spf.Config) { c.Actions = map[string]string{"fial": "DUNNO"} },
 		"spf.actions.fail": func(c *spf.Config) { c.Actions = map[string]string{"fail": "550"} },

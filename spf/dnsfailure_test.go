@@ -1,0 +1,168 @@
+package spf_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
+	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/spf"
+)
+
+// defaultChecker is the check as the daemon builds it, with the default
+// spf config (no spf.timeout of its own), against server.
+func defaultChecker(t *testing.T, server string, dnsTimeout time.Duration) *spf.Checker {
+	t.Helper()
+	r, err := resolver.New(resolver.Config{Server: server, Timeout: dnsTimeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := spf.DefaultConfig()
+	cfg.Receiver = "mx.local.test"
+	c, err := spf.New(cfg, r, spf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// greylistStub stands for the greylisting step after SPF: it always
+// defers, so an answer other than its own means it was skipped.
+var greylistStub = policy.Step{Timeout: 1500 * time.Millisecond, Check: stubCheck{"greylist",
+	policy.Action{Verb: policy.DeferIfPermit, Text: "4.2.0 Greylisted"}}}
+
+type stubCheck struct {
+	name string
+	a    policy.Action
+}
+
+func (s stubCheck) Name() string { return s.name }
+func (s stubCheck) Check(context.Context, *policy.State) (policy.Result, error) {
+	return policy.Result{Action: s.a, Reason: "new triplet"}, nil
+}
+
+func rcptReq(sender, instance string) *policy.Request {
+	return &policy.Request{ProtocolState: "RCPT", ClientAddress: mustAddr("192.0.2.1"),
+		Sender: sender, HeloName: "h.test", Recipient: "u@local.test", Instance: instance}
+}
+
+// TestSlowDNSGivesOneAnswer is the slow-resolver case: every name takes
+// 1.9s, the record needs two lookups, so SPF never finishes within its
+// 2.5s share. Every request must get the same answer, from greylisting,
+// which always keeps its own share.
+func TestSlowDNSGivesOneAnswer(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.Add(`twolookups.test. 300 IN TXT "v=spf1 a:host.twolookups.test -all"`,
+		"host.twolookups.test. 300 IN A 192.0.2.1")
+	for _, n := range []string{"twolookups.test", "host.twolookups.test"} {
+		srv.SetDelay(n, 1900*time.Millisecond)
+	}
+	c := defaultChecker(t, srv.Addr(), 2*time.Second)
+	eng := policy.NewEngine(policy.Options{Budget: 6 * time.Second, Logger: quietLog()}, []policy.Step{
+		{Check: c, Timeout: 2500 * time.Millisecond, OnError: policy.DunnoAction}, greylistStub})
+	const n = 10
+	actions := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			d := eng.Evaluate(context.Background(), rcptReq("a@twolookups.test", "i"), policy.NewMessage("i"))
+			actions[i] = d.Action.String()
+		})
+	}
+	wg.Wait()
+	for i, a := range actions {
+		if a != greylistStub.Check.(stubCheck).a.String() {
+			t.Fatalf("request %d answered %q; all: %q", i, a, actions)
+		}
+	}
+}
+
+// silentServer reads queries and never answers: a resolver that hangs.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			if _, _, err := pc.ReadFrom(buf); err != nil {
+				return
+			}
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+// closedPort is an address nothing listens on: queries are refused.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+// TestDeadResolverFailsByOnError: when our resolver gives no response,
+// SPF has no result; the check errs with ErrResolver, the engine answers
+// checks.spf.on_error (DUNNO by default) and no Received-SPF is queued.
+func TestDeadResolverFailsByOnError(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.SetDelay("pass.test", time.Hour)
+	for what, server := range map[string]string{
+		"never answers": silentServer(t),
+		"closed port":   closedPort(t),
+		"hangs on name": srv.Addr(),
+	} {
+		c := defaultChecker(t, server, 200*time.Millisecond)
+		msg := policy.NewMessage("i1")
+		_, err := c.Check(context.Background(), &policy.State{Req: rcptReq("a@pass.test", "i1"), Msg: msg})
+		if !errors.Is(err, spf.ErrResolver) || !resolver.IsTransport(err) {
+			t.Errorf("%s: want ErrResolver wrapping a transport failure, got %v", what, err)
+		}
+		eng := policy.NewEngine(policy.Options{Logger: quietLog()}, []policy.Step{
+			{Check: c, Timeout: 2500 * time.Millisecond, OnError: policy.DunnoAction}})
+		for _, rcpt := range []string{"a@local.test", "b@local.test"} {
+			req := rcptReq("a@pass.test", "i2")
+			req.Recipient = rcpt
+			d := eng.Evaluate(context.Background(), req, policy.NewMessage("i2"))
+			if d.Action != policy.DunnoAction || len(d.Errors) != 1 || !errors.Is(d.Errors[0].Err, spf.ErrResolver) {
+				t.Errorf("%s: engine answered %v (errors %v), want DUNNO by on_error", what, d.Action, d.Errors)
+			}
+		}
+	}
+}
+
+// TestSenderDNSFailureIsTempError: our resolver answers, the sender's
+// side fails (SERVFAIL): temperror and its action, as RFC 7208 §2.6.6.
+func TestSenderDNSFailureIsTempError(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.SetRcode("pass.test", dns.RcodeServerFailure)
+	c := defaultChecker(t, srv.Addr(), 2*time.Second)
+	eng := policy.NewEngine(policy.Options{Logger: quietLog()}, []policy.Step{
+		{Check: c, Timeout: 2500 * time.Millisecond, OnError: policy.DunnoAction}})
+	d := eng.Evaluate(context.Background(), rcptReq("a@pass.test", "i1"), policy.NewMessage("i1"))
+	if d.Action.Verb != policy.DeferIfPermit || !strings.Contains(d.Action.Text, "4.7.24") ||
+		d.Facts.SPF != "temperror" || len(d.Errors) != 0 {
+		t.Fatalf("got %v (spf %q, errors %v), want the temperror action", d.Action, d.Facts.SPF, d.Errors)
+	}
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
