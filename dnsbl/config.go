@@ -77,10 +77,13 @@ type Config struct {
 	// 1, one listing rejects, like reject_rbl_client. Raise it (and give
 	// weights) to require several lists to agree.
 	RejectThreshold float64 `yaml:"reject_threshold"`
-	// Timeout is the one deadline for all lists together. Default 2s: well
-	// inside the request budget, and lists answer in milliseconds from a
-	// warm local resolver (postscreen allows 10s, but it does not hold an
-	// SMTP command waiting).
+	// Timeout caps the one deadline for all lists together. Default 0: no
+	// cap of its own, the lists have the dnsbl check's share of the
+	// request budget (checks.dnsbl.timeout); a value above that share
+	// changes nothing. Lists answer in milliseconds from a warm local
+	// resolver (postscreen allows 10s, but it does not hold an SMTP
+	// command waiting). A query abandoned at the deadline still runs to
+	// this cap, or else to dns.timeout, so its answer reaches the cache.
 	Timeout time.Duration `yaml:"timeout"`
 	// MinTTL and MaxTTL clamp how long answers are cached, positive and
 	// negative (the negative TTL comes from the SOA, RFC 2308). Defaults
@@ -111,7 +114,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		RejectThreshold: 1,
-		Timeout:         2 * time.Second,
 		MinTTL:          time.Minute,
 		MaxTTL:          time.Hour,
 		CacheSize:       100000,
@@ -131,8 +133,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.RejectThreshold <= 0:
 		return fmt.Errorf("dnsbl.reject_threshold: must be positive, got %v", c.RejectThreshold)
-	case c.Timeout < 10*time.Millisecond || c.Timeout > 30*time.Second:
-		return fmt.Errorf("dnsbl.timeout: must be between 10ms and 30s, got %q", c.Timeout)
+	case c.Timeout != 0 && (c.Timeout < 10*time.Millisecond || c.Timeout > 30*time.Second):
+		return fmt.Errorf("dnsbl.timeout: must be 0 (the check's timeout) or between 10ms and 30s, got %q", c.Timeout)
 	case c.MinTTL < 0:
 		return fmt.Errorf("dnsbl.min_ttl: must not be negative, got %q", c.MinTTL)
 	case c.MaxTTL < c.MinTTL:

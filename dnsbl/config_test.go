@@ -125,7 +125,7 @@ func TestValidate(t *testing.T) {
 			c.Lists = []List{{Site: "a.example", Kind: KindDomain, Identities: []Identity{"rcpt"}}}
 		}},
 		{"dnsbl.reject_threshold", func(c *Config) { c.RejectThreshold = 0 }},
-		{"dnsbl.timeout", func(c *Config) { c.Timeout = 0 }},
+		{"dnsbl.timeout", func(c *Config) { c.Timeout = time.Millisecond }},
 		{"dnsbl.max_ttl", func(c *Config) { c.MaxTTL = time.Second }},
 		{"dnsbl.cache_size", func(c *Config) { c.CacheSize = 0 }},
 		{"dnsbl.pause_after", func(c *Config) { c.PauseAfter = 0 }},

@@ -93,7 +93,7 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	if len(qnames) == 0 {
 		return policy.Pass(""), nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	ctx, cancel := c.deadline(ctx)
 	defer cancel()
 	answers, err := c.resolveAll(ctx, qnames)
 	if err != nil {
@@ -105,6 +105,15 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 		return policy.Pass(sc.reason()), nil
 	}
 	return policy.Result{Action: c.reply(ctx, sc.best), Reason: sc.reason()}, nil
+}
+
+// deadline applies dnsbl.timeout, when set, as a cap on ctx's deadline
+// (the step's share of the request budget).
+func (c *Checker) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.cfg.Timeout > 0 {
+		return context.WithTimeout(ctx, c.cfg.Timeout)
+	}
+	return context.WithCancel(ctx)
 }
 
 // pair is one entry asked about one subject.

@@ -38,6 +38,13 @@ func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) 
 	ch := make(chan result, len(misses))
 	for _, q := range misses {
 		go func() {
+			// A panic (in the DNS library, an observer) is this list's
+			// failure, never the daemon's crash.
+			defer func() {
+				if p := recover(); p != nil {
+					ch <- result{q, nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", qnames[q].name, p)}
+				}
+			}()
 			addrs, err := c.lookup(ctx, qnames[q], q)
 			ch <- result{q, addrs, err}
 		}()
@@ -64,7 +71,14 @@ func (c *Checker) lookup(ctx context.Context, z *zoneState, qname string) ([]net
 	if z.paused(c.now()) {
 		return nil, fmt.Errorf("%w: %s", ErrPaused, z.name)
 	}
-	ch := c.flight.DoChan(qname, func() (any, error) {
+	ch := c.flight.DoChan(qname, func() (v any, err error) {
+		// singleflight re-panics a DoChan panic on a goroutine of its
+		// own, where nothing can recover it: it must be caught here.
+		defer func() {
+			if p := recover(); p != nil {
+				v, err = nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", z.name, p)
+			}
+		}()
 		return c.fetch(context.WithoutCancel(ctx), z, qname)
 	})
 	select {
@@ -80,7 +94,7 @@ func (c *Checker) lookup(ctx context.Context, z *zoneState, qname string) ([]net
 
 // fetch sends the A query, caches the answer, and counts the list's health.
 func (c *Checker) fetch(ctx context.Context, z *zoneState, qname string) ([]netip.Addr, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	ctx, cancel := c.deadline(ctx)
 	defer cancel()
 	start := time.Now()
 	msg, err := c.ex.Exchange(ctx, qname, dns.TypeA)
