@@ -38,6 +38,9 @@ type daemonOptions struct {
 	// Listen adds listeners (--listen values, "$DIR" expanded) to the
 	// loopback TCP one.
 	Listen []string
+	// Stderr, when set, receives the daemon's log instead of the buffer:
+	// a pipe the test leaves unread stalls the log sink.
+	Stderr *os.File
 }
 
 // startDaemon runs the built binary with opt.Config (plus --listen on a
@@ -65,6 +68,9 @@ func startDaemon(t *testing.T, opt daemonOptions) *daemon {
 	d.cmd = exec.Command(binary, args...)
 	d.cmd.Dir = dir
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if opt.Stderr != nil {
+		d.cmd.Stderr = opt.Stderr
+	}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("start mxpolicyd: %v", err)
 	}
