@@ -2,7 +2,10 @@ package decisionlog
 
 import (
 	"context"
+	"errors"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // warnEvery spaces the warnings about lost rows: an outage is one line a
@@ -94,7 +97,10 @@ func (w *Writer) upkeep() {
 	w.nextUpkeep = now.Add(upkeepEvery)
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.WriteTimeout)
 	defer cancel()
-	if _, err := EnsurePartitions(ctx, w.db, now, w.cfg.PartitionsAhead); err != nil {
+	// An unready database is the connector's to report (internal/db); it
+	// serve makes the partitions when the database is back.
+	_, err := EnsurePartitions(ctx, w.db, now, w.cfg.PartitionsAhead)
+	if err != nil && !errors.Is(err, db.ErrUnavailable) {
 		w.opt.Logger.Warn("decision log: cannot create partitions; rows go to decisions_default",
 			"err", err)
 	}

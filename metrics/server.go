@@ -22,7 +22,8 @@ const (
 	shutdownTimeout = 5 * time.Second
 )
 
-// Pinger reports whether the store is reachable; nil means it is.
+// Pinger reports whether the store is ready; nil means it is. An error
+// with a Reason() string method has that reason shown by /readyz.
 type Pinger func(ctx context.Context) error
 
 // Server is the metrics HTTP listener: the exposition at Config.Path,
@@ -66,8 +67,12 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "ok")
 }
 
-// readyz answers 503 while the store cannot be reached. The reply says
-// only that; the error, which may name hosts and users, goes to the log.
+// readyz answers 503 while the store cannot take queries. The reply says
+// only why in general terms (the error's Reason, e.g. "database not
+// reachable", or "store unreachable"); the error itself, which may name
+// hosts and users, goes to the debug log: the store logs its outages once
+// when they start and end, and a probe every few seconds must not repeat
+// them.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.ping != nil {
@@ -77,13 +82,23 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		err := s.ping(ctx)
 		s.m.StoreOp("ping", time.Since(start), err)
 		if err != nil {
-			s.log.Warn("readyz: store unreachable", slog.Any("err", err))
+			s.log.Debug("readyz: store not ready", slog.Any("err", err))
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "not ready: store unreachable")
+			fmt.Fprintln(w, "not ready:", notReadyReason(err))
 			return
 		}
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// notReadyReason is err's Reason if it has one: a text meant for the
+// reply, free of hosts and credentials.
+func notReadyReason(err error) string {
+	var r interface{ Reason() string }
+	if errors.As(err, &r) {
+		return r.Reason()
+	}
+	return "store unreachable"
 }
 
 // ListenAndServe listens on Config.Listen and serves until ctx ends.

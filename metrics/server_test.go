@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -101,7 +102,19 @@ func TestHealthAndReadiness(t *testing.T) {
 	if got := testutil.ToFloat64(m.storeErrors.WithLabelValues("ping")); got != 1 {
 		t.Errorf("store_errors_total{op=ping} = %v, want 1", got)
 	}
+	pingErr = fmt.Errorf("connecting to 10.0.0.5: %w", reasonErr("migrations pending"))
+	if code, body := get(t, ts.URL+"/readyz"); code != http.StatusServiceUnavailable ||
+		body != "not ready: migrations pending\n" {
+		t.Errorf("readyz with a reason: %d %q", code, body)
+	}
 }
+
+// reasonErr is an error that says why in words fit for /readyz, as
+// internal/db's readiness errors do.
+type reasonErr string
+
+func (e reasonErr) Error() string  { return "db: " + string(e) }
+func (e reasonErr) Reason() string { return string(e) }
 
 func TestServeShutsDownOnCancel(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

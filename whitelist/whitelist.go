@@ -56,6 +56,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
 	if w.store != nil {
 		if err := w.Refresh(ctx); err != nil {
 			w.log.Warn("whitelist: database entries not loaded yet; retrying", "err", err)
+			w.failing = true // Run logs when it works, not the same failure again
 		}
 	}
 	return w, nil

@@ -2,21 +2,27 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
+	"github.com/mxpolicyd/mxpolicyd/migrations"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 // daemon holds what serve wires together: it is the only place that knows
 // every package.
 type daemon struct {
-	cfg     *config.Config
+	cfg     *config.Config // as started: what a restart would change
+	cur     atomic.Pointer[config.Config]
 	log     *slog.Logger
 	db      *db.DB
 	metrics *metrics.Metrics
@@ -27,9 +33,10 @@ type daemon struct {
 
 func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*daemon, error) {
 	d := &daemon{cfg: cfg, log: logger, metrics: metrics.New()}
-	store, err := openStore(ctx, cfg, logger, cfg.AutoMigrate)
+	d.cur.Store(cfg)
+	store, err := db.Start(ctx, cfg.Database, db.StartOptions{Logger: logger, Prepare: d.prepareStore})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 	}
 	d.db = store
 	d.stop = append(d.stop, store.Close)
@@ -59,8 +66,34 @@ func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	return d, nil
 }
 
-// openStore opens the database named by cfg and, if asked, applies
-// pending migrations.
+// config is the running config: the last one loaded, by start or SIGHUP.
+func (d *daemon) config() *config.Config { return d.cur.Load() }
+
+// prepareStore readies the database when it is first reached and after
+// each outage (db.StartOptions.Prepare): migrations, or with auto_migrate
+// off a check that none is pending, then the decision log's partitions.
+func (d *daemon) prepareStore(ctx context.Context, store *db.DB) error {
+	cfg := d.config()
+	if cfg.AutoMigrate {
+		if err := applyMigrations(ctx, store, d.log); err != nil {
+			return err
+		}
+	} else if pending, err := migrations.Pending(ctx, store); err != nil {
+		return err
+	} else if len(pending) > 0 {
+		return fmt.Errorf("migrations pending (run mxpolicyd migrate): %s", strings.Join(pending, ", "))
+	}
+	if cfg.DecisionLog.Enabled {
+		if _, err := decisionlog.EnsurePartitions(ctx, store, time.Now(), cfg.DecisionLog.PartitionsAhead); err != nil {
+			d.log.Warn("decision log: creating partitions failed; rows go to the default partition", "err", err)
+		}
+	}
+	return nil
+}
+
+// openStore opens the database named by cfg for a command and, if asked,
+// applies pending migrations. Unlike serve, a command fails at once when
+// the database cannot be reached.
 func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, migrate bool) (*db.DB, error) {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -88,7 +121,9 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	srv := metrics.NewServer(d.cfg.Metrics, d.metrics, d.db.Ping, d.log)
+	// /readyz reports the connector's state; it does no I/O of its own.
+	ready := func(context.Context) error { return d.db.Ready() }
+	srv := metrics.NewServer(d.cfg.Metrics, d.metrics, ready, d.log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -130,8 +165,9 @@ func (d *daemon) listen() (*policy.Server, []net.Listener, error) {
 }
 
 // reload re-reads the config file on SIGHUP and swaps in new checks. What
-// cannot change without a restart (listeners, database) is kept; a bad
-// file keeps the running config.
+// cannot change without a restart (listeners, database, metrics, logging,
+// the decision log) is kept, and one warning names each such key that
+// changed; a bad file keeps the running config.
 func (d *daemon) reload(ctx context.Context, path string, override func(*config.Config)) {
 	cfg, err := config.Load(path, override)
 	if err == nil {
@@ -147,6 +183,11 @@ func (d *daemon) reload(ctx context.Context, path string, override func(*config.
 	}
 	d.engine.SetSteps(steps)
 	d.engine.SetTuning(policy.Tuning{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL, Observe: cfg.Observe})
+	d.cur.Store(cfg)
+	if keys := restartKeys(d.cfg, cfg); len(keys) > 0 {
+		d.log.Warn("config reload: these keys changed but need a restart; running with the old values",
+			"keys", strings.Join(keys, ","))
+	}
 	d.log.Info("config reloaded", "file", path, "observe", cfg.Observe)
 }
 
@@ -156,30 +197,45 @@ func (d *daemon) close() {
 	}
 }
 
-// startGC runs gc on gc.interval inside the daemon, if configured.
+// startGC runs gc inside the daemon every gc.interval of the running
+// config, so a SIGHUP changes what gc keeps and how often it runs (from the
+// next run on). While the database is not ready a run is skipped quietly:
+// the connector has logged the outage.
 func (d *daemon) startGC(ctx context.Context) {
-	if d.cfg.GC.Interval <= 0 {
-		return
-	}
 	gctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(d.cfg.GC.Interval)
-		defer t.Stop()
 		for {
+			wait := d.config().GC.Interval
+			if wait <= 0 {
+				wait = gcOffRecheck
+			}
 			select {
 			case <-gctx.Done():
 				return
-			case <-t.C:
-				res, err := collectGarbage(gctx, d.cfg, d.db, false)
-				if err != nil {
-					d.log.Error("scheduled gc failed", "err", err)
-					continue
-				}
-				d.log.Info("scheduled gc done", res.attrs()...)
+			case <-time.After(wait):
+			}
+			if cfg := d.config(); cfg.GC.Interval > 0 {
+				d.runGC(gctx, cfg)
 			}
 		}
 	}()
 	d.stop = append(d.stop, func() { cancel(); <-done })
+}
+
+// gcOffRecheck is how soon a daemon with gc.interval 0 notices a reload
+// that turns it on.
+const gcOffRecheck = time.Minute
+
+func (d *daemon) runGC(ctx context.Context, cfg *config.Config) {
+	res, err := collectGarbage(ctx, cfg, d.db, false)
+	switch {
+	case errors.Is(err, db.ErrUnavailable):
+		d.log.Debug("scheduled gc skipped: database not ready", "err", err)
+	case err != nil:
+		d.log.Error("scheduled gc failed", "err", err)
+	default:
+		d.log.Info("scheduled gc done", res.attrs()...)
+	}
 }

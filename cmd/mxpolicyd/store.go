@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -100,12 +101,15 @@ this at start unless auto_migrate is false or --no-migrate is given.`,
 	return cmd
 }
 
-// openReadOnly opens what check needs without writing: no migrations,
-// and checks built in read-only mode.
+// openReadOnly opens what check needs without writing: the database
+// read-only (a SQLite file must exist; a PostgreSQL session refuses
+// writes), no migrations, and checks built in read-only mode.
 func openReadOnly(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*wiring, func(), error) {
-	store, err := openStore(ctx, cfg, logger, false)
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	store, err := db.OpenReadOnly(octx, cfg.Database, logger)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 	}
 	w, err := newWiring(ctx, cfg, logger, store, nil, true)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -87,7 +88,9 @@ func (w *wiring) buildGreylist(cfg *config.Config) error {
 // startDecisionLog starts the writer that records decisions in batches,
 // off the reply path; close flushes it.
 func (w *wiring) startDecisionLog(ctx context.Context, cfg *config.Config) {
-	if _, err := decisionlog.EnsurePartitions(ctx, w.db, time.Now(), cfg.DecisionLog.PartitionsAhead); err != nil {
+	// While the database is not ready, serve's store preparation makes them.
+	_, err := decisionlog.EnsurePartitions(ctx, w.db, time.Now(), cfg.DecisionLog.PartitionsAhead)
+	if err != nil && !errors.Is(err, db.ErrUnavailable) {
 		w.log.Warn("decision log: creating partitions failed; rows go to the default partition", "err", err)
 	}
 	opt := decisionlog.Options{Host: cfg.Hostname, Logger: w.log}

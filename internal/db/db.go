@@ -1,6 +1,11 @@
 // Package db opens mxpolicyd's database: PostgreSQL through a pgx pool when
 // the DSN names a server, or the embedded single-file SQLite store otherwise,
-// so a fresh machine needs no database server (issue 3, "Stores").
+// so a fresh machine needs no database server (README, "Database").
+//
+// Commands open it with Open (or OpenReadOnly) and fail at once when it
+// cannot be reached. The daemon uses Start: it never waits for PostgreSQL,
+// and a connector (connector.go) brings the store up when the server
+// answers, so an outage at start-up fails open like one at run time.
 package db
 
 import (
@@ -32,6 +37,8 @@ type DB struct {
 	SQL  *sql.DB       // SQLite
 	kind string
 	log  *slog.Logger
+	conn *connector // Start on PostgreSQL: the readiness; nil is always ready
+	stop func()     // stops the connector
 }
 
 // Kind is Postgres or SQLite.
@@ -40,65 +47,73 @@ func (d *DB) Kind() string { return d.kind }
 // IsPostgres reports whether the store is PostgreSQL.
 func (d *DB) IsPostgres() bool { return d.kind == Postgres }
 
-// Open connects to dsn. A postgres:// or postgresql:// URL or a libpq
-// key=value string ("host=... dbname=...") selects PostgreSQL; anything
-// else is the path of the SQLite file, created if missing. Open checks the
-// connection, so a wrong password fails here rather than at the first mail.
+// Ready returns nil when the store takes queries, or why not: an error
+// matching ErrUnavailable whose text is safe to show (no host, no user).
+// It does no I/O, so /readyz may call it on every probe.
+func (d *DB) Ready() error {
+	if d.conn == nil {
+		return nil
+	}
+	return d.conn.ready()
+}
+
+// Open connects to dsn (see KindOf) and checks the connection, so a wrong
+// password fails here rather than at the first mail. A SQLite file is
+// created if missing.
 func Open(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
+	return open(ctx, dsn, logger, false)
+}
+
+// OpenReadOnly is Open for "mxpolicyd check", which promises to write
+// nothing: a SQLite file is opened read-only and must exist; a PostgreSQL
+// session defaults to read-only transactions, so even a bug cannot write.
+func OpenReadOnly(ctx context.Context, dsn string, logger *slog.Logger) (*DB, error) {
+	return open(ctx, dsn, logger, true)
+}
+
+func open(ctx context.Context, dsn string, logger *slog.Logger, readOnly bool) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	var (
-		d   *DB
-		err error
-	)
-	if IsPostgresDSN(dsn) {
-		d, err = openPG(ctx, dsn)
+	kind, err := KindOf(dsn)
+	if err != nil {
+		return nil, err
+	}
+	var d *DB
+	if kind == Postgres {
+		d, err = openPG(ctx, dsn, readOnly)
 	} else {
-		d, err = openSQLite(ctx, dsn)
+		d, err = openSQLite(ctx, sqlitePath(dsn), readOnly)
 	}
 	if err != nil {
 		return nil, err
 	}
 	d.log = logger
-	logger.Debug("database open", "kind", d.kind, "dsn", Redact(dsn))
+	logger.Debug("database open", "kind", d.kind, "dsn", Redact(dsn), "read_only", readOnly)
 	return d, nil
-}
-
-// IsPostgresDSN reports whether dsn names a PostgreSQL server rather than
-// a SQLite file.
-func IsPostgresDSN(dsn string) bool {
-	s := strings.TrimSpace(dsn)
-	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
-		return true
-	}
-	// libpq key=value form: a file name never has "word=" as its first field
-	// in practice, and requiring a known keyword keeps "a=b.db" a file.
-	first, _, _ := strings.Cut(s, " ")
-	k, _, ok := strings.Cut(first, "=")
-	return ok && pgKeywords[strings.ToLower(k)]
-}
-
-var pgKeywords = map[string]bool{
-	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true,
-	"password": true, "sslmode": true, "service": true, "connect_timeout": true,
-	"application_name": true, "options": true, "passfile": true,
 }
 
 // Pool sizing: each policy request holds a connection for one short
 // statement, so a handful per core serves thousands of decisions a second
 // while staying far below PostgreSQL's default max_connections=100 even
 // with several MX hosts sharing the server.
+//
+// pgConnectTimeout is well under the greylist check's timeout (1.5 s by
+// default): a connect to a frozen server gives up before the request
+// does, so stuck connects never pile up behind the pool's MaxConns. A
+// connect_timeout in the DSN wins. pgHealthCheck is how often the pool
+// tops up MinConns and retires idle connections.
 const (
 	pgMaxConns        = 10
 	pgMinConns        = 1
 	pgMaxConnIdleTime = 5 * time.Minute
-	pgHealthCheck     = 30 * time.Second
-	pgConnectTimeout  = 5 * time.Second
+	pgHealthCheck     = 15 * time.Second
+	pgConnectTimeout  = time.Second
 )
 
-func openPG(ctx context.Context, dsn string) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+// pgConfig parses dsn and applies the pool settings above.
+func pgConfig(dsn string, readOnly bool) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(strings.TrimSpace(dsn))
 	if err != nil {
 		// pgx's parse error may quote the DSN, password included.
 		return nil, fmt.Errorf("db: cannot parse PostgreSQL DSN %s", Redact(dsn))
@@ -114,9 +129,22 @@ func openPG(ctx context.Context, dsn string) (*DB, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = pgConnectTimeout
 	}
+	if readOnly {
+		// PostgreSQL "Client Connection Defaults": every transaction of
+		// the session is READ ONLY unless it says otherwise.
+		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	// Cached prepared statements: the greylist upsert is parsed and planned
 	// once per connection, not once per request.
 	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	return cfg, nil
+}
+
+func openPG(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
+	cfg, err := pgConfig(dsn, readOnly)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("db: connect %s: %w", Redact(dsn), err)
@@ -133,21 +161,30 @@ func openPG(ctx context.Context, dsn string) (*DB, error) {
 // SQLITE_BUSY; within one process the single connection serializes writes.
 const sqliteBusyTimeout = 5000 // milliseconds
 
-func openSQLite(ctx context.Context, path string) (*DB, error) {
-	path = strings.TrimPrefix(strings.TrimSpace(path), "file:")
+func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("db: empty database DSN or SQLite path")
 	}
-	if dir := filepath.Dir(path); dir != "." {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
-		}
-	}
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeout))
-	q.Set("_journal_mode", "WAL")   // readers never block the writer
-	q.Set("_synchronous", "NORMAL") // safe with WAL; a crash loses at most the last commits
-	q.Set("_txlock", "immediate")   // take the write lock at BEGIN, so no deadlock-on-upgrade BUSY
+	if readOnly {
+		// mode=ro never creates the file (SQLite "URI Filenames");
+		// query_only refuses writes even to a file we could write.
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("db: SQLite database %s: %w", path, err)
+		}
+		q.Set("mode", "ro")
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		if dir := filepath.Dir(path); dir != "." {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
+			}
+		}
+		q.Set("_journal_mode", "WAL")   // readers never block the writer
+		q.Set("_synchronous", "NORMAL") // safe with WAL; a crash loses at most the last commits
+		q.Set("_txlock", "immediate")   // take the write lock at BEGIN, so no deadlock-on-upgrade BUSY
+	}
 	q.Set("_foreign_keys", "1")
 	sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
@@ -180,8 +217,11 @@ func (d *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases every connection.
+// Close stops the connector and releases every connection.
 func (d *DB) Close() {
+	if d.stop != nil {
+		d.stop()
+	}
 	if d.PG != nil {
 		d.PG.Close()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -21,20 +22,54 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func TestIsPostgresDSN(t *testing.T) {
-	for dsn, want := range map[string]bool{
-		"postgres://u@h/db":             true,
-		"postgresql://u:p@h:5432/db":    true,
-		"host=/run/postgresql dbname=x": true,
-		"dbname=mx user=mx":             true,
-		"/var/lib/mxpolicyd/mx.db":      false,
-		"mx.db":                         false,
-		"file:mx.db":                    false,
-		"a=b.db":                        false,
+func TestKindOf(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://u@h/db":             Postgres,
+		"postgresql://u:p@h:5432/db":    Postgres,
+		"Postgres://u:p@h/db":           Postgres,
+		"POSTGRESQL://u:p@h/db":         Postgres,
+		"host=/run/postgresql dbname=x": Postgres,
+		"dbname=mx user=mx":             Postgres,
+		"HOST=db dbname=mx":             Postgres,
+		"/var/lib/mxpolicyd/mx.db":      SQLite,
+		"mx.db":                         SQLite,
+		"file:mx.db":                    SQLite,
+		"file:///var/lib/mx.db":         SQLite,
+		"a=b.db":                        SQLite,
 	} {
-		if got := IsPostgresDSN(dsn); got != want {
-			t.Errorf("IsPostgresDSN(%q) = %v, want %v", dsn, got, want)
+		got, err := KindOf(dsn)
+		if err != nil || got != want {
+			t.Errorf("KindOf(%q) = %q, %v; want %q", dsn, got, err, want)
 		}
+		if IsPostgresDSN(dsn) != (want == Postgres) {
+			t.Errorf("IsPostgresDSN(%q) disagrees with KindOf", dsn)
+		}
+	}
+}
+
+// A foreign or misspelt scheme is refused, naming the scheme and never the
+// password, and nothing is created on disk.
+func TestKindOfRefusesOtherSchemes(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, dsn := range []string{
+		"mysql://mx:s3cret@db/mx", "postgress://mx:s3cret@db/mx", "sqlite://mx.db", "pg://mx:s3cret@db",
+		" Redis://:s3cret@cache:6379",
+	} {
+		_, err := KindOf(dsn)
+		if err == nil || !strings.Contains(err.Error(), "unsupported database scheme") {
+			t.Errorf("KindOf(%q) = %v, want an unsupported-scheme error", dsn, err)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("KindOf(%q) error leaks the password: %v", dsn, err)
+		}
+		if _, err := Open(ctxT(t), dsn, nil); err == nil {
+			t.Errorf("Open(%q) succeeded", dsn)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) > 0 {
+		t.Errorf("refused DSNs created %v", ents)
 	}
 }
 
@@ -42,7 +77,15 @@ func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"postgres://mx:s3cret@db.example:5432/mx?sslmode=verify-full": "postgres://mx:xxxxx@db.example:5432/mx?sslmode=verify-full",
 		"postgresql://mx@db/mx":                     "postgresql://mx@db/mx",
-		"postgres://db/mx?user=mx&password=s3cret":  "postgres://db/mx?password=xxxxx&user=mx",
+		"postgres://db/mx?user=mx&password=s3cret":  "postgres://db/mx?user=mx&password=xxxxx",
+		"postgres://db/mx?PassWord=s3cret&user=mx":  "postgres://db/mx?PassWord=xxxxx&user=mx",
+		"Postgres://mx:s3cret@db/mx":                "Postgres://mx:xxxxx@db/mx",
+		"POSTGRESQL://mx:s3cret@db/mx":              "POSTGRESQL://mx:xxxxx@db/mx",
+		"mysql://mx:s3cret@db/mx":                   "mysql://mx:xxxxx@db/mx",
+		"postgress://mx:s3cret@db/mx":               "postgress://mx:xxxxx@db/mx",
+		"postgres://mx:s3c@ret@db/mx":               "postgres://mx:xxxxx@db/mx",
+		"postgres://:s3cret@db/mx":                  "postgres://:xxxxx@db/mx",
+		"connect postgres://mx:s3cret@db/mx: EOF":   "connect postgres://mx:xxxxx@db/mx: EOF",
 		"host=db user=mx password=s3cret dbname=mx": "host=db user=mx password=xxxxx dbname=mx",
 		"host=db password='s3 c\\'ret' dbname=mx":   "host=db password=xxxxx dbname=mx",
 		"host=db PASSWORD = s3cret":                 "host=db PASSWORD = xxxxx",
@@ -52,7 +95,7 @@ func TestRedact(t *testing.T) {
 		if got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
-		if strings.Contains(got, "s3") {
+		if strings.Contains(got, "s3") || strings.Contains(got, "ret") {
 			t.Errorf("Redact(%q) leaks the password: %q", in, got)
 		}
 	}

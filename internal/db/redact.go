@@ -1,37 +1,36 @@
 package db
 
 import (
-	"net/url"
 	"regexp"
 	"strings"
 )
 
 const redacted = "xxxxx"
 
-// kvPassword matches password=value in a libpq key=value DSN, where the
-// value is a bare word or a single-quoted string with \' escapes.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+var (
+	// urlUserinfo matches the "user:password@" of any scheme://, so that a
+	// DSN with a misspelt or foreign scheme is masked too (RFC 3986 §3.2.1
+	// deprecates passwords in userinfo for this very reason). The password
+	// runs to the last '@' before white space: an unescaped '@' inside it then
+	// over-masks rather than leaks.
+	urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://[^:@/?#\s]*):\S*@`)
+	// urlPassword matches a password=value query parameter of a URL.
+	urlPassword = regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`)
+	// kvPassword matches password=value in a libpq key=value DSN, where the
+	// value is a bare word or a single-quoted string with \' escapes
+	// (libpq "Connection Strings", §34.1.1.1).
+	kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+)
 
-// Redact returns dsn with any password replaced, for logs and error
+// Redact returns s with every password replaced, for logs and error
 // messages: a DSN printed by "config show" or a failed connect must never
-// reveal the credential (COMMON.md: never log secrets).
-func Redact(dsn string) string {
-	s := strings.TrimSpace(dsn)
-	if !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
-		return kvPassword.ReplaceAllString(s, "${1}"+redacted)
+// reveal the credential. s may be a DSN of any scheme, a key=value string
+// or a message quoting either; names are matched case-insensitively.
+func Redact(s string) string {
+	s = strings.TrimSpace(s)
+	if strings.Contains(s, "://") {
+		s = urlUserinfo.ReplaceAllString(s, "${1}:"+redacted+"@")
+		return urlPassword.ReplaceAllString(s, "${1}"+redacted)
 	}
-	u, err := url.Parse(s)
-	if err != nil {
-		// Unparseable URL: say nothing about it rather than risk the secret.
-		return "postgres://" + redacted
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), redacted)
-	}
-	q := u.Query()
-	if q.Has("password") {
-		q.Set("password", redacted)
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
+	return kvPassword.ReplaceAllString(s, "${1}"+redacted)
 }

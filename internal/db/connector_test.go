@@ -1,0 +1,286 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+)
+
+// fakeServer is the connector's dial seam: the probe and prepare answer
+// what the test sets.
+type fakeServer struct {
+	mu         sync.Mutex
+	probeErr   error
+	prepareErr error
+	prepares   int
+}
+
+func (f *fakeServer) set(probe, prepare error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probeErr, f.prepareErr = probe, prepare
+}
+
+func (f *fakeServer) probe(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.probeErr
+}
+
+func (f *fakeServer) prepare(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ctx.Value(bypassKey{}) == nil {
+		return errors.New("prepare ran without the gate bypass")
+	}
+	f.prepares++
+	return f.prepareErr
+}
+
+// fakeClock is the connector's clock seam: each wait is reported on
+// waits and ends when the test sends on tick.
+type fakeClock struct {
+	waits chan time.Duration
+	tick  chan time.Time
+}
+
+func (c *fakeClock) after(d time.Duration) <-chan time.Time {
+	c.waits <- d
+	return c.tick
+}
+
+func (c *fakeClock) step(t *testing.T, want time.Duration) {
+	t.Helper()
+	select {
+	case got := <-c.waits:
+		if got != want {
+			t.Fatalf("connector waits %v, want %v", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("connector never waited (want %v)", want)
+	}
+}
+
+func (c *fakeClock) next() { c.tick <- time.Time{} }
+
+// syncLog is a slog text sink safe for the connector's goroutine.
+type syncLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *syncLog) count(s string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.buf.String(), s)
+}
+
+func TestConnectorStateMachine(t *testing.T) {
+	srv := &fakeServer{}
+	clk := &fakeClock{waits: make(chan time.Duration), tick: make(chan time.Time)}
+	logs := &syncLog{}
+	c := newConnector(srv.probe, srv.prepare, slog.New(slog.NewTextHandler(logs, nil)))
+	c.after = clk.after
+	var downs atomic.Int32
+	c.onDown = func() { downs.Add(1) }
+	if !errors.Is(c.ready(), ErrUnavailable) {
+		t.Fatalf("a new connector is %v, want not reachable", c.ready())
+	}
+	refused := fmt.Errorf("dial: %w", syscall.ECONNREFUSED)
+	srv.set(refused, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	// Down at start: the waits double up to the cap.
+	for i, want := range []time.Duration{1, 2, 4, 8, 16, 30, 30} {
+		if i > 0 {
+			clk.next()
+		}
+		clk.step(t, want*time.Second)
+		if c.ready() != ErrUnavailable {
+			t.Fatalf("state %v, want ErrUnavailable", c.ready())
+		}
+	}
+	// Reachable, but the migrations fail: not ready, for another reason.
+	// (The test changes the server only while the connector waits.)
+	srv.set(nil, errors.New("permission denied for schema public"))
+	clk.next()
+	clk.step(t, 30*time.Second)
+	if c.ready() != ErrMigrationsPending || !errors.Is(c.ready(), ErrUnavailable) {
+		t.Fatalf("state %v, want ErrMigrationsPending matching ErrUnavailable", c.ready())
+	}
+	// Then they pass: ready, probed every liveEvery, prepared once.
+	srv.set(nil, nil)
+	clk.next()
+	clk.step(t, liveEvery)
+	if c.ready() != nil {
+		t.Fatalf("state %v, want ready", c.ready())
+	}
+	clk.next()
+	clk.step(t, liveEvery)
+	if srv.prepares != 2 { // the failed one and the good one
+		t.Fatalf("prepare ran %d times, want 2", srv.prepares)
+	}
+	// A runtime outage: down at once, the backoff starts over, the pool is
+	// emptied once; recovery prepares again.
+	srv.set(context.DeadlineExceeded, nil)
+	clk.next()
+	clk.step(t, backoffMin)
+	clk.next()
+	clk.step(t, 2*backoffMin)
+	if c.ready() != ErrUnavailable || downs.Load() != 1 {
+		t.Fatalf("state %v, onDown %d; want ErrUnavailable, 1", c.ready(), downs.Load())
+	}
+	srv.set(nil, nil)
+	clk.next()
+	clk.step(t, liveEvery)
+	if c.ready() != nil || srv.prepares != 3 {
+		t.Fatalf("state %v, prepares %d; want ready, 3", c.ready(), srv.prepares)
+	}
+	// One line per change of state, never one per attempt.
+	for s, n := range map[string]int{
+		"database not reachable; greylisting": 2,
+		"database schema not ready":           1,
+		"msg=\"database ready\"":              1,
+		"database reachable again":            1,
+	} {
+		if got := logs.count(s); got != n {
+			t.Errorf("log has %q %d times, want %d:\n%s", s, got, n, logs.buf.String())
+		}
+	}
+}
+
+// While PostgreSQL is down, Start returns at once and every query fails
+// at once with the classified error; the password is never logged.
+func TestStartWhileDownFailsFast(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	logs := &syncLog{}
+	dsn := fmt.Sprintf("postgres://mx:s3cret@127.0.0.1:%d/mx", port)
+	prepared := false
+	d, err := Start(ctxT(t), dsn, StartOptions{
+		Logger:  slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Prepare: func(context.Context, *DB) error { prepared = true; return nil },
+	})
+	if err != nil {
+		t.Fatalf("Start with the server down: %v", err)
+	}
+	defer d.Close()
+	if !errors.Is(d.Ready(), ErrUnavailable) {
+		t.Fatalf("Ready() = %v, want ErrUnavailable", d.Ready())
+	}
+	// A context without a deadline: only the gate can make this return.
+	_, err = d.PG.Exec(context.Background(), "SELECT 1")
+	if !errors.Is(err, ErrUnavailable) || !IsTemporary(err) {
+		t.Fatalf("query while down = %v, want a temporary ErrUnavailable", err)
+	}
+	for logs.count("database not reachable") == 0 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.Close()
+	if prepared {
+		t.Error("Prepare ran although the server never answered")
+	}
+	if logs.count("s3cret") > 0 {
+		t.Errorf("log leaks the password:\n%s", logs.buf.String())
+	}
+}
+
+// Against a server that answers, Start becomes ready after Prepare, and
+// Prepare may query before the store is ready.
+func TestStartBecomesReady(t *testing.T) {
+	ctx := ctxT(t)
+	d, err := Start(ctx, pgtest.New(t), StartOptions{Prepare: func(ctx context.Context, d *DB) error {
+		_, err := d.PG.Exec(ctx, "CREATE TABLE prepared (x int)")
+		return err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for d.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never ready: %v", d.Ready())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := d.PG.Exec(ctx, "INSERT INTO prepared VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// check writes nothing: a missing SQLite file is an error, not created; an
+// existing one refuses writes.
+func TestOpenReadOnlySQLite(t *testing.T) {
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "sub", "missing.db")
+	if _, err := OpenReadOnly(ctx, missing, nil); err == nil || !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenReadOnly(missing) = %v, want not-exist", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("OpenReadOnly created the directory: %v", err)
+	}
+	path := filepath.Join(dir, "mx.db")
+	rw, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rw.SQL.ExecContext(ctx, "CREATE TABLE t (x INTEGER)"); err != nil {
+		t.Fatal(err)
+	}
+	rw.Close()
+	ro, err := OpenReadOnly(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := ro.SQL.ExecContext(ctx, "SELECT count(*) FROM t"); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if _, err := ro.SQL.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err == nil {
+		t.Fatal("a read-only SQLite store accepted a write")
+	}
+}
+
+func TestOpenReadOnlyPostgres(t *testing.T) {
+	ctx := ctxT(t)
+	dsn := pgtest.New(t)
+	ro, err := OpenReadOnly(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if _, err := ro.PG.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if _, err := ro.PG.Exec(ctx, "CREATE TABLE t (x int)"); err == nil {
+		t.Fatal("a read-only PostgreSQL session accepted a write")
+	}
+}
