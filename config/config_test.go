@@ -38,16 +38,16 @@ func TestEmptyFileIsDefaults(t *testing.T) {
 }
 
 func TestFileThenFlags(t *testing.T) {
-	p := write(t, "listen: [\"unix:/run/mx.sock\"]\nrequest_timeout: 3s\nchecks:\n  greylist: {on_error: \"DEFER_IF_PERMIT 4.3.0 try later\"}\n")
+	p := write(t, "listen: [\"unix:/run/mx.sock\"]\nrequest_timeout: 7s\nchecks:\n  greylist: {on_error: \"DEFER_IF_PERMIT 4.3.0 try later\"}\n")
 	c, err := Load(p, func(c *Config) { c.Observe = true })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Listen[0] != "unix:/run/mx.sock" || c.RequestTimeout != 3*time.Second || !c.Observe {
+	if c.Listen[0] != "unix:/run/mx.sock" || c.RequestTimeout != 7*time.Second || !c.Observe {
 		t.Errorf("file or flag not applied: %+v", c)
 	}
 	g := c.Checks["greylist"]
-	if g.OnError != "DEFER_IF_PERMIT 4.3.0 try later" || g.Timeout != 2*time.Second {
+	if g.OnError != "DEFER_IF_PERMIT 4.3.0 try later" || g.Timeout != Default().Checks["greylist"].Timeout {
 		t.Errorf("checks.greylist not merged with its defaults: %+v", g)
 	}
 	if c.Checks["dnsbl"].OnError != "DUNNO" {
