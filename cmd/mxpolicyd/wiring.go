@@ -117,6 +117,7 @@ func (w *wiring) buildDNS(cfg *config.Config) error {
 	var obs dnsbl.Observer
 	if w.metrics != nil {
 		obs = metrics.DNSObserver{M: w.metrics}
+		r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
 	}
 	bl, err := dnsbl.New(cfg.DNSBL, r, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: obs})
 	if err != nil {
