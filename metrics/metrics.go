@@ -39,6 +39,7 @@ type Metrics struct {
 	logRowsDrop  prometheus.Counter
 	reasons      reasonSet
 	connMetrics
+	resolverMetrics
 }
 
 // New returns metrics registered on a fresh registry together with the Go
@@ -54,6 +55,7 @@ func New() *Metrics {
 	m.dnsMetrics()
 	m.serverMetrics()
 	m.registerConnMetrics()
+	m.registerResolverMetrics()
 	return m
 }
 

@@ -46,15 +46,16 @@ type CheckError struct {
 	Timeout bool
 }
 
-// CheckTiming is how long one check took.
+// CheckTiming is how long one check took and how long it was given.
 type CheckTiming struct {
 	Check    string
 	Duration time.Duration
+	Share    time.Duration // its timeout, cut to what was left of the budget
 }
 
 // Options configure an Engine.
 type Options struct {
-	Budget   time.Duration // whole request; well under Postfix's timeout=10s
+	Budget   time.Duration // whole request, split among the steps; well under Postfix's timeout=10s
 	SkipSASL bool          // answer DUNNO to SASL-authenticated clients
 	Observe  bool          // compute and record every decision, always answer DUNNO
 	Logger   *slog.Logger
@@ -159,16 +160,16 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 	if tune.SkipSASL && req.SASLUsername != "" {
 		return Pass("SASL authenticated"), ""
 	}
-	ctx, cancel := context.WithTimeout(ctx, tune.Budget)
-	defer cancel()
 	st := &State{Req: req, Msg: msg, Now: d.Time}
 	defer func() { d.Facts = st.Facts }()
+	left := tune.Budget
 	for _, step := range *e.steps.Load() {
 		name := step.Check.Name()
 		if st.Facts.Skip.Has(name) {
 			continue
 		}
-		res, err := e.run(ctx, step, st, d)
+		res, used, err := e.run(ctx, step, share(step.Timeout, left), st, d)
+		left -= used
 		if err != nil {
 			if step.OnError.IsDunno() {
 				continue // fail open: the other checks still decide
@@ -193,47 +194,99 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Deci
 	return Pass(d.Reason), d.Check
 }
 
-// run calls one check on a copy of the state under its own deadline and
-// stops waiting when the deadline passes, so a check that ignores its
-// context cannot hold up the reply.
-func (e *Engine) run(ctx context.Context, step Step, st *State, d *Decision) (Result, error) {
+// share is the time one step gets: its own timeout, cut to what is left
+// of the request budget. Configuration makes the timeouts of the enabled
+// checks fit the budget (config.Validate), and a step is charged at most
+// its share however late it returns, so with a valid configuration every
+// step gets its whole timeout: the same request under the same slow DNS
+// gets the same answer, whatever the checks before it took. A step
+// without a timeout gets what is left.
+func share(timeout, left time.Duration) time.Duration {
+	if timeout <= 0 || timeout > left {
+		return max(left, 0)
+	}
+	return timeout
+}
+
+// reserve is the part of a share the check does not see in its context:
+// a check that honours its deadline returns its own result (a DNS list
+// answer with one list missing, an SPF error naming the lookup) before
+// the engine stops waiting, instead of racing it. It is generous because
+// a busy host may be slow to run the returning goroutine, and it costs
+// nothing when checks are fast: a step is charged only the time it took.
+func reserve(share time.Duration) time.Duration { return min(share/5, 250*time.Millisecond) }
+
+// errNoBudget is the error of a step the budget left no time for; a
+// validated configuration never produces it.
+var errNoBudget = errors.New("no time left in request_timeout")
+
+// run calls one check under its share of the budget and returns its
+// result and the time it is charged (at most the share). The check gets
+// a copy of the state and a staged view of the message; both are kept
+// only if the check returned before the engine stopped waiting, so a
+// check that ignores its context can neither hold up the reply nor
+// change it, nor what later recipients of the message see.
+func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *State, d *Decision) (Result, time.Duration, error) {
 	name := step.Check.Name()
-	if step.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, step.Timeout)
-		defer cancel()
+	if share <= 0 {
+		err := fmt.Errorf("policy: check %s: %w: %w", name, errNoBudget, context.DeadlineExceeded)
+		d.Errors = append(d.Errors, CheckError{Check: name, Err: err, Timeout: true})
+		return Result{}, 0, err
 	}
-	type out struct {
-		res Result
-		st  State
-		err error
-	}
-	ch := make(chan out, 1)
-	local := *st
-	start := time.Now()
-	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				ch <- out{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
-			}
-		}()
-		r, err := step.Check.Check(ctx, &local)
-		ch <- out{r, local, err}
-	}()
-	var o out
-	select {
-	case o = <-ch:
-	case <-ctx.Done():
-		o.err = fmt.Errorf("policy: check %s: %w", name, ctx.Err())
-	}
-	d.Timings = append(d.Timings, CheckTiming{name, time.Since(start)})
+	start, clock := time.Now(), e.opt.Now()
+	o := e.call(ctx, step.Check, share, st)
+	used := min(e.opt.Now().Sub(clock), share)
+	d.Timings = append(d.Timings, CheckTiming{Check: name, Duration: time.Since(start), Share: share})
 	if o.err != nil {
 		d.Errors = append(d.Errors, CheckError{Check: name, Err: o.err,
 			Timeout: errors.Is(o.err, context.DeadlineExceeded) || isTimeout(o.err)})
-		return Result{}, o.err
+		if o.returned {
+			o.st.Msg.commit() // what it recorded before failing, e.g. SPF's memo
+		}
+		return Result{}, used, o.err
 	}
+	o.st.Msg.commit()
+	o.st.Msg = st.Msg
 	*st = o.st
-	return o.res, nil
+	return o.res, used, nil
+}
+
+// outcome is what one check run produced; returned is false for a run
+// that panicked or that the engine stopped waiting for.
+type outcome struct {
+	res      Result
+	st       State
+	err      error
+	returned bool
+}
+
+// call runs the check in its own goroutine and waits for it at most share.
+func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *State) outcome {
+	name := c.Name()
+	stop := time.NewTimer(share)
+	defer stop.Stop()
+	cctx, cancel := context.WithTimeout(ctx, share-reserve(share))
+	defer cancel()
+	local := *st
+	local.Msg = st.Msg.stage()
+	ch := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ch <- outcome{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
+			}
+		}()
+		r, err := c.Check(cctx, &local)
+		ch <- outcome{res: r, st: local, err: err, returned: true}
+	}()
+	select {
+	case o := <-ch:
+		return o
+	case <-stop.C:
+		return outcome{err: fmt.Errorf("policy: check %s: no answer within its %s: %w", name, share, context.DeadlineExceeded)}
+	case <-ctx.Done():
+		return outcome{err: fmt.Errorf("policy: check %s: %w", name, ctx.Err())}
+	}
 }
 
 func joinReason(a, b string) string {

@@ -8,8 +8,13 @@ import "sync"
 // same policy connection, the previous message delivery is either completed
 // or aborted" (SMTPD_POLICY_README). So per-message work (SPF, headers) is
 // done once and kept here, and the server starts a new Message when the
-// instance changes. Safe for concurrent use: a check that ran out of time
-// may still be writing when the next one starts.
+// instance changes.
+//
+// A check never writes to the message directly: the engine hands it a
+// staged view (see stage) whose writes reach the message only if the check
+// returned before its deadline. A run the engine abandoned may keep writing
+// to its view, and nothing it writes is seen by the reply or by later
+// recipients. Safe for concurrent use.
 type Message struct {
 	Instance string
 
@@ -17,6 +22,10 @@ type Message struct {
 	values  map[string]any
 	headers []string // queued for PREPEND, in order
 	sent    map[string]bool
+
+	// base is the message a staged view reads through to and commits
+	// into; nil for the message itself.
+	base *Message
 }
 
 // NewMessage starts the state of one message.
@@ -24,11 +33,15 @@ func NewMessage(instance string) *Message {
 	return &Message{Instance: instance}
 }
 
-// Value returns what a check stored for this message under key.
+// Value returns what a check stored for this message under key; in a
+// staged view, what this check stored first, then the message's.
 func (m *Message) Value(key string) (any, bool) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	v, ok := m.values[key]
+	m.mu.Unlock()
+	if !ok && m.base != nil {
+		return m.base.Value(key)
+	}
 	return v, ok
 }
 
@@ -47,17 +60,60 @@ func (m *Message) SetValue(key string, v any) {
 // Postfix takes one action per reply, so headers go out one per recipient
 // reply that would otherwise be DUNNO, in the order they were added.
 func (m *Message) AddHeader(h string) {
+	if m.base != nil && m.base.has(h) {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if !m.hasLocked(h) {
+		m.headers = append(m.headers, h)
+	}
+}
+
+func (m *Message) has(h string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.hasLocked(h)
+}
+
+func (m *Message) hasLocked(h string) bool {
 	if m.sent[h] {
-		return
+		return true
 	}
 	for _, q := range m.headers {
 		if q == h {
-			return
+			return true
 		}
 	}
-	m.headers = append(m.headers, h)
+	return false
+}
+
+// stage returns a view of m for one check run: reads see m, writes stay
+// in the view until commit. A nil message stages as nil.
+func (m *Message) stage() *Message {
+	if m == nil {
+		return nil
+	}
+	return &Message{Instance: m.Instance, base: m}
+}
+
+// commit applies a staged view's writes to the message it was staged
+// from, in the order they were made. The engine calls it only for a run
+// that returned in time, so an abandoned run's writes are dropped.
+func (m *Message) commit() {
+	if m == nil || m.base == nil {
+		return
+	}
+	m.mu.Lock()
+	values, headers := m.values, m.headers
+	m.values, m.headers = nil, nil
+	m.mu.Unlock()
+	for k, v := range values {
+		m.base.SetValue(k, v)
+	}
+	for _, h := range headers {
+		m.base.AddHeader(h)
+	}
 }
 
 // nextHeader takes the first queued header, if any, and remembers it as sent.

@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sort"
@@ -78,6 +79,15 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 	ch := make(chan res, 2)
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		go func() {
+			// A panic in the DNS library must not take the daemon down:
+			// it becomes this query's error (a temporary one, as go/spf
+			// should answer temperror for it, not a wrong verdict).
+			defer func() {
+				if p := recover(); p != nil {
+					ch <- res{err: &net.DNSError{Err: fmt.Sprintf("resolver: panic: %v", p), Name: host,
+						Server: r.server, IsTemporary: true}}
+				}
+			}()
 			rrs, err := r.lookup(ctx, host, qt)
 			ch <- res{rrs, err}
 		}()
@@ -142,8 +152,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 }
 
 // dnsError converts an Exchange error to the *net.DNSError go/spf reads.
+// UnwrapErr keeps the *Error reachable with errors.As, so a caller can
+// still tell our resolver's silence from the domain's failure
+// (IsTransport).
 func (r *Resolver) dnsError(name string, err error) *net.DNSError {
-	de := &net.DNSError{Err: err.Error(), Name: name, Server: r.server}
+	de := &net.DNSError{Err: err.Error(), Name: name, Server: r.server, UnwrapErr: err}
 	var e *Error
 	if errors.As(err, &e) {
 		de.IsTimeout, de.IsTemporary = e.Timeout, e.Temporary

@@ -25,6 +25,7 @@ type Resolver struct {
 	timeout time.Duration
 	udp     *dns.Client
 	tcp     *dns.Client
+	health  health
 }
 
 // New returns a resolver for cfg, reading /etc/resolv.conf when
@@ -45,6 +46,7 @@ func New(cfg Config) (*Resolver, error) {
 		timeout: cfg.Timeout,
 		udp:     &dns.Client{Net: "udp", UDPSize: ednsSize, Timeout: cfg.Timeout},
 		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		health:  health{obs: nopObserver{}},
 	}, nil
 }
 
@@ -56,6 +58,12 @@ func (r *Resolver) Server() string { return r.server }
 // callers can read TTLs and the SOA for negative caching (RFC 2308 §5).
 // Everything else returns an *Error; see its Temporary field.
 func (r *Resolver) Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	resp, err := r.exchange(ctx, name, qtype)
+	r.recordHealth(ctx, err)
+	return resp, err
+}
+
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	q := new(dns.Msg)
@@ -98,7 +106,8 @@ func (r *Resolver) rcodeError(name string, qtype uint16, rcode int) error {
 	return &Error{Name: name, Qtype: qtype, Server: r.server, Rcode: rcode}
 }
 
-// Error is a query that got no usable answer.
+// Error is a query that got no usable answer. IsTransport tells a query
+// that got no response (our resolver's failure) from an error response.
 type Error struct {
 	Name      string
 	Qtype     uint16
