@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // BatchOptions bound how a batched store groups concurrent decisions into
@@ -24,6 +26,18 @@ type BatchOptions struct {
 	// MaxInFlight is how many groups may be in the database at once
 	// (default 4 on PostgreSQL; always 1 on SQLite, which has one writer).
 	MaxInFlight int
+}
+
+// NewBatchStore is NewStore with batching: the PGBatchStore or the
+// SQLiteBatchStore for an open, migrated database. Call stop, which sends
+// what is queued, before closing the database.
+func NewBatchStore(d *db.DB, opts BatchOptions) (s Store, stop func()) {
+	if d.IsPostgres() {
+		pg := NewPGBatchStore(d.PG, opts)
+		return pg, pg.Close
+	}
+	lite := NewSQLiteBatchStore(d.SQL, opts)
+	return lite, lite.Close
 }
 
 // DefaultBatchRows is the group size when BatchOptions.MaxRows is zero.

@@ -27,21 +27,10 @@ func sqliteFactory(t *testing.T) func() greylist.Store {
 	return func() greylist.Store { return greylist.NewStore(openDB(t, path)) }
 }
 
-// batchStore is what both batched stores add to a Store.
-type batchStore interface {
-	greylist.Store
-	Close()
-}
-
 // batched opens the batched store of d with opts, closed before d is.
 func batched(t *testing.T, d *db.DB, opts greylist.BatchOptions) greylist.Store {
-	var s batchStore
-	if d.IsPostgres() {
-		s = greylist.NewPGBatchStore(d.PG, opts)
-	} else {
-		s = greylist.NewSQLiteBatchStore(d.SQL, opts)
-	}
-	t.Cleanup(s.Close)
+	s, stop := greylist.NewBatchStore(d, opts)
+	t.Cleanup(stop)
 	return s
 }
 
