@@ -1,0 +1,64 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+)
+
+// detectionDelay stands in for the time a failover manager (Patroni,
+// pg_auto_failover) takes to declare the primary dead before it promotes
+// the standby; the daemon must answer, open, all along.
+const detectionDelay = 3 * time.Second
+
+// A primary and its streaming hot standby; the daemon's DSN names both,
+// with target_session_attrs=read-write so it only ever writes to the one
+// that accepts writes (PostgreSQL documentation, libpq "Connection
+// Strings", "Specifying Multiple Hosts"). The primary crashes, the
+// standby is promoted: greylisting goes on against the new primary
+// without restarting the daemon, and a triplet first seen on the old
+// primary passes on its retry on the new one.
+func TestPostgresFailover(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	primary := pgtest.StartServer(t)
+	primary.CreateDatabase(t, "mxpolicyd")
+	standby := primary.StartStandby(t)
+	dsn := fmt.Sprintf("postgres://postgres@127.0.0.1:%d,127.0.0.1:%d/mxpolicyd?target_session_attrs=read-write&sslmode=disable",
+		primary.Port, standby.Port)
+	d := startDaemonReady(t, outageConfig, dsn)
+
+	passed := triplet{"192.0.2.10", "old@passed.test", "passed@example.test"}
+	passGreylist(t, d, passed)
+	pending := triplet{"192.0.2.20", "new@pending.test", "pending@example.test"}
+	pendingSeen := time.Now()
+	expect(t, d.Addr, pending, verbDefer)
+	standby.WaitReplayed(t, primary, resumeLimit)
+
+	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("failover")})
+	l.WaitFor(t, verbDefer, 0, resumeLimit)
+	primary.Stop(t)
+	down := l.Since()
+	time.Sleep(detectionDelay)
+	promote := l.Since()
+	standby.Promote(t)
+	promoted := l.Since()
+	resumed := l.WaitFor(t, verbDefer, promoted, resumeLimit)
+	time.Sleep(2 * time.Second)
+	s := l.Stop()
+
+	assertAnswered(t, s)
+	assertFailOpen(t, s.Between(down, promote))
+	assertGreylisting(t, s, resumed)
+	window := s.Between(down, resumed.At)
+	t.Logf("figures: greylisting resumed %v after promotion; %d fail-open answers in the %v between the crash and the first deferral; load %v",
+		(resumed.At - promoted).Round(time.Millisecond), window.ByVerb[verbDunno],
+		(resumed.At - down).Round(time.Millisecond), s)
+
+	time.Sleep(time.Until(pendingSeen.Add(time.Second + 100*time.Millisecond)))
+	expectGreylistPass(t, d, pending, 2)
+	expectGreylistPass(t, d, passed, 3)
+	expect(t, d.Addr, triplet{"192.0.2.30", "after@failover.test", "after@example.test"}, verbDefer)
+}

@@ -1,0 +1,253 @@
+package e2e
+
+import (
+	"fmt"
+	"math"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
+)
+
+// The tests here break the PostgreSQL server under a running daemon and
+// assert what Postfix would see: an answer to every request within the
+// request budget, never a closed connection or a malformed reply; DUNNO
+// while the database is away (checks.greylist.on_error's default, fail
+// open: mail passes ungreylisted rather than being deferred or lost); and
+// exact greylisting again once it is back, without restarting the daemon.
+// Each test owns its servers (pgtest.StartServer), never the shared one.
+
+// outageConfig greylists with nothing that could answer without the
+// database: no pass cache, no auto-whitelists. The delay is the 1 s
+// minimum because the probes wait it out on the real clock; no X-Greylist
+// header, so a pass is a plain DUNNO and the decision log tells it from a
+// failure (error_greylist).
+const outageConfig = baseConfig + `
+greylist:
+  delay: 1s
+  cache_size: 0
+  awl_pair: false
+  awl_client_passes: 0
+  header: false
+`
+
+const (
+	// outage is how long a fault lasts: longer than the budget, so a
+	// request left waiting on the dead server would show.
+	outage = 8 * time.Second
+	// resumeLimit bounds how long greylisting may take to come back once
+	// the server accepts connections again. The daemon retries a lost
+	// server with a backoff capped at 30 s (internal/db/connector.go), so
+	// after these short outages its next attempt comes well within it.
+	resumeLimit = 30 * time.Second
+	verbDefer   = "DEFER_IF_PERMIT"
+	verbDunno   = "DUNNO"
+)
+
+// PostgreSQL crashes ("pg_ctl stop -m immediate") and comes back on the
+// same port.
+func TestPostgresStopUnderLoad(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	testOutage(t, (*pgtest.Server).Stop, (*pgtest.Server).Start)
+}
+
+// PostgreSQL hangs: the postmaster and every backend are stopped with
+// SIGSTOP, so connections are accepted by the kernel but never answered,
+// then resumed with SIGCONT.
+func TestPostgresFrozenUnderLoad(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	testOutage(t, (*pgtest.Server).Freeze, (*pgtest.Server).Thaw)
+}
+
+type fault func(*pgtest.Server, testing.TB)
+
+func testOutage(t *testing.T, breakDB, repairDB fault) {
+	srv := pgtest.StartServer(t)
+	d := startDaemonReady(t, outageConfig, srv.CreateDatabase(t, "mxpolicyd"))
+	passed := triplet{"192.0.2.10", "old@passed.test", "passed@example.test"}
+	passGreylist(t, d, passed)
+	pending := triplet{"192.0.2.20", "new@pending.test", "pending@example.test"}
+	pendingSeen := time.Now()
+	expect(t, d.Addr, pending, verbDefer)
+
+	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("outage")})
+	l.WaitFor(t, verbDefer, 0, resumeLimit)
+	breakDB(srv, t)
+	down := l.Since()
+	time.Sleep(outage)
+	up := l.Since()
+	repairDB(srv, t)
+	ready := l.Since()
+	resumed := l.WaitFor(t, verbDefer, ready, resumeLimit)
+	time.Sleep(2 * time.Second) // greylisting must stay exact, not flap
+	s := l.Stop()
+
+	assertAnswered(t, s)
+	assertFailOpen(t, s.Between(down, up))
+	assertGreylisting(t, s, resumed)
+	t.Logf("figures: greylisting resumed %v after the server was back; %d fail-open answers in the daemon's log; load %v",
+		(resumed.At - ready).Round(time.Millisecond), failOpen(d), s)
+
+	// Greylisting is exact again: the passed triplet passes, the one first
+	// seen before the outage passes on its retry, a new one is deferred.
+	time.Sleep(time.Until(pendingSeen.Add(time.Second + 100*time.Millisecond)))
+	expectGreylistPass(t, d, passed, 3)
+	expectGreylistPass(t, d, pending, 2)
+	expect(t, d.Addr, triplet{"192.0.2.30", "after@outage.test", "after@example.test"}, verbDefer)
+}
+
+// mxpolicyd serve starts while PostgreSQL is down: it listens and answers
+// at once, failing open, reports not ready on /readyz, and greylists as
+// soon as the server is up, without a restart.
+func TestServeStartsWithPostgresDown(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	srv := pgtest.StartServer(t)
+	dsn := srv.CreateDatabase(t, "mxpolicyd")
+	srv.Stop(t)
+	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
+	d := startDaemon(t, daemonOptions{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
+
+	first := triplet{"192.0.2.40", "early@down.test", "early@example.test"}
+	expect(t, d.Addr, first, verbDunno)
+	if rec := d.decisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
+		t.Errorf("with the database down, the DUNNO did not come from a failed greylist check: %v", rec)
+	}
+	expectReady(t, metrics, http.StatusServiceUnavailable)
+
+	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("startdown")})
+	time.Sleep(2 * time.Second)
+	up := l.Since()
+	srv.Start(t)
+	ready := l.Since()
+	resumed := l.WaitFor(t, verbDefer, ready, resumeLimit)
+	time.Sleep(2 * time.Second)
+	s := l.Stop()
+
+	assertAnswered(t, s)
+	assertFailOpen(t, s.Between(0, up))
+	assertGreylisting(t, s, resumed)
+	expectReady(t, metrics, http.StatusOK)
+	t.Logf("figures: greylisting began %v after the server was up; %d fail-open answers; load %v",
+		(resumed.At - ready).Round(time.Millisecond), failOpen(d), s)
+
+	late := triplet{"192.0.2.41", "late@up.test", "late@example.test"}
+	passGreylist(t, d, late)
+}
+
+// passGreylist makes tr a passed triplet: deferred at first sight, passed
+// by greylisting on its retry after the 1 s delay.
+func passGreylist(t *testing.T, d *daemon, tr triplet) {
+	t.Helper()
+	seen := time.Now()
+	expect(t, d.Addr, tr, verbDefer)
+	time.Sleep(time.Until(seen.Add(time.Second + 100*time.Millisecond)))
+	expectGreylistPass(t, d, tr, 2)
+}
+
+// expectGreylistPass asks tr and wants it passed by the greylist check
+// itself, the nth decision about its recipient: a DUNNO alone could be a
+// failure answered open.
+func expectGreylistPass(t *testing.T, d *daemon, tr triplet, nth int) {
+	t.Helper()
+	expect(t, d.Addr, tr, verbDunno)
+	rec := d.decisionsFor(t, tr.Rcpt, nth)[nth-1]
+	if rec["check"] != "greylist" || rec["error_greylist"] != nil {
+		t.Errorf("%s: passed by check %v (error %v), want a pass by greylist", tr.Rcpt, rec["check"], rec["error_greylist"])
+	}
+}
+
+// expect asks tr once and wants verb, within the budget.
+func expect(t *testing.T, addr string, tr triplet, verb string) {
+	t.Helper()
+	r := ask(t, addr, tr)
+	if r.Err != nil || r.Verb() != verb || r.Latency >= requestBudget+replyGrace {
+		t.Fatalf("%s from %s: got %q, %v after %v; want %s within %v",
+			tr.Rcpt, tr.Client, r.Action, r.Err, r.Latency, verb, requestBudget+replyGrace)
+	}
+}
+
+// assertAnswered: every request had a well-formed reply within the budget
+// (plus replyGrace); no connection was closed.
+func assertAnswered(t *testing.T, s loadSummary) {
+	t.Helper()
+	if len(s.Errors) > 0 {
+		t.Errorf("%d protocol errors (%d closed connections), first: %v", len(s.Errors), s.Closed, s.Errors[0])
+	}
+	if s.MaxLatency >= requestBudget+replyGrace {
+		t.Errorf("slowest answer took %v, over the %v request budget", s.MaxLatency, requestBudget)
+	}
+	if s.Count == 0 {
+		t.Error("the load sent nothing")
+	}
+}
+
+// assertFailOpen: while the database was away, every answer was DUNNO.
+func assertFailOpen(t *testing.T, s loadSummary) {
+	t.Helper()
+	if s.Count == 0 || s.ByVerb[verbDunno] != s.Count {
+		t.Errorf("while the database was down: %v; want only DUNNO", s)
+	}
+}
+
+// assertGreylisting: from the first deferral on, every new triplet was
+// deferred; greylisting came back for good, it does not flap.
+func assertGreylisting(t *testing.T, s loadSummary, resumed result) {
+	t.Helper()
+	after := s.Between(resumed.At, time.Duration(math.MaxInt64))
+	if n := after.Count - after.ByVerb[verbDefer]; n != 0 {
+		t.Errorf("after greylisting resumed, %d of %d new triplets were not deferred: %v", n, after.Count, after)
+	}
+}
+
+// failOpen counts the daemon's decisions that answered despite a failed
+// greylist check.
+func failOpen(d *daemon) int {
+	n := 0
+	for _, rec := range d.decisions() {
+		if rec["error_greylist"] != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// startDaemonReady starts a daemon on database with a metrics listener
+// and waits until /readyz says the database is reachable: serve listens
+// before its first connection to PostgreSQL succeeds.
+func startDaemonReady(t *testing.T, config, database string) *daemon {
+	t.Helper()
+	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
+	d := startDaemon(t, daemonOptions{Config: config + "metrics:\n  listen: " + metrics + "\n", Database: database})
+	deadline := time.Now().Add(resumeLimit)
+	for readyz(metrics) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 after %v", resumeLimit)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return d
+}
+
+// readyz is the status of GET /readyz, 0 when there is no answer.
+func readyz(addr string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// expectReady wants /readyz to answer code.
+func expectReady(t *testing.T, addr string, code int) {
+	t.Helper()
+	if got := readyz(addr); got != code {
+		t.Errorf("/readyz: %d, want %d", got, code)
+	}
+}
