@@ -73,6 +73,7 @@ func testOutage(t *testing.T, breakDB, repairDB fault) {
 	pending := triplet{"192.0.2.20", "new@pending.test", "pending@example.test"}
 	pendingSeen := time.Now()
 	expect(t, d.Addr, pending, verbDefer)
+	srv.WaitFlushed(t, resumeLimit) // greylist writes commit asynchronously
 
 	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("outage")})
 	l.WaitFor(t, verbDefer, 0, resumeLimit)

@@ -201,26 +201,45 @@ func (s *Server) Promote(t testing.TB) {
 }
 
 // WaitReplayed waits until standby s has replayed everything primary has
-// written so far, comparing pg_last_wal_replay_lsn() on s with
-// pg_current_wal_lsn() on primary (PostgreSQL documentation, "System
-// Administration Functions").
+// inserted into its WAL so far, comparing pg_last_wal_replay_lsn() on s
+// with pg_current_wal_insert_lsn() on primary (PostgreSQL documentation,
+// "System Administration Functions"). The insert position, not the write
+// position, so that a commit made with synchronous_commit off and still
+// in WAL buffers is waited for too.
 func (s *Server) WaitReplayed(t testing.TB, primary *Server, limit time.Duration) {
+	t.Helper()
+	s.waitLSN(t, primary, `SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn`, limit)
+}
+
+// WaitFlushed waits until the WAL inserted so far is flushed, so an
+// immediate stop keeps it. A commit made with synchronous_commit off (as
+// the greylist's are) returns before its WAL is flushed, which the WAL
+// writer does within three times wal_writer_delay; a crash before that
+// loses it (PostgreSQL documentation, "Asynchronous Commit").
+func (s *Server) WaitFlushed(t testing.TB, limit time.Duration) {
+	t.Helper()
+	s.waitLSN(t, s, `SELECT pg_current_wal_flush_lsn() >= $1::pg_lsn`, limit)
+}
+
+// waitLSN polls check on s, with $1 the WAL insert position of src when
+// it was called, until check is true.
+func (s *Server) waitLSN(t testing.TB, src *Server, check string, limit time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	var lsn string
-	if err := queryRow(ctx, primary.c.dsn, `SELECT pg_current_wal_lsn()::text`, &lsn); err != nil {
-		t.Fatalf("pgtest: primary WAL position: %v", err)
+	if err := queryRow(ctx, src.c.dsn, `SELECT pg_current_wal_insert_lsn()::text`, &lsn); err != nil {
+		t.Fatalf("pgtest: WAL insert position on port %d: %v", src.Port, err)
 	}
 	for {
 		var done bool
-		err := queryRow(ctx, s.c.dsn, `SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn`, &done, lsn)
+		err := queryRow(ctx, s.c.dsn, check, &done, lsn)
 		if err == nil && done {
 			return
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("pgtest: standby on port %d has not replayed %s after %v (last error: %v)", s.Port, lsn, limit, err)
+			t.Fatalf("pgtest: port %d has not reached WAL position %s after %v (last error: %v)", s.Port, lsn, limit, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
