@@ -9,14 +9,15 @@ import (
 
 // needsRestart lists the config keys (and key prefixes, ending in '.')
 // that a SIGHUP cannot apply: they are read once, when serve opens its
-// listeners, database, metrics server, logger and decision log writer.
+// listeners, database, metrics server, logger, whitelist poll and decision
+// log writer (docs/configuration.md, "How the configuration is loaded").
 // allowed_clients is among them because the policy server takes its
 // networks at start.
 var needsRestart = []string{
 	"listen", "allowed_clients", "socket_mode", "max_connections",
 	"idle_timeout", "read_timeout", "write_timeout",
 	"max_line_bytes", "max_attributes", "max_request_bytes",
-	"database", "auto_migrate", "hostname",
+	"database", "auto_migrate", "hostname", "whitelist.refresh",
 	"log.", "metrics.", "decision_log.",
 }
 
