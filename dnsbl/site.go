@@ -3,6 +3,7 @@ package dnsbl
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -22,8 +23,9 @@ func parseSite(s string) (site, error) {
 	rest := strings.TrimSpace(s)
 	if i := strings.LastIndexByte(rest, '*'); i >= 0 {
 		w, err := strconv.ParseFloat(rest[i+1:], 64)
-		if err != nil || w == 0 {
-			return st, fmt.Errorf("weight %q is not a non-zero number", rest[i+1:])
+		// NaN would poison the whole score sum and ±Inf outweigh every list.
+		if err != nil || w == 0 || math.IsNaN(w) || math.IsInf(w, 0) {
+			return st, fmt.Errorf("weight %q is not a finite non-zero number", rest[i+1:])
 		}
 		st.weight, rest = w, rest[:i]
 	}
