@@ -284,3 +284,17 @@ func TestOpenReadOnlyPostgres(t *testing.T) {
 		t.Fatal("a read-only PostgreSQL session accepted a write")
 	}
 }
+
+// A SQLite file that cannot be opened is a local fault: Start fails.
+func TestStartSQLiteFailsAtOnce(t *testing.T) {
+	if _, err := Start(ctxT(t), "/proc/self/no/such/dir/mx.db", StartOptions{}); err == nil {
+		t.Fatal("Start succeeded on a SQLite path that cannot be created")
+	}
+	prepErr := errors.New("migration failed")
+	_, err := Start(ctxT(t), filepath.Join(t.TempDir(), "mx.db"), StartOptions{
+		Prepare: func(context.Context, *DB) error { return prepErr },
+	})
+	if !errors.Is(err, prepErr) {
+		t.Fatalf("Start with a failing Prepare on SQLite = %v, want its error", err)
+	}
+}

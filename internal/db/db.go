@@ -1,6 +1,6 @@
 // Package db opens mxpolicyd's database: PostgreSQL through a pgx pool when
 // the DSN names a server, or the embedded single-file SQLite store otherwise,
-// so a fresh machine needs no database server (README, "Database").
+// so a fresh machine needs no database server (README, "Greylisting": Stores).
 //
 // Commands open it with Open (or OpenReadOnly) and fail at once when it
 // cannot be reached. The daemon uses Start: it never waits for PostgreSQL,
