@@ -112,19 +112,33 @@ func (s *Store) Add(ctx context.Context, e Entry) (Entry, error) {
 }
 
 // Remove deletes the entry of kind k whose value is value (in any form
-// that normalizes to the stored one).
+// that normalizes to the stored one). A value the rules now refuse (a row
+// stored before a rule, or by hand) is removed as written; if there is no
+// such row, the refusal is the error.
 func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
 	e := Entry{Kind: k, Value: value}
-	if err := s.validate(&e); err != nil {
-		return err
+	invalid := s.validate(&e)
+	if invalid != nil {
+		kind, err := ParseKind(string(k))
+		if err != nil {
+			return err
+		}
+		e.Kind, e.Value = kind, strings.TrimSpace(value)
 	}
-	return s.inTx(ctx, func(x execer) error {
+	err := s.inTx(ctx, func(x execer) error {
 		n, err := x.exec(ctx, s.q().remove, string(e.Kind), e.Value)
 		if err == nil && n == 0 {
-			err = fmt.Errorf("%w: %s %s", ErrNotFound, e.Kind, e.Value)
+			err = ErrNotFound // roll back: PostgreSQL's trigger bumps the version per statement
 		}
 		return err
 	})
+	switch {
+	case errors.Is(err, ErrNotFound) && invalid != nil:
+		return invalid
+	case errors.Is(err, ErrNotFound):
+		return fmt.Errorf("%w: %s %s", ErrNotFound, e.Kind, e.Value)
+	}
+	return err
 }
 
 // Import adds every entry of a list file in one transaction: a bad line

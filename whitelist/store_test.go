@@ -163,6 +163,9 @@ func TestStoreRejectsBadValues(t *testing.T) {
 		if err := s.Remove(ctx, Client, "not-an-ip"); err == nil || errors.Is(err, ErrNotFound) {
 			t.Errorf("Remove(bad value) = %v, want a validation error", err)
 		}
+		if err := s.Remove(ctx, ClientName, "com"); err == nil || !strings.Contains(err.Error(), "at least 2 labels") {
+			t.Errorf("Remove(client_name com) = %v, want the refusal", err)
+		}
 		if v, _ := s.Version(ctx); v != v0 {
 			t.Errorf("version moved from %d to %d on failed changes", v0, v)
 		}
@@ -225,6 +228,27 @@ func TestStoreImport(t *testing.T) {
 		}
 		if got := values(t, s, Filter{Value: "new.example.com"}); got != "" {
 			t.Errorf("a failed import left %q", got)
+		}
+	})
+}
+
+// A row the rules now refuse (stored by hand, or before the rule) is
+// skipped by the daemons and can still be removed as written.
+func TestStoreRemovesRefusedRow(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dl dialect) {
+		ctx := context.Background()
+		s := NewStore(dl.open(t), (&clock{now: t0}).Now)
+		execSQL(t, s, "INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'com', 0)",
+			"INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'com', now())")
+		if err := s.Remove(ctx, "hostname", " com "); err != nil {
+			t.Fatalf("Remove(stored refused value) = %v", err)
+		}
+		if got := values(t, s, Filter{Expired: true}); got != "" {
+			t.Errorf("after Remove List = %q", got)
+		}
+		if err := s.Remove(ctx, Client, "192.0.2.1"); !errors.Is(err, ErrNotFound) ||
+			strings.Count(err.Error(), "whitelist:") != 1 {
+			t.Errorf("Remove(absent) = %v, want ErrNotFound once prefixed", err)
 		}
 	})
 }

@@ -5,8 +5,11 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -130,7 +133,7 @@ func newWLRemoveCmd(g *globalOpts) *cobra.Command {
 			if err := s.Remove(cmd.Context(), kind, a[1]); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s\n", kind, a[1])
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s\n", kind, printable(a[1]))
 			return nil
 		},
 	}
@@ -185,10 +188,24 @@ func printEntries(w io.Writer, list []whitelist.Entry) {
 		if !e.Expires.IsZero() {
 			exp = e.Expires.Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Kind, e.Value, exp, e.CreatedBy,
-			e.CreatedAt.Format(time.DateOnly), e.Comment)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(string(e.Kind)), printable(e.Value), exp,
+			printable(e.CreatedBy), e.CreatedAt.Format(time.DateOnly), printable(e.Comment))
 	}
 	tw.Flush()
+}
+
+// printable returns s as it is when every character prints, else quoted and
+// escaped like a Go string literal (strconv.Quote). Values and comments are
+// refused with control characters, but a row written by hand in SQL, or
+// before that rule, must not move the cursor or forge lines and columns in
+// this output. A leading quote is escaped too, so quoted output is never
+// ambiguous.
+func printable(s string) string {
+	odd := func(r rune) bool { return !strconv.IsPrint(r) }
+	if strings.HasPrefix(s, `"`) || !utf8.ValidString(s) || strings.IndexFunc(s, odd) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func newWLImportCmd(g *globalOpts) *cobra.Command {
