@@ -27,11 +27,13 @@ const (
 	Client Kind = "client"
 	// ClientName matches the client's verified host name (Postfix's
 	// client_name, forward-confirmed reverse DNS), never reverse_client_name,
-	// so a PTR record the sender controls cannot pass (postgrey#67).
+	// so a PTR record the sender controls cannot pass (SMTPD_POLICY_README,
+	// "Protocol description": client_name is "unknown" unless the name
+	// resolves back to the address; reverse_client_name is the bare PTR).
 	// It bypasses every check, like Client.
 	ClientName Kind = "client_name"
 	// Sender matches the envelope sender. Senders are trivially forged, so
-	// this bypasses greylisting only, never DNSBL or SPF (postgrey#56).
+	// this bypasses greylisting only, never DNSBL or SPF.
 	Sender Kind = "sender"
 	// Recipient matches the envelope recipient: an opt-out from greylisting.
 	Recipient Kind = "recipient"

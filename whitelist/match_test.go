@@ -119,7 +119,7 @@ func skipString(s policy.CheckSet) string {
 
 // A PTR record is whatever its owner wants: a name Postfix could not
 // forward-confirm (client_name=unknown, reverse_client_name set) never
-// matches a host name entry (postgrey#67).
+// matches a host name entry (SMTPD_POLICY_README, "Protocol description").
 func TestForgedPTRDoesNotMatch(t *testing.T) {
 	w := testWhitelist(t)
 	req := rq("198.18.0.1", "", "a@b.example", "u@x.example")
