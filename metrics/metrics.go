@@ -40,6 +40,7 @@ type Metrics struct {
 	reasons      reasonSet
 	connMetrics
 	resolverMetrics
+	logMetrics
 }
 
 // New returns metrics registered on a fresh registry together with the Go
@@ -56,6 +57,7 @@ func New() *Metrics {
 	m.serverMetrics()
 	m.registerConnMetrics()
 	m.registerResolverMetrics()
+	m.registerLogMetrics()
 	return m
 }
 

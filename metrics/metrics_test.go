@@ -216,6 +216,7 @@ var allNames = []string{
 	"mxpolicyd_dns_list_pauses_total", "mxpolicyd_store_duration_seconds", "mxpolicyd_store_errors_total",
 	"mxpolicyd_connections_open", "mxpolicyd_connections_total",
 	"mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total",
+	"mxpolicyd_log_records_dropped_total",
 }
 
 func TestMetricNamesFollowConventions(t *testing.T) {
