@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -98,12 +99,14 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 	if err != nil {
 		return usageError{err}
 	}
-	logger := cfg.Logger(os.Stderr)
+	logger, alog := newDaemonLogger(cfg)
+	defer closeDaemonLogger(alog) // deferred first, so it runs last
 	d, err := openDaemon(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer d.close()
+	alog.SetObserver(d.metrics)
 
 	srv, lns, err := d.listen()
 	if err != nil {
@@ -118,6 +121,26 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 		}
 	}()
 	return serveUntilDone(ctx, srv, lns, logger)
+}
+
+// logFlushTimeout bounds the wait at exit for queued log records: a sink
+// still stuck then loses them rather than keeping the daemon alive.
+const logFlushTimeout = 2 * time.Second
+
+// newDaemonLogger is serve's logger. Records reach stderr through
+// asynclog's queue, so a stuck stderr costs log lines, never a reply
+// (Postfix waits only smtpd_policy_service_timeout for one, postconf(5)).
+func newDaemonLogger(cfg *config.Config) (*slog.Logger, *asynclog.Handler) {
+	h := asynclog.New(cfg.Logger(os.Stderr).Handler(), asynclog.Options{})
+	return slog.New(h), h
+}
+
+// closeDaemonLogger writes what the log queue still holds, for at most
+// logFlushTimeout.
+func closeDaemonLogger(h *asynclog.Handler) {
+	ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
+	defer cancel()
+	_ = h.Close(ctx) // an error means stderr is stuck: nowhere to say so
 }
 
 // serveUntilDone runs the server on every listener until ctx ends
