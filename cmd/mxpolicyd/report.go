@@ -1,10 +1,13 @@
 package main
 
 import (
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/report"
 )
 
@@ -30,9 +33,15 @@ The same views are in the database for your own SQL (README, "Reporting").`,
 				return usageError{err}
 			}
 			o.Since = t
-			_, d, _, err := s.open(cmd.Context(), g)
+			cfg, err := s.load(g)
 			if err != nil {
 				return err
+			}
+			// Reports only read: a read-only session and no migrations,
+			// so a hot standby can serve them.
+			d, err := db.OpenReadOnly(cmd.Context(), cfg.Database, cfg.Logger(os.Stderr))
+			if err != nil {
+				return fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 			}
 			defer d.Close()
 			return report.Run(cmd.Context(), d, o, cmd.OutOrStdout())
