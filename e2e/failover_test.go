@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,6 +38,7 @@ func TestPostgresFailover(t *testing.T) {
 	pendingSeen := time.Now()
 	expect(t, d.Addr, pending, verbDefer)
 	standby.WaitReplayed(t, primary, resumeLimit)
+	reportFrom(t, d, standby.DSN("mxpolicyd"))
 
 	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("failover")})
 	l.WaitFor(t, verbDefer, 0, resumeLimit)
@@ -52,13 +55,24 @@ func TestPostgresFailover(t *testing.T) {
 	assertAnswered(t, s)
 	assertFailOpen(t, s.Between(down, promote))
 	assertGreylisting(t, s, resumed)
-	window := s.Between(down, resumed.At)
+	window := s.Between(down, resumed.Done())
 	t.Logf("figures: greylisting resumed %v after promotion; %d fail-open answers in the %v between the crash and the first deferral; load %v",
-		(resumed.At - promoted).Round(time.Millisecond), window.ByVerb[verbDunno],
-		(resumed.At - down).Round(time.Millisecond), s)
+		(resumed.Done() - promoted).Round(time.Millisecond), window.ByVerb[verbDunno],
+		(resumed.Done() - down).Round(time.Millisecond), s)
 
 	time.Sleep(time.Until(pendingSeen.Add(time.Second + 100*time.Millisecond)))
 	expectGreylistPass(t, d, pending, 2)
 	expectGreylistPass(t, d, passed, 3)
 	expect(t, d.Addr, triplet{"192.0.2.30", "after@failover.test", "after@example.test"}, verbDefer)
+}
+
+// reportFrom runs "mxpolicyd report" against database, as an admin
+// would point it at a read-only hot standby: reports only read.
+func reportFrom(t *testing.T, d *daemon, database string) {
+	t.Helper()
+	cmd := exec.Command(binary, "--config", filepath.Join(d.Dir, "mxpolicyd.yaml"), "report",
+		"--database", database, "--since", "1d")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("mxpolicyd report from the standby: %v\n%s", err, out)
+	}
 }

@@ -46,6 +46,9 @@ type result struct {
 	Err     error  // a protocol error: closed, malformed or no reply in time
 }
 
+// Done is when the answer came, since the load started.
+func (r result) Done() time.Duration { return r.At + r.Latency }
+
 // Verb is the action's first word: DUNNO, DEFER_IF_PERMIT, PREPEND...
 func (r result) Verb() string { v, _, _ := strings.Cut(r.Action, " "); return v }
 
@@ -241,15 +244,15 @@ func summarize(rs []result) loadSummary {
 func (s loadSummary) Between(from, to time.Duration) loadSummary {
 	var rs []result
 	for _, r := range s.Results {
-		if r.At >= from && r.At+r.Latency < to {
+		if r.At >= from && r.Done() < to {
 			rs = append(rs, r)
 		}
 	}
 	return summarize(rs)
 }
 
-// First returns the first result sent at or after from whose verb is
-// verb.
+// First returns the first answer (results are kept in the order they
+// were answered) with verb to a request sent at or after from.
 func (s loadSummary) First(verb string, from time.Duration) (result, bool) {
 	for _, r := range s.Results {
 		if r.At >= from && r.Err == nil && r.Verb() == verb {
