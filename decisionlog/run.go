@@ -3,6 +3,8 @@ package decisionlog
 import (
 	"context"
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -17,62 +19,95 @@ const warnEvery = time.Minute
 const upkeepEvery = time.Hour
 
 // run is the writer goroutine: it collects rows into a batch and writes
-// the batch when it is full, on every tick, on Flush and on Close.
+// the batch when it is full, on every tick, on Flush and on Close. A
+// panic in code it calls (the pgx or SQLite driver) costs the batch in
+// hand, never the process: the loop starts again.
 func (w *Writer) run() {
 	defer close(w.done)
-	batch := make([]Row, 0, w.cfg.BatchSize)
+	w.batch = make([]Row, 0, w.cfg.BatchSize)
+	for w.loop() {
+	}
+}
+
+// loop serves the writer's channels until quit (false) or a panic (true:
+// run it again, unless the writer was stopping).
+func (w *Writer) loop() (again bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			again = w.recovered(p)
+		}
+	}()
 	for {
 		select {
 		case r := <-w.rows:
-			batch = append(batch, r)
-			if len(batch) >= w.cfg.BatchSize {
-				batch = w.write(batch)
-			}
+			w.add(r)
 		case <-w.opt.Tick:
-			batch = w.write(batch)
+			w.write()
 			w.upkeep()
 			w.warn(false)
 		case ack := <-w.flush:
-			batch = w.drain(batch)
-			close(ack)
+			w.flushNow(ack)
 		case <-w.quit:
-			w.drain(batch)
+			w.stopping = true
+			w.drain()
 			w.warn(true)
+			return false
+		}
+	}
+}
+
+// recovered counts the batch in hand as dropped after a panic, logs the
+// panic with its stack, and says whether to run the loop again.
+func (w *Writer) recovered(p any) bool {
+	n := len(w.batch)
+	w.dropWriteError(n)
+	clear(w.batch)
+	w.batch = w.batch[:0]
+	w.lastErr = fmt.Errorf("decisionlog: writer panic: %v", p)
+	w.opt.Logger.Error("decision log: writer panicked; batch dropped",
+		"rows", n, "panic", p, "stack", string(debug.Stack()))
+	return !w.stopping
+}
+
+func (w *Writer) add(r Row) {
+	w.batch = append(w.batch, r)
+	if len(w.batch) >= w.cfg.BatchSize {
+		w.write()
+	}
+}
+
+// flushNow drains the queue for Flush; ack is closed even after a panic,
+// so Flush does not wait for its deadline.
+func (w *Writer) flushNow(ack chan struct{}) {
+	defer close(ack)
+	w.drain()
+}
+
+// drain writes the batch and everything queued now, in batches.
+func (w *Writer) drain() {
+	for {
+		select {
+		case r := <-w.rows:
+			w.add(r)
+		default:
+			w.write()
 			return
 		}
 	}
 }
 
-// drain writes the batch and everything queued now, in batches.
-func (w *Writer) drain(batch []Row) []Row {
-	for {
-		select {
-		case r := <-w.rows:
-			batch = append(batch, r)
-			if len(batch) >= w.cfg.BatchSize {
-				batch = w.write(batch)
-			}
-		default:
-			return w.write(batch)
-		}
-	}
-}
-
-// write stores one batch within WriteTimeout, or drops and counts it. It
-// returns the emptied batch for reuse.
-func (w *Writer) write(batch []Row) []Row {
-	if len(batch) == 0 {
-		return batch
+// write stores the batch within WriteTimeout, or drops and counts it,
+// and empties it for reuse.
+func (w *Writer) write() {
+	if len(w.batch) == 0 {
+		return
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.WriteTimeout)
-	err := Insert(ctx, w.db, batch)
+	err := w.insert(ctx, w.db, w.batch)
 	cancel()
-	n := len(batch)
+	n := len(w.batch)
 	if err != nil {
-		w.writeErr.Add(uint64(n))
-		if w.opt.Observer != nil {
-			w.opt.Observer.LogRowsDropped(n)
-		}
+		w.dropWriteError(n)
 		w.lastErr = err
 	} else {
 		w.written.Add(uint64(n))
@@ -80,8 +115,18 @@ func (w *Writer) write(batch []Row) []Row {
 			w.opt.Observer.LogRowsWritten(n)
 		}
 	}
-	clear(batch) // release the rows' strings
-	return batch[:0]
+	clear(w.batch) // release the rows' strings
+	w.batch = w.batch[:0]
+}
+
+func (w *Writer) dropWriteError(n int) {
+	if n == 0 {
+		return
+	}
+	w.writeErr.Add(uint64(n))
+	if w.opt.Observer != nil {
+		w.opt.Observer.LogRowsDropped(n)
+	}
 }
 
 // upkeep creates the coming days' partitions about once an hour, so a

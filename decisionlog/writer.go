@@ -1,6 +1,5 @@
 // Package decisionlog records every decision in the decisions table, off
-// the reply path, and enforces its retention (issue 3, "Garbage collection
-// and reporting").
+// the reply path, and enforces its retention (README, "Day-2 operations").
 //
 // Writer is the engine's policy.Recorder: Record hands the row to a
 // bounded queue without ever waiting, and one goroutine writes the queue
@@ -62,7 +61,12 @@ type Writer struct {
 
 	written, queueFull, writeErr atomic.Uint64
 
+	// insert writes one batch: Insert, or a stand-in in tests.
+	insert func(context.Context, *db.DB, []Row) error
+
 	// Owned by the run goroutine.
+	batch      []Row // rows waiting for the next write
+	stopping   bool  // quit was received: a panic now ends the writer
 	nextUpkeep time.Time
 	lastWarn   time.Time
 	lastErr    error // the last batch failure since the last warning
@@ -71,6 +75,10 @@ type Writer struct {
 
 // New starts a writer. Call Close to flush and stop it.
 func New(d *db.DB, cfg Config, opt Options) *Writer {
+	return start(d, cfg, opt, Insert)
+}
+
+func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.DB, []Row) error) *Writer {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -78,7 +86,7 @@ func New(d *db.DB, cfg Config, opt Options) *Writer {
 		opt.Now = time.Now
 	}
 	w := &Writer{
-		db: d, cfg: cfg, opt: opt,
+		db: d, cfg: cfg, opt: opt, insert: insert,
 		rows:  make(chan Row, cfg.QueueSize),
 		flush: make(chan chan struct{}),
 		quit:  make(chan struct{}),

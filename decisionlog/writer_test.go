@@ -1,10 +1,13 @@
 package decisionlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -295,4 +298,52 @@ func TestWriterClosedPool(t *testing.T) {
 	if st := w.Stats(); st.WriteError != 4 || st.Written != 0 {
 		t.Fatalf("stats %+v; want 4 failed", st)
 	}
+}
+
+// A panic in the driver costs the batch in hand, counted and logged; the
+// writer carries on, Flush does not hang, and Close still returns.
+func TestWriterSurvivesPanic(t *testing.T) {
+	dltest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dltest.Context(t)
+		var calls atomic.Int32
+		insert := func(ctx context.Context, d *db.DB, rows []Row) error {
+			if calls.Add(1) != 2 { // only the second batch is written
+				panic("driver bug")
+			}
+			return Insert(ctx, d, rows)
+		}
+		var logs bytes.Buffer
+		obs := newCounter()
+		w := start(d, testConfig(), Options{Observer: obs, Tick: make(chan time.Time),
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))}, insert)
+		// A Flush that meets a panic returns; the second is served after
+		// the restart, so the writer's state is settled when it returns.
+		flushTwice := func() {
+			for range 2 {
+				if err := w.Flush(ctx); err != nil {
+					t.Fatalf("Flush after a panic: %v", err)
+				}
+			}
+		}
+		for i := range 5 { // the first batch of 3 panics; 2 rows wait
+			w.Record(decision(i))
+		}
+		flushTwice()
+		if n := countRows(t, d); n != 2 {
+			t.Fatalf("after a panic: %d rows, want 2 written", n)
+		}
+		w.Record(decision(5)) // panics within Flush
+		flushTwice()
+		w.Record(decision(6)) // panics within Close
+		if err := w.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		st := w.Stats()
+		if st.Written != 2 || st.WriteError != 5 || obs.dropped.Load() != 5 {
+			t.Fatalf("stats %+v, observer dropped %d; want 2 written, 5 failed", st, obs.dropped.Load())
+		}
+		if n := strings.Count(logs.String(), "decision log: writer panicked"); n != 3 {
+			t.Fatalf("%d panics logged, want 3:\n%s", n, logs.String())
+		}
+	})
 }
