@@ -139,9 +139,9 @@ type sink struct {
 	closed  atomic.Bool
 	dropped atomic.Uint64
 
-	mu  sync.Mutex // orders observer changes against drops
-	obs Observer
-	unr int // drops not yet reported to an observer
+	mu         sync.Mutex // orders observer changes against drops
+	obs        Observer
+	unreported int // drops not yet reported to an observer
 
 	reported uint64 // drops announced in a summary; writer goroutine only
 }
@@ -156,7 +156,7 @@ func (s *sink) drop(n int) {
 	s.dropped.Add(uint64(n))
 	o := s.obs
 	if o == nil {
-		s.unr += n
+		s.unreported += n
 	}
 	s.mu.Unlock()
 	if o != nil {
@@ -167,9 +167,9 @@ func (s *sink) drop(n int) {
 func (s *sink) setObserver(o Observer) {
 	s.mu.Lock()
 	s.obs = o
-	n := s.unr
+	n := s.unreported
 	if o != nil {
-		s.unr = 0
+		s.unreported = 0
 	}
 	s.mu.Unlock()
 	if o != nil && n > 0 {
