@@ -37,13 +37,15 @@ var (
 )
 
 // Connector timing. Reconnects back off from backoffMin to backoffMax, so
-// a long outage costs one connect attempt every 30 s. While ready, the
+// a long outage costs one connect attempt every 5 s (trivial for
+// the server even with many MX hosts) and greylisting resumes within
+// 5 s of its return. While ready, the
 // server is probed every liveEvery; a probe slower than probeTimeout
 // (under the greylist check's 1.5 s) marks it down, so that requests fail
 // fast instead of each waiting for a frozen server.
 const (
 	backoffMin     = time.Second
-	backoffMax     = 30 * time.Second
+	backoffMax     = 5 * time.Second
 	liveEvery      = 2 * time.Second
 	probeTimeout   = time.Second
 	prepareTimeout = 2 * time.Minute
