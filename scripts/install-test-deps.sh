@@ -6,12 +6,13 @@
 #   postgresql                     the PostgreSQL store tests (scripts/pg-cluster.sh)
 #   clamav-daemon, clamav-milter   the ClamAV sidecar end-to-end test
 #   clamav (clamconf), systemd     checks of the contrib/ files
+#   chromium                       the HTML report's headless-browser test (report/)
 #
 # It exits non-zero when a package cannot be installed: a missing component
 # must fail the run, never turn its tests into skips.
 set -euo pipefail
 
-packages=(postfix swaks postgresql clamav-daemon clamav-milter clamav systemd)
+packages=(postfix swaks postgresql clamav-daemon clamav-milter clamav systemd chromium)
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
