@@ -195,7 +195,7 @@ func (e *entry) checkIdentities() error {
 }
 
 // displayName hides the key of a Spamhaus DQS zone
-// (<key>.<name>.dq.spamhaus.net, anchors §2.4).
+// (<key>.<name>.dq.spamhaus.net, Spamhaus's "DQS queries" page).
 func displayName(zone string) string {
 	labels := strings.Split(zone, ".")
 	if strings.HasSuffix(zone, ".dq.spamhaus.net") && len(labels) == 5 {

@@ -147,7 +147,8 @@ func inRanges(v uint8, rs []octetRange) bool {
 
 // errorCode names a reply that reports a problem with the query rather
 // than a listing, or "" for a possible listing. These are never listings,
-// whatever filter an admin wrote (anchors §2.4, §2.5):
+// whatever filter an admin wrote (Spamhaus's "return codes" pages and
+// dnswl.org's documentation of 127.0.X.255):
 //   - anything outside 127.0.0.0/8 (a wildcarding resolver or a dead zone);
 //   - 127.255.255.0/24, Spamhaus errors (.252 typo in the zone name, .254
 //     query through a public resolver, .255 over the query limit);

@@ -10,7 +10,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
-// The ClamAV sidecar (issue 5), wired as contrib/ tells an admin to:
+// The ClamAV sidecar, wired as contrib/ tells an admin to:
 // clamd and clamav-milter run from contrib/clamav's files (test ports and
 // paths put first), and Postfix gets contrib/postfix's milter_* lines.
 // Proven: EICAR is rejected at end of DATA; a clean message from the same

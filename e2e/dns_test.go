@@ -14,8 +14,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
-// The tests here answer issue 4's "Through the real-Postfix test" and
-// issue 3's "two daemons sharing one database agree". Every lookup the
+// The tests here run mxpolicyd behind a real Postfix, and two daemons
+// sharing one database, which must agree. Every lookup the
 // daemon makes goes to an in-process DNS server on 127.0.0.1 (dns.server),
 // so nothing leaves the loopback interface.
 

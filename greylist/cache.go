@@ -7,10 +7,10 @@ import (
 
 // passCache remembers what is known to pass (a triplet, a client network,
 // a pair) until an instant no later than its database row's last_seen +
-// max age, so answering from it can never outlive the truth in the database
-// (issue 3, "Speed"). Entries live CacheRefresh at most: after that the
-// next request goes to the database, which refreshes last_seen, at most
-// once an hour per key like postgrey.
+// max age, so answering from it can never outlive the truth in the
+// database. Entries live CacheRefresh at most: after that the next request
+// goes to the database, which refreshes last_seen, at most once an hour
+// per key like postgrey.
 //
 // Memory is bounded by two generations: when the current map is full it
 // becomes the old one and a new map starts; a hit in the old map is copied

@@ -14,10 +14,10 @@ type Config struct {
 	// Default 2m. Legitimate MTAs retry after minutes (Postfix's
 	// minimal_backoff_time is 300s; mail-in-a-box saw many retry between
 	// 200 and 285 s, then only hours later, and lowered postgrey's 300 s to
-	// 180 s for that, PRs #403/#413): a delay above the first retry turns a
+	// 180 s for that): a delay above the first retry turns a
 	// few minutes into hours. 2m stays under all of those, while ratware that
 	// retries within the same burst (greylist.pl uses 60 s, gross 10 s) is
-	// still deferred. Anchors: postgrey/SQLgrey/rspamd 300 s.
+	// still deferred. postgrey, SQLgrey and rspamd default to 300 s.
 	Delay time.Duration `yaml:"delay"`
 	// RetryWindow is how long after the first attempt a retry still
 	// counts; later, the triplet starts over. Default 48h (postgrey's
@@ -30,16 +30,16 @@ type Config struct {
 	MaxAge time.Duration `yaml:"max_age"`
 	// IPv4Prefix and IPv6Prefix group client addresses into networks: a
 	// retry from another host of the same network matches. Defaults 24 and
-	// 64: big senders retry from other hosts of their pool (postgrey #11,
-	// #20, #49), and an IPv6 host owns at least a /64. 32 and 128 key by the
+	// 64: big senders (Outlook.com, SendGrid, Strato/GMX over IPv6) retry
+	// from other hosts of their pool, and an IPv6 host owns at least a /64. 32 and 128 key by the
 	// full address.
 	IPv4Prefix int `yaml:"ipv4_prefix"`
 	IPv6Prefix int `yaml:"ipv6_prefix"`
 	// PoolAware keys the client part by the SPF-authorizing domain when SPF
 	// passed ("spf:example.com") instead of the network, so a retry from
 	// any host that domain authorizes matches: the fix for O365, SES and
-	// Gmail retrying from other networks (anchors §5.1, §6.1; the approach
-	// of OpenSMTPD filter-spfgreylist). It never skips greylisting; the
+	// Gmail retrying from other networks (the approach of OpenSMTPD
+	// filter-spfgreylist, its filter-greylist.go). It never skips greylisting; the
 	// domain's hosts must still retry once. Default true.
 	PoolAware bool `yaml:"pool_aware"`
 	// AWLClientPasses auto-whitelists a client network after that many
@@ -58,14 +58,14 @@ type Config struct {
 	// OnlySuspicious greylists only clients that look suspicious: a positive
 	// DNS list score, SPF none/neutral/softfail/fail/permerror, or no
 	// verified host name. Default false (greylist everyone): Fastmail and
-	// gross greylist this way to spare legitimate mail (anchors §5.7).
+	// gross (its README) greylist this way to spare legitimate mail.
 	OnlySuspicious bool `yaml:"only_suspicious"`
 	// Text is the deferral text after DEFER_IF_PERMIT. It must start with an
 	// RFC 3463 4.x.x code. Placeholders: %s seconds until a retry can pass,
 	// %d the configured delay in seconds, %r the recipient domain, %% a
 	// percent sign. Default "4.2.0 Greylisted, please try again in %s
-	// seconds": 4.2.0 is postgrey's Exchange workaround, and the issue asks
-	// the default to say when to retry.
+	// seconds": 4.2.0 is postgrey's Exchange workaround, and the default
+	// says when to retry.
 	Text string `yaml:"text"`
 	// Header adds "X-Greylist: delayed N seconds by mxpolicyd at HOST;
 	// DATE" to a message on its first pass after a delay, once per message,

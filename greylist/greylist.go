@@ -1,6 +1,6 @@
 // Package greylist defers mail from unknown (client, sender, recipient)
 // triplets until the client proves it is a real MTA by retrying, and never
-// delays a proven sender twice (issue 3). Greylist is the policy.Check; a
+// delays a proven sender twice. Greylist is the policy.Check; a
 // Store (PostgreSQL or the embedded SQLite file) keeps the state.
 package greylist
 
@@ -132,7 +132,8 @@ func (g *Greylist) exempt(st *policy.State) (string, bool) {
 
 // suspicious is the only_suspicious test: a DNS list scored the client,
 // SPF did not vouch for it, or it has no forward-confirmed host name
-// (Fastmail's "no valid reverse DNS", anchors §5.7).
+// (Fastmail's published rule: greylist only hosts without valid reverse
+// DNS or on dial-up ranges).
 func suspicious(st *policy.State) bool {
 	if st.Facts.DNSScore > 0 {
 		return true
@@ -238,7 +239,8 @@ func (g *Greylist) result(st *policy.State, k Key, o Outcome) policy.Result {
 }
 
 // addHeader queues X-Greylist once per message, in postgrey's form but
-// never naming a recipient (SQLgrey's header leaks it, anchors §4).
+// never naming a recipient (SQLgrey's X-Greylist names one; see its
+// sqlgrey script).
 func (g *Greylist) addHeader(st *policy.State, delay time.Duration) {
 	if !g.cfg.Header || st.Msg == nil {
 		return

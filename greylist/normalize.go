@@ -12,8 +12,9 @@ const NullSender = "<>"
 // Normalize returns the greylisting key of an envelope sender: the parts
 // that change from one message to the next are removed or collapsed to
 // "#", so the next message of a mailing list or ESP matches the triplet its
-// last one passed (issue 3; anchors §6.8). The raw sender stays in the logs
-// and the row. Rules, in order:
+// last one passed (postgrey's BATV rule and SQLgrey's SRS rules, from the
+// postgrey and sqlgrey scripts, applied to the key). The raw sender stays
+// in the logs and the row. Rules, in order:
 //
 //   - lowercase; "" and "<>" become NullSender; a trailing dot on the
 //     domain is dropped. The domain is otherwise kept as it is.

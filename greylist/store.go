@@ -9,8 +9,9 @@ import (
 // Store keeps greylisting state. Each Decide is one atomic statement (or,
 // on SQLite, one transaction) that records the attempt and returns the
 // verdict, so concurrent requests on many hosts never both see "new"
-// (STYLE.md rule 10). Times come from the caller's clock, never the
-// database's, and are truncated to the second.
+// (pgstore.go: INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING). Times
+// come from the caller's clock, never the database's, and are truncated to
+// the second.
 type Store interface {
 	Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error)
 	// GC deletes pending triplets older than the retry window, and passed

@@ -16,7 +16,7 @@ import (
 const EnvVolume = "MXPOLICYD_VOLUME_TEST"
 
 // TestGCMillionTriplets: gc on a PostgreSQL database with a million
-// triplets (issue 3, "Done when") finishes in seconds, and decisions made
+// triplets finishes in seconds, and decisions made
 // while it runs never wait long: the batches are short transactions.
 func TestGCMillionTriplets(t *testing.T) {
 	if os.Getenv(EnvVolume) == "" {

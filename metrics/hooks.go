@@ -56,8 +56,9 @@ func (o DNSObserver) Query(list string, cached bool, err error, dur time.Duratio
 // Paused records that list was paused.
 func (o DNSObserver) Paused(list string) { o.M.DNSPaused(list) }
 
-// StoreOp records one store operation ("greylist", "gc", "log", "ping")
-// and whether it failed.
+// StoreOp records one store operation and whether it failed: op is
+// "greylist_decide" (cmd/mxpolicyd's timedStore) or "ping" (/readyz).
+// The decision log has its own hooks, LogRowsWritten and LogRowsDropped.
 func (m *Metrics) StoreOp(op string, dur time.Duration, err error) {
 	if m == nil {
 		return

@@ -1,5 +1,5 @@
 // Package migrations holds mxpolicyd's versioned schema, embedded in the
-// binary, and applies it (issue 3, "Migrations"). Files are named
+// binary, and applies it. Files are named
 // NNNN_name.sql, one directory per store kind with the same versions and the
 // same behaviour; each runs in its own transaction and is recorded in
 // schema_migrations. On PostgreSQL the whole run holds an advisory lock, so

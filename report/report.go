@@ -1,7 +1,7 @@
-// Package report prints the decision log's reporting views (issue 3,
-// "Garbage collection and reporting") for `mxpolicyd report`: per-day
-// counts, triplets deferred and never retried, and how long legitimate
-// senders took to retry, as an aligned text table, JSON or CSV.
+// Package report prints the decision log's reporting views for
+// `mxpolicyd report`: per-day counts, triplets deferred and never retried,
+// and how long legitimate senders took to retry, as an aligned text table,
+// JSON or CSV.
 package report
 
 import (

@@ -43,7 +43,7 @@ if [ -n "$unformatted" ]; then
 fi
 
 # The million-row tests (greylist gc on a million triplets) are part of
-# the suite, not an optional extra: issue 3 asks gc and report to work on a
+# the suite, not an optional extra: gc and report must work on a
 # realistic volume in seconds.
 export MXPOLICYD_VOLUME_TEST=1
 

@@ -116,9 +116,10 @@ func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
 
 // evaluate runs the SPF check for the MAIL FROM identity, or for the HELO
 // identity when the sender is null (RFC 7208 §2.4: "postmaster@" the HELO
-// name). A HELO name that is not a domain gives none (§2.3). The check
-// and its probe share one deadline (the step's, capped by spf.timeout)
-// and one memo of DNS answers, so the probe adds no budget of its own.
+// name). A HELO name that is not a domain gives none (RFC 7208 §2.3).
+// The check and its probe share one deadline (the step's, capped by
+// spf.timeout) and one memo of DNS answers, so the probe adds no budget
+// of its own.
 func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
 	if c.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -176,9 +177,6 @@ func isDomain(s string) bool {
 	return err != nil
 }
 
-// action renders the configured reply; a template that cannot render
-// with this message's values (odd characters in the sender) falls back
-// to the default for the result, then to DUNNO.
 // Probe addresses no real SPF policy lists: 240.0.0.0/4 is reserved
 // (RFC 1112 section 4) and 100::/64 is discard-only (RFC 6666). A policy
 // that passes them passes every address.
@@ -202,6 +200,9 @@ func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, r *po
 	return res == gospf.Pass
 }
 
+// action renders the configured reply; a template that cannot render
+// with this message's values (odd characters in the sender) falls back
+// to the default for the result, then to DUNNO.
 func (c *Checker) action(v vars) policy.Action {
 	a, err := render(c.cfg.actionFor(v.result), c.cfg.Explanation, v)
 	if err == nil {

@@ -11,7 +11,7 @@ type Config struct {
 	// ClientsFiles are files in postgrey's whitelist_clients format
 	// (addresses, prefixes, partial IPv4, host names, /regex/). Default:
 	// none. postgrey's shipped list is mostly 2004-2018 host names that have
-	// rotted (virtualmin-gpl#869); list what your own logs show instead.
+	// rotted; list what your own logs show instead.
 	ClientsFiles []string `yaml:"clients_files"`
 	// RecipientsFiles are files in postgrey's whitelist_recipients format
 	// (user@domain, user@, domain, /regex/). Default: none.
@@ -25,8 +25,8 @@ type Config struct {
 	// RFC 2142), as postgrey ships. An empty list turns this off.
 	RoleRecipients []string `yaml:"role_recipients"`
 	// Refresh is how often a daemon polls the database's change counter.
-	// Default 1s: the poll is one single-row read, and the issue asks for
-	// changes to reach every daemon within a second or two.
+	// Default 1s: the poll is one single-row read, and changes should reach
+	// every daemon within a second or two.
 	Refresh time.Duration `yaml:"refresh"`
 }
 

@@ -50,7 +50,7 @@ func TestCheckWritesNothing(t *testing.T) {
 
 // snapshot names every file of dir with a hash of its contents, but for
 // the -wal and -shm files that SQLite creates for any reader of a WAL
-// database ("Write-Ahead Logging", §8 Read-Only Databases): they hold no
+// database (SQLite's wal.html, "Read-Only Databases"): they hold no
 // data of their own.
 func snapshot(t *testing.T, dir string) string {
 	t.Helper()

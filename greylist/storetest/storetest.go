@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every greylist.Store passes:
 // the same cases, including the concurrent ones, run against PostgreSQL and
-// the embedded SQLite store (issue 3, "One conformance test suite").
+// the embedded SQLite store.
 package storetest
 
 import (

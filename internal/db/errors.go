@@ -13,7 +13,7 @@ import (
 // IsTemporary reports whether err may go away by itself: the server is
 // down, restarting, overloaded or slow, or a lock is held. The engine
 // answers its on_error action for either kind; the distinction decides what
-// is logged as an outage and what as a bug (STYLE.md rule 8).
+// is logged as an outage and what as a bug.
 func IsTemporary(err error) bool {
 	if err == nil {
 		return false

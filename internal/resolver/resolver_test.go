@@ -178,7 +178,8 @@ func TestLookupErrorsAreNetDNSErrors(t *testing.T) {
 }
 
 // TestSPFTimeoutIsTempError is the reason the error wrapping exists: with
-// a resolver returning ctx.Err(), go/spf answers permerror (anchors §4.1).
+// a resolver returning ctx.Err(), go/spf answers permerror (its spf.go maps
+// any error but a temporary *net.DNSError to permerror).
 func TestSPFTimeoutIsTempError(t *testing.T) {
 	srv := dnstest.New(t, zone...)
 	srv.Add(
