@@ -4,8 +4,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 // BenchmarkInsert measures one batch write of BatchSize (500) rows, the
@@ -15,8 +15,8 @@ import (
 func BenchmarkInsert(b *testing.B) {
 	for _, kind := range []string{db.Postgres, db.SQLite} {
 		b.Run(kind, func(b *testing.B) {
-			d := dltest.Open(b, kind)
-			ctx := dltest.Context(b)
+			d := dbtest.Open(b, kind)
+			ctx := dbtest.Context(b)
 			if _, err := EnsurePartitions(ctx, d, t0, 1); err != nil {
 				b.Fatal(err)
 			}
@@ -39,9 +39,9 @@ func BenchmarkInsert(b *testing.B) {
 // row and a non-blocking send (rows the writer cannot keep up with are
 // dropped, which costs the same).
 func BenchmarkRecord(b *testing.B) {
-	d := dltest.Open(b, db.SQLite)
+	d := dbtest.Open(b, db.SQLite)
 	w := New(d, DefaultConfig(), Options{Tick: make(chan time.Time)})
-	defer w.Close(dltest.Context(b))
+	defer w.Close(dbtest.Context(b))
 	dec := decision(1)
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -27,8 +27,8 @@ func (c checkFunc) Check(_ context.Context, st *policy.State) (policy.Result, er
 // reports expect them: the deciding check, the normalized verb, the
 // whitelist entry, observe mode.
 func TestEngineRecordsThroughWriter(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		w := New(d, DefaultConfig(), Options{Host: "mx1", Tick: make(chan time.Time)})
 		steps := []policy.Step{
 			{Check: checkFunc{"whitelist", func(st *policy.State) policy.Result {

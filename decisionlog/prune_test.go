@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 func rowAt(tm time.Time) Row {
@@ -21,7 +21,7 @@ func insertAt(t *testing.T, d *db.DB, times ...time.Time) {
 	for i, tm := range times {
 		rows[i] = rowAt(tm)
 	}
-	if err := Insert(dltest.Context(t), d, rows); err != nil {
+	if err := Insert(dbtest.Context(t), d, rows); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -30,7 +30,7 @@ func insertAt(t *testing.T, d *db.DB, times ...time.Time) {
 func partitionOf(t *testing.T, d *db.DB, tm time.Time) string {
 	t.Helper()
 	var name string
-	err := d.PG.QueryRow(dltest.Context(t),
+	err := d.PG.QueryRow(dbtest.Context(t),
 		"SELECT tableoid::regclass::text FROM decisions WHERE time = $1", tm).Scan(&name)
 	if err != nil {
 		t.Fatalf("row at %v: %v", tm, err)
@@ -47,8 +47,8 @@ func day(s string) time.Time {
 }
 
 func TestEnsurePartitions(t *testing.T) {
-	d := dltest.Open(t, db.Postgres)
-	ctx := dltest.Context(t)
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
 	early := day("2026-10-20 08:00")
 	insertAt(t, d, early) // no partition yet: the default one keeps it
 	if got := partitionOf(t, d, early); got != "decisions_default" {
@@ -75,8 +75,8 @@ func TestEnsurePartitions(t *testing.T) {
 
 // Several hosts starting at once must not trip over each other.
 func TestEnsurePartitionsConcurrent(t *testing.T) {
-	d := dltest.Open(t, db.Postgres)
-	ctx := dltest.Context(t)
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for range 8 {
@@ -101,8 +101,8 @@ func TestEnsurePartitionsConcurrent(t *testing.T) {
 }
 
 func TestPrunePostgres(t *testing.T) {
-	d := dltest.Open(t, db.Postgres)
-	ctx := dltest.Context(t)
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
 	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 12); err != nil {
 		t.Fatal(err)
 	}
@@ -141,8 +141,8 @@ func TestPrunePostgres(t *testing.T) {
 }
 
 func TestPruneSQLite(t *testing.T) {
-	d := dltest.Open(t, db.SQLite)
-	ctx := dltest.Context(t)
+	d := dbtest.Open(t, db.SQLite)
+	ctx := dbtest.Context(t)
 	old := pruneBatch*2 + 17 // several batches, the last one short
 	var times []time.Time
 	for i := range old {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -73,7 +73,7 @@ func testConfig() Config {
 
 func countRows(t *testing.T, d *db.DB) int {
 	t.Helper()
-	ctx := dltest.Context(t)
+	ctx := dbtest.Context(t)
 	var n int
 	var err error
 	if d.IsPostgres() {
@@ -88,8 +88,8 @@ func countRows(t *testing.T, d *db.DB) int {
 }
 
 func TestWriterBatchesAndFlushes(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		obs, tick := newCounter(), make(chan time.Time)
 		w := New(d, testConfig(), Options{Host: "mx1", Observer: obs, Tick: tick,
 			Now: func() time.Time { return t0 }})
@@ -125,8 +125,8 @@ func TestWriterBatchesAndFlushes(t *testing.T) {
 
 // A row must come back as it went in, on both stores.
 func TestInsertRoundTrip(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		dec := decision(1)
 		dec.Observe, dec.Would, dec.Action = true, dec.Action, policy.DunnoAction
 		dec.Delay = 301400 * time.Millisecond
@@ -173,7 +173,7 @@ func TestInsertRoundTrip(t *testing.T) {
 // transaction, on PostgreSQL by an exclusive lock on the table.
 func holdWrites(t *testing.T, d *db.DB) (release func()) {
 	t.Helper()
-	ctx := dltest.Context(t)
+	ctx := dbtest.Context(t)
 	if !d.IsPostgres() {
 		tx, err := d.SQL.BeginTx(ctx, nil)
 		if err != nil {
@@ -194,8 +194,8 @@ func holdWrites(t *testing.T, d *db.DB) (release func()) {
 // With the database blocked, Record still returns at once and the rows
 // beyond the queue are dropped and counted, never queued without bound.
 func TestWriterFullQueueDropsWithoutBlocking(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		obs := newCounter()
 		cfg := testConfig()
 		cfg.QueueSize, cfg.BatchSize, cfg.WriteTimeout = 10, 5, time.Minute
@@ -234,8 +234,8 @@ func TestWriterFullQueueDropsWithoutBlocking(t *testing.T) {
 // A batch that misses its deadline is dropped and counted, and the writer
 // carries on once the database answers again.
 func TestWriterDropsFailedBatch(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		obs := newCounter()
 		cfg := testConfig()
 		cfg.WriteTimeout = 200 * time.Millisecond
@@ -263,7 +263,7 @@ func TestWriterDropsFailedBatch(t *testing.T) {
 
 // Close gives up at its deadline even when the database never answers.
 func TestWriterCloseHonoursDeadline(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		cfg := testConfig()
 		cfg.WriteTimeout = time.Minute
 		release := holdWrites(t, d)
@@ -285,8 +285,8 @@ func TestWriterCloseHonoursDeadline(t *testing.T) {
 
 // A closed pool makes every write fail: counted, logged, never a panic.
 func TestWriterClosedPool(t *testing.T) {
-	d := dltest.Open(t, db.Postgres)
-	ctx := dltest.Context(t)
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
 	w := New(d, testConfig(), Options{Tick: make(chan time.Time)})
 	d.PG.Close()
 	for i := range 4 {
@@ -303,8 +303,8 @@ func TestWriterClosedPool(t *testing.T) {
 // A panic in the driver costs the batch in hand, counted and logged; the
 // writer carries on, Flush does not hang, and Close still returns.
 func TestWriterSurvivesPanic(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		var calls atomic.Int32
 		insert := func(ctx context.Context, d *db.DB, rows []Row) error {
 			if calls.Add(1) != 2 { // only the second batch is written

@@ -61,13 +61,3 @@ func (c *passCache) store(key string, until time.Time) {
 	c.cur[key] = until
 }
 
-// forget drops every entry: after an admin change the next decisions must
-// go to the database.
-func (c *passCache) forget() {
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cur, c.old = map[string]time.Time{}, nil
-}

@@ -214,9 +214,6 @@ func (g *Greylist) remember(k Key, o Outcome, now time.Time) {
 	}
 }
 
-// ForgetCache drops every cached pass, for tests and admin changes.
-func (g *Greylist) ForgetCache() { g.cache.forget() }
-
 func (v Verdict) reason() string {
 	return [...]string{"new triplet", "early retry", "passed after delay", "passed before",
 		"client auto-whitelisted", "sender domain auto-whitelisted for client"}[v]

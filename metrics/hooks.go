@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // The hooks below are for the packages that do the work. Each is safe on a
@@ -84,15 +82,6 @@ func (m *Metrics) ConnClosed() {
 		return
 	}
 	m.conns.Dec()
-}
-
-// Conns is the open-connections gauge, for a server that prefers to hold
-// the gauge itself. Nil when m is nil.
-func (m *Metrics) Conns() prometheus.Gauge {
-	if m == nil {
-		return nil
-	}
-	return m.conns
 }
 
 // LogRowsWritten counts decision log rows stored.

@@ -61,10 +61,6 @@ func New() *Metrics {
 	return m
 }
 
-// Registry is the registry behind the handler, for tests and for callers
-// that add collectors of their own.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 func (m *Metrics) decisionMetrics() {
 	m.decisions = m.counterVec("decisions_total",
 		"Policy decisions by mode (enforce or observe), action, deciding check and reason. In observe mode action is what enforcing would have answered.",

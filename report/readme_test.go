@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 // The example queries of docs/reporting.md run on PostgreSQL as written.
@@ -20,9 +20,9 @@ func TestReadmeQueriesRun(t *testing.T) {
 	if len(blocks) < 6 {
 		t.Fatalf("found %d sql blocks, want at least 6", len(blocks))
 	}
-	d := dltest.Open(t, db.Postgres)
+	d := dbtest.Open(t, db.Postgres)
 	fixture(t, d)
-	ctx := dltest.Context(t)
+	ctx := dbtest.Context(t)
 	for _, blk := range blocks {
 		for _, q := range strings.Split(blk[1], ";") {
 			if strings.TrimSpace(stripComments(q)) == "" {

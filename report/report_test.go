@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -94,14 +94,14 @@ func fixture(t *testing.T, d *db.DB) {
 	for i, x := range decs {
 		rows[i] = x.row(t)
 	}
-	if err := decisionlog.Insert(dltest.Context(t), d, rows); err != nil {
+	if err := decisionlog.Insert(dbtest.Context(t), d, rows); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestViews(t *testing.T) {
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dltest.Context(t)
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
 		fixture(t, d)
 		daily, err := Daily(ctx, d, time.Time{})
 		if err != nil {
@@ -156,14 +156,14 @@ func TestViews(t *testing.T) {
 // Both stores print the same reports, byte for byte.
 func TestRunFormats(t *testing.T) {
 	out := map[string]map[string]string{}
-	dltest.Each(t, func(t *testing.T, d *db.DB) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		fixture(t, d)
 		out[d.Kind()] = map[string]string{}
 		for _, f := range []string{FormatText, FormatJSON, FormatCSV} {
 			for _, r := range []string{ReportAll, ReportRetryDelay} {
 				var buf bytes.Buffer
 				opt := Options{Format: f, Report: r, Since: at("2026-11-01 00:00")}
-				if err := Run(dltest.Context(t), d, opt, &buf); err != nil {
+				if err := Run(dbtest.Context(t), d, opt, &buf); err != nil {
 					t.Fatal(err)
 				}
 				out[d.Kind()][f+"/"+r] = buf.String()
@@ -239,9 +239,9 @@ func checkCSV(t *testing.T, one, all string) {
 }
 
 func TestRunRejectsUnknown(t *testing.T) {
-	d := dltest.Open(t, db.SQLite)
+	d := dbtest.Open(t, db.SQLite)
 	for _, opt := range []Options{{Format: "xml"}, {Report: "weekly"}} {
-		if err := Run(dltest.Context(t), d, opt, &bytes.Buffer{}); err == nil {
+		if err := Run(dbtest.Context(t), d, opt, &bytes.Buffer{}); err == nil {
 			t.Errorf("Run(%+v) accepted", opt)
 		}
 	}

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
-	"github.com/mxpolicyd/mxpolicyd/decisionlog/dltest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 // volumeRows is a month of a busy MX: about 33,000 decisions a day.
@@ -80,7 +80,7 @@ func BenchmarkVolume(b *testing.B) {
 }
 
 func volume(b *testing.B, kind string) {
-	d := dltest.Open(b, kind)
+	d := dbtest.Open(b, kind)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)

@@ -45,3 +45,10 @@ func Open(t testing.TB, kind string) *db.DB {
 	}
 	return OpenDSN(t, filepath.Join(t.TempDir(), "mx.db"))
 }
+
+// Each runs f as a subtest on each kind of store.
+func Each(t *testing.T, f func(t *testing.T, d *db.DB)) {
+	for _, kind := range []string{db.SQLite, db.Postgres} {
+		t.Run(kind, func(t *testing.T) { f(t, Open(t, kind)) })
+	}
+}
