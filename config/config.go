@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -374,14 +375,7 @@ func (c *Config) validateBudget() error {
 	return nil
 }
 
-func isCheck(name string) bool {
-	for _, n := range CheckNames {
-		if n == name {
-			return true
-		}
-	}
-	return false
-}
+func isCheck(name string) bool { return slices.Contains(CheckNames, name) }
 
 func durationIn(key string, d, lo, hi time.Duration) error {
 	if d < lo || d > hi {

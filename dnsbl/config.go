@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,14 +213,7 @@ type entry struct {
 	ids  []Identity
 }
 
-func (e *entry) asks(id Identity) bool {
-	for _, x := range e.ids {
-		if x == id {
-			return true
-		}
-	}
-	return false
-}
+func (e *entry) asks(id Identity) bool { return slices.Contains(e.ids, id) }
 
 // replyVars fill the RejectReply template.
 type replyVars struct{ list, class, what, code, txt string }

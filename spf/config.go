@@ -3,6 +3,7 @@ package spf
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,14 +93,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func isResult(s string) bool {
-	for _, r := range Results {
-		if r == s {
-			return true
-		}
-	}
-	return false
-}
+func isResult(s string) bool { return slices.Contains(Results, s) }
 
 // actionFor returns the configured template for result, or the default.
 func (c Config) actionFor(result string) string {

@@ -75,7 +75,7 @@ func (d *daemon) config() *config.Config { return d.cur.Load() }
 func (d *daemon) prepareStore(ctx context.Context, store *db.DB) error {
 	cfg := d.config()
 	if cfg.AutoMigrate {
-		if err := applyMigrations(ctx, store, d.log); err != nil {
+		if _, err := applyMigrations(ctx, store, d.log); err != nil {
 			return err
 		}
 	} else if pending, err := migrations.Pending(ctx, store); err != nil {
@@ -102,7 +102,7 @@ func openStore(ctx context.Context, cfg *config.Config, logger *slog.Logger, mig
 		return nil, fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 	}
 	if migrate {
-		if err := applyMigrations(octx, store, logger); err != nil {
+		if _, err := applyMigrations(octx, store, logger); err != nil {
 			store.Close()
 			return nil, err
 		}

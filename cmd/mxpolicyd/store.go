@@ -54,15 +54,18 @@ func (s *storeFlags) open(ctx context.Context, g *globalOpts) (*config.Config, *
 	return cfg, store, logger, nil
 }
 
-func applyMigrations(ctx context.Context, store *db.DB, logger *slog.Logger) error {
+// applyMigrations applies the pending migrations, logs each one applied,
+// and returns their names. serve, the store commands and migrate all
+// migrate through it.
+func applyMigrations(ctx context.Context, store *db.DB, logger *slog.Logger) ([]string, error) {
 	applied, err := migrations.Apply(ctx, store)
 	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
+		return nil, fmt.Errorf("migrate: %w", err)
 	}
 	for _, m := range applied {
 		logger.Info("migration applied", "migration", m)
 	}
-	return nil
+	return applied, nil
 }
 
 func newMigrateCmd(g *globalOpts) *cobra.Command {
@@ -84,9 +87,10 @@ this at start unless auto_migrate is false or --no-migrate is given.`,
 				return err
 			}
 			defer store.Close()
-			applied, err := migrations.Apply(cmd.Context(), store)
+			// The names go to stdout, the command's output, not to the log.
+			applied, err := applyMigrations(cmd.Context(), store, slog.New(slog.DiscardHandler))
 			if err != nil {
-				return fmt.Errorf("migrate: %w", err)
+				return err
 			}
 			for _, m := range applied {
 				fmt.Fprintln(cmd.OutOrStdout(), "applied", m)
