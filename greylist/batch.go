@@ -32,12 +32,17 @@ type BatchOptions struct {
 // SQLiteBatchStore for an open, migrated database. Call stop, which sends
 // what is queued, before closing the database.
 func NewBatchStore(d *db.DB, opts BatchOptions) (s Store, stop func()) {
-	if d.IsPostgres() {
-		pg := NewPGBatchStore(d.PG, opts)
-		return pg, pg.Close
-	}
-	lite := NewSQLiteBatchStore(d.SQL, opts)
-	return lite, lite.Close
+	return db.Dialect(d.Kind(), newPGBatch, newSQLiteBatch)(d, opts)
+}
+
+func newPGBatch(d *db.DB, opts BatchOptions) (Store, func()) {
+	s := NewPGBatchStore(d.PG, opts)
+	return s, s.Close
+}
+
+func newSQLiteBatch(d *db.DB, opts BatchOptions) (Store, func()) {
+	s := NewSQLiteBatchStore(d.SQL, opts)
+	return s, s.Close
 }
 
 // DefaultBatchRows is the group size when BatchOptions.MaxRows is zero.

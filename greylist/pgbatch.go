@@ -114,35 +114,6 @@ func (s *PGBatchStore) sendBatch(ctx context.Context, group []*request, order []
 	return res, nil
 }
 
-// pgDecideArgs are pgDecide's parameters $1 to $15, in order.
-func pgDecideArgs(c cutoffs, cfg *Config, k Key) []any {
-	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
-		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair}
-}
-
-// pgDecideRow is pgDecide's result row.
-type pgDecideRow struct {
-	awlClient, awlPair bool
-	first, passed      *time.Time
-	attempts, passes   *int
-}
-
-func (r *pgDecideRow) dest() []any {
-	return []any{&r.awlClient, &r.awlPair, &r.first, &r.passed, &r.attempts, &r.passes}
-}
-
-func (r *pgDecideRow) outcome() (Outcome, error) {
-	switch {
-	case r.awlClient:
-		return Outcome{Verdict: VerdictAWLClient}, nil
-	case r.awlPair:
-		return Outcome{Verdict: VerdictAWLPair}, nil
-	case r.first == nil:
-		return Outcome{}, errors.New("greylist: postgres batch decide returned no triplet")
-	}
-	return outcome(*r.first, r.passed, *r.attempts, *r.passes), nil
-}
-
 // pgStatementError marks an error caused by request row's own values: a
 // data exception (class 22, e.g. invalid UTF-8 in an address) or an
 // integrity constraint violation (class 23). Any error aborts the implicit

@@ -95,34 +95,51 @@ const pgExpired = `((g.passed_at IS NULL AND g.first_seen < $11::timestamptz)
 
 // Decide records one attempt and returns the verdict.
 func (s *PGStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
-	c := newCutoffs(now, cfg)
-	var (
-		awlClient, awlPair bool
-		first, passed      *time.Time
-		attempts, passes   *int
-	)
-	args := []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
-		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair}
-	err := s.pool.QueryRow(ctx, pgDecide, args...).Scan(&awlClient, &awlPair, &first, &passed, &attempts, &passes)
+	args := pgDecideArgs(newCutoffs(now, cfg), cfg, k)
+	var row pgDecideRow
+	err := s.pool.QueryRow(ctx, pgDecide, args...).Scan(row.dest()...)
 	if connLost(err) && ctx.Err() == nil {
 		// The pooled connection died (server restart, failover); the pool
 		// has dropped it, so try once more on a fresh one. Repeating the
 		// statement is harmless even if the first one committed: it counts
 		// one more attempt of a triplet that is deferred or passed anyway.
-		err = s.pool.QueryRow(ctx, pgDecide, args...).Scan(&awlClient, &awlPair, &first, &passed, &attempts, &passes)
+		row = pgDecideRow{}
+		err = s.pool.QueryRow(ctx, pgDecide, args...).Scan(row.dest()...)
 	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: postgres decide: %w", err)
 	}
+	return row.outcome()
+}
+
+// pgDecideArgs are pgDecide's parameters $1 to $15, in order; PGStore and
+// PGBatchStore both send them.
+func pgDecideArgs(c cutoffs, cfg *Config, k Key) []any {
+	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net, k.Addr, k.RawSender, k.SenderDomain,
+		c.now, c.delay, c.window, c.maxAge, c.count, cfg.AWLClientPasses, cfg.AWLPair}
+}
+
+// pgDecideRow is pgDecide's result row.
+type pgDecideRow struct {
+	awlClient, awlPair bool
+	first, passed      *time.Time
+	attempts, passes   *int
+}
+
+func (r *pgDecideRow) dest() []any {
+	return []any{&r.awlClient, &r.awlPair, &r.first, &r.passed, &r.attempts, &r.passes}
+}
+
+func (r *pgDecideRow) outcome() (Outcome, error) {
 	switch {
-	case awlClient:
+	case r.awlClient:
 		return Outcome{Verdict: VerdictAWLClient}, nil
-	case awlPair:
+	case r.awlPair:
 		return Outcome{Verdict: VerdictAWLPair}, nil
-	case first == nil:
-		return Outcome{}, fmt.Errorf("greylist: postgres decide returned no triplet")
+	case r.first == nil:
+		return Outcome{}, errors.New("greylist: postgres decide returned no triplet")
 	}
-	return outcome(*first, passed, *attempts, *passes), nil
+	return outcome(*r.first, r.passed, *r.attempts, *r.passes), nil
 }
 
 // connLost reports whether err means the connection, not the statement,

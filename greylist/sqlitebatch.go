@@ -76,13 +76,6 @@ func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []r
 	return res, nil
 }
 
-// liteDecideArgs are the parameters ?1 to ?15 of SQLiteStore's statements.
-func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
-	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
-		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
-		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
-}
-
 // liteStatementError marks an error caused by request row's own values: a
 // constraint, datatype mismatch or too-big error (sqlite.org "Result and
 // Error Codes"). The transaction is then rolled back, so the group

@@ -69,10 +69,7 @@ const (
 // Decide records one attempt and returns the verdict, with the same
 // statements in the same order as PostgreSQL's one statement.
 func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (o Outcome, err error) {
-	c := newCutoffs(now, cfg)
-	args := []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
-		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
-		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
+	args := liteDecideArgs(newCutoffs(now, cfg), cfg, k)
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: sqlite decide: %w", err)
@@ -88,6 +85,14 @@ func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k 
 		return Outcome{}, err
 	}
 	return o, tx.Commit()
+}
+
+// liteDecideArgs are the parameters ?1 to ?15 of the statements above;
+// SQLiteStore and SQLiteBatchStore both send them.
+func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
+	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
+		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
+		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
 }
 
 func liteDecide(ctx context.Context, tx *sql.Tx, args []any, cfg *Config) (Outcome, error) {
