@@ -4,120 +4,197 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
-// queries holds one dialect's statements. Every value is a bind parameter;
-// nothing is ever formatted into SQL text.
-type queries struct {
-	insert, remove, purge, load, version string
-}
-
-var pgQueries = queries{
-	insert: `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (kind, value) DO NOTHING RETURNING id`,
-	remove: `DELETE FROM whitelist WHERE kind = $1 AND value = $2`,
-	purge:  `DELETE FROM whitelist WHERE expires_at <= $1`,
-	load: `SELECT id, kind, value, comment, created_by, created_at, expires_at FROM whitelist
-		WHERE $1::timestamptz IS NULL OR expires_at IS NULL OR expires_at > $1
-		ORDER BY kind, value`,
-	version: `SELECT version FROM whitelist_version`,
-}
-
-var sqliteQueries = queries{
-	insert: `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-		ON CONFLICT (kind, value) DO NOTHING RETURNING id`,
-	remove: `DELETE FROM whitelist WHERE kind = ?1 AND value = ?2`,
-	purge:  `DELETE FROM whitelist WHERE expires_at <= ?1`,
-	load: `SELECT id, kind, value, comment, created_by, created_at, expires_at FROM whitelist
-		WHERE ?1 IS NULL OR expires_at IS NULL OR expires_at > ?1
-		ORDER BY kind, value`,
-	version: `SELECT version FROM whitelist_version`,
-}
-
-func (s *Store) q() *queries {
-	if s.db.IsPostgres() {
-		return &pgQueries
-	}
-	return &sqliteQueries
+// sqlDialect is one store kind's access to the whitelist tables, chosen once
+// by NewStore (db.Dialect). Every value is a bind parameter; nothing is
+// ever formatted into SQL text.
+type sqlDialect interface {
+	// inTx runs fn in one transaction, committed only if fn succeeds.
+	inTx(ctx context.Context, fn func(execer) error) error
+	// load reads the entries not expired at now; the zero now reads all.
+	load(ctx context.Context, now time.Time) ([]Entry, error)
+	version(ctx context.Context) (int64, error)
 }
 
 // execer is a transaction of either dialect.
 type execer interface {
-	exec(ctx context.Context, query string, args ...any) (int64, error)
 	// insert adds e unless (kind, value) exists; it sets e.ID when added.
 	insert(ctx context.Context, e *Entry) (bool, error)
+	remove(ctx context.Context, k Kind, value string) (int64, error)
+	// purge deletes the entries that expired at or before now.
+	purge(ctx context.Context, now time.Time) (int64, error)
 }
 
-// inTx runs fn in one transaction, committed only if fn succeeds.
-func (s *Store) inTx(ctx context.Context, fn func(execer) error) error {
-	var err error
-	if s.db.IsPostgres() {
-		err = pgx.BeginFunc(ctx, s.db.PG, func(tx pgx.Tx) error { return fn(pgTx{tx, s}) })
-	} else {
-		err = s.sqliteTx(ctx, fn)
+func newDialect(d *db.DB) sqlDialect {
+	return db.Dialect[sqlDialect](d.Kind(), pgDialect{d.PG}, sqliteDialect{d.SQL})
+}
+
+// Statements both dialects run as written: their only parameter is the
+// version row, which has none.
+const (
+	versionSQL = `SELECT version FROM whitelist_version`
+	loadCols   = `SELECT id, kind, value, comment, created_by, created_at, expires_at FROM whitelist`
+)
+
+// pgDialect binds times as timestamptz, NULL for "never".
+type pgDialect struct{ pool *pgxpool.Pool }
+
+const (
+	pgInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (kind, value) DO NOTHING RETURNING id`
+	pgRemove = `DELETE FROM whitelist WHERE kind = $1 AND value = $2`
+	pgPurge  = `DELETE FROM whitelist WHERE expires_at <= $1`
+	pgLoad   = loadCols + `
+		WHERE $1::timestamptz IS NULL OR expires_at IS NULL OR expires_at > $1
+		ORDER BY kind, value`
+)
+
+func pgTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
 	}
+	return &t
+}
+
+func (p pgDialect) inTx(ctx context.Context, fn func(execer) error) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error { return fn(pgTx{tx}) })
+}
+
+func (p pgDialect) load(ctx context.Context, now time.Time) ([]Entry, error) {
+	rows, err := p.pool.Query(ctx, pgLoad, pgTime(now))
 	if err != nil {
-		return fmt.Errorf("whitelist: %w", err)
+		return nil, err
 	}
-	return nil
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var e Entry
+		var exp *time.Time
+		err := r.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &e.CreatedAt, &exp)
+		if exp != nil {
+			e.Expires = *exp
+		}
+		e.Source = sourceDB
+		return e, err
+	})
 }
 
-func (s *Store) sqliteTx(ctx context.Context, fn func(execer) error) error {
-	tx, err := s.db.SQL.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(sqlTx{tx, s}); err != nil {
-		_ = tx.Rollback() // the error that made us roll back is the one to report
-		return err
-	}
-	return tx.Commit()
+func (p pgDialect) version(ctx context.Context) (int64, error) {
+	var v int64
+	err := p.pool.QueryRow(ctx, versionSQL).Scan(&v)
+	return v, err
 }
 
-type pgTx struct {
-	tx pgx.Tx
-	s  *Store
-}
-
-func (t pgTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	tag, err := t.tx.Exec(ctx, query, args...)
-	return tag.RowsAffected(), err
-}
+type pgTx struct{ tx pgx.Tx }
 
 func (t pgTx) insert(ctx context.Context, e *Entry) (bool, error) {
-	err := t.tx.QueryRow(ctx, pgQueries.insert, insertArgs(t.s, e)...).Scan(&e.ID)
+	err := t.tx.QueryRow(ctx, pgInsert, string(e.Kind), e.Value, e.Comment, e.CreatedBy,
+		pgTime(e.CreatedAt), pgTime(e.Expires)).Scan(&e.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-type sqlTx struct {
-	tx *sql.Tx
-	s  *Store
+func (t pgTx) remove(ctx context.Context, k Kind, value string) (int64, error) {
+	tag, err := t.tx.Exec(ctx, pgRemove, string(k), value)
+	return tag.RowsAffected(), err
 }
 
-func (t sqlTx) exec(ctx context.Context, query string, args ...any) (int64, error) {
-	res, err := t.tx.ExecContext(ctx, query, args...)
+func (t pgTx) purge(ctx context.Context, now time.Time) (int64, error) {
+	tag, err := t.tx.Exec(ctx, pgPurge, now)
+	return tag.RowsAffected(), err
+}
+
+// sqliteDialect binds times as Unix seconds, NULL for "never", as the
+// 0002 migration's INTEGER columns hold them.
+type sqliteDialect struct{ db *sql.DB }
+
+const (
+	sqliteInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+		ON CONFLICT (kind, value) DO NOTHING RETURNING id`
+	sqliteRemove = `DELETE FROM whitelist WHERE kind = ?1 AND value = ?2`
+	sqlitePurge  = `DELETE FROM whitelist WHERE expires_at <= ?1`
+	sqliteLoad   = loadCols + `
+		WHERE ?1 IS NULL OR expires_at IS NULL OR expires_at > ?1
+		ORDER BY kind, value`
+)
+
+func sqliteTime(t time.Time) sql.NullInt64 {
+	return sql.NullInt64{Int64: t.Unix(), Valid: !t.IsZero()}
+}
+
+func (s sqliteDialect) inTx(ctx context.Context, fn func(execer) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return res.RowsAffected()
+	if err := fn(sqliteTx{tx}); err != nil {
+		_ = tx.Rollback() // the error that made us roll back is the one to report
+		return err
+	}
+	return tx.Commit()
 }
 
-func (t sqlTx) insert(ctx context.Context, e *Entry) (bool, error) {
-	err := t.tx.QueryRowContext(ctx, sqliteQueries.insert, insertArgs(t.s, e)...).Scan(&e.ID)
+func (s sqliteDialect) load(ctx context.Context, now time.Time) ([]Entry, error) {
+	rows, err := s.db.QueryContext(ctx, sqliteLoad, sqliteTime(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Entry
+	for rows.Next() {
+		var e Entry
+		var created int64
+		var exp sql.NullInt64
+		if err := rows.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &created, &exp); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = time.Unix(created, 0).UTC()
+		if exp.Valid {
+			e.Expires = time.Unix(exp.Int64, 0).UTC()
+		}
+		e.Source = sourceDB
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func (s sqliteDialect) version(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, versionSQL).Scan(&v)
+	return v, err
+}
+
+type sqliteTx struct{ tx *sql.Tx }
+
+func (t sqliteTx) insert(ctx context.Context, e *Entry) (bool, error) {
+	err := t.tx.QueryRowContext(ctx, sqliteInsert, string(e.Kind), e.Value, e.Comment, e.CreatedBy,
+		sqliteTime(e.CreatedAt), sqliteTime(e.Expires)).Scan(&e.ID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
 	return err == nil, err
 }
 
-func insertArgs(s *Store, e *Entry) []any {
-	return []any{string(e.Kind), e.Value, e.Comment, e.CreatedBy, s.ts(e.CreatedAt), s.ts(e.Expires)}
+func (t sqliteTx) remove(ctx context.Context, k Kind, value string) (int64, error) {
+	return rowsAffected(t.tx.ExecContext(ctx, sqliteRemove, string(k), value))
+}
+
+func (t sqliteTx) purge(ctx context.Context, now time.Time) (int64, error) {
+	return rowsAffected(t.tx.ExecContext(ctx, sqlitePurge, now.Unix()))
+}
+
+func rowsAffected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }

@@ -2,15 +2,12 @@ package whitelist
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
@@ -27,8 +24,9 @@ const maxCommentLen = 1000
 // Store keeps whitelist entries in the database (tables from the 0002
 // migration). It serves the admin commands and the daemon's refresh.
 type Store struct {
-	db  *db.DB
-	now func() time.Time
+	db      *db.DB
+	dialect sqlDialect
+	now     func() time.Time
 }
 
 // NewStore returns a store on d. now stamps created_at and decides what
@@ -37,7 +35,7 @@ func NewStore(d *db.DB, now func() time.Time) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: d, now: now}
+	return &Store{db: d, dialect: newDialect(d), now: now}
 }
 
 // Filter selects entries for List; the zero Filter lists every live entry.
@@ -126,7 +124,7 @@ func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
 		e.Kind, e.Value = kind, strings.TrimSpace(value)
 	}
 	err := s.inTx(ctx, func(x execer) error {
-		n, err := x.exec(ctx, s.q().remove, string(e.Kind), e.Value)
+		n, err := x.remove(ctx, e.Kind, e.Value)
 		if err == nil && n == 0 {
 			err = ErrNotFound // roll back: PostgreSQL's trigger bumps the version per statement
 		}
@@ -219,7 +217,7 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 	var n int64
 	err := s.inTx(ctx, func(x execer) error {
 		var err error
-		n, err = x.exec(ctx, s.q().purge, s.ts(s.now()))
+		n, err = x.purge(ctx, s.now())
 		return err
 	})
 	return n, err
@@ -228,13 +226,7 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 // Version returns the change counter the triggers bump; a daemon reloads
 // the table when it differs from the one it loaded.
 func (s *Store) Version(ctx context.Context) (int64, error) {
-	var v int64
-	var err error
-	if s.db.IsPostgres() {
-		err = s.db.PG.QueryRow(ctx, s.q().version).Scan(&v)
-	} else {
-		err = s.db.SQL.QueryRowContext(ctx, s.q().version).Scan(&v)
-	}
+	v, err := s.dialect.version(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("whitelist: read version: %w", err)
 	}
@@ -248,76 +240,21 @@ const sourceDB = "database"
 // longer parses (edited by hand) is skipped by the caller's rebuild, not
 // fatal: one bad row must not disable the whole whitelist.
 func (s *Store) load(ctx context.Context, expired bool) ([]Entry, error) {
-	var (
-		out []Entry
-		err error
-	)
-	now := s.ts(s.now())
+	now := s.now()
 	if expired {
-		now = s.ts(time.Time{})
+		now = time.Time{}
 	}
-	if s.db.IsPostgres() {
-		out, err = s.loadPG(ctx, now)
-	} else {
-		out, err = s.loadSQLite(ctx, now)
-	}
+	out, err := s.dialect.load(ctx, now)
 	if err != nil {
 		return nil, fmt.Errorf("whitelist: load entries: %w", err)
 	}
 	return out, nil
 }
 
-func (s *Store) loadPG(ctx context.Context, now any) ([]Entry, error) {
-	rows, err := s.db.PG.Query(ctx, s.q().load, now)
-	if err != nil {
-		return nil, err
+// inTx runs fn in one transaction, committed only if fn succeeds.
+func (s *Store) inTx(ctx context.Context, fn func(execer) error) error {
+	if err := s.dialect.inTx(ctx, fn); err != nil {
+		return fmt.Errorf("whitelist: %w", err)
 	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
-		var e Entry
-		var exp *time.Time
-		err := r.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &e.CreatedAt, &exp)
-		if exp != nil {
-			e.Expires = *exp
-		}
-		e.Source = sourceDB
-		return e, err
-	})
-}
-
-func (s *Store) loadSQLite(ctx context.Context, now any) ([]Entry, error) {
-	rows, err := s.db.SQL.QueryContext(ctx, s.q().load, now)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Entry
-	for rows.Next() {
-		var e Entry
-		var created int64
-		var exp sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.Kind, &e.Value, &e.Comment, &e.CreatedBy, &created, &exp); err != nil {
-			return nil, err
-		}
-		e.CreatedAt = time.Unix(created, 0).UTC()
-		if exp.Valid {
-			e.Expires = time.Unix(exp.Int64, 0).UTC()
-		}
-		e.Source = sourceDB
-		out = append(out, e)
-	}
-	return out, rows.Err()
-}
-
-// ts converts a time to the column type: timestamptz on PostgreSQL, Unix
-// seconds on SQLite; the zero time is NULL (never expires).
-func (s *Store) ts(t time.Time) any {
-	switch {
-	case t.IsZero() && s.db.IsPostgres():
-		return (*time.Time)(nil)
-	case t.IsZero():
-		return sql.NullInt64{}
-	case s.db.IsPostgres():
-		return t
-	}
-	return t.Unix()
+	return nil
 }
