@@ -2,7 +2,6 @@ package decisionlog
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"time"
 
@@ -18,6 +17,25 @@ var columns = []string{
 	"reason", "delay_seconds", "duration_us", "observe", "whitelist", "errors",
 }
 
+// dialect is one store kind's way to keep the decisions table, chosen per
+// call by dialectOf (db.Dialect).
+type dialect interface {
+	insert(ctx context.Context, rows []Row) error
+	// ensurePartitions creates the missing daily partitions of days.
+	ensurePartitions(ctx context.Context, days []time.Time) ([]string, error)
+	prune(ctx context.Context, res *PruneResult, dryRun bool) error
+}
+
+func dialectOf(d *db.DB) dialect {
+	return db.Dialect[dialect](d.Kind(), pgLog{d}, sqliteLog{d})
+}
+
+// pgLog is the PostgreSQL decision log: a table partitioned by day.
+type pgLog struct{ d *db.DB }
+
+// sqliteLog is the SQLite decision log: one table.
+type sqliteLog struct{ d *db.DB }
+
 // Insert writes rows in one batch: a binary COPY on PostgreSQL (the
 // cheapest way in, and rows route to their daily partitions), one
 // transaction of prepared inserts on SQLite. The batch is all or nothing.
@@ -25,20 +43,14 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	var err error
-	if d.IsPostgres() {
-		err = insertPG(ctx, d, rows)
-	} else {
-		err = insertSQLite(ctx, d.SQL, rows)
-	}
-	if err != nil {
+	if err := dialectOf(d).insert(ctx, rows); err != nil {
 		return fmt.Errorf("decisionlog: insert %d rows: %w", len(rows), err)
 	}
 	return nil
 }
 
-func insertPG(ctx context.Context, d *db.DB, rows []Row) error {
-	n, err := d.PG.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns,
+func (p pgLog) insert(ctx context.Context, rows []Row) error {
+	n, err := p.d.PG.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns,
 		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) { return pgValues(&rows[i]), nil }))
 	if err == nil && n != int64(len(rows)) {
 		err = fmt.Errorf("copied %d rows of %d", n, len(rows))
@@ -63,8 +75,8 @@ const insertSQLiteStmt = `INSERT INTO decisions (time, host, client, client_name
 	delay_seconds, duration_us, observe, whitelist, errors)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 
-func insertSQLite(ctx context.Context, sdb *sql.DB, rows []Row) error {
-	tx, err := sdb.BeginTx(ctx, nil)
+func (l sqliteLog) insert(ctx context.Context, rows []Row) error {
+	tx, err := l.d.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}

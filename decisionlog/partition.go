@@ -39,21 +39,28 @@ func partitionFor(day time.Time) string { return partitionPrefix + day.Format("2
 // into the new partition. It is a no-op on SQLite, and safe to run on
 // several hosts at once.
 func EnsurePartitions(ctx context.Context, d *db.DB, now time.Time, daysAhead int) ([]string, error) {
-	if !d.IsPostgres() {
-		return nil, nil
+	days := make([]time.Time, max(daysAhead+1, 0))
+	for i := range days {
+		days[i] = dayStart(now).AddDate(0, 0, i)
 	}
-	existing, err := partitions(ctx, d)
+	return dialectOf(d).ensurePartitions(ctx, days)
+}
+
+// ensurePartitions: SQLite's one table takes every day as it comes.
+func (sqliteLog) ensurePartitions(context.Context, []time.Time) ([]string, error) { return nil, nil }
+
+func (p pgLog) ensurePartitions(ctx context.Context, days []time.Time) ([]string, error) {
+	existing, err := partitions(ctx, p.d)
 	if err != nil {
 		return nil, err
 	}
 	var created []string
-	for i := 0; i <= daysAhead; i++ {
-		day := dayStart(now).AddDate(0, 0, i)
+	for _, day := range days {
 		name := partitionFor(day)
 		if existing[name] {
 			continue
 		}
-		did, err := createPartition(ctx, d, name, day)
+		did, err := createPartition(ctx, p.d, name, day)
 		if err != nil {
 			return created, fmt.Errorf("decisionlog: create partition %s: %w", name, err)
 		}

@@ -29,19 +29,14 @@ type PruneResult struct {
 // dryRun it only counts. Safe to run on several hosts at once.
 func Prune(ctx context.Context, d *db.DB, now time.Time, retention time.Duration, dryRun bool) (PruneResult, error) {
 	res := PruneResult{Cutoff: now.Add(-retention).UTC()}
-	var err error
-	if d.IsPostgres() {
-		err = prunePG(ctx, d, &res, dryRun)
-	} else {
-		err = pruneSQLite(ctx, d, &res, dryRun)
-	}
-	if err != nil {
+	if err := dialectOf(d).prune(ctx, &res, dryRun); err != nil {
 		return res, fmt.Errorf("decisionlog: prune: %w", err)
 	}
 	return res, nil
 }
 
-func prunePG(ctx context.Context, d *db.DB, res *PruneResult, dryRun bool) error {
+func (p pgLog) prune(ctx context.Context, res *PruneResult, dryRun bool) error {
+	d := p.d
 	names, err := partitions(ctx, d)
 	if err != nil {
 		return err
@@ -109,7 +104,8 @@ func dropPartition(ctx context.Context, d *db.DB, name string, dryRun bool) (int
 	return n, err
 }
 
-func pruneSQLite(ctx context.Context, d *db.DB, res *PruneResult, dryRun bool) error {
+func (l sqliteLog) prune(ctx context.Context, res *PruneResult, dryRun bool) error {
+	d := l.d
 	cutoff := res.Cutoff.Unix()
 	n, err := deleteBatches(ctx, dryRun,
 		func(ctx context.Context) (int64, error) {
