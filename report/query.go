@@ -43,48 +43,115 @@ type RetryDelayRow struct {
 // sqliteTime is how the SQLite views print times (datetime()).
 const sqliteTime = "2006-01-02 15:04:05"
 
+// dialect is one store kind's reading of the reporting views, chosen per
+// call by dialectOf (db.Dialect). The views have the same names and
+// columns on both stores (migrations/shared/report_views.sql); days and
+// times come back as the store types them.
+type dialect interface {
+	daily(ctx context.Context, since time.Time) ([]DailyRow, error)
+	neverRetried(ctx context.Context, since time.Time, limit int) ([]NeverRetriedRow, error)
+	retryDelay(ctx context.Context, since time.Time) ([]RetryDelayRow, error)
+}
+
+func dialectOf(d *db.DB) dialect {
+	return db.Dialect[dialect](d.Kind(), pgViews{d}, sqliteViews{d})
+}
+
 // Daily returns report_daily from since's day on, oldest first.
 func Daily(ctx context.Context, d *db.DB, since time.Time) ([]DailyRow, error) {
-	const cols = `requests, deferred, passed_after_delay, whitelisted, rejected_dnsbl,
-		rejected_spf, rejected_other, observe_would_reject, observe_would_defer, check_errors`
-	scan := func(r *DailyRow) []any {
-		return []any{&r.Day, &r.Requests, &r.Deferred, &r.PassedAfterDelay, &r.Whitelisted,
-			&r.RejectedDNSBL, &r.RejectedSPF, &r.RejectedOther, &r.ObserveWouldReject,
-			&r.ObserveWouldDefer, &r.CheckErrors}
-	}
-	if d.IsPostgres() {
-		return queryPG(ctx, d, scan, "SELECT day::text, "+cols+
-			" FROM report_daily WHERE day >= $1::date ORDER BY day", dayOf(since))
-	}
-	return querySQLite(ctx, d.SQL, scan, "SELECT day, "+cols+
-		" FROM report_daily WHERE day >= ? ORDER BY day", dayOf(since))
+	return dialectOf(d).daily(ctx, since)
 }
 
 // NeverRetried returns the triplets of report_never_retried last deferred
 // at or after since, most recent first, at most limit of them (0: all).
 func NeverRetried(ctx context.Context, d *db.DB, since time.Time, limit int) ([]NeverRetriedRow, error) {
-	if d.IsPostgres() {
-		var lim *int // NULL: no limit
-		if limit > 0 {
-			lim = &limit
-		}
-		return queryPG(ctx, d, func(r *NeverRetriedRow) []any {
-			return []any{&r.Client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
-				&r.FirstDeferred, &r.LastDeferred, &r.Deferrals}
-		}, `SELECT coalesce(host(client), ''), client_name, helo, sender, recipient,
+	return dialectOf(d).neverRetried(ctx, since, limit)
+}
+
+// RetryDelay returns report_retry_delay from since's day on, oldest first.
+func RetryDelay(ctx context.Context, d *db.DB, since time.Time) ([]RetryDelayRow, error) {
+	return dialectOf(d).retryDelay(ctx, since)
+}
+
+// The columns each report reads after day, and where they are scanned.
+const (
+	dailyCols = `requests, deferred, passed_after_delay, whitelisted, rejected_dnsbl,
+		rejected_spf, rejected_other, observe_would_reject, observe_would_defer, check_errors`
+	retryCols = `passes, min_seconds, p50_seconds, p90_seconds, p99_seconds, max_seconds, avg_seconds`
+)
+
+func dailyDest(r *DailyRow) []any {
+	return []any{&r.Day, &r.Requests, &r.Deferred, &r.PassedAfterDelay, &r.Whitelisted,
+		&r.RejectedDNSBL, &r.RejectedSPF, &r.RejectedOther, &r.ObserveWouldReject,
+		&r.ObserveWouldDefer, &r.CheckErrors}
+}
+
+func retryDest(r *RetryDelayRow) []any {
+	return []any{&r.Day, &r.Passes, &r.Min, &r.P50, &r.P90, &r.P99, &r.Max, &r.Avg}
+}
+
+// neverDest scans a report_never_retried row; at wraps its two times.
+func neverDest(at func(*time.Time) any) func(*NeverRetriedRow) []any {
+	return func(r *NeverRetriedRow) []any {
+		return []any{&r.Client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
+			at(&r.FirstDeferred), at(&r.LastDeferred), &r.Deferrals}
+	}
+}
+
+// pgViews reads the views of PostgreSQL: day is a date, times are
+// timestamptz and client an inet (NULL when Postfix sent none).
+type pgViews struct{ d *db.DB }
+
+// pgDays selects a daily view from since's day on.
+func pgDays(view, cols string) string {
+	return "SELECT day::text, " + cols + " FROM " + view + " WHERE day >= $1::date ORDER BY day"
+}
+
+func (v pgViews) daily(ctx context.Context, since time.Time) ([]DailyRow, error) {
+	return queryPG(ctx, v.d, dailyDest, pgDays("report_daily", dailyCols), dayOf(since))
+}
+
+func (v pgViews) retryDelay(ctx context.Context, since time.Time) ([]RetryDelayRow, error) {
+	return queryPG(ctx, v.d, retryDest, pgDays("report_retry_delay", retryCols), dayOf(since))
+}
+
+func (v pgViews) neverRetried(ctx context.Context, since time.Time, limit int) ([]NeverRetriedRow, error) {
+	var lim *int // NULL: no limit
+	if limit > 0 {
+		lim = &limit
+	}
+	return queryPG(ctx, v.d, neverDest(func(t *time.Time) any { return t }),
+		`SELECT coalesce(host(client), ''), client_name, helo, sender, recipient,
 			first_deferred, last_deferred, deferrals
 			FROM report_never_retried WHERE last_deferred >= $1
 			ORDER BY last_deferred DESC, client, sender, recipient LIMIT $2`, since, lim)
-	}
+}
+
+// sqliteViews reads the views of SQLite: day is 'YYYY-MM-DD' text, times
+// are datetime() text in UTC and client is ” when Postfix sent none.
+type sqliteViews struct{ d *db.DB }
+
+// sqliteDays selects a daily view from since's day on.
+func sqliteDays(view, cols string) string {
+	return "SELECT day, " + cols + " FROM " + view + " WHERE day >= ? ORDER BY day"
+}
+
+func (v sqliteViews) daily(ctx context.Context, since time.Time) ([]DailyRow, error) {
+	return querySQLite(ctx, v.d.SQL, dailyDest, sqliteDays("report_daily", dailyCols), dayOf(since))
+}
+
+func (v sqliteViews) retryDelay(ctx context.Context, since time.Time) ([]RetryDelayRow, error) {
+	return querySQLite(ctx, v.d.SQL, retryDest, sqliteDays("report_retry_delay", retryCols), dayOf(since))
+}
+
+func (v sqliteViews) neverRetried(ctx context.Context, since time.Time, limit int) ([]NeverRetriedRow, error) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}
-	return querySQLite(ctx, d.SQL, func(r *NeverRetriedRow) []any {
-		return []any{&r.Client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
-			textTime{&r.FirstDeferred}, textTime{&r.LastDeferred}, &r.Deferrals}
-	}, `SELECT client, client_name, helo, sender, recipient, first_deferred, last_deferred, deferrals
-		FROM report_never_retried WHERE last_deferred >= ?
-		ORDER BY last_deferred DESC, client, sender, recipient LIMIT ?`,
+	return querySQLite(ctx, v.d.SQL, neverDest(func(t *time.Time) any { return textTime{t} }),
+		`SELECT client, client_name, helo, sender, recipient, first_deferred, last_deferred, deferrals
+			FROM report_never_retried WHERE last_deferred >= ?
+			ORDER BY last_deferred DESC, client, sender, recipient LIMIT ?`,
 		since.UTC().Format(sqliteTime), limit)
 }
 
@@ -104,20 +171,6 @@ func (tt textTime) Scan(src any) error {
 	t, err := time.Parse(sqliteTime, s)
 	*tt.t = t
 	return err
-}
-
-// RetryDelay returns report_retry_delay from since's day on, oldest first.
-func RetryDelay(ctx context.Context, d *db.DB, since time.Time) ([]RetryDelayRow, error) {
-	const cols = `passes, min_seconds, p50_seconds, p90_seconds, p99_seconds, max_seconds, avg_seconds`
-	scan := func(r *RetryDelayRow) []any {
-		return []any{&r.Day, &r.Passes, &r.Min, &r.P50, &r.P90, &r.P99, &r.Max, &r.Avg}
-	}
-	if d.IsPostgres() {
-		return queryPG(ctx, d, scan, "SELECT day::text, "+cols+
-			" FROM report_retry_delay WHERE day >= $1::date ORDER BY day", dayOf(since))
-	}
-	return querySQLite(ctx, d.SQL, scan, "SELECT day, "+cols+
-		" FROM report_retry_delay WHERE day >= ? ORDER BY day", dayOf(since))
 }
 
 // dayOf is since's UTC day, the unit of the daily views.
