@@ -1,7 +1,9 @@
 // Package migrations holds mxpolicyd's versioned schema, embedded in the
 // binary, and applies it. Files are named
 // NNNN_name.sql, one directory per store kind with the same versions and the
-// same behaviour; each runs in its own transaction and is recorded in
+// same behaviour; what both kinds write alike (the reporting views) is one
+// file in shared/ that a migration of each kind includes (List). Each
+// migration runs in its own transaction and is recorded in
 // schema_migrations. On PostgreSQL the whole run holds an advisory lock, so
 // several hosts starting at once apply each migration exactly once.
 //
@@ -18,12 +20,14 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
+	"text/template"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
-//go:embed postgres/*.sql sqlite/*.sql
+//go:embed postgres/*.sql sqlite/*.sql shared/*.sql
 var files embed.FS
 
 // Migration is one versioned SQL file.
@@ -43,7 +47,10 @@ type State struct {
 var fileName = regexp.MustCompile(`^(\d{4})_[a-z0-9_]+\.sql$`)
 
 // List returns the migrations for a store kind (db.Postgres or
-// db.SQLite) in version order.
+// db.SQLite) in version order. A migration file is a text/template: it may
+// include a shared/ file with {{template "name.sql"}}, rendered with the
+// kind's dialect (sqlFuncs in runner.go) where the two write a thing
+// differently. The rendered text is what runs.
 func List(kind string) ([]Migration, error) {
 	ents, err := fs.ReadDir(files, kind)
 	if err != nil {
@@ -61,14 +68,29 @@ func List(kind string) ([]Migration, error) {
 			return nil, fmt.Errorf("migrations: %s: version %d used by %s and %s", kind, v, prev, e.Name())
 		}
 		seen[v] = e.Name()
-		body, err := fs.ReadFile(files, path.Join(kind, e.Name()))
+		body, err := render(kind, e.Name())
 		if err != nil {
-			return nil, fmt.Errorf("migrations: %w", err)
+			return nil, fmt.Errorf("migrations: %s/%s: %w", kind, e.Name(), err)
 		}
-		ms = append(ms, Migration{Version: v, Name: e.Name()[:len(e.Name())-4], SQL: string(body)})
+		ms = append(ms, Migration{Version: v, Name: e.Name()[:len(e.Name())-4], SQL: body})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	return ms, nil
+}
+
+// render executes the migration file kind/name with the shared/ files and
+// the kind's dialect functions.
+func render(kind, name string) (string, error) {
+	t, err := template.New(name).Funcs(dialectFor(kind).sqlFuncs()).
+		ParseFS(files, path.Join(kind, name), "shared/*.sql")
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	if err := t.ExecuteTemplate(&b, name, nil); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // Apply runs every migration the database lacks, in order, and returns
@@ -79,12 +101,7 @@ func Apply(ctx context.Context, d *db.DB) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	var applied []string
-	if d.IsPostgres() {
-		applied, err = applyPG(ctx, d, ms)
-	} else {
-		applied, err = applySQLite(ctx, d, ms)
-	}
+	applied, err := apply(ctx, d, ms)
 	if err != nil {
 		return applied, fmt.Errorf("migrations: %w", err)
 	}
@@ -97,8 +114,8 @@ func Status(ctx context.Context, d *db.DB) ([]State, error) {
 	if err != nil {
 		return nil, err
 	}
-	done, err := appliedVersions(ctx, d)
-	if err != nil {
+	done := map[int]time.Time{}
+	if err := dialectFor(d.Kind()).applied(ctx, d, done); err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	st := make([]State, len(ms))

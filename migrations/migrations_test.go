@@ -2,11 +2,16 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
@@ -131,4 +136,70 @@ func TestConcurrentApply(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The reporting views come from one shared text (shared/report_views.sql):
+// every kind renders it fully, and both stores end with the same views and
+// columns.
+func TestReportViewsSameOnBothStores(t *testing.T) {
+	cols := map[string]map[string][]string{}
+	for kind, dsn := range stores(t) {
+		ctx := ctxT(t)
+		ms, err := migrations.List(kind)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if strings.Contains(m.SQL, "{{") {
+				t.Errorf("%s %s: template not rendered", kind, m.Name)
+			}
+		}
+		d, err := db.Open(ctx, dsn(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer d.Close()
+		if _, err := migrations.Apply(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		cols[kind] = viewColumns(t, ctx, d)
+	}
+	pg, lite := cols[db.Postgres], cols[db.SQLite]
+	if len(pg) != 3 || !reflect.DeepEqual(pg, lite) {
+		t.Fatalf("views differ:\npostgres %v\nsqlite   %v", pg, lite)
+	}
+}
+
+// viewColumns lists each report_* view's columns in order.
+func viewColumns(t *testing.T, ctx context.Context, d *db.DB) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	add := func(view, col string) { out[view] = append(out[view], col) }
+	var err error
+	if d.IsPostgres() {
+		var rows pgx.Rows
+		rows, err = d.PG.Query(ctx, `SELECT table_name::text, column_name::text FROM information_schema.columns
+			WHERE table_schema = current_schema() AND table_name LIKE 'report\_%' ORDER BY table_name, ordinal_position`)
+		if err == nil {
+			var view, col string
+			_, err = pgx.ForEachRow(rows, []any{&view, &col}, func() error { add(view, col); return nil })
+		}
+	} else {
+		var rows *sql.Rows
+		rows, err = d.SQL.QueryContext(ctx, `SELECT m.name, c.name FROM sqlite_master m, pragma_table_info(m.name) c
+			WHERE m.type = 'view' AND m.name LIKE 'report\_%' ESCAPE '\' ORDER BY m.name, c.cid`)
+		for err == nil && rows.Next() {
+			var view, col string
+			if err = rows.Scan(&view, &col); err == nil {
+				add(view, col)
+			}
+		}
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"text/template"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,24 +29,38 @@ const createSQLite = `CREATE TABLE IF NOT EXISTS schema_migrations (
 	applied_at INTEGER NOT NULL -- Unix seconds
 )`
 
-// applyPG holds a session advisory lock on a dedicated connection for the
-// whole run: the other hosts wait, then find nothing left to do. Closing
-// the connection releases the lock even if unlocking fails.
-func applyPG(ctx context.Context, d *db.DB, ms []Migration) ([]string, error) {
-	conn, err := pgx.ConnectConfig(ctx, d.PG.Config().ConnConfig.Copy())
+// dialect is one store kind's way to run migrations, chosen by dialectFor
+// (db.Dialect).
+type dialect interface {
+	// sqlFuncs are the calls the shared/ files make where the two kinds
+	// write a thing differently; each returns constant SQL text.
+	sqlFuncs() template.FuncMap
+	// session makes sure schema_migrations exists and returns apply,
+	// which runs one migration in its own transaction unless it is
+	// recorded, and end. No other process applies a migration meanwhile.
+	session(ctx context.Context, d *db.DB) (apply applyFunc, end func(), err error)
+	// applied reads schema_migrations into out; a database never migrated
+	// has none, which is not an error.
+	applied(ctx context.Context, d *db.DB, out map[int]time.Time) error
+}
+
+// applyFunc runs m unless it is recorded, and reports whether it ran.
+type applyFunc func(ctx context.Context, m Migration) (bool, error)
+
+func dialectFor(kind string) dialect {
+	return db.Dialect[dialect](kind, pgDialect{}, sqliteDialect{})
+}
+
+// apply runs the migrations ms lacks in one session, in order.
+func apply(ctx context.Context, d *db.DB, ms []Migration) ([]string, error) {
+	one, end, err := dialectFor(d.Kind()).session(ctx, d)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", advisoryLockID); err != nil {
-		return nil, fmt.Errorf("advisory lock: %w", err)
-	}
-	if _, err := conn.Exec(ctx, createPG); err != nil {
-		return nil, err
-	}
+	defer end()
 	var applied []string
 	for _, m := range ms {
-		did, err := applyOnePG(ctx, conn, m)
+		did, err := one(ctx, m)
 		if err != nil {
 			return applied, fmt.Errorf("%s: %w", m.Name, err)
 		}
@@ -54,6 +69,36 @@ func applyPG(ctx context.Context, d *db.DB, ms []Migration) ([]string, error) {
 		}
 	}
 	return applied, nil
+}
+
+// pgDialect: times are timestamptz and days dates, in UTC.
+type pgDialect struct{}
+
+func (pgDialect) sqlFuncs() template.FuncMap {
+	return template.FuncMap{
+		"day": func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
+		"utc": func(col string) string { return col },
+	}
+}
+
+// session holds a session advisory lock on a dedicated connection for the
+// whole run: the other hosts wait, then find nothing left to do. Closing
+// the connection releases the lock even if unlocking fails.
+func (pgDialect) session(ctx context.Context, d *db.DB) (applyFunc, func(), error) {
+	conn, err := pgx.ConnectConfig(ctx, d.PG.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, nil, err
+	}
+	end := func() { conn.Close(context.Background()) }
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", advisoryLockID); err != nil {
+		end()
+		return nil, nil, fmt.Errorf("advisory lock: %w", err)
+	}
+	if _, err := conn.Exec(ctx, createPG); err != nil {
+		end()
+		return nil, nil, err
+	}
+	return func(ctx context.Context, m Migration) (bool, error) { return applyOnePG(ctx, conn, m) }, end, nil
 }
 
 func applyOnePG(ctx context.Context, conn *pgx.Conn, m Migration) (bool, error) {
@@ -75,23 +120,23 @@ func applyOnePG(ctx context.Context, conn *pgx.Conn, m Migration) (bool, error) 
 	})
 }
 
-// applySQLite takes SQLite's write lock (BEGIN IMMEDIATE) per migration
-// and checks inside it, which is what the advisory lock does on PostgreSQL.
-func applySQLite(ctx context.Context, d *db.DB, ms []Migration) ([]string, error) {
+// sqliteDialect: times are Unix seconds, shown as UTC text.
+type sqliteDialect struct{}
+
+func (sqliteDialect) sqlFuncs() template.FuncMap {
+	return template.FuncMap{
+		"day": func(col string) string { return "date(" + col + ", 'unixepoch')" },
+		"utc": func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
+	}
+}
+
+// session: each migration takes SQLite's write lock (BEGIN IMMEDIATE) and
+// checks inside it, which is what the advisory lock does on PostgreSQL.
+func (sqliteDialect) session(ctx context.Context, d *db.DB) (applyFunc, func(), error) {
 	if _, err := d.SQL.ExecContext(ctx, createSQLite); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var applied []string
-	for _, m := range ms {
-		did, err := applyOneSQLite(ctx, d.SQL, m)
-		if err != nil {
-			return applied, fmt.Errorf("%s: %w", m.Name, err)
-		}
-		if did {
-			applied = append(applied, m.Name)
-		}
-	}
-	return applied, nil
+	return func(ctx context.Context, m Migration) (bool, error) { return applyOneSQLite(ctx, d.SQL, m) }, func() {}, nil
 }
 
 func applyOneSQLite(ctx context.Context, sdb *sql.DB, m Migration) (bool, error) {
@@ -115,17 +160,7 @@ func applyOneSQLite(ctx context.Context, sdb *sql.DB, m Migration) (bool, error)
 	return true, tx.Commit()
 }
 
-// appliedVersions reads schema_migrations; a database never migrated has
-// none, which is not an error.
-func appliedVersions(ctx context.Context, d *db.DB) (map[int]time.Time, error) {
-	out := map[int]time.Time{}
-	if d.IsPostgres() {
-		return out, appliedPG(ctx, d, out)
-	}
-	return out, appliedSQLite(ctx, d, out)
-}
-
-func appliedPG(ctx context.Context, d *db.DB, out map[int]time.Time) error {
+func (pgDialect) applied(ctx context.Context, d *db.DB, out map[int]time.Time) error {
 	var exists bool
 	if err := d.PG.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil || !exists {
 		return err
@@ -142,7 +177,7 @@ func appliedPG(ctx context.Context, d *db.DB, out map[int]time.Time) error {
 	return err
 }
 
-func appliedSQLite(ctx context.Context, d *db.DB, out map[int]time.Time) error {
+func (sqliteDialect) applied(ctx context.Context, d *db.DB, out map[int]time.Time) error {
 	rows, err := d.SQL.QueryContext(ctx, "SELECT version, applied_at FROM schema_migrations")
 	if err != nil {
 		var n int

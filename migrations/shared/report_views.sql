@@ -1,0 +1,83 @@
+{{/*
+The reporting views, one text for both stores: List renders it with the
+store's dialect, so the names, columns and rules are the same on both.
+Two things differ, and are written as calls:
+  {{day "col"}}  the UTC day of a time column: a date on PostgreSQL,
+                 'YYYY-MM-DD' text on SQLite, whose times are Unix seconds;
+  {{utc "col"}}  a time column as the view shows it: timestamptz as it is
+                 on PostgreSQL, 'YYYY-MM-DD HH:MM:SS' UTC text on SQLite.
+A migration that changes a view drops it and includes this file again.
+*/ -}}
+-- Reporting views: the same names and columns on both stores. Days are
+-- UTC days.
+
+-- Per day: what the daemons answered. Observe-mode rows count only in
+-- requests, whitelisted and the observe_* columns, since nothing was
+-- enforced for them.
+CREATE VIEW report_daily AS
+SELECT {{day "time"}} AS day,
+       count(*) AS requests,
+       count(*) FILTER (WHERE NOT observe AND verb = 'DEFER') AS deferred,
+       count(*) FILTER (WHERE NOT observe AND delay_seconds > 0
+                        AND verb IN ('DUNNO', 'PREPEND', 'WARN')) AS passed_after_delay,
+       count(*) FILTER (WHERE whitelist <> '') AS whitelisted,
+       count(*) FILTER (WHERE NOT observe AND verb = 'REJECT' AND check_name = 'dnsbl') AS rejected_dnsbl,
+       count(*) FILTER (WHERE NOT observe AND verb = 'REJECT' AND check_name = 'spf') AS rejected_spf,
+       count(*) FILTER (WHERE NOT observe AND verb = 'REJECT'
+                        AND check_name NOT IN ('dnsbl', 'spf')) AS rejected_other,
+       count(*) FILTER (WHERE observe AND verb = 'REJECT') AS observe_would_reject,
+       count(*) FILTER (WHERE observe AND verb = 'DEFER') AS observe_would_defer,
+       count(*) FILTER (WHERE errors <> '') AS check_errors
+FROM decisions
+GROUP BY 1;
+
+-- Triplets (exact client address, sender, recipient) that greylisting
+-- deferred and that never passed afterwards: mostly spam engines that do
+-- not retry, sometimes a legitimate sender that retries from another pool
+-- or with a new VERP sender (greylisting's own key is wider than this
+-- one, so such a sender passed but still shows here).
+CREATE VIEW report_never_retried AS
+WITH deferred AS (
+    SELECT client, sender, recipient,
+           min(time) AS first_deferred, max(time) AS last_deferred, count(*) AS deferrals,
+           max(client_name) AS client_name, max(helo) AS helo
+    FROM decisions
+    WHERE NOT observe AND check_name = 'greylist' AND verb = 'DEFER'
+    GROUP BY client, sender, recipient
+)
+SELECT d.client, d.client_name, d.helo, d.sender, d.recipient,
+       {{utc "d.first_deferred"}} AS first_deferred,
+       {{utc "d.last_deferred"}} AS last_deferred,
+       d.deferrals
+FROM deferred d
+WHERE NOT EXISTS (
+    SELECT 1 FROM decisions p
+    WHERE p.client = d.client AND p.time > d.last_deferred
+      AND p.sender = d.sender AND p.recipient = d.recipient
+      AND NOT p.observe AND p.verb IN ('DUNNO', 'PREPEND', 'WARN'));
+
+-- Per day: how long legitimate senders took to come back, over the
+-- greylisting passes that had been delayed. Percentiles are nearest-rank
+-- (the value at rank ceil(p/100 * n)), computed with integer arithmetic
+-- so both stores give the same numbers.
+CREATE VIEW report_retry_delay AS
+WITH passes AS (
+    SELECT {{day "time"}} AS day, delay_seconds AS d
+    FROM decisions
+    WHERE NOT observe AND delay_seconds > 0 AND verb IN ('DUNNO', 'PREPEND', 'WARN')
+), ranked AS (
+    SELECT day, d,
+           row_number() OVER (PARTITION BY day ORDER BY d) AS rn,
+           count(*) OVER (PARTITION BY day) AS n
+    FROM passes
+)
+SELECT day,
+       count(*) AS passes,
+       min(d) AS min_seconds,
+       max(d) FILTER (WHERE rn = (n * 50 + 99) / 100) AS p50_seconds,
+       max(d) FILTER (WHERE rn = (n * 90 + 99) / 100) AS p90_seconds,
+       max(d) FILTER (WHERE rn = (n * 99 + 99) / 100) AS p99_seconds,
+       max(d) AS max_seconds,
+       CAST(round(avg(d)) AS integer) AS avg_seconds
+FROM ranked
+GROUP BY day;
