@@ -36,6 +36,20 @@ func newDialect(d *db.DB) sqlDialect {
 	return db.Dialect[sqlDialect](d.Kind(), pgDialect{d.PG}, sqliteDialect{d.SQL})
 }
 
+// insertArgs are the insert statement's parameters 1 to 6, times bound by ts.
+func insertArgs(e *Entry, ts func(time.Time) any) []any {
+	return []any{string(e.Kind), e.Value, e.Comment, e.CreatedBy, ts(e.CreatedAt), ts(e.Expires)}
+}
+
+// inserted reads the insert's RETURNING id: no row (the driver's noRows)
+// means the entry existed and nothing was added.
+func inserted(err, noRows error) (bool, error) {
+	if errors.Is(err, noRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Statements both dialects run as written: their only parameter is the
 // version row, which has none.
 const (
@@ -57,11 +71,11 @@ const (
 		ORDER BY kind, value`
 )
 
-func pgTime(t time.Time) *time.Time {
+func pgTime(t time.Time) any {
 	if t.IsZero() {
-		return nil
+		return (*time.Time)(nil)
 	}
-	return &t
+	return t
 }
 
 func (p pgDialect) inTx(ctx context.Context, fn func(execer) error) error {
@@ -94,12 +108,7 @@ func (p pgDialect) version(ctx context.Context) (int64, error) {
 type pgTx struct{ tx pgx.Tx }
 
 func (t pgTx) insert(ctx context.Context, e *Entry) (bool, error) {
-	err := t.tx.QueryRow(ctx, pgInsert, string(e.Kind), e.Value, e.Comment, e.CreatedBy,
-		pgTime(e.CreatedAt), pgTime(e.Expires)).Scan(&e.ID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return inserted(t.tx.QueryRow(ctx, pgInsert, insertArgs(e, pgTime)...).Scan(&e.ID), pgx.ErrNoRows)
 }
 
 func (t pgTx) remove(ctx context.Context, k Kind, value string) (int64, error) {
@@ -127,7 +136,7 @@ const (
 		ORDER BY kind, value`
 )
 
-func sqliteTime(t time.Time) sql.NullInt64 {
+func sqliteTime(t time.Time) any {
 	return sql.NullInt64{Int64: t.Unix(), Valid: !t.IsZero()}
 }
 
@@ -176,12 +185,7 @@ func (s sqliteDialect) version(ctx context.Context) (int64, error) {
 type sqliteTx struct{ tx *sql.Tx }
 
 func (t sqliteTx) insert(ctx context.Context, e *Entry) (bool, error) {
-	err := t.tx.QueryRowContext(ctx, sqliteInsert, string(e.Kind), e.Value, e.Comment, e.CreatedBy,
-		sqliteTime(e.CreatedAt), sqliteTime(e.Expires)).Scan(&e.ID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	return err == nil, err
+	return inserted(t.tx.QueryRowContext(ctx, sqliteInsert, insertArgs(e, sqliteTime)...).Scan(&e.ID), sql.ErrNoRows)
 }
 
 func (t sqliteTx) remove(ctx context.Context, k Kind, value string) (int64, error) {
