@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
@@ -21,7 +22,7 @@ func TestClamAVSidecar(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks", "clamd", "clamav-milter")
 	t.Parallel()
 	cav := postfixtest.StartClamAV(t, postfixtest.ClamAVOptions{ContribDir: "../contrib/clamav"})
-	d := startDaemon(t, daemonOptions{Config: greylistConfig, Files: map[string]string{"clients": ""}})
+	d := startDaemon(t, daemontest.Options{Config: greylistConfig, Files: map[string]string{"clients": ""}})
 	extra := contribMilterParams(t, "../contrib/postfix/main.cf.snippet")
 	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr, Milters: cav.Milter, ExtraMainCF: extra})
 

@@ -9,6 +9,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
@@ -36,7 +37,7 @@ func TestDNSBLThroughPostfix(t *testing.T) {
 		"99.2.0.192.zen.test. 300 IN A 127.0.0.2",
 		`99.2.0.192.zen.test. 300 IN TXT "`+reason+`"`,
 	)
-	d := startDaemon(t, daemonOptions{Config: dnsConfig(srv) + `
+	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
 dnsbl:
   lists: ["zen.test=127.0.0.[2..11]"]
 checks:
@@ -51,7 +52,7 @@ checks:
 	if r.Code != 554 || !strings.Contains(r.Text, "blocked using zen.test") || !strings.Contains(r.Text, reason) {
 		t.Errorf("listed client: RCPT got %v, want 554 naming zen.test with %q\n%s", r, reason, res)
 	}
-	if rec := d.decisionsFor(t, "bob@example.test", 1)[0]; rec["check"] != "dnsbl" {
+	if rec := d.DecisionsFor(t, "bob@example.test", 1)[0]; rec["check"] != "dnsbl" {
 		t.Errorf("listed client: decided by check %v, want dnsbl", rec["check"])
 	}
 
@@ -65,7 +66,7 @@ checks:
 	if n := srv.Queries("10.2.0.192.zen.test", dns.TypeA); n != 1 {
 		t.Errorf("unlisted client: zen.test was asked %d times for 10.2.0.192, want 1", n)
 	}
-	rec := d.decisionsFor(t, "carol@example.test", 1)[0]
+	rec := d.DecisionsFor(t, "carol@example.test", 1)[0]
 	if action, _ := rec["action"].(string); action != "DUNNO" && !strings.HasPrefix(action, "PREPEND ") {
 		t.Errorf("unlisted client: action %q, want DUNNO or PREPEND", action)
 	}
@@ -77,7 +78,7 @@ func TestSPFFailThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
 	srv := dnstest.New(t, `sender.test. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
-	d := startDaemon(t, daemonOptions{Config: dnsConfig(srv) + `
+	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
 checks:
   greylist:
     enabled: false
@@ -89,7 +90,7 @@ checks:
 	if r := res.Rcpt(0); r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.23 ") {
 		t.Errorf("SPF fail: RCPT got %v, want 550 5.7.23\n%s", r, res)
 	}
-	if rec := d.decisionsFor(t, "bob@example.test", 1)[0]; rec["check"] != "spf" {
+	if rec := d.DecisionsFor(t, "bob@example.test", 1)[0]; rec["check"] != "spf" {
 		t.Errorf("SPF fail: decided by check %v, want spf", rec["check"])
 	}
 
@@ -120,7 +121,7 @@ func TestPoolAwareGreylistingThroughPostfix(t *testing.T) {
 	srv := dnstest.New(t, poolRecords...)
 	// greylist.delay as in greylistConfig: a real 2 s wait (Postfix and
 	// swaks cannot share an injected clock). Debug logging shows the key.
-	d := startDaemon(t, daemonOptions{Config: dnsConfig(srv) + `
+	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
 log:
   level: debug
 greylist:
@@ -151,7 +152,7 @@ greylist:
 		t.Fatalf("retry: end of DATA got %v, want 250\n%s", res.DataEnd(), res)
 	}
 	for _, rcpt := range rcpts {
-		recs := d.decisionsFor(t, rcpt, 2)
+		recs := d.DecisionsFor(t, rcpt, 2)
 		if a, _ := recs[0]["action"].(string); !strings.HasPrefix(a, "DEFER_IF_PERMIT") {
 			t.Errorf("%s, first contact: action %q, want DEFER_IF_PERMIT", rcpt, a)
 		}
@@ -168,9 +169,9 @@ greylist:
 // assertGreylistKeys checks the greylist's debug records (one per store
 // decision; passes answered from the daemon's cache have none): every
 // one is keyed by clientKey, and rcpt got verdict among them.
-func assertGreylistKeys(t *testing.T, d *daemon, clientKey, rcpt, verdict string) {
+func assertGreylistKeys(t *testing.T, d *daemontest.Daemon, clientKey, rcpt, verdict string) {
 	t.Helper()
-	recs := d.records("greylist key")
+	recs := d.Records("greylist key")
 	found := false
 	for _, rec := range recs {
 		if rec["client_key"] != clientKey {
@@ -205,7 +206,7 @@ func TestSharedDatabaseThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
 	dsn := pgtest.New(t)
-	opt := daemonOptions{Config: greylistConfig, Database: dsn, Files: map[string]string{"clients": ""}}
+	opt := daemontest.Options{Config: greylistConfig, Database: dsn, Files: map[string]string{"clients": ""}}
 	da, db := startDaemon(t, opt), startDaemon(t, opt)
 	pfa := postfixtest.Start(t, postfixtest.Options{PolicyAddr: da.Addr})
 	pfb := postfixtest.Start(t, postfixtest.Options{PolicyAddr: db.Addr})
@@ -223,24 +224,24 @@ func TestSharedDatabaseThroughPostfix(t *testing.T) {
 	if res.RcptCode(0) != 450 {
 		t.Fatalf("early retry via B: RCPT got %v, want 450\n%s", res.Rcpt(0), res)
 	}
-	if r := db.decisionsFor(t, "bob@example.test", 1)[0]["reason"]; r != "early retry" {
+	if r := db.DecisionsFor(t, "bob@example.test", 1)[0]["reason"]; r != "early retry" {
 		t.Errorf("early retry via B: reason %v, want %q (B must see A's triplet)", r, "early retry")
 	}
 	time.Sleep(time.Until(first.Add(greylistDelay + 250*time.Millisecond)))
 	if res := pfb.Swaks(t, mail); res.RcptCode(0) != 250 {
 		t.Fatalf("retry after the delay via B: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
 	}
-	if r := db.decisionsFor(t, "bob@example.test", 2)[1]["reason"]; r != "passed after delay" {
+	if r := db.DecisionsFor(t, "bob@example.test", 2)[1]["reason"]; r != "passed after delay" {
 		t.Errorf("retry via B: reason %v, want %q", r, "passed after delay")
 	}
 
 	testSharedWhitelist(t, dsn, map[string]*postfixtest.Postfix{"A": pfa, "B": pfb},
-		map[string]*daemon{"A": da, "B": db})
+		map[string]*daemontest.Daemon{"A": da, "B": db})
 }
 
 // testSharedWhitelist adds a client entry with "mxpolicyd whitelist add"
 // and waits for both daemons to let the client through.
-func testSharedWhitelist(t *testing.T, dsn string, pfs map[string]*postfixtest.Postfix, ds map[string]*daemon) {
+func testSharedWhitelist(t *testing.T, dsn string, pfs map[string]*postfixtest.Postfix, ds map[string]*daemontest.Daemon) {
 	// Another /24 than the greylisted client's, so no auto-whitelisting
 	// of that network can answer for it.
 	const client = "198.51.100.77"
@@ -260,7 +261,7 @@ func testSharedWhitelist(t *testing.T, dsn string, pfs map[string]*postfixtest.P
 	for name, pf := range pfs {
 		rcpt := waitWhitelisted(t, pf, client, name, added.Add(5*time.Second))
 		t.Logf("daemon %s let the whitelisted client through %v after the entry was added", name, time.Since(added).Round(time.Millisecond))
-		if rec := ds[name].decisionsFor(t, rcpt, 1)[0]; rec["check"] != "whitelist" {
+		if rec := ds[name].DecisionsFor(t, rcpt, 1)[0]; rec["check"] != "whitelist" {
 			t.Errorf("daemon %s: decided by check %v, want whitelist", name, rec["check"])
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
@@ -68,7 +69,7 @@ func TestPostgresFailover(t *testing.T) {
 
 // reportFrom runs "mxpolicyd report" against database, as an admin
 // would point it at a read-only hot standby: reports only read.
-func reportFrom(t *testing.T, d *daemon, database string) {
+func reportFrom(t *testing.T, d *daemontest.Daemon, database string) {
 	t.Helper()
 	cmd := exec.Command(binary, "--config", filepath.Join(d.Dir, "mxpolicyd.yaml"), "report",
 		"--database", database, "--since", "1d")

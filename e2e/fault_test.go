@@ -51,6 +51,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
@@ -190,7 +191,7 @@ func TestFaultStalledLogSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	metrics, url := metricsConfig(t)
-	d := startDaemon(t, daemonOptions{Stderr: w, Config: metrics + `
+	d := startDaemon(t, daemontest.Options{Stderr: w, Config: metrics + `
 log:
   level: info
 checks:
@@ -202,7 +203,7 @@ decision_log:
   enabled: false
 `})
 	w.Close() // the daemon holds its own copy
-	var out syncBuffer
+	var out daemontest.Buffer
 	drained := make(chan struct{})
 	var once sync.Once
 	drain := func() {
@@ -225,7 +226,7 @@ decision_log:
 	}
 
 	drain()
-	d.stop(t)
+	d.Stop(t)
 	<-drained
 	written, reported := countDecisions(out.Bytes())
 	t.Logf("decision records written %d; records dropped %v, reported in the log %d", written, dropped, reported)
@@ -317,7 +318,7 @@ func TestFaultConnectionTableFull(t *testing.T) {
 	requireBinary(t)
 	t.Parallel()
 	metrics, url := metricsConfig(t)
-	d := startDaemon(t, daemonOptions{Config: metrics + fmt.Sprintf(`
+	d := startDaemon(t, daemontest.Options{Config: metrics + fmt.Sprintf(`
 max_connections: %d
 read_timeout: 1s
 checks:
@@ -418,7 +419,7 @@ func TestFaultOwnResolver(t *testing.T) {
 	for name, server := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			d := startDaemon(t, daemonOptions{Config: faultConfig(server(t))})
+			d := startDaemon(t, daemontest.Options{Config: faultConfig(server(t))})
 			actions := askRepeatedly(t, d.Addr, name, 10)
 			for i, a := range actions {
 				if deferral(a) {
@@ -443,7 +444,7 @@ func TestFaultSenderDomainServfail(t *testing.T) {
 	t.Parallel()
 	srv := dnstest.New(t, faultZone...)
 	srv.SetRcode("sender.test", dns.RcodeServerFailure)
-	d := startDaemon(t, daemonOptions{Config: faultConfig(srv.Addr())})
+	d := startDaemon(t, daemontest.Options{Config: faultConfig(srv.Addr())})
 	for i, a := range askRepeatedly(t, d.Addr, "servfail", 3) {
 		if !strings.HasPrefix(a, "DEFER_IF_PERMIT 4.7.24 ") {
 			t.Errorf("request %d: action %q, want DEFER_IF_PERMIT 4.7.24 (SPF temperror of the sender's domain)", i, a)
@@ -592,7 +593,7 @@ func TestFaultAbandonedCheck(t *testing.T) {
 	t.Parallel()
 	srv := dnstest.New(t, faultZone...)
 	srv.SetDelay("sender.test", 3*time.Second)
-	d := startDaemon(t, daemonOptions{Config: faultConfig(srv.Addr()) +
+	d := startDaemon(t, daemontest.Options{Config: faultConfig(srv.Addr()) +
 		fmt.Sprintf("  spf:\n    timeout: %v\n", spfCheckTimeout)})
 
 	c := dialPolicy(t, d.Addr)

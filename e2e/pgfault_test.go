@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
@@ -111,11 +112,11 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	dsn := srv.CreateDatabase(t, "mxpolicyd")
 	srv.Stop(t)
 	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
-	d := startDaemon(t, daemonOptions{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
+	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
 
 	first := triplet{"192.0.2.40", "early@down.test", "early@example.test"}
 	expect(t, d.Addr, first, verbDunno)
-	if rec := d.decisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
+	if rec := d.DecisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
 		t.Errorf("with the database down, the DUNNO did not come from a failed greylist check: %v", rec)
 	}
 	expectReady(t, metrics, http.StatusServiceUnavailable)
@@ -142,7 +143,7 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 
 // passGreylist makes tr a passed triplet: deferred at first sight, passed
 // by greylisting on its retry after the 1 s delay.
-func passGreylist(t *testing.T, d *daemon, tr triplet) {
+func passGreylist(t *testing.T, d *daemontest.Daemon, tr triplet) {
 	t.Helper()
 	seen := time.Now()
 	expect(t, d.Addr, tr, verbDefer)
@@ -153,10 +154,10 @@ func passGreylist(t *testing.T, d *daemon, tr triplet) {
 // expectGreylistPass asks tr and wants it passed by the greylist check
 // itself, the nth decision about its recipient: a DUNNO alone could be a
 // failure answered open.
-func expectGreylistPass(t *testing.T, d *daemon, tr triplet, nth int) {
+func expectGreylistPass(t *testing.T, d *daemontest.Daemon, tr triplet, nth int) {
 	t.Helper()
 	expect(t, d.Addr, tr, verbDunno)
-	rec := d.decisionsFor(t, tr.Rcpt, nth)[nth-1]
+	rec := d.DecisionsFor(t, tr.Rcpt, nth)[nth-1]
 	if rec["check"] != "greylist" || rec["error_greylist"] != nil {
 		t.Errorf("%s: passed by check %v (error %v), want a pass by greylist", tr.Rcpt, rec["check"], rec["error_greylist"])
 	}
@@ -209,9 +210,9 @@ func assertGreylisting(t *testing.T, s loadSummary, resumed result) {
 
 // failOpen counts the daemon's decisions that answered despite a failed
 // greylist check.
-func failOpen(d *daemon) int {
+func failOpen(d *daemontest.Daemon) int {
 	n := 0
-	for _, rec := range d.decisions() {
+	for _, rec := range d.Decisions() {
 		if rec["error_greylist"] != nil {
 			n++
 		}
@@ -222,10 +223,10 @@ func failOpen(d *daemon) int {
 // startDaemonReady starts a daemon on database with a metrics listener
 // and waits until /readyz says the database is reachable: serve listens
 // before its first connection to PostgreSQL succeeds.
-func startDaemonReady(t *testing.T, config, database string) *daemon {
+func startDaemonReady(t *testing.T, config, database string) *daemontest.Daemon {
 	t.Helper()
 	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
-	d := startDaemon(t, daemonOptions{Config: config + "metrics:\n  listen: " + metrics + "\n", Database: database})
+	d := startDaemon(t, daemontest.Options{Config: config + "metrics:\n  listen: " + metrics + "\n", Database: database})
 	deadline := time.Now().Add(resumeLimit)
 	for readyz(metrics) != http.StatusOK {
 		if time.Now().After(deadline) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
@@ -26,7 +27,7 @@ checks:
 func TestPostfixConsultsMxpolicyd(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
-	d := startDaemon(t, daemonOptions{Config: baseConfig + "  greylist:\n    enabled: false\n"})
+	d := startDaemon(t, daemontest.Options{Config: baseConfig + "  greylist:\n    enabled: false\n"})
 	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
 	res := pf.Swaks(t, postfixtest.Mail{
 		From: "alice@sender.test", To: []string{"bob@example.test", "carol@example.test"},
@@ -37,8 +38,8 @@ func TestPostfixConsultsMxpolicyd(t *testing.T) {
 			t.Errorf("RCPT %d: got %v, want 250\n%s", i, res.Rcpt(i), res)
 		}
 	}
-	bob := d.decisionsFor(t, "bob@example.test", 1)[0]
-	carol := d.decisionsFor(t, "carol@example.test", 1)[0]
+	bob := d.DecisionsFor(t, "bob@example.test", 1)[0]
+	carol := d.DecisionsFor(t, "carol@example.test", 1)[0]
 	for k, want := range map[string]string{"client": "192.0.2.20", "helo": "mail.sender.test",
 		"sender": "alice@sender.test", "action": "DUNNO"} {
 		if bob[k] != want {
@@ -59,7 +60,7 @@ func TestPostfixConsultsMxpolicyd(t *testing.T) {
 func TestPostfixOverUnixSocket(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
-	d := startDaemon(t, daemonOptions{
+	d := startDaemon(t, daemontest.Options{
 		Config: baseConfig + "  greylist:\n    enabled: false\nsocket_mode: \"0666\"\n",
 		Listen: []string{"unix:$DIR/policy.sock"},
 	})
@@ -69,7 +70,7 @@ func TestPostfixOverUnixSocket(t *testing.T) {
 	if res.RcptCode(0) != 250 {
 		t.Errorf("RCPT: got %v, want 250\n%s", res.Rcpt(0), res)
 	}
-	if rec := d.decisionsFor(t, "frank@example.test", 1)[0]; rec["client"] != "192.0.2.21" {
+	if rec := d.DecisionsFor(t, "frank@example.test", 1)[0]; rec["client"] != "192.0.2.21" {
 		t.Errorf("decision client %v, want 192.0.2.21", rec["client"])
 	}
 }
@@ -106,7 +107,7 @@ func TestGreylistingThroughPostfix(t *testing.T) {
 }
 
 func testGreylisting(t *testing.T, database string) {
-	d := startDaemon(t, daemonOptions{Config: greylistConfig, Database: database,
+	d := startDaemon(t, daemontest.Options{Config: greylistConfig, Database: database,
 		Files: map[string]string{"clients": "192.0.2.50\n"}})
 	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
 	mail := postfixtest.Mail{From: "alice@sender.test", To: []string{"bob@example.test"},
@@ -134,7 +135,7 @@ func testGreylisting(t *testing.T, database string) {
 	if !strings.Contains(msgs[0], "greylisting passed") {
 		t.Errorf("delivered message lacks its body:\n%s", msgs[0])
 	}
-	for i, rec := range d.decisionsFor(t, "bob@example.test", 3)[:2] {
+	for i, rec := range d.DecisionsFor(t, "bob@example.test", 3)[:2] {
 		if rec["check"] != "greylist" {
 			t.Errorf("decision %d: check %v, want greylist", i, rec["check"])
 		}
@@ -146,7 +147,7 @@ func testGreylisting(t *testing.T, database string) {
 	if res.RcptCode(0) != 250 {
 		t.Fatalf("whitelisted client, first contact: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
 	}
-	if rec := d.decisionsFor(t, "erin@example.test", 1)[0]; rec["check"] != "whitelist" {
+	if rec := d.DecisionsFor(t, "erin@example.test", 1)[0]; rec["check"] != "whitelist" {
 		t.Errorf("whitelisted client: decided by check %v, want whitelist", rec["check"])
 	}
 }

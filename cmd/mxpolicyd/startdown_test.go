@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
@@ -81,7 +82,7 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	maddr := freeAddr(t)
 	d := startDaemon(t, "--config", "testdata/nodns.yaml", "--database", dsn, "--metrics-listen", maddr)
 	for i := range 3 {
-		if got := ask(t, d.addr, fmt.Sprintf("down%d@example.net", i)); got != "action=DUNNO" {
+		if got := ask(t, d.Addr, fmt.Sprintf("down%d@example.net", i)); got != "action=DUNNO" {
 			t.Fatalf("request %d with the database down: %q, want action=DUNNO", i, got)
 		}
 	}
@@ -91,14 +92,14 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	}
 	srv.Start(t)
 	waitReady(t, maddr)
-	if got := ask(t, d.addr, "up@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
+	if got := ask(t, d.Addr, "up@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
 		t.Fatalf("a new triplet once the database is up: %q, want a deferral", got)
 	}
-	if n := strings.Count(d.stderr.String(), "database not reachable; greylisting"); n != 1 {
+	if n := strings.Count(d.Log.String(), "database not reachable; greylisting"); n != 1 {
 		t.Errorf("the outage was logged %d times, want once", n)
 	}
-	if strings.Count(d.stderr.String(), "database ready") != 1 {
-		t.Errorf("recovery not logged once:\n%s", d.stderr.String())
+	if strings.Count(d.Log.String(), "database ready") != 1 {
+		t.Errorf("recovery not logged once:\n%s", d.Log.String())
 	}
 }
 
@@ -117,28 +118,25 @@ func TestGreylistSurvivesKill(t *testing.T) {
 
 func testGreylistSurvivesKill(t *testing.T, database string, pg bool) {
 	args := []string{"--config", "testdata/nodns.yaml", "--database", database}
-	start := func() *daemonProc {
+	start := func() *daemontest.Daemon {
 		d := startDaemon(t, args...)
 		if pg { // serve listens before PostgreSQL is reached
-			waitFor(t, d.stderr, "database ready")
+			d.WaitLog(t, "database ready")
 		}
 		return d
 	}
 	d := start()
-	if got := ask(t, d.addr, "bob@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
+	if got := ask(t, d.Addr, "bob@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
 		t.Fatalf("first attempt: %q, want a deferral", got)
 	}
-	waitFor(t, d.stderr, `reason="new triplet"`)
-	if err := d.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = d.cmd.Wait() // "signal: killed"
+	d.WaitLog(t, `"reason":"new triplet"`)
+	d.Kill(t)
 	d = start()
-	if got := ask(t, d.addr, "bob@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
+	if got := ask(t, d.Addr, "bob@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {
 		t.Fatalf("retry after the restart: %q, want a deferral", got)
 	}
-	waitFor(t, d.stderr, `reason="early retry"`)
-	if strings.Contains(d.stderr.String(), `reason="new triplet"`) {
-		t.Fatalf("the triplet was new again after SIGKILL:\n%s", d.stderr.String())
+	d.WaitLog(t, `"reason":"early retry"`)
+	if strings.Contains(d.Log.String(), `"reason":"new triplet"`) {
+		t.Fatalf("the triplet was new again after SIGKILL:\n%s", d.Log.String())
 	}
 }

@@ -3,114 +3,36 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 )
 
-// binary is the mxpolicyd built once for the transcript tests.
+// binary is the mxpolicyd built once for the tests that run it.
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "mxpolicyd-bin")
-	if err != nil {
+	var err error
+	if binary, err = daemontest.Build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "mxpolicyd")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "building mxpolicyd: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
-// daemonProc is a running "mxpolicyd serve".
-type daemonProc struct {
-	cmd    *exec.Cmd
-	addr   string
-	stderr *syncBuffer
-}
-
-// startDaemon runs the built binary on 127.0.0.1:0 and finds the port in
-// its "listening" log line.
-func startDaemon(t *testing.T, args ...string) *daemonProc {
+// startDaemon runs the built binary's serve with args on a free loopback
+// port and an SQLite file of its own (a --database in args wins).
+func startDaemon(t *testing.T, args ...string) *daemontest.Daemon {
 	t.Helper()
-	args = append([]string{"serve", "--listen", "127.0.0.1:0",
-		"--database", filepath.Join(t.TempDir(), "mx.db")}, args...)
-	cmd := exec.Command(binary, args...)
-	buf := &syncBuffer{}
-	cmd.Stderr = buf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &daemonProc{cmd: cmd, stderr: buf}
-	t.Cleanup(func() {
-		p.stop(t)
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", buf.String())
-		}
-	})
-	re := regexp.MustCompile(`msg=listening addr=(127\.0\.0\.1:\d+)`)
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if m := re.FindStringSubmatch(buf.String()); m != nil {
-			p.addr = m[1]
-			return p
-		}
-		if cmd.ProcessState != nil {
-			break
-		}
-	}
-	t.Fatalf("daemon did not start; log:\n%s", buf.String())
-	return nil
-}
-
-// stop sends SIGTERM and insists on a clean exit 0.
-func (p *daemonProc) stop(t *testing.T) {
-	if p.cmd.ProcessState != nil {
-		return
-	}
-	p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("daemon exit: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		p.cmd.Process.Kill()
-		t.Error("daemon did not stop on SIGINT")
-	}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
+	return daemontest.Start(t, binary, daemontest.Options{Args: args})
 }
 
 // A transcript is a file of steps. "> line" lines are sent (a ">" alone
@@ -145,7 +67,7 @@ func runTranscript(t *testing.T, file string) {
 		}
 	}
 	d := startDaemon(t, extra...)
-	c := newClient(t, d.addr)
+	c := newClient(t, d.Addr)
 	for i, l := range strings.Split(string(data), "\n") {
 		switch {
 		case l == ">":
@@ -154,7 +76,7 @@ func runTranscript(t *testing.T, file string) {
 			c.send(strings.TrimPrefix(l, "> ") + "\n")
 		case l == "< closed":
 			c.expectClosed(i + 1)
-			c = newClient(t, d.addr)
+			c = newClient(t, d.Addr)
 		case strings.HasPrefix(l, "<~ "):
 			got := c.reply(i + 1)
 			if !regexp.MustCompile(strings.TrimPrefix(l, "<~ ")).MatchString(got) {
@@ -229,12 +151,12 @@ func (c *client) expectClosed(line int) {
 // would have answered.
 func TestObserveLogsWouldBe(t *testing.T) {
 	d := startDaemon(t, "--config", "testdata/observe.yaml")
-	c := newClient(t, d.addr)
+	c := newClient(t, d.Addr)
 	c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\nsender=a@example.org\nrecipient=b@example.net\n\n")
 	if got := c.reply(0); got != "action=DUNNO" {
 		t.Fatalf("observe mode answered %q", got)
 	}
-	waitFor(t, d.stderr, `would="DEFER_IF_PERMIT 4.2.0 Greylisted`)
+	d.WaitLog(t, `"would":"DEFER_IF_PERMIT 4.2.0 Greylisted`)
 }
 
 // TestReloadStartsEnforcing is the rollout the README describes: observe
@@ -243,15 +165,15 @@ func TestReloadStartsEnforcing(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte("observe: true\nchecks: {spf: {enabled: false}}\n"), 0o644)
 	d := startDaemon(t, "--config", cfg)
-	c := newClient(t, d.addr)
+	c := newClient(t, d.Addr)
 	req := "request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.1\nsender=a@example.org\nrecipient=b@example.net\n\n"
 	c.send(req)
 	if got := c.reply(0); got != "action=DUNNO" {
 		t.Fatalf("observe mode answered %q", got)
 	}
 	os.WriteFile(cfg, []byte("observe: false\nchecks: {spf: {enabled: false}}\n"), 0o644)
-	d.cmd.Process.Signal(hangup)
-	waitFor(t, d.stderr, "config reloaded")
+	d.Cmd.Process.Signal(hangup)
+	d.WaitLog(t, "config reloaded")
 	c.send(req)
 	if got := c.reply(0); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT 4.2.0 Greylisted") {
 		t.Fatalf("after reload with observe off, got %q", got)
@@ -264,28 +186,15 @@ func TestServeReloadBadFile(t *testing.T) {
 	cfg := filepath.Join(t.TempDir(), "c.yaml")
 	os.WriteFile(cfg, []byte("log: {level: info}\n"), 0o644)
 	d := startDaemon(t, "--config", cfg)
-	c := newClient(t, d.addr)
+	c := newClient(t, d.Addr)
 	os.WriteFile(cfg, []byte("no_such_key: 1\n"), 0o644)
-	d.cmd.Process.Signal(hangup)
-	waitFor(t, d.stderr, "reload failed")
+	d.Cmd.Process.Signal(hangup)
+	d.WaitLog(t, "reload failed")
 	c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nrecipient=a@b\n\n")
 	if got := c.reply(0); !strings.HasPrefix(got, "action=") {
 		t.Fatalf("connection dropped by reload: %q", got)
 	}
 	os.WriteFile(cfg, []byte("log: {level: debug}\n"), 0o644)
-	d.cmd.Process.Signal(hangup)
-	waitFor(t, d.stderr, "config reloaded")
-}
-
-func waitFor(t *testing.T, b *syncBuffer, s string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for !strings.Contains(b.String(), s) {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("log never said %q:\n%s", s, b.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	d.Cmd.Process.Signal(hangup)
+	d.WaitLog(t, "config reloaded")
 }
