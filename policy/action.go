@@ -122,11 +122,56 @@ func (a Action) IsDefer() bool {
 		(a.Verb == Code && a.Code[0] == '4')
 }
 
+// Class is what an action does to the mail, whatever its spelling. It is
+// the one classification of actions: the action label of the decisions
+// metric is the Class, and the decision log's verb column is the Class in
+// upper case (migrations/*/0003_decisions.sql), so dashboards and reports
+// call a deferral the same thing.
+type Class string
+
+// The classes, after access(5).
+const (
+	// ClassDunno: no verdict, the next restriction decides. Also the class
+	// of an invalid action, which Wire sends as DUNNO.
+	ClassDunno Class = "dunno"
+	// ClassPrepend: no verdict, a header is added.
+	ClassPrepend Class = "prepend"
+	// ClassWarn: no verdict, Postfix logs a warning.
+	ClassWarn Class = "warn"
+	// ClassDefer: refused for now (DEFER, DEFER_IF_PERMIT, DEFER_IF_REJECT,
+	// a 4NN code); the client retries.
+	ClassDefer Class = "defer"
+	// ClassReject: refused for good (REJECT, a 5NN code).
+	ClassReject Class = "reject"
+)
+
+// Class returns the action's class: what Postfix does with it as sent.
+func (a Action) Class() Class {
+	switch {
+	case a.Validate() != nil:
+		return ClassDunno // Wire sends DUNNO instead
+	case a.IsReject():
+		return ClassReject
+	case a.IsDefer():
+		return ClassDefer
+	case a.Verb == Prepend:
+		return ClassPrepend
+	case a.Verb == Warn:
+		return ClassWarn
+	}
+	return ClassDunno
+}
+
 // MarshalText lets actions appear in JSON logs and config dumps.
 func (a Action) MarshalText() ([]byte, error) { return []byte(a.String()), nil }
 
-// UnmarshalText parses the config-file form.
+// UnmarshalText parses the config-file form. Empty text leaves the zero
+// Action, "not set", so a config key written empty keeps its default.
 func (a *Action) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*a = Action{}
+		return nil
+	}
 	p, err := ParseAction(string(b))
 	if err != nil {
 		return err

@@ -12,9 +12,9 @@ import (
 // limit on what it sends (attr_scan_plain.c has the check #if 0'd out), but
 // its SMTP line_length_limit (2048) keeps real values small.
 type Limits struct {
-	MaxLine    int // bytes in one name=value line, without the newline
-	MaxAttrs   int // attribute lines in one request
-	MaxRequest int // bytes in one request
+	MaxLine    int `yaml:"max_line_bytes"`    // bytes in one name=value line, without the newline
+	MaxAttrs   int `yaml:"max_attributes"`    // attribute lines in one request
+	MaxRequest int `yaml:"max_request_bytes"` // bytes in one request
 }
 
 // DefaultLimits are generous for Postfix (a real request is under 2 KiB)

@@ -39,32 +39,11 @@ const (
 // value is not usable: set Decider. It is shaped like net/http.Server:
 // Serve blocks, Shutdown drains.
 type Server struct {
+	// ServerConfig holds the settings; a zero field takes its default,
+	// and no AllowedClients allows loopback only. Listen and SocketMode
+	// are for Listeners: Serve takes its listener as given.
+	ServerConfig
 	Decider Decider
-	Limits  Limits
-	// IdleTimeout bounds the wait for the next request after a reply.
-	// Postfix closes an idle policy connection itself after
-	// smtpd_policy_service_max_idle (300 s); if we closed first, Postfix
-	// would find the socket readable (EOF), sleep retry_delay (1 s) and
-	// reconnect (attr_clnt.c), so the default is longer.
-	IdleTimeout time.Duration
-	// ReadTimeout bounds reading a request once its first byte arrived,
-	// and the wait for the first request of a connection: Postfix
-	// connects only when it has a request and writes it at once
-	// (attr_clnt.c, auto_clnt.c), so a client that stays silent after
-	// connecting, or stalls mid-request, is broken or hostile.
-	ReadTimeout time.Duration
-	// WriteTimeout bounds writing one reply.
-	WriteTimeout time.Duration
-	// MaxConns caps concurrent connections. At the cap a new connection
-	// closes the one idle the longest (Postfix retries on a fresh
-	// connection when it finds its idle one closed: attr_clnt.c), so
-	// idle sockets cannot lock Postfix out; only when every connection
-	// has a request in flight is the new one closed at once, and Postfix
-	// applies its default_action without waiting.
-	MaxConns int
-	// Allowed lists the client networks allowed on TCP listeners; empty
-	// allows loopback only. Unix sockets are guarded by their file mode.
-	Allowed []netip.Prefix
 	Logger  *slog.Logger
 	Conns   ConnObserver
 
@@ -109,8 +88,8 @@ func (s *Server) init() {
 	if s.WriteTimeout <= 0 {
 		s.WriteTimeout = DefaultWriteTimeout
 	}
-	if s.MaxConns <= 0 {
-		s.MaxConns = DefaultMaxConns
+	if s.MaxConnections <= 0 {
+		s.MaxConnections = DefaultMaxConns
 	}
 	if s.Logger == nil {
 		s.Logger = slog.Default()
@@ -193,12 +172,12 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	var evicted *conn
 	var idleFor time.Duration
-	if len(s.conns) >= s.MaxConns {
+	if len(s.conns) >= s.MaxConnections {
 		if evicted, idleFor = s.evictIdle(); evicted == nil {
 			s.mu.Unlock()
 			s.refuse(nc, RefusedMaxConns, warnBusy,
 				"refused connection: max_connections reached and every connection busy",
-				"max_connections", s.MaxConns)
+				"max_connections", s.MaxConnections)
 			return
 		}
 	}
@@ -246,7 +225,7 @@ func (s *Server) evicted(c *conn, idleFor time.Duration) {
 		s.Conns.ConnEvicted()
 	}
 	s.warn(warnEvicted, "closed the longest-idle connection: max_connections reached",
-		"remote", c.remote(), "idle", idleFor.Round(time.Millisecond), "max_connections", s.MaxConns)
+		"remote", c.remote(), "idle", idleFor.Round(time.Millisecond), "max_connections", s.MaxConnections)
 }
 
 func (s *Server) refuse(nc net.Conn, reason string, kind warnKind, msg string, args ...any) {
@@ -282,10 +261,10 @@ func (s *Server) allowed(a net.Addr) bool {
 		return false
 	}
 	ip = ip.Unmap()
-	if len(s.Allowed) == 0 {
+	if len(s.AllowedClients) == 0 {
 		return ip.IsLoopback()
 	}
-	for _, p := range s.Allowed {
+	for _, p := range s.AllowedClients {
 		if p.Contains(ip) {
 			return true
 		}

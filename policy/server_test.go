@@ -160,7 +160,7 @@ func TestServerBadInputClosesWithoutReply(t *testing.T) {
 }
 
 func TestServerStalledClient(t *testing.T) {
-	addr := startServer(t, &Server{Decider: &echoDecider{}, ReadTimeout: 200 * time.Millisecond})
+	addr := startServer(t, &Server{Decider: &echoDecider{}, ServerConfig: ServerConfig{ReadTimeout: 200 * time.Millisecond}})
 	c, br := dial(t, addr)
 	io.WriteString(c, "request=smtpd_access_policy\nprotocol_state=RC") // and nothing more
 	start := time.Now()
@@ -171,7 +171,7 @@ func TestServerStalledClient(t *testing.T) {
 }
 
 func TestServerIdleTimeout(t *testing.T) {
-	addr := startServer(t, &Server{Decider: &echoDecider{}, IdleTimeout: 100 * time.Millisecond})
+	addr := startServer(t, &Server{Decider: &echoDecider{}, ServerConfig: ServerConfig{IdleTimeout: 100 * time.Millisecond}})
 	c, br := dial(t, addr)
 	io.WriteString(c, block("a@x", "", "1"))
 	readReply(t, br)
@@ -183,7 +183,7 @@ func TestServerIdleTimeout(t *testing.T) {
 // IdleTimeout.
 func TestServerFirstRequestDeadline(t *testing.T) {
 	addr := startServer(t, &Server{Decider: &echoDecider{},
-		ReadTimeout: 100 * time.Millisecond, IdleTimeout: time.Minute})
+		ServerConfig: ServerConfig{ReadTimeout: 100 * time.Millisecond, IdleTimeout: time.Minute}})
 	used, usedR := dial(t, addr)
 	io.WriteString(used, block("a@x", "", "1"))
 	readReply(t, usedR) // used is idle from here on
@@ -198,7 +198,7 @@ func TestServerFirstRequestDeadline(t *testing.T) {
 
 func TestServerAllowedClients(t *testing.T) {
 	addr := startServer(t, &Server{Decider: &echoDecider{},
-		Allowed: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+		ServerConfig: ServerConfig{AllowedClients: Prefixes{netip.MustParsePrefix("192.0.2.0/24")}}})
 	_, br := dial(t, addr)
 	expectClosed(t, br) // 127.0.0.1 is not in the list
 }
@@ -291,7 +291,7 @@ func askOK(t *testing.T, c net.Conn, br *bufio.Reader, rcpt string) {
 // the connection idle the longest makes room for the new one.
 func TestServerEvictsLongestIdle(t *testing.T) {
 	obs := &countObserver{}
-	addr := startServer(t, &Server{Decider: &echoDecider{}, MaxConns: 3, Conns: obs})
+	addr := startServer(t, &Server{Decider: &echoDecider{}, ServerConfig: ServerConfig{MaxConnections: 3}, Conns: obs})
 	var held []net.Conn
 	var heldR []*bufio.Reader
 	for range 3 { // accepted in order, so the first is idle the longest
@@ -313,7 +313,7 @@ func TestServerEvictsLongestIdle(t *testing.T) {
 func TestServerNeverEvictsBusy(t *testing.T) {
 	d := &echoDecider{block: make(chan struct{}), started: make(chan struct{}, 1)}
 	obs := &countObserver{}
-	addr := startServer(t, &Server{Decider: d, MaxConns: 2, Conns: obs})
+	addr := startServer(t, &Server{Decider: d, ServerConfig: ServerConfig{MaxConnections: 2}, Conns: obs})
 	busy1, busy1R := dial(t, addr)
 	io.WriteString(busy1, block("b@x", "", "1"))
 	<-d.started
@@ -379,9 +379,9 @@ func TestServerRefusalWarningsRateLimited(t *testing.T) {
 	clock := &stepClock{t: time.Unix(1e9, 0)}
 	obs := &countObserver{}
 	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs,
-		Allowed: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")},
-		Logger:  slog.New(slog.NewTextHandler(&logs, nil)),
-		warns:   newWarnLimiter(warnInterval, clock.now)})
+		ServerConfig: ServerConfig{AllowedClients: Prefixes{netip.MustParsePrefix("192.0.2.0/24")}},
+		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+		warns:        newWarnLimiter(warnInterval, clock.now)})
 	refused := func() {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {

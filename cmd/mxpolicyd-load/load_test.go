@@ -51,7 +51,8 @@ func serve(t *testing.T, d policy.Decider, maxConns int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &policy.Server{Decider: d, MaxConns: maxConns, Logger: slog.New(slog.DiscardHandler)}
+	srv := &policy.Server{Decider: d, ServerConfig: policy.ServerConfig{MaxConnections: maxConns},
+		Logger: slog.New(slog.DiscardHandler)}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
