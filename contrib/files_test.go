@@ -23,8 +23,10 @@ var checked = map[string]string{
 	"clamav/clamd.conf":                               "TestClamAVConfigs (clamconf); the end-to-end ClamAV test",
 	"clamav/clamav-milter.conf":                       "TestClamAVConfigs (clamconf); the end-to-end ClamAV test",
 	"compose/docker-compose.yml":                      "TestCompose",
-	"compose/Dockerfile":                              "TestDockerfile",
-	"compose/Dockerfile.dockerignore":                 "TestDockerignore",
+	"compose/Dockerfile":                              "TestDockerfile; built, inspected and run by scripts/image.sh",
+	"grafana/mxpolicyd.json":                          "TestGrafanaDashboard",
+	"prometheus/mxpolicyd.rules.yml":                  "TestAlertRules (promtool check rules, promtool test rules)",
+	"prometheus/mxpolicyd.rules.test.yml":             "TestAlertRules (promtool test rules)",
 	"config/mxpolicyd.example.yaml":                   "TestExampleConfig, TestExampleConfigCoversEveryKey",
 }
 
