@@ -32,7 +32,9 @@ type Row struct {
 	Errors      string
 }
 
-// The normalized verbs of the verb column.
+// The verbs of the verb column: the action classes (policy.Class) in
+// upper case, the values the column's CHECK constraint and the report
+// views expect (migrations/*/0003_decisions.sql).
 const (
 	VerbDunno   = "DUNNO"
 	VerbPrepend = "PREPEND"
@@ -73,25 +75,11 @@ func FromDecision(d *policy.Decision, host string) Row {
 }
 
 // Verb reduces an action to the word reports count: what it does to the
-// mail, not how it is spelled. DEFER_IF_PERMIT and 4NN codes defer;
-// 5NN codes reject (access(5)).
+// mail, not how it is spelled. It is the action's class, the same word
+// the metrics label carries, in the upper case the table stores:
+// DEFER_IF_PERMIT and 4NN codes are DEFER, 5NN codes REJECT (access(5)).
 func Verb(a policy.Action) string {
-	switch {
-	case a.Verb == policy.Code && len(a.Code) != 3:
-		return VerbDunno // invalid; Action.Wire sent DUNNO for it
-	case a.IsDunno():
-		return VerbDunno
-	case a.IsReject():
-		return VerbReject
-	case a.IsDefer():
-		return VerbDefer
-	case a.Verb == policy.Prepend:
-		return VerbPrepend
-	case a.Verb == policy.Warn:
-		return VerbWarn
-	}
-	// Unreachable for a validated action; the engine never sends another.
-	return VerbDunno
+	return strings.ToUpper(string(a.Class()))
 }
 
 func errorChecks(errs []policy.CheckError) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -30,6 +31,9 @@ import (
 type Exchanger interface {
 	Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error)
 }
+
+// Name is the check's name in the config, the logs and the metrics.
+const Name = "dnsbl"
 
 // Options are the collaborators of a Checker; zero values are usable.
 type Options struct {
@@ -82,12 +86,14 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 }
 
 // Name is the check's name in configuration and logs.
-func (c *Checker) Name() string { return "dnsbl" }
+func (c *Checker) Name() string { return Name }
 
 // Check scores the request and records the score in st.Facts, where
 // greylisting reads it. It rejects at or above the threshold and passes
 // otherwise. It returns an error only when no list answered at all, so
-// that the step's on_error decides what a DNS outage means.
+// that the step's on_error decides what a DNS outage means; the error is
+// marked temporary when the lists failed for a reason that passes (a
+// timeout, SERVFAIL, a pause).
 func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
 	pairs, qnames := c.plan(subjects(st.Req))
 	if len(qnames) == 0 {
@@ -97,7 +103,7 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	defer cancel()
 	answers, err := c.resolveAll(ctx, qnames)
 	if err != nil {
-		return policy.Result{}, err
+		return policy.Result{}, classify(err)
 	}
 	sc := score(pairs, answers)
 	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
@@ -105,6 +111,15 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 		return policy.Pass(sc.reason()), nil
 	}
 	return policy.Result{Action: c.reply(ctx, sc.best), Reason: sc.reason()}, nil
+}
+
+// classify marks a failure of every list as temporary when the failures
+// were (resolver.IsTemporary; a paused list is one that kept failing so).
+func classify(err error) error {
+	if errors.Is(err, ErrPaused) || resolver.IsTemporary(err) {
+		return policy.Temporary(err)
+	}
+	return err
 }
 
 // deadline applies dnsbl.timeout, when set, as a cap on ctx's deadline

@@ -5,20 +5,24 @@ import (
 	"time"
 )
 
-// Observer receives what metrics need. Calls must not block: they happen
-// on the request path. list is always the display name, never the zone.
+// Observer receives what metrics need; *metrics.Metrics implements it.
+// Calls must not block: they happen on the request path. list is always
+// the display name, never the zone.
 type Observer interface {
-	// Query reports one lookup: answered from the cache, or sent to the
-	// resolver with its error (nil for an answer, listed or not) and time.
-	Query(list string, cached bool, err error, dur time.Duration)
-	// Paused reports that a list is skipped for pause_for after failures.
-	Paused(list string)
+	// DNSQuery reports one query sent to the resolver: its time and its
+	// error (nil for an answer, listed or not: NXDOMAIN is "not listed").
+	DNSQuery(list string, dur time.Duration, err error)
+	// DNSCacheHit reports a lookup answered from the cache.
+	DNSCacheHit(list string)
+	// DNSPaused reports that a list is skipped for pause_for after failures.
+	DNSPaused(list string)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) Query(string, bool, error, time.Duration) {}
-func (nopObserver) Paused(string)                            {}
+func (nopObserver) DNSQuery(string, time.Duration, error) {}
+func (nopObserver) DNSCacheHit(string)                    {}
+func (nopObserver) DNSPaused(string)                      {}
 
 // zoneState is what all entries of one zone share: the display name used
 // for metrics and the failure count that pauses the zone (a circuit

@@ -80,20 +80,23 @@ func newObserver() *observer {
 	return &observer{queries: map[string]int{}, cached: map[string]int{}, errors: map[string]int{}, paused: map[string]int{}}
 }
 
-func (o *observer) Query(list string, cached bool, err error, _ time.Duration) {
+func (o *observer) DNSQuery(list string, _ time.Duration, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	switch {
-	case cached:
-		o.cached[list]++
-	case err != nil:
+	if err != nil {
 		o.errors[list]++
-	default:
+	} else {
 		o.queries[list]++
 	}
 }
 
-func (o *observer) Paused(list string) {
+func (o *observer) DNSCacheHit(list string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.cached[list]++
+}
+
+func (o *observer) DNSPaused(list string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.paused[list]++

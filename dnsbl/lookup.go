@@ -21,7 +21,7 @@ func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) 
 	var misses []string
 	for q, z := range qnames {
 		if a, ok := c.cache.get(q, now); ok {
-			c.obs.Query(z.name, true, nil, 0)
+			c.obs.DNSCacheHit(z.name)
 			out[q] = a.addrs
 		} else {
 			misses = append(misses, q)
@@ -98,7 +98,7 @@ func (c *Checker) fetch(ctx context.Context, z *zoneState, qname string) ([]neti
 	defer cancel()
 	start := time.Now()
 	msg, err := c.ex.Exchange(ctx, qname, dns.TypeA)
-	c.obs.Query(z.name, false, err, time.Since(start))
+	c.obs.DNSQuery(z.name, time.Since(start), err)
 	if err != nil {
 		err = z.redact(err)
 		c.health(z, err)
@@ -137,7 +137,7 @@ func (c *Checker) health(z *zoneState, err error) {
 	if z.record(err == nil, c.now(), c.cfg.PauseAfter, c.cfg.PauseFor) {
 		c.log.Warn("dnsbl: list paused after repeated failures", slog.String("list", z.name),
 			slog.Int("failures", c.cfg.PauseAfter), slog.Duration("for", c.cfg.PauseFor))
-		c.obs.Paused(z.name)
+		c.obs.DNSPaused(z.name)
 	}
 }
 

@@ -53,6 +53,9 @@ func TestResolverDownIsNotListed(t *testing.T) {
 			t.Fatalf("resolver down: answered %v (errors %v, score %v), want DUNNO by on_error",
 				d.Action, d.Errors, d.Facts.DNSScore)
 		}
+		if k := d.Errors[0].Kind; k == policy.ErrorPermanent {
+			t.Fatalf("resolver down is a %s failure, want temporary or timeout: %v", k, d.Errors[0].Err)
+		}
 	}
 	for _, l := range []string{"zen.test", "spamcop.test", "dbl.test"} {
 		if obs.get(obs.errors, l) == 0 {
@@ -84,8 +87,9 @@ func TestLookupPanicIsAnError(t *testing.T) {
 // singleflight function's own call.
 type panickyObserver struct{}
 
-func (panickyObserver) Query(string, bool, error, time.Duration) { panic("observer bug") }
-func (panickyObserver) Paused(string)                            {}
+func (panickyObserver) DNSQuery(string, time.Duration, error) { panic("observer bug") }
+func (panickyObserver) DNSCacheHit(string)                    {}
+func (panickyObserver) DNSPaused(string)                      {}
 
 func TestObserverPanicIsAnError(t *testing.T) {
 	f := newFixture(t, lists("zen.test"))

@@ -77,7 +77,7 @@ func BenchmarkDecide(b *testing.B) {
 func BenchmarkCheckCached(b *testing.B) {
 	for name, open := range benchStores(b) {
 		b.Run(name, func(b *testing.B) {
-			g, err := greylist.New(greylist.DefaultConfig(), open(b), nil)
+			g, err := greylist.New(greylist.DefaultConfig(), open(b), greylist.Options{})
 			if err != nil {
 				b.Fatal(err)
 			}

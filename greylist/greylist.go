@@ -1,7 +1,11 @@
 // Package greylist defers mail from unknown (client, sender, recipient)
 // triplets until the client proves it is a real MTA by retrying, and never
-// delays a proven sender twice. Greylist is the policy.Check; a
+// delays a proven sender twice. Checker is the policy.Check; a
 // Store (PostgreSQL or the embedded SQLite file) keeps the state.
+//
+// Greylisting reads the SPF and DNS list results (policy.Facts: the SPF
+// domain keys pool-aware triplets, the DNS score and SPF result decide
+// only_suspicious), so it runs after those checks (cmd/mxpolicyd/checks.go).
 package greylist
 
 import (
@@ -18,21 +22,38 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-// Name is the check's name in the config and the logs.
+// Name is the check's name in the config, the logs and the metrics.
 const Name = "greylist"
 
-// headerKey is the Message value that makes the X-Greylist header once per
-// message: its text differs per recipient (delay, date), so Message's own
-// de-duplication of identical headers is not enough.
-const headerKey = "greylist.header"
+// headerSent marks a message whose X-Greylist header is queued: its text
+// differs per recipient (delay, date), so Message's own de-duplication of
+// identical headers is not enough.
+var headerSent = policy.NewMessageKey[bool]("greylist.header")
 
-// Greylist is the greylisting check.
-type Greylist struct {
+// Observer is told how long each store operation took and whether it
+// failed; *metrics.Metrics implements it. Calls happen on the request
+// path and must not block.
+type Observer interface {
+	StoreOp(op string, dur time.Duration, err error)
+}
+
+// OpDecide is the store operation a Check makes, as Observer.StoreOp names it.
+const OpDecide = "greylist_decide"
+
+// Options are the collaborators of a Checker; zero values are usable.
+type Options struct {
+	Logger   *slog.Logger
+	Observer Observer // nil: not observed
+}
+
+// Checker is the "greylist" policy check.
+type Checker struct {
 	cfg      Config
 	store    Store
 	cache    *passCache
 	host     string
 	log      *slog.Logger
+	obs      Observer
 	readOnly Peeker // set: evaluate with Peek, write nothing
 }
 
@@ -45,10 +66,11 @@ func NewStore(d *db.DB) Store {
 }
 
 // New returns the check. cfg must be valid (Config.Validate).
-func New(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
+func New(cfg Config, store Store, opt Options) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	logger := opt.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -59,18 +81,19 @@ func New(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
 	if host == "" {
 		host = "localhost"
 	}
-	return &Greylist{cfg: cfg, store: store, cache: newPassCache(cfg.CacheSize), host: host, log: logger}, nil
+	return &Checker{cfg: cfg, store: store, cache: newPassCache(cfg.CacheSize), host: host, log: logger,
+		obs: opt.Observer}, nil
 }
 
 // NewReadOnly returns a check that evaluates decisions without recording
 // them, for "mxpolicyd check": the answer is what the next real request
 // would get.
-func NewReadOnly(cfg Config, store Store, logger *slog.Logger) (*Greylist, error) {
+func NewReadOnly(cfg Config, store Store, opt Options) (*Checker, error) {
 	p, ok := store.(Peeker)
 	if !ok {
 		return nil, fmt.Errorf("greylist: store %T cannot evaluate read-only", store)
 	}
-	g, err := New(cfg, store, logger)
+	g, err := New(cfg, store, opt)
 	if err != nil {
 		return nil, err
 	}
@@ -79,19 +102,19 @@ func NewReadOnly(cfg Config, store Store, logger *slog.Logger) (*Greylist, error
 }
 
 // Name implements policy.Check.
-func (g *Greylist) Name() string { return Name }
+func (g *Checker) Name() string { return Name }
 
 // Config returns the configuration the check runs with.
-func (g *Greylist) Config() Config { return g.cfg }
+func (g *Checker) Config() Config { return g.cfg }
 
 // GC runs garbage collection with the check's configuration.
-func (g *Greylist) GC(ctx context.Context, now time.Time, dryRun bool) (GCStats, error) {
+func (g *Checker) GC(ctx context.Context, now time.Time, dryRun bool) (GCStats, error) {
 	return g.store.GC(ctx, now, &g.cfg, dryRun)
 }
 
 // Check decides one recipient. Store errors are returned, so the engine
 // applies the step's on_error action (default DUNNO: fail open).
-func (g *Greylist) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
+func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
 	if reason, skip := g.exempt(st); skip {
 		return policy.Pass(reason), nil
 	}
@@ -110,15 +133,31 @@ func (g *Greylist) Check(ctx context.Context, st *policy.State) (policy.Result, 
 	return g.result(st, k, o), nil
 }
 
-func (g *Greylist) decide(ctx context.Context, now time.Time, k Key) (Outcome, error) {
+// decide asks the store, timed for the observer. A store error is marked
+// temporary when it may go away by itself (db.IsTemporary), for the
+// engine's error kind.
+func (g *Checker) decide(ctx context.Context, now time.Time, k Key) (Outcome, error) {
 	if g.readOnly != nil {
-		return g.readOnly.Peek(ctx, now, &g.cfg, k)
+		o, err := g.readOnly.Peek(ctx, now, &g.cfg, k)
+		return o, classify(err)
 	}
-	return g.store.Decide(ctx, now, &g.cfg, k)
+	start := time.Now()
+	o, err := g.store.Decide(ctx, now, &g.cfg, k)
+	if g.obs != nil {
+		g.obs.StoreOp(OpDecide, time.Since(start), err)
+	}
+	return o, classify(err)
+}
+
+func classify(err error) error {
+	if db.IsTemporary(err) {
+		return policy.Temporary(err)
+	}
+	return err
 }
 
 // exempt says why a request is not greylisted at all.
-func (g *Greylist) exempt(st *policy.State) (string, bool) {
+func (g *Checker) exempt(st *policy.State) (string, bool) {
 	switch {
 	case !st.Req.ClientAddress.IsValid():
 		return "no client address", true
@@ -139,16 +178,16 @@ func suspicious(st *policy.State) bool {
 		return true
 	}
 	switch st.Facts.SPF {
-	case "none", "neutral", "softfail", "fail", "permerror":
+	case policy.SPFNone, policy.SPFNeutral, policy.SPFSoftFail, policy.SPFFail, policy.SPFPermError:
 		return true
 	}
 	return !st.Req.ClientVerified()
 }
 
 // Key computes the triplet of a request.
-func (g *Greylist) Key(st *policy.State) Key {
+func (g *Checker) Key(st *policy.State) Key {
 	spf := ""
-	if st.Facts.SPF == "pass" {
+	if st.Facts.SPF == policy.SPFPass {
 		spf = st.Facts.SPFDomain
 	}
 	return g.cfg.KeyFor(st.Req.ClientAddress, st.Req.Sender, st.Req.Recipient, spf)
@@ -182,7 +221,7 @@ func tripletCacheKey(k Key) string {
 	return "t\x00" + k.ClientKey + "\x00" + k.Sender + "\x00" + k.Recipient
 }
 
-func (g *Greylist) cached(k Key, now time.Time) (string, bool) {
+func (g *Checker) cached(k Key, now time.Time) (string, bool) {
 	switch {
 	case g.cfg.AWLClientPasses > 0 && g.cache.passes(clientCacheKey(k), now):
 		return VerdictAWLClient.reason() + " (cached)", true
@@ -196,7 +235,7 @@ func (g *Greylist) cached(k Key, now time.Time) (string, bool) {
 
 // remember caches a pass. The database row was just seen at now, so it
 // is valid until now + max age, beyond the cache's CacheRefresh.
-func (g *Greylist) remember(k Key, o Outcome, now time.Time) {
+func (g *Checker) remember(k Key, o Outcome, now time.Time) {
 	if !o.Verdict.Passes() || g.cfg.CacheRefresh <= 0 {
 		return
 	}
@@ -219,7 +258,7 @@ func (v Verdict) reason() string {
 		"client auto-whitelisted", "sender domain auto-whitelisted for client"}[v]
 }
 
-func (g *Greylist) result(st *policy.State, k Key, o Outcome) policy.Result {
+func (g *Checker) result(st *policy.State, k Key, o Outcome) policy.Result {
 	if !o.Verdict.Passes() {
 		left := g.cfg.Delay - st.Now.Truncate(time.Second).Sub(o.FirstSeen)
 		return policy.Result{
@@ -238,21 +277,21 @@ func (g *Greylist) result(st *policy.State, k Key, o Outcome) policy.Result {
 // addHeader queues X-Greylist once per message, in postgrey's form but
 // never naming a recipient (SQLgrey's X-Greylist names one; see its
 // sqlgrey script).
-func (g *Greylist) addHeader(st *policy.State, delay time.Duration) {
+func (g *Checker) addHeader(st *policy.State, delay time.Duration) {
 	if !g.cfg.Header || st.Msg == nil {
 		return
 	}
-	if _, done := st.Msg.Value(headerKey); done {
+	if _, done := headerSent.Get(st.Msg); done {
 		return
 	}
-	st.Msg.SetValue(headerKey, true)
+	headerSent.Set(st.Msg, true)
 	st.Msg.AddHeader(fmt.Sprintf("X-Greylist: delayed %d seconds by mxpolicyd at %s; %s",
 		int64(delay/time.Second), g.host, st.Now.Format(time.RFC1123Z)))
 }
 
 // text renders the deferral template: %s seconds left (at least 1), %d the
 // delay, %r the recipient domain, %% a percent sign.
-func (g *Greylist) text(left time.Duration, rcpt string) string {
+func (g *Checker) text(left time.Duration, rcpt string) string {
 	secs := int64((left + time.Second - 1) / time.Second)
 	if secs < 1 {
 		secs = 1
@@ -289,4 +328,4 @@ func sanitize(s string) string {
 	}, s)
 }
 
-var _ policy.Check = (*Greylist)(nil)
+var _ policy.Check = (*Checker)(nil)

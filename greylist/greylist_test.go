@@ -30,11 +30,11 @@ func (c *countingStore) Decide(ctx context.Context, now time.Time, cfg *greylist
 	return c.Store.Decide(ctx, now, cfg, k)
 }
 
-func newCheck(t *testing.T, cfg greylist.Config) (*greylist.Greylist, *countingStore) {
+func newCheck(t *testing.T, cfg greylist.Config) (*greylist.Checker, *countingStore) {
 	t.Helper()
 	cs := &countingStore{Store: greylist.NewStore(openDB(t, filepath.Join(t.TempDir(), "g.db")))}
 	cfg.Hostname = "mx1.example.net"
-	g, err := greylist.New(cfg, cs, nil)
+	g, err := greylist.New(cfg, cs, greylist.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func request(client, sender, rcpt string) *policy.Request {
 }
 
 // run checks one request at start+at with the given facts.
-func run(t *testing.T, g *greylist.Greylist, at time.Duration, req *policy.Request, msg *policy.Message, f policy.Facts) policy.Result {
+func run(t *testing.T, g *greylist.Checker, at time.Duration, req *policy.Request, msg *policy.Message, f policy.Facts) policy.Result {
 	t.Helper()
 	if msg == nil {
 		msg = policy.NewMessage(req.Instance)
@@ -211,7 +211,7 @@ func TestPoolAware(t *testing.T) {
 func TestPostgresRowIsAuditable(t *testing.T) {
 	d := openDB(t, pgtest.New(t))
 	cfg := greylist.DefaultConfig()
-	g, err := greylist.New(cfg, greylist.NewStore(d), nil)
+	g, err := greylist.New(cfg, greylist.NewStore(d), greylist.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,7 +236,8 @@ func TestStoreDownFailsOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewPGStore(pool), nil)
+	obs := &storeObserver{}
+	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewPGStore(pool), greylist.Options{Observer: obs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,6 +245,12 @@ func TestStoreDownFailsOpen(t *testing.T) {
 	_, err = g.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage("x"), Now: start})
 	if err == nil || !db.IsTemporary(err) || !strings.HasPrefix(err.Error(), "greylist:") {
 		t.Fatalf("Check with the database down: %v (temporary %v)", err, db.IsTemporary(err))
+	}
+	if k := policy.KindOf(err); k != policy.ErrorTemporary && k != policy.ErrorTimeout {
+		t.Errorf("error kind %s, want temporary (or timeout)", k)
+	}
+	if len(obs.ops) != 1 || obs.ops[0] != greylist.OpDecide || obs.errs != 1 {
+		t.Errorf("observed store ops %v with %d errors, want one failed %s", obs.ops, obs.errs, greylist.OpDecide)
 	}
 	eng := policy.NewEngine(policy.Options{Budget: 3 * time.Second},
 		[]policy.Step{{Check: g, Timeout: 2 * time.Second, OnError: policy.DunnoAction}})
@@ -259,7 +266,7 @@ func TestStoreDownFailsOpen(t *testing.T) {
 func TestPostgresReconnects(t *testing.T) {
 	dsn := pgtest.New(t)
 	d := openDB(t, dsn)
-	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewStore(d), nil)
+	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewStore(d), greylist.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +302,7 @@ func TestPostgresReconnects(t *testing.T) {
 // The read-only check answers what the real one would, and writes nothing.
 func TestReadOnly(t *testing.T) {
 	g, cs := newCheck(t, greylist.DefaultConfig())
-	ro, err := greylist.NewReadOnly(greylist.DefaultConfig(), cs.Store, nil)
+	ro, err := greylist.NewReadOnly(greylist.DefaultConfig(), cs.Store, greylist.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,5 +322,18 @@ func TestReadOnly(t *testing.T) {
 	// Still pending in the database: the read-only pass was not recorded.
 	if res := run(t, g, time.Minute+30*time.Second, req, nil, policy.Facts{}); res.Reason != "early retry" {
 		t.Fatalf("real check after read-only ones: %+v", res)
+	}
+}
+
+// storeObserver records what the check reports of its store calls.
+type storeObserver struct {
+	ops  []string
+	errs int
+}
+
+func (o *storeObserver) StoreOp(op string, _ time.Duration, err error) {
+	o.ops = append(o.ops, op)
+	if err != nil {
+		o.errs++
 	}
 }

@@ -63,7 +63,7 @@ FROM (SELECT i, '10.0.0.7'::inet + i * 2560 AS net FROM generate_series(1, $2::i
 	}
 	t.Logf("generated %d triplets in %s", n, time.Since(t0).Round(time.Millisecond))
 
-	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewStore(d), nil)
+	g, err := greylist.New(greylist.DefaultConfig(), greylist.NewStore(d), greylist.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ FROM (SELECT i, '10.0.0.7'::inet + i * 2560 AS net FROM generate_series(1, $2::i
 
 // serveDuring makes decisions in a loop while fn runs and reports the
 // slowest one.
-func serveDuring(t *testing.T, g *greylist.Greylist, now time.Time, fn func()) (time.Duration, int) {
+func serveDuring(t *testing.T, g *greylist.Checker, now time.Time, fn func()) (time.Duration, int) {
 	var (
 		wg      sync.WaitGroup
 		done    = make(chan struct{})

@@ -1,13 +1,18 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-// The hooks below are for the packages that do the work. Each is safe on a
-// nil *Metrics, so a package can be used (and tested) without metrics.
+// The hooks below are for the packages that do the work. Each package
+// declares the one small Observer interface it calls (dnsbl.Observer,
+// greylist.Observer, decisionlog.Observer, resolver.Observer,
+// asynclog.Observer; policy.Recorder and policy.ConnObserver for the
+// engine and the server), and *Metrics implements each directly, with no
+// adapters. Each hook is safe on a nil *Metrics, so a package can be used
+// (and tested) without metrics.
 
 // DNSQuery records one DNS query for list and how it ended. Pass a nil err
 // for any answer, NXDOMAIN included: "not listed" is not a failure.
@@ -18,7 +23,7 @@ func (m *Metrics) DNSQuery(list string, dur time.Duration, err error) {
 	m.dnsQueries.WithLabelValues(list).Inc()
 	m.dnsDur.WithLabelValues(list).Observe(dur.Seconds())
 	if err != nil {
-		m.dnsErrors.WithLabelValues(list, errKind(err)).Inc()
+		m.dnsErrors.WithLabelValues(list, dnsErrKind(err)).Inc()
 	}
 }
 
@@ -38,21 +43,6 @@ func (m *Metrics) DNSPaused(list string) {
 	}
 	m.dnsPauses.WithLabelValues(list).Inc()
 }
-
-// DNSObserver adapts m to dnsbl.Observer.
-type DNSObserver struct{ M *Metrics }
-
-// Query records one list lookup, from the cache or sent to the resolver.
-func (o DNSObserver) Query(list string, cached bool, err error, dur time.Duration) {
-	if cached {
-		o.M.DNSCacheHit(list)
-		return
-	}
-	o.M.DNSQuery(list, dur, err)
-}
-
-// Paused records that list was paused.
-func (o DNSObserver) Paused(list string) { o.M.DNSPaused(list) }
 
 // StoreOp records one store operation and whether it failed: op is
 // "greylist_decide" (cmd/mxpolicyd's timedStore) or "ping" (/readyz).
@@ -101,11 +91,10 @@ func (m *Metrics) LogRowsDropped(n int) {
 	m.logRowsDrop.Add(float64(n))
 }
 
-// errKind classifies an error for the kind label: timeouts (deadlines,
-// network timeouts) apart from everything else.
-func errKind(err error) string {
-	var t interface{ Timeout() bool }
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &t) && t.Timeout()) {
+// dnsErrKind classifies a DNS error for the kind label: timeouts
+// (policy.IsTimeout) apart from everything else.
+func dnsErrKind(err error) string {
+	if policy.IsTimeout(err) {
 		return "timeout"
 	}
 	return "error"

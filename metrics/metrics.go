@@ -63,14 +63,14 @@ func New() *Metrics {
 
 func (m *Metrics) decisionMetrics() {
 	m.decisions = m.counterVec("decisions_total",
-		"Policy decisions by mode (enforce or observe), action, deciding check and reason. In observe mode action is what enforcing would have answered.",
+		"Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.",
 		"mode", "action", "check", "reason")
 	m.decisionDur = m.histogram("decision_duration_seconds",
 		"Time to decide one policy request, all checks included.")
 	m.checkDur = m.histogramVec("check_duration_seconds",
 		"Time one check took within a request.", "check")
 	m.checkErrors = m.counterVec("check_errors_total",
-		"Checks that failed, by kind (timeout or error).", "check", "kind")
+		"Checks that failed, by kind (timeout, temporary or permanent).", "check", "kind")
 	m.failOpen = m.counterVec("fail_open_total",
 		"Check failures answered as if the check had passed (on_error: DUNNO).", "check")
 }

@@ -12,13 +12,20 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/greylist"
+	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-// The observer interfaces of the packages that report to metrics.
+// The observer interfaces of the packages that report to metrics: *Metrics
+// implements each one directly.
 var (
-	_ dnsbl.Observer       = DNSObserver{}
+	_ dnsbl.Observer       = (*Metrics)(nil)
+	_ greylist.Observer    = (*Metrics)(nil)
 	_ decisionlog.Observer = (*Metrics)(nil)
+	_ resolver.Observer    = (*Metrics)(nil)
+	_ asynclog.Observer    = (*Metrics)(nil)
 )
 
 func mustAction(t *testing.T, s string) policy.Action {
@@ -47,10 +54,10 @@ func sampleDecisions(t *testing.T) []*policy.Decision {
 			Check: "greylist", Reason: "new triplet", Duration: time.Second},
 		// spf timed out and failed open; the request passed.
 		{Action: policy.DunnoAction, Reason: "", Duration: 2 * time.Second,
-			Errors: []policy.CheckError{{Check: "spf", Err: fmt.Errorf("spf: %w", timeoutErr{}), Timeout: true}}},
+			Errors: []policy.CheckError{{Check: "spf", Err: fmt.Errorf("spf: %w", timeoutErr{}), Kind: policy.ErrorTimeout}}},
 		// greylist store down with on_error DEFER_IF_PERMIT: decisive, not fail-open.
 		{Action: mustAction(t, "DEFER_IF_PERMIT 4.3.0 try later"), Check: "greylist", Reason: "greylist failed",
-			Errors: []policy.CheckError{{Check: "greylist", Err: errors.New("store down")}}},
+			Errors: []policy.CheckError{{Check: "greylist", Err: errors.New("store down"), Kind: policy.ErrorTemporary}}},
 	}
 }
 
@@ -60,16 +67,16 @@ func TestRecordCountsDecisions(t *testing.T) {
 		m.Record(d)
 	}
 	want := `
-# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action, deciding check and reason. In observe mode action is what enforcing would have answered.
+# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.
 # TYPE mxpolicyd_decisions_total counter
-mxpolicyd_decisions_total{action="defer_if_permit",check="greylist",mode="enforce",reason="greylist failed"} 1
-mxpolicyd_decisions_total{action="defer_if_permit",check="greylist",mode="observe",reason="new triplet"} 1
+mxpolicyd_decisions_total{action="defer",check="greylist",mode="enforce",reason="greylist failed"} 1
+mxpolicyd_decisions_total{action="defer",check="greylist",mode="observe",reason="new triplet"} 1
 mxpolicyd_decisions_total{action="dunno",check="none",mode="enforce",reason="none"} 1
 mxpolicyd_decisions_total{action="reject",check="dnsbl",mode="enforce",reason="listed zen.spamhaus.org"} 1
 mxpolicyd_decisions_total{action="reject",check="spf",mode="enforce",reason="fail"} 1
-# HELP mxpolicyd_check_errors_total Checks that failed, by kind (timeout or error).
+# HELP mxpolicyd_check_errors_total Checks that failed, by kind (timeout, temporary or permanent).
 # TYPE mxpolicyd_check_errors_total counter
-mxpolicyd_check_errors_total{check="greylist",kind="error"} 1
+mxpolicyd_check_errors_total{check="greylist",kind="temporary"} 1
 mxpolicyd_check_errors_total{check="spf",kind="timeout"} 1
 # HELP mxpolicyd_fail_open_total Check failures answered as if the check had passed (on_error: DUNNO).
 # TYPE mxpolicyd_fail_open_total counter
@@ -132,11 +139,11 @@ func TestHooks(t *testing.T) {
 	m.DNSQuery("zen", 5*time.Millisecond, context.DeadlineExceeded)
 	m.DNSQuery("zen", time.Millisecond, errors.New("SERVFAIL"))
 	m.DNSCacheHit("zen")
-	var obs dnsbl.Observer = DNSObserver{m}
-	obs.Query("zen", true, nil, 0)
-	obs.Query("spamcop", false, nil, time.Millisecond)
-	obs.Paused("zen")
-	obs.Paused("zen")
+	var obs dnsbl.Observer = m
+	obs.DNSCacheHit("zen")
+	obs.DNSQuery("spamcop", time.Millisecond, nil)
+	obs.DNSPaused("zen")
+	obs.DNSPaused("zen")
 	m.StoreOp("greylist", time.Millisecond, nil)
 	m.StoreOp("greylist", time.Millisecond, errors.New("conn refused"))
 	m.ConnOpened()
@@ -276,26 +283,41 @@ func TestReasonLabelIsBounded(t *testing.T) {
 	}
 }
 
-func TestActionLabel(t *testing.T) {
+// The action label is the action's class (policy.Action.Class), the word
+// the decision log stores too: every deferral is "defer", however spelt,
+// and an action Wire would send as DUNNO counts as dunno.
+func TestActionLabelIsTheClass(t *testing.T) {
 	for in, want := range map[string]string{
 		"DUNNO":                      "dunno",
 		"REJECT":                     "reject",
 		"550 5.7.1 no":               "reject",
 		"450 4.7.1 later":            "defer",
 		"DEFER text":                 "defer",
-		"DEFER_IF_PERMIT 4.2.0 grey": "defer_if_permit",
-		"DEFER_IF_REJECT x":          "defer_if_reject",
+		"DEFER_IF_PERMIT 4.2.0 grey": "defer",
+		"DEFER_IF_REJECT x":          "defer",
 		"PREPEND X-Spam: yes":        "prepend",
 		"WARN hmm":                   "warn",
 	} {
-		if got := actionLabel(mustAction(t, in)); got != want {
-			t.Errorf("actionLabel(%q) = %q, want %q", in, got, want)
+		a := mustAction(t, in)
+		if got := actionCount(t, a, want); got != 1 {
+			t.Errorf("%q: %v decisions labelled %q, want 1", in, got, want)
+		}
+		if got := decisionlog.Verb(a); got != strings.ToUpper(want) {
+			t.Errorf("%q: decision log verb %s, metrics label %s: not the same class", in, got, want)
 		}
 	}
-	if got := actionLabel(policy.Action{Verb: "OK"}); got != "other" {
-		t.Errorf("unknown verb = %q, want other", got)
+	for _, a := range []policy.Action{{Verb: "OK"}, {}} {
+		if got := actionCount(t, a, "dunno"); got != 1 {
+			t.Errorf("%#v: %v decisions labelled dunno, want 1", a, got)
+		}
 	}
-	if got := actionLabel(policy.Action{}); got != "dunno" {
-		t.Errorf("zero action = %q, want dunno", got)
-	}
+}
+
+// actionCount records one decision answered a and returns how many
+// decisions carry the action label.
+func actionCount(t *testing.T, a policy.Action, label string) float64 {
+	t.Helper()
+	m := New()
+	m.Record(&policy.Decision{Action: a, Check: "x", Reason: "r"})
+	return testutil.ToFloat64(m.decisions.WithLabelValues("enforce", label, "x", "r"))
 }

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -24,7 +23,7 @@ func (m *Metrics) Record(d *policy.Decision) {
 		mode, act = "observe", d.Would
 	}
 	check := orNone(d.Check)
-	m.decisions.WithLabelValues(mode, actionLabel(act), check,
+	m.decisions.WithLabelValues(mode, string(act.Class()), check,
 		m.reasons.label(check, d.Reason)).Inc()
 	m.decisionDur.Observe(d.Duration.Seconds())
 	for _, t := range d.Timings {
@@ -39,33 +38,10 @@ func (m *Metrics) Record(d *policy.Decision) {
 // the decider only when its on_error action was decisive; any other failure
 // was passed over, which is a fail-open answer for that check.
 func (m *Metrics) recordError(d *policy.Decision, e policy.CheckError) {
-	kind := "error"
-	if e.Timeout {
-		kind = "timeout"
-	}
-	m.checkErrors.WithLabelValues(e.Check, kind).Inc()
+	m.checkErrors.WithLabelValues(e.Check, string(e.Kind)).Inc()
 	if d.Check != e.Check {
 		m.failOpen.WithLabelValues(e.Check).Inc()
 	}
-}
-
-// actionLabel maps an action to a fixed set of label values: explicit
-// reply codes count as reject or defer, so text never becomes a label.
-func actionLabel(a policy.Action) string {
-	switch {
-	case a.IsDunno():
-		return "dunno"
-	case a.Verb == policy.Code && a.IsReject():
-		return "reject"
-	case a.Verb == policy.Code && a.IsDefer():
-		return "defer"
-	}
-	switch a.Verb {
-	case policy.Reject, policy.Defer, policy.DeferIfPermit, policy.DeferIfReject,
-		policy.Prepend, policy.Warn:
-		return strings.ToLower(string(a.Verb))
-	}
-	return "other"
 }
 
 func orNone(s string) string {

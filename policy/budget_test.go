@@ -92,7 +92,7 @@ func TestEngineShareIsWhatIsLeft(t *testing.T) {
 	e = NewEngine(Options{Logger: quiet(), Now: clk.Now, Budget: 2 * time.Second},
 		[]Step{taking(clk, "spf", 2500*time.Millisecond, 2500*time.Millisecond), grey})
 	d = e.Evaluate(context.Background(), rcpt(), nil)
-	if d.Action != onErr || len(d.Errors) != 1 || d.Errors[0].Check != "greylist" || !d.Errors[0].Timeout {
+	if d.Action != onErr || len(d.Errors) != 1 || d.Errors[0].Check != "greylist" || d.Errors[0].Kind != ErrorTimeout {
 		t.Fatalf("a step with no time left must fail by its on_error: %+v", d)
 	}
 }
@@ -118,7 +118,7 @@ func TestEngineDiscardsWritesAfterDeadline(t *testing.T) {
 	release, wrote := make(chan struct{}), make(chan struct{})
 	late := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
 		<-release // ignores its context on purpose
-		st.Msg.SetValue("spf", "temperror")
+		spfKey.Set(st.Msg, "temperror")
 		st.Msg.AddHeader("Received-SPF: temperror")
 		close(wrote)
 		return Pass("late"), nil
@@ -126,12 +126,12 @@ func TestEngineDiscardsWritesAfterDeadline(t *testing.T) {
 	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: late, Timeout: 50 * time.Millisecond}})
 	msg := NewMessage("i1")
 	d := e.Evaluate(context.Background(), rcpt(), msg)
-	if !d.Action.IsDunno() || len(d.Errors) != 1 || !d.Errors[0].Timeout {
+	if !d.Action.IsDunno() || len(d.Errors) != 1 || d.Errors[0].Kind != ErrorTimeout {
 		t.Fatalf("abandoned run: %+v", d)
 	}
 	close(release)
 	<-wrote
-	if v, ok := msg.Value("spf"); ok {
+	if v, ok := spfKey.Get(msg); ok {
 		t.Fatalf("an abandoned run's value reached the message: %v", v)
 	}
 	e.SetSteps(nil)
@@ -140,16 +140,19 @@ func TestEngineDiscardsWritesAfterDeadline(t *testing.T) {
 	}
 }
 
+// spfKey is a per-message value as a check would keep one.
+var spfKey = NewMessageKey[string]("spf")
+
 // Writes of a run that returned in time are committed, errors included
 // (a check may remember its failure for the message's other recipients).
 func TestEngineCommitsWritesOfARunInTime(t *testing.T) {
 	w := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
-		if _, ok := st.Msg.Value("spf"); ok {
+		if _, ok := spfKey.Get(st.Msg); ok {
 			t.Error("a staged write was visible before commit")
 		}
-		st.Msg.SetValue("spf", "pass")
+		spfKey.Set(st.Msg, "pass")
 		st.Msg.AddHeader("Received-SPF: pass")
-		if v, _ := st.Msg.Value("spf"); v != "pass" {
+		if v, _ := spfKey.Get(st.Msg); v != "pass" {
 			t.Error("a check does not read its own write")
 		}
 		return Pass("spf pass"), nil
@@ -160,7 +163,7 @@ func TestEngineCommitsWritesOfARunInTime(t *testing.T) {
 	if d.Action != (Action{Verb: Prepend, Text: "Received-SPF: pass"}) {
 		t.Fatalf("got %v", d.Action)
 	}
-	if v, _ := msg.Value("spf"); v != "pass" {
+	if v, _ := spfKey.Get(msg); v != "pass" {
 		t.Fatalf("value not committed: %v", v)
 	}
 }

@@ -35,19 +35,39 @@ type State struct {
 }
 
 // Facts are conclusions of earlier checks that later ones use: greylisting
-// keys by SPF authorization and may greylist only suspicious clients.
+// keys by SPF authorization and may greylist only suspicious clients, so
+// it runs after the checks that set them (cmd/mxpolicyd/checks.go).
 type Facts struct {
-	Skip      CheckSet // checks a whitelist entry exempts this request from
-	Whitelist string   // the whitelist entry that matched, for logs
-	DNSScore  float64  // sum of DNS list weights (negative: allowlisted)
-	DNSListed []string // display names of the lists that matched
-	DNSAllow  bool     // an allowlist (negative weight) matched
-	SPF       string   // SPF result ("pass", "fail", ...); "" if not checked
-	SPFDomain string   // the domain whose SPF policy authorized the client
+	Skip      CheckSet  // checks a whitelist entry exempts this request from
+	Whitelist string    // the whitelist entry that matched, for logs
+	DNSScore  float64   // sum of DNS list weights (negative: allowlisted)
+	DNSListed []string  // display names of the lists that matched
+	DNSAllow  bool      // an allowlist (negative weight) matched
+	SPF       SPFResult // "" if not checked
+	SPFDomain string    // the domain whose SPF policy authorized the client
 }
+
+// SPFResult is the result of an SPF evaluation (RFC 7208 §2.6). It is
+// declared here, with the facts that carry it from the SPF check to
+// greylisting; package spf calls it spf.Result.
+type SPFResult string
+
+// The SPF results (RFC 7208 §2.6), spelt as in Received-SPF (§9.1).
+const (
+	SPFNone      SPFResult = "none"
+	SPFNeutral   SPFResult = "neutral"
+	SPFPass      SPFResult = "pass"
+	SPFFail      SPFResult = "fail"
+	SPFSoftFail  SPFResult = "softfail"
+	SPFTempError SPFResult = "temperror"
+	SPFPermError SPFResult = "permerror"
+)
 
 // CheckSet is a set of check names.
 type CheckSet map[string]bool
+
+// AllChecks in a CheckSet stands for every check.
+const AllChecks = "all"
 
 // With returns a copy of s with names added; s itself is never changed
 // because State copies share it.
@@ -62,5 +82,5 @@ func (s CheckSet) With(names ...string) CheckSet {
 	return n
 }
 
-// Has reports whether name is in the set; "all" matches every name.
-func (s CheckSet) Has(name string) bool { return s[name] || s["all"] }
+// Has reports whether name is in the set; AllChecks matches every name.
+func (s CheckSet) Has(name string) bool { return s[name] || s[AllChecks] }

@@ -39,11 +39,11 @@ type Decision struct {
 	Facts    Facts
 }
 
-// CheckError says which check failed and whether it ran out of time.
+// CheckError says which check failed and how.
 type CheckError struct {
-	Check   string
-	Err     error
-	Timeout bool
+	Check string
+	Err   error
+	Kind  ErrorKind // timeout, temporary or permanent (KindOf)
 }
 
 // CheckTiming is how long one check took and how long it was given.
@@ -120,19 +120,18 @@ func (e *Engine) Decide(ctx context.Context, req *Request, msg *Message) Action 
 }
 
 // Evaluate computes the decision without logging or recording it; the
-// check command uses it to explain a decision while writing nothing.
+// check command uses it to explain a decision while writing nothing. It
+// is the only place a Decision is built: the steps' verdict, then the
+// queued header a DUNNO may carry, then observe mode.
 func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Decision {
 	start := e.opt.Now()
 	tune := e.tune.Load()
-	d := &Decision{Time: start, Req: req, Observe: tune.Observe}
 	if msg == nil {
 		msg = NewMessage(req.Instance)
 	}
-	res, check := e.decide(ctx, req, msg, d, tune)
-	d.Check, d.Reason, d.Action = check, res.Reason, res.Action
-	if res.Delay > 0 {
-		d.Delay = res.Delay
-	}
+	v := e.decide(ctx, req, msg, start, tune)
+	d := &Decision{Time: start, Req: req, Check: v.check, Action: v.res.Action, Reason: v.res.Reason,
+		Delay: v.res.Delay, Errors: v.errors, Timings: v.timings, Observe: tune.Observe, Facts: v.facts}
 	if d.Action.IsDunno() && canPrepend(req.ProtocolState) {
 		if h, ok := msg.nextHeader(); ok {
 			d.Action = Action{Verb: Prepend, Text: h}
@@ -151,47 +150,66 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 // check_policy_service in smtpd_data_restrictions picks up the rest.
 func canPrepend(state string) bool { return state == "RCPT" || state == "DATA" }
 
-func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, d *Decision, tune *Tuning) (Result, string) {
+// verdict is what the steps concluded: the result that answers, the check
+// it is charged to, and what the run left behind. Evaluate turns it into
+// the Decision.
+type verdict struct {
+	res     Result // Delay: of the last check that reported one
+	check   string // the check that decided, or that had the last say
+	facts   Facts
+	errors  []CheckError
+	timings []CheckTiming
+}
+
+// decide runs the steps in order until one is decisive.
+func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now time.Time, tune *Tuning) verdict {
 	// Only RCPT is decided: greylisting and list checks are per recipient,
 	// and answering at other stages would apply them to the whole session.
 	if req.ProtocolState != "RCPT" {
-		return Pass("not RCPT stage"), ""
+		return verdict{res: Pass("not RCPT stage")}
 	}
 	if tune.SkipSASL && req.SASLUsername != "" {
-		return Pass("SASL authenticated"), ""
+		return verdict{res: Pass("SASL authenticated")}
 	}
-	st := &State{Req: req, Msg: msg, Now: d.Time}
-	defer func() { d.Facts = st.Facts }()
+	st := &State{Req: req, Msg: msg, Now: now}
+	var v verdict
 	left := tune.Budget
 	for _, step := range *e.steps.Load() {
 		name := step.Check.Name()
 		if st.Facts.Skip.Has(name) {
 			continue
 		}
-		res, used, err := e.run(ctx, step, share(step.Timeout, left), st, d)
+		res, used, err := e.run(ctx, step, share(step.Timeout, left), st, &v)
 		left -= used
 		if err != nil {
 			if step.OnError.IsDunno() {
 				continue // fail open: the other checks still decide
 			}
-			return Result{Action: step.OnError, Reason: name + " failed"}, name
+			return v.end(Result{Action: step.OnError, Reason: name + " failed"}, name, st)
 		}
-		if !res.Action.IsDunno() {
-			return res, name
+		if !res.Action.IsDunno() || st.Facts.Skip.Has(AllChecks) {
+			return v.end(res, name, st)
 		}
 		if res.Reason != "" {
 			// Every check that let it pass says why ("spf pass ...; passed
 			// after delay"), and the last one is named: it had the final say.
-			d.Reason, d.Check = joinReason(d.Reason, res.Reason), name
+			v.res.Reason, v.check = joinReason(v.res.Reason, res.Reason), name
 		}
 		if res.Delay > 0 {
-			d.Delay = res.Delay // a delayed triplet passed: reports count it
-		}
-		if st.Facts.Skip.Has("all") {
-			return res, name
+			v.res.Delay = res.Delay // a delayed triplet passed: reports count it
 		}
 	}
-	return Pass(d.Reason), d.Check
+	return v.end(Pass(v.res.Reason), v.check, st)
+}
+
+// end is the verdict answered by res, charged to check: res's action and
+// reason, its delay if it has one (else the last a passing check reported).
+func (v verdict) end(res Result, check string, st *State) verdict {
+	if res.Delay <= 0 {
+		res.Delay = v.res.Delay
+	}
+	v.res, v.check, v.facts = res, check, st.Facts
+	return v
 }
 
 // share is the time one step gets: its own timeout, cut to what is left
@@ -221,25 +239,25 @@ func reserve(share time.Duration) time.Duration { return min(share/5, 250*time.M
 var errNoBudget = errors.New("no time left in request_timeout")
 
 // run calls one check under its share of the budget and returns its
-// result and the time it is charged (at most the share). The check gets
-// a copy of the state and a staged view of the message; both are kept
-// only if the check returned before the engine stopped waiting, so a
-// check that ignores its context can neither hold up the reply nor
-// change it, nor what later recipients of the message see.
-func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *State, d *Decision) (Result, time.Duration, error) {
+// result and the time it is charged (at most the share); its timing and
+// any error go into v. The check gets a copy of the state and a staged
+// view of the message; both are kept only if the check returned before
+// the engine stopped waiting, so a check that ignores its context can
+// neither hold up the reply nor change it, nor what later recipients of
+// the message see.
+func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *State, v *verdict) (Result, time.Duration, error) {
 	name := step.Check.Name()
 	if share <= 0 {
 		err := fmt.Errorf("policy: check %s: %w: %w", name, errNoBudget, context.DeadlineExceeded)
-		d.Errors = append(d.Errors, CheckError{Check: name, Err: err, Timeout: true})
+		v.errors = append(v.errors, CheckError{Check: name, Err: err, Kind: KindOf(err)})
 		return Result{}, 0, err
 	}
 	start, clock := time.Now(), e.opt.Now()
 	o := e.call(ctx, step.Check, share, st)
 	used := min(e.opt.Now().Sub(clock), share)
-	d.Timings = append(d.Timings, CheckTiming{Check: name, Duration: time.Since(start), Share: share})
+	v.timings = append(v.timings, CheckTiming{Check: name, Duration: time.Since(start), Share: share})
 	if o.err != nil {
-		d.Errors = append(d.Errors, CheckError{Check: name, Err: o.err,
-			Timeout: errors.Is(o.err, context.DeadlineExceeded) || isTimeout(o.err)})
+		v.errors = append(v.errors, CheckError{Check: name, Err: o.err, Kind: KindOf(o.err)})
 		if o.returned {
 			o.st.Msg.commit() // what it recorded before failing, e.g. SPF's memo
 		}
@@ -251,9 +269,9 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 	return o.res, used, nil
 }
 
-// outcome is what one check run produced; returned is false for a run
+// attempt is what one check run produced; returned is false for a run
 // that panicked or that the engine stopped waiting for.
-type outcome struct {
+type attempt struct {
 	res      Result
 	st       State
 	err      error
@@ -261,7 +279,7 @@ type outcome struct {
 }
 
 // call runs the check in its own goroutine and waits for it at most share.
-func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *State) outcome {
+func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *State) attempt {
 	name := c.Name()
 	stop := time.NewTimer(share)
 	defer stop.Stop()
@@ -269,23 +287,23 @@ func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *Sta
 	defer cancel()
 	local := *st
 	local.Msg = st.Msg.stage()
-	ch := make(chan outcome, 1)
+	ch := make(chan attempt, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
-				ch <- outcome{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
+				ch <- attempt{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
 			}
 		}()
 		r, err := c.Check(cctx, &local)
-		ch <- outcome{res: r, st: local, err: err, returned: true}
+		ch <- attempt{res: r, st: local, err: err, returned: true}
 	}()
 	select {
 	case o := <-ch:
 		return o
 	case <-stop.C:
-		return outcome{err: fmt.Errorf("policy: check %s: no answer within its %s: %w", name, share, context.DeadlineExceeded)}
+		return attempt{err: fmt.Errorf("policy: check %s: no answer within its %s: %w", name, share, context.DeadlineExceeded)}
 	case <-ctx.Done():
-		return outcome{err: fmt.Errorf("policy: check %s: %w", name, ctx.Err())}
+		return attempt{err: fmt.Errorf("policy: check %s: %w", name, ctx.Err())}
 	}
 }
 
@@ -294,11 +312,6 @@ func joinReason(a, b string) string {
 		return b
 	}
 	return a + "; " + b
-}
-
-func isTimeout(err error) bool {
-	var t interface{ Timeout() bool }
-	return errors.As(err, &t) && t.Timeout()
 }
 
 // log writes the one Info line per decision. Client-supplied values are
@@ -324,7 +337,8 @@ func (e *Engine) log(d *Decision) {
 		attrs = append(attrs, slog.String("would", d.Would.String()))
 	}
 	for _, ce := range d.Errors {
-		attrs = append(attrs, slog.String("error_"+ce.Check, ce.Err.Error()))
+		attrs = append(attrs, slog.String("error_"+ce.Check, ce.Err.Error()),
+			slog.String("error_"+ce.Check+"_kind", string(ce.Kind)))
 	}
 	e.opt.Logger.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
 }

@@ -89,7 +89,7 @@ func TestEngineCheckIgnoringDeadline(t *testing.T) {
 	e := NewEngine(Options{Logger: quiet(), Budget: 50 * time.Millisecond}, []Step{{Check: stuck}})
 	start := time.Now()
 	d := e.Evaluate(context.Background(), rcpt(), nil)
-	if !d.Action.IsDunno() || len(d.Errors) != 1 || !d.Errors[0].Timeout {
+	if !d.Action.IsDunno() || len(d.Errors) != 1 || d.Errors[0].Kind != ErrorTimeout {
 		t.Fatalf("got %+v", d)
 	}
 	// Generous bound: the point is "not forever", not a timing assertion.
@@ -106,7 +106,7 @@ func TestEngineStepTimeout(t *testing.T) {
 	e := NewEngine(Options{Logger: quiet(), Budget: time.Minute},
 		[]Step{{Check: slow, Timeout: 10 * time.Millisecond}, fixed("next", deferGrey, "")})
 	d := e.Evaluate(context.Background(), rcpt(), nil)
-	if d.Action != deferGrey || !d.Errors[0].Timeout {
+	if d.Action != deferGrey || d.Errors[0].Kind != ErrorTimeout {
 		t.Fatalf("step timeout did not fail open to the next check: %+v", d)
 	}
 }
@@ -140,7 +140,7 @@ func TestEngineFactsAndSkip(t *testing.T) {
 		t.Error("facts not passed to later checks or the decision")
 	}
 	all := funcCheck{"whitelist", func(_ context.Context, st *State) (Result, error) {
-		st.Facts.Skip = st.Facts.Skip.With("all")
+		st.Facts.Skip = st.Facts.Skip.With(AllChecks)
 		return Pass("whitelisted client"), nil
 	}}
 	e = NewEngine(Options{Logger: quiet()}, []Step{{Check: all}, fixed("x", deferGrey, "")})

@@ -19,8 +19,8 @@ type Message struct {
 	Instance string
 
 	mu      sync.Mutex
-	values  map[string]any
-	headers []string // queued for PREPEND, in order
+	values  map[any]any // by *MessageKey[T], each holding a T
+	headers []string    // queued for PREPEND, in order
 	sent    map[string]bool
 
 	// base is the message a staged view reads through to and commits
@@ -33,24 +33,58 @@ func NewMessage(instance string) *Message {
 	return &Message{Instance: instance}
 }
 
-// Value returns what a check stored for this message under key; in a
-// staged view, what this check stored first, then the message's.
-func (m *Message) Value(key string) (any, bool) {
+// MessageKey names one kind of per-message value, of type T: SPF's
+// outcome, greylisting's "header queued" mark. A check declares its keys
+// once, as package variables; keys are told apart by identity, so two
+// packages can never read each other's values by choosing the same name,
+// and a value always comes back with the type it was stored with.
+type MessageKey[T any] struct {
+	name string // for debugging only
+}
+
+// NewMessageKey returns a new key; name says what it holds.
+func NewMessageKey[T any](name string) *MessageKey[T] {
+	return &MessageKey[T]{name: name}
+}
+
+// String is the key's name.
+func (k *MessageKey[T]) String() string { return k.name }
+
+// Get returns what was stored under k for m; in a staged view, what this
+// check stored first, then the message's. A nil message holds nothing.
+func (k *MessageKey[T]) Get(m *Message) (T, bool) {
+	v, ok := m.value(k)
+	if !ok {
+		var zero T
+		return zero, false
+	}
+	return v.(T), true // only Set stores under k, always a T
+}
+
+// Set stores v under k for m; on a nil message it does nothing.
+func (k *MessageKey[T]) Set(m *Message, v T) { m.setValue(k, v) }
+
+func (m *Message) value(key any) (any, bool) {
+	if m == nil {
+		return nil, false
+	}
 	m.mu.Lock()
 	v, ok := m.values[key]
 	m.mu.Unlock()
 	if !ok && m.base != nil {
-		return m.base.Value(key)
+		return m.base.value(key)
 	}
 	return v, ok
 }
 
-// SetValue stores per-message state under key (by convention the check name).
-func (m *Message) SetValue(key string, v any) {
+func (m *Message) setValue(key, v any) {
+	if m == nil {
+		return
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.values == nil {
-		m.values = map[string]any{}
+		m.values = map[any]any{}
 	}
 	m.values[key] = v
 }
@@ -109,7 +143,7 @@ func (m *Message) commit() {
 	m.values, m.headers = nil, nil
 	m.mu.Unlock()
 	for k, v := range values {
-		m.base.SetValue(k, v)
+		m.base.setValue(k, v)
 	}
 	for _, h := range headers {
 		m.base.AddHeader(h)

@@ -19,8 +19,15 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-// memoKey is where the per-message outcome lives in policy.Message.
-const memoKey = "spf"
+// Name is the check's name in the config, the logs and the metrics.
+const Name = "spf"
+
+// Result is an SPF result. It is policy.SPFResult, so the result this
+// check records in policy.Facts is the value greylisting reads.
+type Result = policy.SPFResult
+
+// outcomeKey keeps the message's outcome for its other recipients.
+var outcomeKey = policy.NewMessageKey[*outcome]("spf")
 
 // ErrResolver classifies an evaluation that failed because our own DNS
 // resolver (dns.server) gave no response: a timeout, a refused
@@ -59,11 +66,11 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 }
 
 // Name is the check's name in configuration and logs.
-func (c *Checker) Name() string { return "spf" }
+func (c *Checker) Name() string { return Name }
 
 // outcome is one message's SPF evaluation, reused for every recipient.
 type outcome struct {
-	result string
+	result Result
 	// vouches: the pass names this client, not everyone. A policy that
 	// also passes a probe address (+all, ip4:0.0.0.0/0) authorizes any
 	// host, so its domain must not key pool-aware greylisting: every bot
@@ -88,29 +95,25 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 		return policy.Result{}, o.err
 	}
 	st.Facts.SPF = o.result
-	if o.result == string(gospf.Pass) && o.vouches {
+	if o.result == policy.SPFPass && o.vouches {
 		st.Facts.SPFDomain = o.vars.domain
 	}
 	if c.cfg.Header && o.header != "" && st.Msg != nil {
 		st.Msg.AddHeader(o.header) // ignored once queued or sent
 	}
-	return policy.Result{Action: o.action, Reason: "spf " + o.result + " " + o.vars.identity + "=" + o.vars.domain}, nil
+	return policy.Result{Action: o.action, Reason: "spf " + string(o.result) + " " + o.vars.identity + "=" + o.vars.domain}, nil
 }
 
 func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
-	if st.Msg != nil {
-		if v, ok := st.Msg.Value(memoKey); ok {
-			return v.(*outcome)
-		}
+	if o, ok := outcomeKey.Get(st.Msg); ok {
+		return o
 	}
 	ip := st.Req.ClientAddress.Unmap()
 	if !ip.IsValid() {
 		return nil
 	}
 	o := c.evaluate(ctx, st.Req, ip)
-	if st.Msg != nil {
-		st.Msg.SetValue(memoKey, o)
-	}
+	outcomeKey.Set(st.Msg, o)
 	return o
 }
 
@@ -135,9 +138,9 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 			gospf.WithContext(ctx), gospf.WithResolver(dns))
 	}
 	v.result = string(result)
-	o := &outcome{result: v.result, vars: v}
+	o := &outcome{result: Result(result), vars: v}
 	if ours := dns.failure(); result == gospf.TempError && ours != nil {
-		o.err = fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours)
+		o.err = policy.Temporary(fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours))
 	} else if result == gospf.Pass {
 		o.vouches = !c.passesAnyone(ctx, dns, r, v.sender, ip)
 	}

@@ -70,7 +70,8 @@ func TestResults(t *testing.T) {
 	c, _ := newChecker(t, nil)
 	tests := []struct {
 		client, sender, helo string
-		result, domain       string // domain: Facts.SPFDomain
+		result               spf.Result
+		domain               string // Facts.SPFDomain
 		action               string
 	}{
 		{"192.0.2.1", "a@pass.test", "h.test", "pass", "pass.test", "DUNNO"},
@@ -121,6 +122,9 @@ func TestSilentLookupIsResolverError(t *testing.T) {
 	res, err := c.Check(context.Background(), st)
 	if !errors.Is(err, spf.ErrResolver) || res.Action.Verb != "" || st.Facts.SPF != "" {
 		t.Fatalf("got %s %v %v, want ErrResolver and no result", st.Facts.SPF, res.Action, err)
+	}
+	if k := policy.KindOf(err); k != policy.ErrorTimeout {
+		t.Errorf("our resolver not answering in time is a %s error, want timeout", k)
 	}
 }
 

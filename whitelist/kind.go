@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -54,20 +56,13 @@ func ParseKind(s string) (Kind, error) {
 	return "", fmt.Errorf("whitelist: unknown kind %q (want client, client_name, sender or recipient)", s)
 }
 
-// Check names, as the engine knows them.
-const (
-	checkAll      = "all"
-	checkDNSBL    = "dnsbl"
-	checkGreylist = "greylist"
-)
-
 // Bypasses returns the checks an entry of kind k exempts a request from.
 func (k Kind) Bypasses() policy.CheckSet {
 	switch k {
 	case Client, ClientName:
-		return policy.CheckSet{checkAll: true}
+		return policy.CheckSet{policy.AllChecks: true}
 	}
-	return policy.CheckSet{checkGreylist: true}
+	return policy.CheckSet{greylist.Name: true}
 }
 
 // roleBypasses is what the role recipients (postmaster@, abuse@) bypass:
@@ -76,5 +71,5 @@ func (k Kind) Bypasses() policy.CheckSet {
 // requires accepting postmaster; RFC 2142 names abuse@). SPF still applies:
 // a forged sender is no more welcome at postmaster@ than anywhere else.
 func roleBypasses() policy.CheckSet {
-	return policy.CheckSet{checkGreylist: true, checkDNSBL: true}
+	return policy.CheckSet{greylist.Name: true, dnsbl.Name: true}
 }

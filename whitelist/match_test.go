@@ -37,7 +37,7 @@ func writeFile(t *testing.T, name, text string) string {
 	return p
 }
 
-func testWhitelist(t *testing.T) *Whitelist {
+func testWhitelist(t *testing.T) *Checker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.ClientsFiles = []string{"testdata/whitelist_clients"}

@@ -267,7 +267,7 @@ func TestPropagation(t *testing.T) {
 		if _, err := admin.Add(ctx, Entry{Kind: Client, Value: "198.51.100.0/24", Expires: t0.Add(time.Hour)}); err != nil {
 			t.Fatal(err)
 		}
-		for _, w := range []*Whitelist{a, b} {
+		for _, w := range []*Checker{a, b} {
 			if len(w.Match(req, clk.Now()).Entries) != 0 {
 				t.Fatal("matched before refreshing")
 			}
@@ -329,7 +329,7 @@ func TestRunPicksUpChanges(t *testing.T) {
 	})
 }
 
-func newDBWhitelist(t *testing.T, d *db.DB, clk *clock) *Whitelist {
+func newDBWhitelist(t *testing.T, d *db.DB, clk *clock) *Checker {
 	t.Helper()
 	w, err := New(context.Background(), DefaultConfig(), Options{Store: NewStore(d, clk.Now)})
 	if err != nil {
@@ -338,7 +338,7 @@ func newDBWhitelist(t *testing.T, d *db.DB, clk *clock) *Whitelist {
 	return w
 }
 
-func refresh(t *testing.T, w *Whitelist) {
+func refresh(t *testing.T, w *Checker) {
 	t.Helper()
 	if err := w.Refresh(context.Background()); err != nil {
 		t.Fatal(err)

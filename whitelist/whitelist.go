@@ -14,17 +14,20 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-// Options are a Whitelist's collaborators.
+// Name is the check's name in the config, the logs and the metrics.
+const Name = "whitelist"
+
+// Options are a Checker's collaborators.
 type Options struct {
 	Store  *Store // database entries; nil for files and defaults only
 	Logger *slog.Logger
 }
 
-// Whitelist is the "whitelist" check: it matches requests against an
+// Checker is the "whitelist" check: it matches requests against an
 // in-memory snapshot of the role recipients, the files and the database
 // entries. Reload re-reads the files (SIGHUP); Run keeps the database part
 // fresh. Matching never touches the database.
-type Whitelist struct {
+type Checker struct {
 	store *Store
 	log   *slog.Logger
 	every time.Duration // poll interval, fixed at New
@@ -45,8 +48,8 @@ type Whitelist struct {
 // A bad file is an error. An unreachable database is not: the daemon
 // starts with its files and Run retries, because whitelists exempt mail
 // and their absence only makes mxpolicyd stricter for a while.
-func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
-	w := &Whitelist{store: opt.Store, log: opt.Logger, every: cfg.Refresh}
+func New(ctx context.Context, cfg Config, opt Options) (*Checker, error) {
+	w := &Checker{store: opt.Store, log: opt.Logger, every: cfg.Refresh}
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -64,7 +67,7 @@ func New(ctx context.Context, cfg Config, opt Options) (*Whitelist, error) {
 
 // Reload re-reads every configured file (SIGHUP). If any file is bad, the
 // lists in use stay as they were and the error names each bad file:line.
-func (w *Whitelist) Reload() error {
+func (w *Checker) Reload() error {
 	w.mu.Lock()
 	cfg := w.cfg
 	w.mu.Unlock()
@@ -74,7 +77,7 @@ func (w *Whitelist) Reload() error {
 // Reconfigure switches to cfg's files and role recipients, for a reload
 // that changed the config; on any error nothing changes. The refresh
 // interval is fixed at New: Run's ticker keeps it.
-func (w *Whitelist) Reconfigure(cfg Config) error {
+func (w *Checker) Reconfigure(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -130,7 +133,7 @@ const refreshTimeout = 5 * time.Second
 // the last load. It costs one single-row read when nothing changed. The
 // counter is read before the rows: a change racing with the load then moves
 // the counter past what was loaded and is picked up by the next poll.
-func (w *Whitelist) Refresh(ctx context.Context) error {
+func (w *Checker) Refresh(ctx context.Context) error {
 	if w.store == nil {
 		return nil
 	}
@@ -162,7 +165,7 @@ func (w *Whitelist) Refresh(ctx context.Context) error {
 // parseRows keeps the rows that parse. The admin commands only write
 // canonical values, so a bad row was edited by hand: it is logged and
 // skipped rather than disabling every other entry.
-func (w *Whitelist) parseRows(rows []Entry) []Entry {
+func (w *Checker) parseRows(rows []Entry) []Entry {
 	out := rows[:0]
 	for _, e := range rows {
 		p, err := parseValue(e.Kind, e.Value)
@@ -178,13 +181,13 @@ func (w *Whitelist) parseRows(rows []Entry) []Entry {
 
 // rebuild swaps in a new snapshot; w.mu must be held. Role recipients come
 // first so that they win over a plain recipient entry for the same address.
-func (w *Whitelist) rebuild() {
+func (w *Checker) rebuild() {
 	w.ix.Store(newIndex(w.roles, w.files, w.db))
 }
 
 // Run polls the database every cfg.Refresh until ctx ends. Failures keep
 // the last snapshot and are logged once per outage, not once a second.
-func (w *Whitelist) Run(ctx context.Context) error {
+func (w *Checker) Run(ctx context.Context) error {
 	if w.store == nil {
 		<-ctx.Done()
 		return ctx.Err()
@@ -201,7 +204,7 @@ func (w *Whitelist) Run(ctx context.Context) error {
 	}
 }
 
-func (w *Whitelist) noteRefresh(err error) {
+func (w *Checker) noteRefresh(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
@@ -214,20 +217,20 @@ func (w *Whitelist) noteRefresh(err error) {
 }
 
 // Len is the number of entries in the snapshot, for metrics.
-func (w *Whitelist) Len() int { return w.ix.Load().size }
+func (w *Checker) Len() int { return w.ix.Load().size }
 
 // Match returns what req matches at now; no entries means no match.
-func (w *Whitelist) Match(req *policy.Request, now time.Time) Match {
+func (w *Checker) Match(req *policy.Request, now time.Time) Match {
 	return w.ix.Load().match(req, now)
 }
 
 // Name implements policy.Check.
-func (w *Whitelist) Name() string { return "whitelist" }
+func (w *Checker) Name() string { return Name }
 
 // Check implements policy.Check: on a match it records the exempted checks
 // in Facts.Skip and the entries in Facts.Whitelist, and passes (DUNNO);
 // it never accepts mail itself, so Postfix's later restrictions still apply.
-func (w *Whitelist) Check(_ context.Context, st *policy.State) (policy.Result, error) {
+func (w *Checker) Check(_ context.Context, st *policy.State) (policy.Result, error) {
 	m := w.Match(st.Req, st.Now)
 	if len(m.Entries) == 0 {
 		return policy.Pass(""), nil
