@@ -89,7 +89,7 @@ func (o *checkOpts) request(in io.Reader) (*policy.Request, error) {
 }
 
 func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Command) error {
-	cfg, err := config.Load(cfgPath, func(c *config.Config) {
+	cfg, err := config.Load(cfgPath, checkDefaults(), func(c *config.Config) {
 		if o.database != "" {
 			c.Database = o.database
 		}
@@ -110,7 +110,7 @@ func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Comm
 		return err
 	}
 	defer closeAll()
-	steps, err := w.steps(cfg)
+	steps, err := w.steps(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func printDecision(w io.Writer, d *policy.Decision) {
 		fmt.Fprintf(w, "ran:      %-9s %s\n", t.Check, t.Duration.Round(time.Microsecond))
 	}
 	for _, e := range d.Errors {
-		fmt.Fprintf(w, "error:    %s: %v (timeout=%v)\n", e.Check, e.Err, e.Timeout)
+		fmt.Fprintf(w, "error:    %s: %v (%s)\n", e.Check, e.Err, e.Kind)
 	}
 	fmt.Fprintf(w, "took:     %s\n", d.Duration.Round(time.Microsecond))
 }

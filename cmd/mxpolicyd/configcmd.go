@@ -21,7 +21,7 @@ database password and DNS list secrets (Spamhaus DQS keys, zones of lists
 given a name) redacted. Exits non-zero naming the bad key if invalid.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(g.configPath, nil)
+			cfg, err := config.Load(g.configPath, checkDefaults(), nil)
 			if err != nil {
 				return usageError{err}
 			}

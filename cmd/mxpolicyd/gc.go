@@ -54,7 +54,7 @@ func (r gcResult) print(w io.Writer) {
 func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bool) (gcResult, error) {
 	start := time.Now()
 	res := gcResult{dryRun: dryRun}
-	g, err := greylist.New(cfg.Greylist, greylist.NewStore(d), nil)
+	g, err := greylist.New(cfg.Greylist, greylist.NewStore(d), greylist.Options{})
 	if err != nil {
 		return res, err
 	}

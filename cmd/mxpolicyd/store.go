@@ -29,7 +29,7 @@ func (s *storeFlags) add(cmd *cobra.Command) {
 
 // load reads the config with --database applied.
 func (s *storeFlags) load(g *globalOpts) (*config.Config, error) {
-	cfg, err := config.Load(g.configPath, func(c *config.Config) {
+	cfg, err := config.Load(g.configPath, checkDefaults(), func(c *config.Config) {
 		if s.database != "" {
 			c.Database = s.database
 		}
@@ -115,10 +115,6 @@ func openReadOnly(ctx context.Context, cfg *config.Config, logger *slog.Logger) 
 	if err != nil {
 		return nil, nil, fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 	}
-	w, err := newWiring(ctx, cfg, logger, store, nil, true)
-	if err != nil {
-		store.Close()
-		return nil, nil, err
-	}
+	w := newWiring(ctx, cfg, logger, store, nil, true)
 	return w, func() { w.close(); store.Close() }, nil
 }

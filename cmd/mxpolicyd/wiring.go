@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -19,52 +18,97 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
-// wiring builds the checks from the config in the engine's fixed order:
-// whitelist, dnsbl, spf, greylist (README, "How a decision is made").
-// Long-lived parts (the store, DNS caches, the whitelist snapshot) are made
-// once; reload rebuilds only what the file may change.
+// wiring builds the checks of the check table (checks.go) from the config
+// and hands each package what it reports to: *metrics.Metrics implements
+// every package's Observer. The whitelist snapshot and the decision log
+// are made once; a reload rebuilds the rest.
 type wiring struct {
 	log     *slog.Logger
 	db      *db.DB
-	metrics *metrics.Metrics
+	metrics *metrics.Metrics // nil: nothing observed (check)
+	bg      context.Context  // background work (the whitelist poll), until close
 	closers []func()
 
-	readOnly  bool // for check: evaluate, write nothing
-	whitelist *whitelist.Whitelist
-	dnsbl     *dnsbl.Checker
-	spf       *spf.Checker
-	greylist  *greylist.Greylist
+	readOnly  bool               // for check: evaluate, write nothing
+	resolver  *resolver.Resolver // of the config being built: DNS lists and SPF share it
+	whitelist *whitelist.Checker // kept across reloads, which re-read its files
 	declog    *decisionlog.Writer
 }
 
-// newWiring builds the long-lived checks. Background work (the whitelist
-// poll) runs until close.
-func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, store *db.DB, m *metrics.Metrics, readOnly bool) (*wiring, error) {
+// newWiring prepares what the checks share. steps builds the checks.
+func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, store *db.DB, m *metrics.Metrics, readOnly bool) *wiring {
 	w := &wiring{log: logger, db: store, metrics: m, readOnly: readOnly}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.bg = bg
 	w.closers = append(w.closers, cancel)
-	wl, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{Store: whitelist.NewStore(store, nil), Logger: logger})
+	if cfg.DecisionLog.Enabled && !readOnly {
+		w.startDecisionLog(ctx, cfg)
+	}
+	return w
+}
+
+// steps builds every enabled check of the table for cfg, in order, each
+// with its timeout and failure action from the checks section. It runs at
+// start and on each reload (SIGHUP); on error the running steps stay.
+func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, error) {
+	// One DNS setting feeds both the lists and SPF.
+	r, err := resolver.New(cfg.DNS)
+	if err != nil {
+		return nil, err
+	}
+	r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
+	w.resolver = r
+	var out []policy.Step
+	for _, spec := range checkTable() {
+		s := cfg.Checks[spec.name]
+		if !s.On() {
+			continue
+		}
+		c, err := spec.build(w, ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError})
+		}
+	}
+	return out, nil
+}
+
+// whitelistCheck makes the whitelist once, polling the database until
+// close; a reload re-reads its files.
+func (w *wiring) whitelistCheck(ctx context.Context, cfg *config.Config) (policy.Check, error) {
+	if w.whitelist != nil {
+		return w.whitelist, w.whitelist.Reconfigure(cfg.Whitelist)
+	}
+	wl, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{Store: whitelist.NewStore(w.db, nil), Logger: w.log})
 	if err != nil {
 		return nil, err
 	}
 	w.whitelist = wl
-	go wl.Run(bg)
-	if err := w.buildDNS(cfg); err != nil {
-		w.close()
-		return nil, err
-	}
-	if err := w.buildGreylist(cfg); err != nil {
-		w.close()
-		return nil, err
-	}
-	if cfg.DecisionLog.Enabled && !readOnly {
-		w.startDecisionLog(ctx, cfg)
-	}
-	return w, nil
+	go wl.Run(w.bg)
+	return wl, nil
 }
 
-// buildGreylist makes the greylisting check; read-only for check.
-func (w *wiring) buildGreylist(cfg *config.Config) error {
+// dnsblCheck makes the DNS list check; without lists there is none.
+func (w *wiring) dnsblCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
+	if len(cfg.DNSBL.Lists) == 0 {
+		return nil, nil
+	}
+	return dnsbl.New(cfg.DNSBL, w.resolver, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: w.metrics})
+}
+
+// spfCheck makes the SPF check, naming this host in Received-SPF.
+func (w *wiring) spfCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
+	sc := cfg.SPF
+	if sc.Receiver == "" {
+		sc.Receiver = cfg.Hostname // one host name for every header we add
+	}
+	return spf.New(sc, w.resolver, spf.Options{Logger: w.log})
+}
+
+// greylistCheck makes the greylisting check; read-only for check.
+func (w *wiring) greylistCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
 	gc := cfg.Greylist
 	if gc.Hostname == "" {
 		gc.Hostname = cfg.Hostname
@@ -73,16 +117,9 @@ func (w *wiring) buildGreylist(cfg *config.Config) error {
 	if w.readOnly {
 		newCheck = greylist.NewReadOnly
 	}
-	store := greylist.NewStore(w.db)
-	if w.metrics != nil && !w.readOnly {
-		store = timedStore{store, w.metrics}
-	}
-	g, err := newCheck(gc, store, w.log)
-	if err != nil {
-		return err
-	}
-	w.greylist = g
-	return nil
+	// Store latency and errors: mxpolicyd_store_duration_seconds,
+	// mxpolicyd_store_errors_total.
+	return newCheck(gc, greylist.NewStore(w.db), greylist.Options{Logger: w.log, Observer: w.metrics})
 }
 
 // startDecisionLog starts the writer that records decisions in batches,
@@ -107,65 +144,6 @@ func (w *wiring) startDecisionLog(ctx context.Context, cfg *config.Config) {
 	})
 }
 
-// buildDNS makes the resolver and the checks that use it: one DNS setting
-// feeds both the lists and SPF.
-func (w *wiring) buildDNS(cfg *config.Config) error {
-	r, err := resolver.New(cfg.DNS)
-	if err != nil {
-		return err
-	}
-	var obs dnsbl.Observer
-	if w.metrics != nil {
-		obs = metrics.DNSObserver{M: w.metrics}
-		r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
-	}
-	bl, err := dnsbl.New(cfg.DNSBL, r, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: obs})
-	if err != nil {
-		return err
-	}
-	sc := cfg.SPF
-	if sc.Receiver == "" {
-		sc.Receiver = cfg.Hostname // one host name for every header we add
-	}
-	sp, err := spf.New(sc, r, spf.Options{Logger: w.log})
-	if err != nil {
-		return err
-	}
-	w.dnsbl, w.spf = bl, sp
-	return nil
-}
-
-// steps returns the engine steps for cfg, each with its timeout and
-// failure action from the checks section.
-func (w *wiring) steps(cfg *config.Config) ([]policy.Step, error) {
-	var out []policy.Step
-	for _, c := range w.checks(cfg) {
-		s := cfg.Checks[c.Name()]
-		onErr, err := policy.ParseAction(s.OnError)
-		if err != nil {
-			return nil, fmt.Errorf("checks.%s.on_error: %w", c.Name(), err)
-		}
-		out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: onErr})
-	}
-	return out, nil
-}
-
-// checks lists the enabled checks in order.
-func (w *wiring) checks(cfg *config.Config) []policy.Check {
-	all := []policy.Check{w.whitelist}
-	if len(cfg.DNSBL.Lists) > 0 {
-		all = append(all, w.dnsbl)
-	}
-	all = append(all, w.spf, w.greylist)
-	var on []policy.Check
-	for _, c := range all {
-		if cfg.Checks[c.Name()].On() {
-			on = append(on, c)
-		}
-	}
-	return on
-}
-
 func (w *wiring) recorders() []policy.Recorder {
 	if w.declog == nil {
 		return nil
@@ -173,33 +151,8 @@ func (w *wiring) recorders() []policy.Recorder {
 	return []policy.Recorder{w.declog}
 }
 
-// reload applies what a SIGHUP may change: whitelist files, list settings.
-func (w *wiring) reload(ctx context.Context, cfg *config.Config) error {
-	if err := w.whitelist.Reconfigure(cfg.Whitelist); err != nil {
-		return err
-	}
-	if err := w.buildDNS(cfg); err != nil {
-		return err
-	}
-	return w.buildGreylist(cfg)
-}
-
 func (w *wiring) close() {
 	for i := len(w.closers) - 1; i >= 0; i-- {
 		w.closers[i]()
 	}
-}
-
-// timedStore reports the greylist store's latency and errors to metrics
-// (mxpolicyd_store_duration_seconds, mxpolicyd_store_errors_total).
-type timedStore struct {
-	greylist.Store
-	m *metrics.Metrics
-}
-
-func (t timedStore) Decide(ctx context.Context, now time.Time, cfg *greylist.Config, k greylist.Key) (greylist.Outcome, error) {
-	start := time.Now()
-	out, err := t.Store.Decide(ctx, now, cfg, k)
-	t.m.StoreOp("greylist_decide", time.Since(start), err)
-	return out, err
 }
