@@ -46,7 +46,8 @@ reject_unauth_destination:
 	})
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "",
 		"YAML config file (default: built-in defaults)")
-	root.AddCommand(newServeCmd(g), newCheckCmd(g), newConfigCmd(g), newVersionCmd())
+	root.AddCommand(newServeCmd(g), newCheckCmd(g), newConfigCmd(g), newVersionCmd(),
+		newGenDocsCmd(), newHealthcheckCmd(g))
 	addStoreCommands(root, g)
 	return root
 }
@@ -62,7 +63,17 @@ func args(v cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// buildVersion is set at link time by scripts/package.sh to
+// `git describe --tags --always --dirty`
+// (go build -ldflags "-X main.buildVersion=...").
+var buildVersion string
+
+// version is the link-time version, else the module version recorded by
+// go install, else "devel".
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
