@@ -17,6 +17,10 @@ type Config struct {
 	// Path serves the Prometheus exposition. Default "/metrics", the path
 	// every Prometheus scrape config assumes.
 	Path string `yaml:"path"`
+	// Report serves the HTML report of the last seven days at /report.
+	// Default false: opt-in like the listener, since the page shows client
+	// addresses and senders; it reads the database at most once a minute.
+	Report bool `yaml:"report"`
 }
 
 // DefaultConfig returns metrics off, with the conventional path.
@@ -37,6 +41,12 @@ func (c Config) Validate() error {
 	}
 	if c.Path == healthzPath || c.Path == readyzPath {
 		return fmt.Errorf("metrics.path: %q is reserved for the health check", c.Path)
+	}
+	if c.Report && c.Path == ReportPath {
+		return fmt.Errorf("metrics.path: %q is the report's while metrics.report is on", c.Path)
+	}
+	if c.Report && c.Listen == "" {
+		return fmt.Errorf("metrics.report: needs metrics.listen, the listener that serves it")
 	}
 	return nil
 }

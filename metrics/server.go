@@ -15,6 +15,8 @@ import (
 const (
 	healthzPath = "/healthz"
 	readyzPath  = "/readyz"
+	// ReportPath serves the HTML report when Config.Report is on.
+	ReportPath = "/report"
 	// pingTimeout bounds /readyz: probes time out after a few seconds,
 	// and a store slower than this is not ready for policy requests either.
 	pingTimeout = 2 * time.Second
@@ -27,13 +29,18 @@ const (
 type Pinger func(ctx context.Context) error
 
 // Server is the metrics HTTP listener: the exposition at Config.Path,
-// /healthz and /readyz.
+// /healthz and /readyz, and with Config.Report the HTML report.
 type Server struct {
-	cfg  Config
-	m    *Metrics
-	ping Pinger
-	log  *slog.Logger
+	cfg    Config
+	m      *Metrics
+	ping   Pinger
+	log    *slog.Logger
+	report http.Handler
 }
+
+// ServeReport has the server answer ReportPath with h when Config.Report
+// is on; call it before Serve.
+func (s *Server) ServeReport(h http.Handler) { s.report = h }
 
 // NewServer returns a server for m. ping backs /readyz; a nil ping makes
 // /readyz the same as /healthz.
@@ -47,7 +54,7 @@ func NewServer(cfg Config, m *Metrics, ping Pinger, log *slog.Logger) *Server {
 	return &Server{cfg: cfg, m: m, ping: ping, log: log}
 }
 
-// Handler serves the three paths; anything else is 404.
+// Handler serves those paths; anything else is 404.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.Path, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{
@@ -58,6 +65,9 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET "+healthzPath, s.healthz)
 	mux.HandleFunc("GET "+readyzPath, s.readyz)
+	if s.cfg.Report && s.report != nil {
+		mux.Handle("GET "+ReportPath, s.report)
+	}
 	return mux
 }
 

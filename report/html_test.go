@@ -184,6 +184,15 @@ func TestChartHelpers(t *testing.T) {
 	if got := cut("ééééé", 4); got != "ééé…" {
 		t.Errorf("cut = %q", got)
 	}
+	counts := []VerbCount{{Check: "greylist", Count: 50}, {Check: "helo", Count: 1}, {Check: "whitelist", Count: 2},
+		{Check: "rbl2", Count: 9}, {Count: 100}}
+	var names []string
+	for _, s := range checkSeries([]string{"whitelist", "dnsbl", "greylist"}, counts) {
+		names = append(names, s.Name)
+	}
+	if want := []string{"whitelist", "greylist", "rbl2", "helo", noCheck}; !reflect.DeepEqual(names, want) {
+		t.Errorf("check series = %q, want %q", names, want)
+	}
 	if got := delayLabels(); got[0] != "0–2m" || got[6] != "1h–2h" || got[9] != "over 1d" {
 		t.Errorf("delay labels = %q", got)
 	}
@@ -193,7 +202,7 @@ func TestChartHelpers(t *testing.T) {
 func TestHTMLHandler(t *testing.T) {
 	d := dbtest.Open(t, db.SQLite)
 	now := htmlNow
-	h := NewHandler(d, nil)
+	h := NewHandler(d, nil, nil)
 	h.now = func() time.Time { return now }
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()

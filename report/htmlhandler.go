@@ -29,21 +29,23 @@ const (
 // that fails answers 503 with a generic text: the error, which may name
 // hosts, goes to the log.
 type Handler struct {
-	db  *db.DB
-	log *slog.Logger
-	now func() time.Time
+	db     *db.DB
+	checks []string // HTMLOptions.Checks
+	log    *slog.Logger
+	now    func() time.Time
 
 	sem  chan struct{} // held while rendering, and guards page and at
 	page []byte
 	at   time.Time
 }
 
-// NewHandler returns a Handler reading d; log may be nil.
-func NewHandler(d *db.DB, log *slog.Logger) *Handler {
+// NewHandler returns a Handler reading d, charting checks in the order
+// of checks (HTMLOptions.Checks); log may be nil.
+func NewHandler(d *db.DB, checks []string, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{db: d, log: log, now: time.Now, sem: make(chan struct{}, 1)}
+	return &Handler{db: d, checks: checks, log: log, now: time.Now, sem: make(chan struct{}, 1)}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +83,8 @@ func (h *Handler) render(ctx context.Context) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, handlerTimeout)
 	defer cancel()
 	var buf bytes.Buffer
-	if err := WriteHTML(ctx, h.db, HTMLOptions{Since: now.Add(-handlerWindow), Now: now}, &buf); err != nil {
+	opt := HTMLOptions{Since: now.Add(-handlerWindow), Now: now, Checks: h.checks}
+	if err := WriteHTML(ctx, h.db, opt, &buf); err != nil {
 		return nil, err
 	}
 	h.page, h.at = buf.Bytes(), now
