@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/report"
 )
 
@@ -25,7 +26,8 @@ func newReportCmd(g *globalOpts) *cobra.Command {
   never-retried  triplets deferred by greylisting that never came back
 The same views are in the database for your own SQL (README, "Reporting").`,
 		Example: `  mxpolicyd report --since 7d
-  mxpolicyd report --report never-retried --since 2026-11-01 --format csv`,
+  mxpolicyd report --report never-retried --since 2026-11-01 --format csv
+  mxpolicyd report --format html > report.html`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			t, err := report.ParseSince(since, time.Now())
@@ -44,14 +46,40 @@ The same views are in the database for your own SQL (README, "Reporting").`,
 				return fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
 			}
 			defer d.Close()
+			if o.Format == report.FormatHTML {
+				return report.WriteHTML(cmd.Context(), d, htmlOptions(o.Since, time.Now()), cmd.OutOrStdout())
+			}
 			return report.Run(cmd.Context(), d, o, cmd.OutOrStdout())
 		},
 	}
 	s.add(cmd)
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "7d", "start: a duration back from now (7d, 24h) or a date (2026-11-01)")
-	f.StringVar(&o.Format, "format", "text", "text, json or csv")
+	f.StringVar(&o.Format, "format", "text", "text, json, csv, or html (one page with charts, every report)")
 	f.StringVar(&o.Report, "report", "all", "daily, retry-delay, never-retried or all")
 	f.IntVar(&o.Limit, "limit", 100, "never-retried: at most this many triplets, newest first (0: all)")
 	return cmd
+}
+
+// htmlOptions are the HTML report's, its checks in the engine's order.
+func htmlOptions(since, now time.Time) report.HTMLOptions {
+	return report.HTMLOptions{Since: since, Now: now, Checks: checkNames()}
+}
+
+// checkNames are the checks of the check table, in its order.
+func checkNames() []string {
+	var names []string
+	for _, c := range checkTable() {
+		names = append(names, c.name)
+	}
+	return names
+}
+
+// serveReport has the metrics listener serve the HTML report at /report
+// when metrics.report is on. It reads the daemon's store from the
+// listener's goroutine, never from a policy connection's.
+func (d *daemon) serveReport(srv *metrics.Server) {
+	if d.cfg.Metrics.Report {
+		srv.ServeReport(report.NewHandler(d.db, checkNames(), d.log))
+	}
 }
