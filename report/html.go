@@ -68,6 +68,8 @@ type dataTable struct {
 	Rows [][]string
 }
 
+// gather runs the page's queries, one after the other on one connection
+// at a time, and lays out its charts.
 func gather(ctx context.Context, d *db.DB, opt HTMLOptions) (*page, error) {
 	if opt.Now.IsZero() {
 		opt.Now = time.Now()
@@ -106,7 +108,7 @@ func (p *page) decisions(ctx context.Context, d *db.DB, opt HTMLOptions) error {
 	p.ByCheck = stackedBars("chart-checks", "Decisions per day by check",
 		"Requests per UTC day, stacked by the check that decided.",
 		days, stack(days, counts, checkSeries(opt.Checks, counts), func(c VerbCount) string { return checkOf(c.Check) }))
-	p.ActionTable, p.actions = table2(days, byAction), byAction
+	p.ActionTable, p.actions = dayTable(days, byAction), byAction
 	return nil
 }
 
@@ -199,8 +201,8 @@ func stack(days []string, counts []VerbCount, ss []series, layerOf func(VerbCoun
 	return ss
 }
 
-// table2 is a day per row, a column per series that occurs, and the total.
-func table2(days []string, ss []series) dataTable {
+// dayTable is a day per row, a column per series that occurs, and the total.
+func dayTable(days []string, ss []series) dataTable {
 	t := dataTable{Cols: []string{"day"}}
 	var used []series
 	for _, s := range ss {
