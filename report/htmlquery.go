@@ -14,7 +14,7 @@ import (
 // db.Dialect. The SQL text is shared where only the placeholders differ.
 // The predicates restate the views' definitions (the passes of
 // report_retry_delay, the rejections of report_daily; see
-// migrations/*/0003_decisions.sql); keep them in step.
+// migrations/shared/report_views.sql); keep them in step.
 type htmlDialect interface {
 	verbCounts(ctx context.Context, from time.Time) ([]VerbCount, error)
 	delayBins(ctx context.Context, since time.Time) ([]delayBin, error)
