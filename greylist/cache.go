@@ -60,4 +60,3 @@ func (c *passCache) store(key string, until time.Time) {
 	}
 	c.cur[key] = until
 }
-
