@@ -8,7 +8,8 @@
 # (scripts/install-test-deps.sh), starts one throwaway PostgreSQL cluster
 # unless TEST_DATABASE_URL names a server, then runs go vet, a gofmt check,
 # every Go test with -race (the real-Postfix end-to-end tests in e2e/
-# included), and a short run of every fuzz target. Any missing component
+# included), the container image built and run (scripts/image.sh), and a
+# short run of every fuzz target. Any missing component
 # fails the run; nothing is skipped.
 #
 # FUZZTIME (default 5s) is the fuzz time unit: the request parser runs for
@@ -50,8 +51,14 @@ export MXPOLICYD_VOLUME_TEST=1
 step "go test -race ./..."
 go test -race -count=1 -timeout 20m ./...
 
+step "container image: build (buildah), inspect, run and ask it one request (podman)"
+scripts/image.sh
+
 step "report and prune on a million decisions (PostgreSQL and SQLite)"
 go test -run='^$' -bench='Volume' -benchtime=1x ./report/
+
+step "Debian package: build, lintian, install, check, remove, purge"
+scripts/package-test.sh
 
 # Every fuzz target runs briefly, so CI stays short: the request parser
 # (client input) for two FUZZTIME units, each of the others for one. A long
