@@ -8,9 +8,10 @@
 # (scripts/install-test-deps.sh), starts one throwaway PostgreSQL cluster
 # unless TEST_DATABASE_URL names a server, then runs go vet, a gofmt check,
 # every Go test with -race (the real-Postfix end-to-end tests in e2e/
-# included), the container image built and run (scripts/image.sh), and a
-# short run of every fuzz target. Any missing component
-# fails the run; nothing is skipped.
+# included), the container image built and run (scripts/image.sh), the
+# Debian package built, linted, installed and purged
+# (scripts/package-test.sh), and a short run of every fuzz target. Any
+# missing component fails the run; nothing is skipped.
 #
 # FUZZTIME (default 5s) is the fuzz time unit: the request parser runs for
 # two units, each other target for one; FUZZTIME=0 leaves fuzzing out.
