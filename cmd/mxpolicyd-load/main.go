@@ -25,7 +25,7 @@ func main() {
 // mainCode parses args, runs, prints; 2 is a usage error, 1 a run in
 // which nothing was answered.
 func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	opt, asJSON, err := parseFlags(args, stderr)
+	opt, out, err := parseFlags(args, stderr)
 	if err != nil {
 		return 2
 	}
@@ -34,9 +34,12 @@ func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "mxpolicyd-load:", err)
 		return 2
 	}
-	if asJSON {
+	switch out {
+	case outJSON:
 		err = res.writeJSON(stdout)
-	} else {
+	case outSummary:
+		err = res.writeSummary(stdout)
+	default:
 		err = res.writeText(stdout)
 	}
 	if err != nil {
@@ -49,9 +52,16 @@ func mainCode(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
+// Output formats: the text report, JSON, or one summary line for scripts.
+const (
+	outText = iota
+	outJSON
+	outSummary
+)
+
+func parseFlags(args []string, stderr io.Writer) (options, int, error) {
 	var o options
-	var asJSON bool
+	var asJSON, summary bool
 	fs := flag.NewFlagSet("mxpolicyd-load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:10040", "mxpolicyd to load: host:port on loopback, or unix:/path")
@@ -67,16 +77,26 @@ func parseFlags(args []string, stderr io.Writer) (options, bool, error) {
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "wait this long for a reply (Postfix's timeout=10s)")
 	fs.BoolVar(&o.allowRemote, "allow-remote", false, "allow a target that is not loopback")
 	fs.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&summary, "summary", false, "print the result as one line of key=value pairs (scripts/bench.sh reads it)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: mxpolicyd-load [flags]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
-		return o, false, err
+		return o, outText, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "mxpolicyd-load: unexpected argument %q\n", fs.Arg(0))
-		return o, false, flag.ErrHelp
+		return o, outText, flag.ErrHelp
 	}
-	return o, asJSON, nil
+	switch {
+	case asJSON && summary:
+		fmt.Fprintln(stderr, "mxpolicyd-load: -json and -summary exclude each other")
+		return o, outText, flag.ErrHelp
+	case asJSON:
+		return o, outJSON, nil
+	case summary:
+		return o, outSummary, nil
+	}
+	return o, outText, nil
 }

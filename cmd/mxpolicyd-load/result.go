@@ -100,3 +100,24 @@ func (r *result) writeText(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// writeSummary prints the result as one line of key=value pairs, for
+// scripts (scripts/bench.sh): names are stable, values have no spaces,
+// replies are counted by verb and errors are summed.
+func (r *result) writeSummary(w io.Writer) error {
+	var errs int64
+	for _, n := range r.Errors {
+		errs += n
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "sent=%d answered=%d errors=%d req_per_s=%.1f", r.Sent, r.Answered, errs, r.PerSecond)
+	l := r.Latency
+	fmt.Fprintf(&b, " p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f", l.P50, l.P90, l.P99, l.Max)
+	for _, v := range verbs {
+		fmt.Fprintf(&b, " %s=%d", strings.ToLower(v), r.Replies[v])
+	}
+	fmt.Fprintf(&b, " idle_opened=%d idle_dial_failed=%d idle_closed_by_server=%d elapsed_s=%.3f\n",
+		r.Idle.Opened, r.Idle.DialFailed, r.Idle.ClosedByServer, r.Elapsed)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
