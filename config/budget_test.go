@@ -7,7 +7,7 @@ import (
 )
 
 func TestDefaultsFitRequestTimeout(t *testing.T) {
-	c := Default()
+	c := Default(testChecks)
 	if err := c.validateBudget(); err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func TestDefaultsFitRequestTimeout(t *testing.T) {
 
 func TestBudgetMustFit(t *testing.T) {
 	p := write(t, "checks:\n  spf: {timeout: 4500ms}\n")
-	_, err := Load(p, nil)
+	_, err := Load(p, testChecks, nil)
 	if err == nil {
 		t.Fatal("shares over request_timeout loaded")
 	}
@@ -37,14 +37,14 @@ func TestBudgetMustFit(t *testing.T) {
 		"checks:\n  spf: {timeout: 4500ms}\n  dnsbl: {enabled: false}\n  whitelist: {enabled: false}\n",
 		"request_timeout: 8s\nchecks:\n  spf: {timeout: 4500ms}\n",
 	} {
-		if _, err := Load(write(t, ok), nil); err != nil {
+		if _, err := Load(write(t, ok), testChecks, nil); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
 }
 
 func TestRequestTimeoutUnderPostfixTimeout(t *testing.T) {
-	_, err := Load(write(t, "request_timeout: 9s\n"), nil)
+	_, err := Load(write(t, "request_timeout: 9s\n"), testChecks, nil)
 	if err == nil || !strings.HasPrefix(strings.TrimPrefix(err.Error(), "config: "), "request_timeout:") {
 		t.Fatalf("request_timeout 9s must fail naming the key, got %v", err)
 	}

@@ -8,11 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
+	"log/slog"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,29 +35,10 @@ const EnvDatabase = "MXPOLICYD_DATABASE"
 // docs/configuration.md (config/reference_test.go keeps it complete);
 // defaults are in Default.
 type Config struct {
-	// Listen: "host:port" or "unix:/path"; several allowed. Default
-	// 127.0.0.1:10040: loopback only, so nothing off the host can ask.
-	Listen []string `yaml:"listen"`
-	// AllowedClients: networks allowed to connect over TCP. Default
-	// loopback (127.0.0.0/8, ::1/128); others are refused and logged.
-	AllowedClients []string `yaml:"allowed_clients"`
-	// SocketMode: file mode of unix sockets, octal. Default "0660" (owner
-	// and group, e.g. postfix).
-	SocketMode string `yaml:"socket_mode"`
-	// MaxConnections caps concurrent connections. Default 1000: ten Postfix
-	// instances at default_process_limit 100.
-	MaxConnections int `yaml:"max_connections"`
-	// IdleTimeout: how long an idle connection is kept. Default 330s, over
-	// Postfix's smtpd_policy_service_max_idle (300s), so Postfix closes first.
-	IdleTimeout time.Duration `yaml:"idle_timeout"`
-	// ReadTimeout bounds the rest of a request once it began. Default 10s.
-	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// WriteTimeout bounds one reply. Default 10s.
-	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// Limits on one request; defaults in policy.DefaultLimits.
-	MaxLineBytes    int `yaml:"max_line_bytes"`
-	MaxAttributes   int `yaml:"max_attributes"`
-	MaxRequestBytes int `yaml:"max_request_bytes"`
+	// The policy server's settings: listen, allowed_clients, socket_mode,
+	// max_connections, the timeouts and the request limits. Top-level
+	// keys; defaults in policy.DefaultServerConfig.
+	policy.ServerConfig `yaml:",inline"`
 
 	// Database: a postgres:// URL (shared by all MX hosts) or a file path
 	// for the embedded SQLite store. Default "mxpolicyd.db" in the working
@@ -88,8 +67,11 @@ type Config struct {
 	Hostname string `yaml:"hostname"`
 
 	// Checks sets each check's time limit (its share of request_timeout)
-	// and failure action.
+	// and failure action. The checks and their defaults come from the
+	// daemon's check table (CheckDefault).
 	Checks map[string]Step `yaml:"checks"`
+	// checkOrder names the known checks in the order the engine runs them.
+	checkOrder []string
 
 	DNS       resolver.Config  `yaml:"dns"`
 	DNSBL     dnsbl.Config     `yaml:"dnsbl"`
@@ -113,7 +95,7 @@ type GC struct {
 // Log configures the log output.
 type Log struct {
 	Format string `yaml:"format"` // text (default) or json
-	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Level  Level  `yaml:"level"`  // debug, info (default), warn, error
 }
 
 // Step is one check's time limit and the action when it fails or runs out
@@ -122,71 +104,58 @@ type Step struct {
 	// Enabled turns the check off with false. Default true.
 	Enabled *bool         `yaml:"enabled"`
 	Timeout time.Duration `yaml:"timeout"`
-	OnError string        `yaml:"on_error"`
+	OnError policy.Action `yaml:"on_error"`
 }
-
-func on() *bool { t := true; return &t }
 
 // On reports whether the check runs.
 func (s Step) On() bool { return s.Enabled == nil || *s.Enabled }
 
-// CheckNames are the checks in the order the engine runs them.
-var CheckNames = []string{"whitelist", "dnsbl", "spf", "greylist"}
+// CheckDefault is one check as the daemon's check table
+// (cmd/mxpolicyd/checks.go) hands it to config: its key under checks: and
+// its defaults. A []CheckDefault lists the checks in the order the engine
+// runs them; config knows no check but those it is given.
+type CheckDefault struct {
+	Name string
+	Step Step
+}
 
-// Default returns the documented defaults.
-func Default() Config {
+// Default returns the documented defaults, with checks' defaults under
+// Checks.
+func Default(checks []CheckDefault) Config {
 	host, _ := os.Hostname()
 	dbPath := "mxpolicyd.db"
 	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
 		dbPath = strings.Split(dir, ":")[0] + "/mxpolicyd.db"
 	}
-	return Config{
-		Listen:          []string{"127.0.0.1:10040"},
-		AllowedClients:  []string{"127.0.0.0/8", "::1/128"},
-		SocketMode:      "0660",
-		MaxConnections:  policy.DefaultMaxConns,
-		IdleTimeout:     policy.DefaultIdleTimeout,
-		ReadTimeout:     policy.DefaultReadTimeout,
-		WriteTimeout:    policy.DefaultWriteTimeout,
-		MaxLineBytes:    policy.DefaultLimits.MaxLine,
-		MaxAttributes:   policy.DefaultLimits.MaxAttrs,
-		MaxRequestBytes: policy.DefaultLimits.MaxRequest,
-		Database:        dbPath,
-		AutoMigrate:     true,
-		Log:             Log{Format: "text", Level: "info"},
-		RequestTimeout:  6 * time.Second,
-		SkipSASL:        true,
-		Hostname:        host,
-		// The shares add up to request_timeout (6s), so under any DNS
-		// slowness each check gets its whole share and the same request
-		// gets the same answer. dnsbl.timeout and spf.timeout, if set,
-		// can only shorten these shares.
-		Checks: map[string]Step{
-			// In-memory lookups; the time is for the rare store refresh.
-			"whitelist": {Enabled: on(), Timeout: 500 * time.Millisecond, OnError: "DUNNO"},
-			// All lists in parallel: one round trip to the local resolver,
-			// or one recursion on a cold cache.
-			"dnsbl": {Enabled: on(), Timeout: 1500 * time.Millisecond, OnError: "DUNNO"},
-			// Up to a few lookups in sequence (TXT, then include:, a, mx);
-			// the probe reuses their answers and costs none.
-			"spf": {Enabled: on(), Timeout: 2500 * time.Millisecond, OnError: "DUNNO"},
-			// One upsert; a database slower than this fails open.
-			"greylist": {Enabled: on(), Timeout: 1500 * time.Millisecond, OnError: "DUNNO"},
-		},
-		DNS:         resolver.DefaultConfig(),
-		DNSBL:       dnsbl.DefaultConfig(),
-		SPF:         spf.DefaultConfig(),
-		Whitelist:   whitelist.DefaultConfig(),
-		Greylist:    greylist.DefaultConfig(),
-		DecisionLog: decisionlog.DefaultConfig(),
-		Metrics:     metrics.DefaultConfig(),
+	c := Config{
+		ServerConfig:   policy.DefaultServerConfig(),
+		Database:       dbPath,
+		AutoMigrate:    true,
+		Log:            Log{Format: "text", Level: Level(slog.LevelInfo)},
+		RequestTimeout: 6 * time.Second,
+		SkipSASL:       true,
+		Hostname:       host,
+		Checks:         map[string]Step{},
+		DNS:            resolver.DefaultConfig(),
+		DNSBL:          dnsbl.DefaultConfig(),
+		SPF:            spf.DefaultConfig(),
+		Whitelist:      whitelist.DefaultConfig(),
+		Greylist:       greylist.DefaultConfig(),
+		DecisionLog:    decisionlog.DefaultConfig(),
+		Metrics:        metrics.DefaultConfig(),
 	}
+	for _, d := range checks {
+		c.Checks[d.Name] = d.Step
+		c.checkOrder = append(c.checkOrder, d.Name)
+	}
+	return c
 }
 
 // Load returns the defaults overlaid with the file at path (if path is not
-// empty) and the environment, then override (flags), validated.
-func Load(path string, override func(*Config)) (*Config, error) {
-	c := Default()
+// empty) and the environment, then override (flags), validated. checks
+// are the checks the file may configure, in order, with their defaults.
+func Load(path string, checks []CheckDefault, override func(*Config)) (*Config, error) {
+	c := Default(checks)
 	if path != "" {
 		if err := c.readFile(path); err != nil {
 			return nil, err
@@ -215,7 +184,7 @@ func (c *Config) readFile(path string) error {
 	c.Checks = nil
 	// io.EOF: an empty file, which loads as all defaults.
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("config: %s: %s", path, nameKeys(b, err))
+		return fmt.Errorf("config: %s: %s", path, nameKeys(b, c, err))
 	}
 	c.Checks = mergeSteps(defaults, c.Checks)
 	return nil
@@ -232,7 +201,7 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 		if v.Timeout == 0 {
 			v.Timeout = d.Timeout
 		}
-		if v.OnError == "" {
+		if v.OnError == (policy.Action{}) {
 			v.OnError = d.OnError
 		}
 		if v.Enabled == nil {
@@ -245,7 +214,7 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 
 // Validate checks every key; the error names the first bad one.
 func (c *Config) Validate() error {
-	for _, f := range []func() error{c.validateListen, c.validateServer, c.validateCore, c.validateChecks,
+	for _, f := range []func() error{c.ServerConfig.Validate, c.validateCore, c.validateChecks,
 		c.DNS.Validate, c.DNSBL.Validate, c.SPF.Validate, c.Whitelist.Validate,
 		c.Greylist.Validate, c.DecisionLog.Validate, c.Metrics.Validate, c.validateGC} {
 		if err := f(); err != nil {
@@ -262,54 +231,6 @@ func (c *Config) validateGC() error {
 	return nil
 }
 
-func (c *Config) validateListen() error {
-	if len(c.Listen) == 0 {
-		return errors.New("listen: at least one address is required")
-	}
-	for _, l := range c.Listen {
-		if p, ok := strings.CutPrefix(l, "unix:"); ok {
-			if !strings.HasPrefix(p, "/") {
-				return fmt.Errorf("listen: unix socket path must be absolute, got %q", l)
-			}
-			continue
-		}
-		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
-			return fmt.Errorf("listen: want host:port or unix:/path, got %q", l)
-		}
-	}
-	if _, err := c.AllowedPrefixes(); err != nil {
-		return err
-	}
-	if _, err := c.SocketFileMode(); err != nil {
-		return err
-	}
-	return nil
-}
-
-func (c *Config) validateServer() error {
-	checks := []struct {
-		key       string
-		v, lo, hi int
-	}{
-		{"max_connections", c.MaxConnections, 1, 100000},
-		{"max_line_bytes", c.MaxLineBytes, 512, 1 << 20},
-		{"max_attributes", c.MaxAttributes, 8, 10000},
-		{"max_request_bytes", c.MaxRequestBytes, 1024, 16 << 20},
-	}
-	for _, k := range checks {
-		if k.v < k.lo || k.v > k.hi {
-			return fmt.Errorf("%s: must be between %d and %d, got %d", k.key, k.lo, k.hi, k.v)
-		}
-	}
-	if err := durationIn("idle_timeout", c.IdleTimeout, time.Second, 24*time.Hour); err != nil {
-		return err
-	}
-	if err := durationIn("read_timeout", c.ReadTimeout, 10*time.Millisecond, time.Hour); err != nil {
-		return err
-	}
-	return durationIn("write_timeout", c.WriteTimeout, 10*time.Millisecond, time.Hour)
-}
-
 func (c *Config) validateCore() error {
 	if strings.TrimSpace(c.Database) == "" {
 		return errors.New("database: must be a postgres:// URL or a file path")
@@ -322,9 +243,6 @@ func (c *Config) validateCore() error {
 	default:
 		return fmt.Errorf("log.format: must be text or json, got %q", c.Log.Format)
 	}
-	if _, err := c.LogLevel(); err != nil {
-		return err
-	}
 	return durationIn("request_timeout", c.RequestTimeout, 10*time.Millisecond, MaxRequestTimeout)
 }
 
@@ -335,18 +253,17 @@ const MaxRequestTimeout = 8 * time.Second
 
 func (c *Config) validateChecks() error {
 	for name, s := range c.Checks {
-		if !isCheck(name) {
-			return fmt.Errorf("checks.%s: unknown check (want one of %s)", name, strings.Join(CheckNames, ", "))
+		if !slices.Contains(c.checkOrder, name) {
+			return fmt.Errorf("checks.%s: unknown check (want one of %s)", name, strings.Join(c.checkOrder, ", "))
 		}
 		key := "checks." + name
 		if err := durationIn(key+".timeout", s.Timeout, time.Millisecond, MaxRequestTimeout); err != nil {
 			return err
 		}
-		a, err := policy.ParseAction(s.OnError)
-		if err != nil {
+		if err := s.OnError.Validate(); err != nil {
 			return fmt.Errorf("%s.on_error: %w", key, err)
 		}
-		if a.IsReject() {
+		if s.OnError.IsReject() {
 			// A failure must never lose mail: at most a temporary refusal.
 			return fmt.Errorf("%s.on_error: must not reject (a failed check must not lose mail), got %q", key, s.OnError)
 		}
@@ -362,7 +279,7 @@ func (c *Config) validateChecks() error {
 func (c *Config) validateBudget() error {
 	var sum time.Duration
 	var parts []string
-	for _, name := range CheckNames {
+	for _, name := range c.checkOrder {
 		if s, ok := c.Checks[name]; ok && s.On() {
 			sum += s.Timeout
 			parts = append(parts, fmt.Sprintf("checks.%s.timeout %s", name, s.Timeout))
@@ -375,58 +292,11 @@ func (c *Config) validateBudget() error {
 	return nil
 }
 
-func isCheck(name string) bool { return slices.Contains(CheckNames, name) }
-
 func durationIn(key string, d, lo, hi time.Duration) error {
 	if d < lo || d > hi {
 		return fmt.Errorf("%s: must be between %s and %s, got %s", key, lo, hi, d)
 	}
 	return nil
-}
-
-// AllowedPrefixes parses allowed_clients; a bare address means that host.
-func (c *Config) AllowedPrefixes() ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, s := range c.AllowedClients {
-		p, err := ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("allowed_clients: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
-// ParsePrefix parses a CIDR or a single address.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("bad network %q", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
-}
-
-// SocketFileMode parses socket_mode.
-func (c *Config) SocketFileMode() (os.FileMode, error) {
-	m, err := strconv.ParseUint(c.SocketMode, 8, 32)
-	if err != nil || m > 0o777 {
-		return 0, fmt.Errorf("socket_mode: want an octal mode like 0660, got %q", c.SocketMode)
-	}
-	return os.FileMode(m), nil
-}
-
-// Limits returns the request caps as the policy server takes them.
-func (c *Config) Limits() policy.Limits {
-	return policy.Limits{MaxLine: c.MaxLineBytes, MaxAttrs: c.MaxAttributes, MaxRequest: c.MaxRequestBytes}
 }
 
 // Redacted returns a copy safe to print or log: the database password is

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 func write(t *testing.T, body string) string {
@@ -18,28 +20,27 @@ func write(t *testing.T, body string) string {
 }
 
 func TestDefaultsValidate(t *testing.T) {
-	c, err := Load("", nil)
+	c, err := Load("", testChecks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Listen[0] != "127.0.0.1:10040" || c.RequestTimeout != 6*time.Second || !c.SkipSASL {
 		t.Errorf("unexpected defaults: %+v", c)
 	}
-	allowed, _ := c.AllowedPrefixes()
-	if len(allowed) != 2 || !allowed[0].Addr().IsLoopback() {
+	if allowed := c.AllowedClients; len(allowed) != 2 || !allowed[0].Addr().IsLoopback() {
 		t.Errorf("default allowed_clients not loopback: %v", allowed)
 	}
 }
 
 func TestEmptyFileIsDefaults(t *testing.T) {
-	if _, err := Load(write(t, ""), nil); err != nil {
+	if _, err := Load(write(t, ""), testChecks, nil); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestFileThenFlags(t *testing.T) {
 	p := write(t, "listen: [\"unix:/run/mx.sock\"]\nrequest_timeout: 7s\nchecks:\n  greylist: {on_error: \"DEFER_IF_PERMIT 4.3.0 try later\"}\n")
-	c, err := Load(p, func(c *Config) { c.Observe = true })
+	c, err := Load(p, testChecks, func(c *Config) { c.Observe = true })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,10 +48,10 @@ func TestFileThenFlags(t *testing.T) {
 		t.Errorf("file or flag not applied: %+v", c)
 	}
 	g := c.Checks["greylist"]
-	if g.OnError != "DEFER_IF_PERMIT 4.3.0 try later" || g.Timeout != Default().Checks["greylist"].Timeout {
+	if g.OnError.String() != "DEFER_IF_PERMIT 4.3.0 try later" || g.Timeout != Default(testChecks).Checks["greylist"].Timeout {
 		t.Errorf("checks.greylist not merged with its defaults: %+v", g)
 	}
-	if c.Checks["dnsbl"].OnError != "DUNNO" {
+	if c.Checks["dnsbl"].OnError != policy.DunnoAction {
 		t.Error("a check the file does not name lost its defaults")
 	}
 }
@@ -76,7 +77,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"idle_timeout: banana\n":                        "idle_timeout",
 	}
 	for body, key := range tests {
-		_, err := Load(write(t, body), nil)
+		_, err := Load(write(t, body), testChecks, nil)
 		if err == nil || !strings.Contains(err.Error(), key) {
 			t.Errorf("%q: error %v does not name %s", body, err, key)
 		}
@@ -85,7 +86,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 
 func TestDatabaseFromEnvRedacted(t *testing.T) {
 	t.Setenv(EnvDatabase, "postgres://mx:s3cret@db.example/mx")
-	c, err := Load(write(t, "database: /var/lib/x.db\n"), nil)
+	c, err := Load(write(t, "database: /var/lib/x.db\n"), testChecks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestDatabaseFromEnvRedacted(t *testing.T) {
 }
 
 func TestMissingFile(t *testing.T) {
-	if _, err := Load("/nonexistent/mx.yaml", nil); err == nil {
+	if _, err := Load("/nonexistent/mx.yaml", testChecks, nil); err == nil {
 		t.Error("missing config file accepted")
 	}
 }
@@ -116,7 +117,7 @@ func TestDQSKeyRedacted(t *testing.T) {
     - "abcdefghijklmnopqrstuvwxyz.zen.dq.spamhaus.net=127.0.0.[2..11]*2"
     - {site: "secretkey.example-list.net", name: example}
     - "bl.spamcop.net"
-`), nil)
+`), testChecks, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

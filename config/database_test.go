@@ -16,7 +16,7 @@ func TestDatabaseScheme(t *testing.T) {
 		"mysql://mx:s3cret@db/mx":      false,
 		"/var/lib/mxpolicyd/mx.db":     true,
 	} {
-		_, err := Load(write(t, "database: "+dsn+"\n"), nil)
+		_, err := Load(write(t, "database: "+dsn+"\n"), testChecks, nil)
 		if ok != (err == nil) {
 			t.Errorf("%s: err %v, want ok=%v", dsn, err, ok)
 			continue

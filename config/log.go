@@ -7,19 +7,32 @@ import (
 	"strings"
 )
 
-// LogLevel parses log.level.
-func (c *Config) LogLevel() (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(c.Log.Level))); err != nil {
-		return 0, fmt.Errorf("log.level: want debug, info, warn or error, got %q", c.Log.Level)
+// Level is log.level: debug, info, warn or error, in any case, with the
+// offsets slog.Level's UnmarshalText reads ("info+2"). It prints in lower
+// case, as the config file writes it.
+type Level slog.Level
+
+// UnmarshalText parses a level as slog.Level does.
+func (l *Level) UnmarshalText(b []byte) error {
+	var v slog.Level
+	if err := v.UnmarshalText(b); err != nil {
+		return fmt.Errorf("want debug, info, warn or error, got %q", b)
 	}
-	return l, nil
+	*l = Level(v)
+	return nil
 }
+
+// MarshalText renders the level in lower case, e.g. "info".
+func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+func (l Level) String() string { return strings.ToLower(slog.Level(l).String()) }
+
+// Level makes a Level a slog.Leveler.
+func (l Level) Level() slog.Level { return slog.Level(l) }
 
 // Logger builds the logger log.format and log.level ask for.
 func (c *Config) Logger(w io.Writer) *slog.Logger {
-	lvl, _ := c.LogLevel()
-	opts := &slog.HandlerOptions{Level: lvl}
+	opts := &slog.HandlerOptions{Level: c.Log.Level}
 	if c.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}

@@ -50,7 +50,7 @@ func TestReferenceNamesEveryKey(t *testing.T) {
 // following the conventions of TestReferenceNamesEveryKey.
 func configKeys(t *testing.T) []string {
 	t.Helper()
-	c := Default()
+	c := Default(testChecks)
 	c.DNSBL.Lists = []dnsbl.List{{}}
 	b, err := yaml.Marshal(&c)
 	if err != nil {

@@ -17,12 +17,19 @@ const exampleConfig = "config/mxpolicyd.example.yaml"
 func loadExample(t *testing.T) *config.Config {
 	t.Helper()
 	t.Setenv(config.EnvDatabase, "") // the file's database key, not the environment's
-	c, err := config.Load(exampleConfig, nil)
+	c, err := config.Load(exampleConfig, exampleChecks, nil)
 	if err != nil {
 		t.Fatalf("%s: %v", exampleConfig, err)
 	}
 	return c
 }
+
+// exampleChecks stands in for the daemon's check table
+// (cmd/mxpolicyd/checks.go, a main package): the example sets every
+// check's timeout and on_error, so names and order are what matter here.
+// cmd/mxpolicyd's TestExampleConfigLoads loads the example with the real
+// table.
+var exampleChecks = []config.CheckDefault{{Name: "whitelist"}, {Name: "dnsbl"}, {Name: "spf"}, {Name: "greylist"}}
 
 // exampleListen is the example's first TCP listen address.
 func exampleListen(t *testing.T) string {
@@ -67,7 +74,11 @@ func TestExampleConfigCoversEveryKey(t *testing.T) {
 func yamlKeys(typ reflect.Type, prefix string) []string {
 	var out []string
 	for f := range typ.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if strings.Contains(opts, "inline") {
+			out = append(out, yamlKeys(f.Type, prefix)...) // e.g. policy.ServerConfig: top-level keys
+			continue
+		}
 		if name == "" || name == "-" || !f.IsExported() {
 			continue
 		}

@@ -40,13 +40,9 @@ func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	}
 	d.db = store
 	d.stop = append(d.stop, store.Close)
-	d.wiring, err = newWiring(ctx, cfg, logger, store, d.metrics, false)
-	if err != nil {
-		d.close()
-		return nil, err
-	}
+	d.wiring = newWiring(ctx, cfg, logger, store, d.metrics, false)
 	d.stop = append(d.stop, d.wiring.close)
-	steps, err := d.wiring.steps(cfg)
+	steps, err := d.wiring.steps(ctx, cfg)
 	if err != nil {
 		d.close()
 		return nil, err
@@ -124,6 +120,7 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 	// /readyz reports the connector's state; it does no I/O of its own.
 	ready := func(context.Context) error { return d.db.Ready() }
 	srv := metrics.NewServer(d.cfg.Metrics, d.metrics, ready, d.log)
+	d.serveReport(srv)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -137,31 +134,11 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 
 // listen opens every configured listener and builds the policy server.
 func (d *daemon) listen() (*policy.Server, []net.Listener, error) {
-	allowed, _ := d.cfg.AllowedPrefixes()
-	mode, _ := d.cfg.SocketFileMode()
-	srv := &policy.Server{
-		Decider:      d.engine,
-		Limits:       d.cfg.Limits(),
-		IdleTimeout:  d.cfg.IdleTimeout,
-		ReadTimeout:  d.cfg.ReadTimeout,
-		WriteTimeout: d.cfg.WriteTimeout,
-		MaxConns:     d.cfg.MaxConnections,
-		Allowed:      allowed,
-		Logger:       d.log,
-		Conns:        d.metrics,
+	lns, err := d.cfg.Listeners()
+	if err != nil {
+		return nil, nil, err
 	}
-	var lns []net.Listener
-	for _, addr := range d.cfg.Listen {
-		ln, err := policy.Listen(addr, mode)
-		if err != nil {
-			for _, l := range lns {
-				l.Close()
-			}
-			return nil, nil, err
-		}
-		lns = append(lns, ln)
-	}
-	return srv, lns, nil
+	return &policy.Server{ServerConfig: d.cfg.ServerConfig, Decider: d.engine, Logger: d.log, Conns: d.metrics}, lns, nil
 }
 
 // reload re-reads the config file on SIGHUP and swaps in new checks. What
@@ -169,13 +146,10 @@ func (d *daemon) listen() (*policy.Server, []net.Listener, error) {
 // the decision log) is kept, and one warning names each such key that
 // changed; a bad file keeps the running config.
 func (d *daemon) reload(ctx context.Context, path string, override func(*config.Config)) {
-	cfg, err := config.Load(path, override)
-	if err == nil {
-		err = d.wiring.reload(ctx, cfg)
-	}
+	cfg, err := config.Load(path, checkDefaults(), override)
 	var steps []policy.Step
 	if err == nil {
-		steps, err = d.wiring.steps(cfg)
+		steps, err = d.wiring.steps(ctx, cfg)
 	}
 	if err != nil {
 		d.log.Error("reload failed, keeping the running config", "err", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding"
 	"reflect"
 	"strings"
 
@@ -37,9 +38,11 @@ func restartKeys(running, next *config.Config) []string {
 }
 
 // changedKeys walks two values of one struct type by their yaml names and
-// returns the dotted key of each field that differs.
+// returns the dotted key of each field that differs. Values are compared
+// as parsed at load, so "0660" and "660" are the same socket_mode; a
+// struct that reads itself from text (policy.Action) is one value.
 func changedKeys(a, b reflect.Value, prefix string) []string {
-	if a.Kind() != reflect.Struct {
+	if a.Kind() != reflect.Struct || a.Type().Implements(textMarshaler) {
 		if reflect.DeepEqual(a.Interface(), b.Interface()) {
 			return nil
 		}
@@ -48,8 +51,13 @@ func changedKeys(a, b reflect.Value, prefix string) []string {
 	var out []string
 	for i := range a.NumField() {
 		f := a.Type().Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if strings.Contains(opts, "inline") {
+			// policy.ServerConfig: its keys are top-level.
+			out = append(out, changedKeys(a.Field(i), b.Field(i), prefix)...)
 			continue
 		}
 		if name == "" {
@@ -59,3 +67,5 @@ func changedKeys(a, b reflect.Value, prefix string) []string {
 	}
 	return out
 }
+
+var textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()

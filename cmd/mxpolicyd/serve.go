@@ -62,10 +62,17 @@ Listeners, the database, metrics and logging need a restart.`,
 	return cmd
 }
 
-// apply overlays the flags that were given on the config.
-func (o *serveOpts) apply(cmd *cobra.Command) func(*config.Config) {
+// apply overlays the flags that were given on the config. A flag's value
+// is parsed here, once, as the file's is when it is read.
+func (o *serveOpts) apply(cmd *cobra.Command) (func(*config.Config), error) {
+	f := cmd.Flags()
+	var level config.Level
+	if f.Changed("log-level") {
+		if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+			return nil, fmt.Errorf("--log-level (key log.level): %w", err)
+		}
+	}
 	return func(c *config.Config) {
-		f := cmd.Flags()
 		if f.Changed("listen") {
 			c.Listen = o.listen
 		}
@@ -82,7 +89,7 @@ func (o *serveOpts) apply(cmd *cobra.Command) func(*config.Config) {
 			c.Log.Format = o.logFormat
 		}
 		if f.Changed("log-level") {
-			c.Log.Level = o.logLevel
+			c.Log.Level = level
 		}
 		if f.Changed("metrics-listen") {
 			c.Metrics.Listen = o.metricsListen
@@ -90,12 +97,15 @@ func (o *serveOpts) apply(cmd *cobra.Command) func(*config.Config) {
 		if f.Changed("no-migrate") {
 			c.AutoMigrate = !o.noMigrate
 		}
-	}
+	}, nil
 }
 
 func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Command) error {
-	override := o.apply(cmd)
-	cfg, err := config.Load(cfgPath, override)
+	override, err := o.apply(cmd)
+	if err != nil {
+		return usageError{err}
+	}
+	cfg, err := config.Load(cfgPath, checkDefaults(), override)
 	if err != nil {
 		return usageError{err}
 	}
