@@ -28,9 +28,44 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	}
 	txts := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
-		txts = append(txts, strings.Join(rr.(*dns.TXT).Txt, ""))
+		txts = append(txts, unescapeTXT(strings.Join(rr.(*dns.TXT).Txt, "")))
 	}
 	return txts, nil
+}
+
+// unescapeTXT turns miekg/dns's presentation form of a TXT string back
+// into its octets, as net.Resolver returns them: it escapes a quote and a backslash
+// with a backslash and any octet outside printable ASCII as \DDD. SPF
+// must see the octets: a record with 8-bit or control characters is not
+// the text its escapes spell (RFC 7208 §12, ABNF of macro-literal).
+func unescapeTXT(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '\\' && i+3 < len(s) && isDigits(s[i+1:i+4]) {
+			n := int(s[i+1]-'0')*100 + int(s[i+2]-'0')*10 + int(s[i+3]-'0')
+			b, i = append(b, byte(n)), i+3
+			continue
+		}
+		if c == '\\' && i+1 < len(s) {
+			i++
+			c = s[i]
+		}
+		b = append(b, c)
+	}
+	return string(b)
+}
+
+func isDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return len(s) == 3
 }
 
 // LookupMX returns the MX records of name sorted by preference.

@@ -57,7 +57,16 @@ func (r *Resolver) Server() string { return r.server }
 // without records) and NXDOMAIN return the message and a nil error, so
 // callers can read TTLs and the SOA for negative caching (RFC 2308 §5).
 // Everything else returns an *Error; see its Temporary field.
+//
+// A name that cannot be encoded in a query (an empty label, a label over
+// 63 octets, a name over 255: RFC 1035 §2.3.4) is not asked: it answers
+// NXDOMAIN at once, since no such name can exist. SPF builds names from
+// the sender's data and macros, and RFC 7208 §4.3 makes such a name
+// "none", not a temporary error that would defer the mail on every retry.
 func (r *Resolver) Exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, error) {
+	if !encodable(name) {
+		return notFound(name, qtype), nil
+	}
 	resp, err := r.exchange(ctx, name, qtype)
 	r.recordHealth(ctx, err)
 	return resp, err
@@ -78,6 +87,21 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		return nil, r.transportError(ctx, name, qtype, err)
 	}
 	return resp, r.rcodeError(name, qtype, resp.Rcode)
+}
+
+// encodable reports whether name fits in a query's question section.
+func encodable(name string) bool {
+	buf := make([]byte, 256+2)
+	_, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
+	return err == nil
+}
+
+// notFound is the NXDOMAIN answer for a name that was never asked.
+func notFound(name string, qtype uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.Question = []dns.Question{{Name: name, Qtype: qtype, Qclass: dns.ClassINET}}
+	m.Response, m.Rcode = true, dns.RcodeNameError
+	return m
 }
 
 // transportError classifies a failure to get any answer. miekg/dns reports

@@ -230,3 +230,53 @@ func TestConfig(t *testing.T) {
 		t.Error("resolv.conf without nameserver must be an error")
 	}
 }
+
+// TestUnencodableNameIsNotFound: a name no query can carry is not asked
+// and is "not found", never a temporary error (RFC 7208 §4.3: SPF says
+// none, not temperror, for such a domain).
+func TestUnencodableNameIsNotFound(t *testing.T) {
+	srv := dnstest.New(t, zone...)
+	r := newResolver(t, srv, time.Second)
+	long := strings.Repeat("a", 64)
+	for _, name := range []string{
+		long + ".test", "a..test", ".test", strings.Repeat("abcdefghi.", 26) + "test",
+	} {
+		m, err := r.Exchange(context.Background(), name, dns.TypeTXT)
+		if err != nil || m.Rcode != dns.RcodeNameError {
+			t.Errorf("Exchange(%q): %v %v, want NXDOMAIN and no error", name, m, err)
+		}
+		_, err = r.LookupTXT(context.Background(), name)
+		var de *net.DNSError
+		if !errors.As(err, &de) || !de.IsNotFound || resolver.IsTemporary(err) {
+			t.Errorf("LookupTXT(%q): %v, want not found", name, err)
+		}
+		if n := srv.Queries(name, dns.TypeTXT); n != 0 {
+			t.Errorf("%q was asked %d times, want never", name, n)
+		}
+	}
+	res, err := spf.CheckHostWithSender(net.ParseIP("192.0.2.1"), "h.test", "a@"+long+".test",
+		spf.WithResolver(r))
+	if res != spf.None {
+		t.Errorf("SPF for a domain with a 64-octet label: %v (%v), want none", res, err)
+	}
+	if _, ok := dns.IsDomainName(strings.Repeat("a", 63) + ".test"); !ok {
+		t.Fatal("a 63-octet label is valid")
+	}
+	if _, err := r.LookupTXT(context.Background(), strings.Repeat("a", 63)+".test"); err == nil {
+		t.Error("63-octet label: want NXDOMAIN from the server")
+	}
+}
+
+// TestTXTOctets: TXT strings come back as their octets, as net.Resolver
+// returns them, not in miekg/dns's escaped presentation form.
+func TestTXTOctets(t *testing.T) {
+	srv := dnstest.New(t)
+	raw := "v=spf1 a:\"q\\\x01\xc3\xa9 -all"
+	srv.AddRR(&dns.TXT{Hdr: dns.RR_Header{Name: "octets.test.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60},
+		Txt: []string{strings.ReplaceAll(raw, `\`, `\\`)}})
+	r := newResolver(t, srv, time.Second)
+	got, err := r.LookupTXT(context.Background(), "octets.test")
+	if err != nil || len(got) != 1 || got[0] != raw {
+		t.Fatalf("LookupTXT: %q %v, want %q", got, err, raw)
+	}
+}
