@@ -1,7 +1,10 @@
 package greylist
 
 import (
+	"context"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +22,13 @@ type passCache struct {
 	mu       sync.Mutex
 	max      int
 	cur, old map[string]time.Time
+
+	// Set by follow: the administrative changes that empty the cache, the
+	// generation it last saw, and CacheRefresh (put's until minus it is
+	// when the pass was decided).
+	changes *Changes
+	seen    int64
+	refresh time.Duration
 }
 
 func newPassCache(size int) *passCache {
@@ -35,6 +45,7 @@ func (c *passCache) passes(key string, now time.Time) bool {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.sync()
 	until, ok := c.cur[key]
 	if !ok {
 		if until, ok = c.old[key]; ok && now.Before(until) {
@@ -51,6 +62,9 @@ func (c *passCache) put(key string, until time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.sync(); c.changes != nil && until.Add(-c.refresh).Before(c.changes.since()) {
+		return // decided before the last change was seen: it may predate it
+	}
 	c.store(key, until)
 }
 
@@ -59,4 +73,90 @@ func (c *passCache) store(key string, until time.Time) {
 		c.old, c.cur = c.cur, make(map[string]time.Time, c.max)
 	}
 	c.cur[key] = until
+}
+
+// sync empties the cache when an administrative change happened since it
+// last looked. Called with mu held.
+func (c *passCache) sync() {
+	if c.changes == nil {
+		return
+	}
+	if g := c.changes.gen.Load(); g != c.seen {
+		c.seen, c.cur, c.old = g, make(map[string]time.Time, c.max), nil
+	}
+}
+
+// FollowChanges has the check's pass cache emptied whenever ch sees an
+// administrative change (`mxpolicyd greylist release|forget`), so a
+// forgotten triplet is not answered from memory for up to CacheRefresh.
+// Call it before the check serves.
+func (g *Checker) FollowChanges(ch *Changes) {
+	if g.cache == nil || ch == nil {
+		return
+	}
+	g.cache.mu.Lock()
+	defer g.cache.mu.Unlock()
+	g.cache.changes, g.cache.seen, g.cache.refresh = ch, ch.gen.Load(), g.cfg.CacheRefresh
+}
+
+// Changes watches greylist_version, the counter release and forget bump
+// in their transaction (migration 0005), the way the whitelist polls
+// whitelist_version (whitelist.Checker.Run). A poll is one tiny primary-key
+// read a second; LISTEN/NOTIFY would need a held connection on PostgreSQL
+// and a poll on SQLite anyway, so both stores poll. The daemon runs one
+// Changes and every greylist check it builds follows it (FollowChanges);
+// the caches empty lazily, on their next use.
+type Changes struct {
+	version func(context.Context) (int64, error)
+	log     *slog.Logger
+	gen     atomic.Int64 // bumped per change seen
+	at      atomic.Int64 // when the last change was seen, Unix nanoseconds
+	last    int64        // the version last read; -1 before the first
+	failing bool
+}
+
+// NewChanges watches the version that a's Release and Forget bump.
+func NewChanges(a *Admin, logger *slog.Logger) *Changes {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Changes{version: a.Version, log: logger, last: -1}
+}
+
+// since is when the last change was seen; the zero time before any.
+func (ch *Changes) since() time.Time {
+	if ns := ch.at.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
+// Run polls every interval until ctx ends. The first successful read
+// counts as a change too: whatever happened before it (while the database
+// was down, or before migration 0005) is then covered.
+func (ch *Changes) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ch.Poll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Poll reads the version once and records a change if it moved.
+func (ch *Changes) Poll(ctx context.Context) {
+	v, err := ch.version(ctx)
+	switch {
+	case err != nil && !ch.failing:
+		ch.log.Debug("greylist: reading the change counter failed; caches kept", "err", err)
+	case err == nil && v != ch.last:
+		ch.last = v
+		ch.at.Store(time.Now().UnixNano())
+		ch.gen.Add(1)
+	}
+	ch.failing = err != nil
 }
