@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -24,9 +26,15 @@ type Config struct {
 	// resolver does not answer in time is our failure (ErrResolver,
 	// checks.spf.on_error), never a wrong verdict.
 	Timeout time.Duration `yaml:"timeout"`
-	// Header queues a Received-SPF header (RFC 7208 §9.1), prepended once
-	// per message when the reply would otherwise be DUNNO. Default true.
-	Header bool `yaml:"header"`
+	// Header picks the result headers prepended once per message when the
+	// reply would otherwise be DUNNO: Received-SPF (RFC 7208 §9.1),
+	// Authentication-Results (RFC 8601), both, or none. Default
+	// received-spf; true and false, this key's old values, read as
+	// received-spf and none.
+	Header HeaderMode `yaml:"header"`
+	// AuthservID names this host in Authentication-Results (RFC 8601
+	// §2.5). Default: Receiver, which defaults to the hostname.
+	AuthservID string `yaml:"authserv_id"`
 	// Receiver names this host in the header. Default: the hostname.
 	Receiver string `yaml:"receiver"`
 	// Actions maps each result to a reply. Keys not given keep their
@@ -43,16 +51,18 @@ type Config struct {
 	//     receivers accept; set "550 5.7.24 SPF permanent error for {domain}")
 	//   pass, softfail, neutral, none: DUNNO (greylisting may treat the
 	//     last three as suspicious)
+	//   helo_fail: the HELO identity failed (RFC 7208 §2.3); default:
+	//     whatever fail is. A DUNNO lets the MAIL FROM identity decide.
 	Actions map[string]string `yaml:"actions"`
-	// Explanation is the text {explanation} stands for. go/spf ignores
-	// the exp= modifier, so the explanation is ours, not the domain's.
+	// Explanation is the text {explanation} stands for when the domain
+	// publishes no explanation of its own (exp=, RFC 7208 §6.2).
 	Explanation string `yaml:"explanation"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		Header:  true,
+		Header:  HeaderReceivedSPF,
 		Actions: defaultActions(),
 		Explanation: "SPF validation failed: {domain} does not designate {ip} " +
 			"as a permitted sender",
@@ -79,12 +89,18 @@ func (c Config) Validate() error {
 	if strings.ContainsAny(c.Receiver, " \t\r\n\x00;()\"") {
 		return fmt.Errorf("spf.receiver: must be a host name, got %q", c.Receiver)
 	}
+	if c.AuthservID != "" && !isAuthservID(c.AuthservID) {
+		return fmt.Errorf("spf.authserv_id: must be a host name, got %q", c.AuthservID)
+	}
+	if _, ok := headerModes[c.Header]; !ok {
+		return fmt.Errorf("spf.header: must be one of %s, got %q", headerModeNames(), c.Header)
+	}
 	if strings.ContainsAny(c.Explanation, "\r\n\x00") {
 		return fmt.Errorf("spf.explanation: must be one line")
 	}
 	for k, v := range c.Actions {
-		if !isResult(k) {
-			return fmt.Errorf("spf.actions.%s: not an SPF result (want one of %s)", k, strings.Join(Results, ", "))
+		if !isResult(k) && k != HeloFail {
+			return fmt.Errorf("spf.actions.%s: not an SPF result (want one of %s, or %s)", k, strings.Join(Results, ", "), HeloFail)
 		}
 		if _, err := render(v, c.Explanation, sampleVars); err != nil {
 			return fmt.Errorf("spf.actions.%s: %w", k, err)
@@ -95,12 +111,26 @@ func (c Config) Validate() error {
 
 func isResult(s string) bool { return slices.Contains(Results, s) }
 
-// actionFor returns the configured template for result, or the default.
+// HeloFail is the spf.actions key for a fail of the HELO identity.
+const HeloFail = "helo_fail"
+
+// actionFor returns the configured template for result, or the default;
+// helo_fail defaults to whatever fail is.
 func (c Config) actionFor(result string) string {
 	if a, ok := c.Actions[result]; ok {
 		return a
 	}
+	if result == HeloFail {
+		return c.actionFor("fail")
+	}
 	return defaultActions()[result]
+}
+
+func (c Config) authservID(receiver string) string {
+	if c.AuthservID != "" {
+		return c.AuthservID
+	}
+	return receiver
 }
 
 func (c Config) receiver() string {
@@ -113,15 +143,81 @@ func (c Config) receiver() string {
 	return "localhost"
 }
 
-// vars fill the action templates.
-type vars struct{ result, domain, sender, ip, helo, identity string }
+// vars fill the action templates. exp is the domain's own explanation
+// (exp=), already expanded and made one printable line; "" when it
+// published none.
+type vars struct{ result, domain, sender, ip, helo, identity, exp string }
 
-var sampleVars = vars{"fail", "example.com", "user@example.com", "192.0.2.1", "mail.example.com", "mailfrom"}
+var sampleVars = vars{"fail", "example.com", "user@example.com", "192.0.2.1", "mail.example.com", "mailfrom", ""}
 
+// render fills tmpl; {explanation} is the domain's explanation if it
+// gave one, else ours (spf.explanation) filled the same way.
 func render(tmpl, explanation string, v vars) (policy.Action, error) {
 	r := strings.NewReplacer("{result}", v.result, "{domain}", v.domain, "{sender}", v.sender,
 		"{ip}", v.ip, "{helo}", v.helo, "{identity}", v.identity)
-	expl := r.Replace(explanation)
+	expl := v.exp
+	if expl == "" {
+		expl = r.Replace(explanation)
+	}
 	s := strings.ReplaceAll(r.Replace(tmpl), "{explanation}", expl)
 	return policy.ParseAction(strings.ToValidUTF8(s, "?"))
+}
+
+// HeaderMode says which result headers the check prepends.
+type HeaderMode string
+
+// The values of spf.header.
+const (
+	HeaderReceivedSPF HeaderMode = "received-spf"
+	HeaderAuthResults HeaderMode = "authentication-results"
+	HeaderBoth        HeaderMode = "both"
+	HeaderNone        HeaderMode = "none"
+)
+
+// headerModes maps each accepted spelling to its mode; true and false
+// are what spf.header was before it named headers.
+var headerModes = map[HeaderMode]HeaderMode{
+	HeaderReceivedSPF: HeaderReceivedSPF, HeaderAuthResults: HeaderAuthResults,
+	HeaderBoth: HeaderBoth, HeaderNone: HeaderNone, "true": HeaderReceivedSPF, "false": HeaderNone,
+}
+
+func headerModeNames() string {
+	return strings.Join([]string{string(HeaderReceivedSPF), string(HeaderAuthResults),
+		string(HeaderBoth), string(HeaderNone)}, ", ")
+}
+
+// UnmarshalText reads a mode, or true or false for existing configs.
+func (h *HeaderMode) UnmarshalText(b []byte) error {
+	m, ok := headerModes[HeaderMode(strings.ToLower(strings.TrimSpace(string(b))))]
+	if !ok {
+		return fmt.Errorf("spf.header: must be one of %s, got %q", headerModeNames(), b)
+	}
+	*h = m
+	return nil
+}
+
+// UnmarshalYAML reads the scalar, a YAML bool included, as UnmarshalText.
+func (h *HeaderMode) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("spf.header: must be one of %s", headerModeNames())
+	}
+	return h.UnmarshalText([]byte(n.Value))
+}
+
+// MarshalText writes the mode as UnmarshalText reads it.
+func (h HeaderMode) MarshalText() ([]byte, error) { return []byte(h), nil }
+
+func (h HeaderMode) receivedSPF() bool { return h == HeaderReceivedSPF || h == HeaderBoth }
+func (h HeaderMode) authResults() bool { return h == HeaderAuthResults || h == HeaderBoth }
+
+// isAuthservID accepts a host name, the form RFC 8601 §2.5 recommends,
+// and what a value (§2.2: a token or quoted-string) can carry.
+func isAuthservID(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return s != ""
 }

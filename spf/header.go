@@ -4,6 +4,86 @@ import (
 	"strings"
 )
 
+// headers are the result headers spf.header asks for: Received-SPF for
+// the identity that answers, Authentication-Results for both identities
+// checked (helo is nil when HELO was not checked).
+func (c *Checker) headers(helo, mf *evaluation, mailFrom string) []string {
+	var hs []string
+	if c.cfg.Header.receivedSPF() {
+		hs = append(hs, header(c.receiver, mf.vars, mailFrom))
+	}
+	if c.cfg.Header.authResults() {
+		var checked []vars
+		if helo != nil && mf.vars.identity != "helo" {
+			checked = append(checked, helo.vars)
+		}
+		hs = append(hs, authResults(c.authserv, append(checked, mf.vars)...))
+	}
+	return hs
+}
+
+// authResults builds an Authentication-Results field (RFC 8601 §2.2),
+// one resinfo per identity checked, the SPF properties as §2.7.2 defines
+// them:
+//
+//	Authentication-Results: mx.example.org; spf=pass smtp.helo=mail.example.com;
+//	  spf=fail smtp.mailfrom=a@example.com
+//
+// on one line, since Postfix's PREPEND takes a single line. An identity
+// SPF could not check (a HELO name that is not a domain) says so with
+// spf=none and the name as given.
+func authResults(authserv string, checked ...vars) string {
+	var b strings.Builder
+	b.WriteString("Authentication-Results: ")
+	b.WriteString(authserv)
+	for _, v := range checked {
+		b.WriteString("; spf=")
+		b.WriteString(v.result)
+		b.WriteString(" smtp.")
+		b.WriteString(v.identity)
+		b.WriteString("=")
+		b.WriteString(pvalue(arIdentity(v)))
+	}
+	return strings.ToValidUTF8(b.String(), "?")
+}
+
+// arIdentity is the identity's value: the MAIL FROM address (with
+// "postmaster@" when it had no local-part, RFC 8601 §2.7.2), or the HELO
+// name.
+func arIdentity(v vars) string {
+	if v.identity == "helo" {
+		return v.helo
+	}
+	return v.sender
+}
+
+// pvalue writes a property value (RFC 8601 §2.2: value / [ [ local-part
+// ] "@" ] domain-name) as a token when it is one, an address as is when
+// both parts are dot-atoms, and anything else as a quoted-string.
+func pvalue(s string) string {
+	if local, domain, ok := strings.Cut(s, "@"); ok && isDotAtom(local) && isToken(domain) {
+		return s
+	}
+	if isToken(s) {
+		return s
+	}
+	return quoted(s)
+}
+
+// isToken is RFC 2045 §5.1's token: printable ASCII but for space and
+// tspecials.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?=`, c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // header builds a Received-SPF field (RFC 7208 §9.1, grammar as corrected
 // by erratum 5436):
 //
@@ -84,6 +164,12 @@ func value(s string) string {
 	if isDotAtom(s) {
 		return s
 	}
+	return quoted(s)
+}
+
+// quoted writes s as an RFC 5322 quoted-string, dropping control
+// characters.
+func quoted(s string) string {
 	var b strings.Builder
 	b.WriteByte('"')
 	for _, r := range s {

@@ -45,7 +45,7 @@ func (m *memoResolver) failure() error {
 }
 
 func memo[T any](m *memoResolver, kind, name string, ask func() (T, error)) (T, error) {
-	q := query{kind, strings.ToLower(name)}
+	q := query{kind, strings.ToLower(strings.TrimSuffix(name, "."))}
 	m.mu.Lock()
 	a, ok := m.answers[q]
 	m.mu.Unlock()
@@ -77,4 +77,57 @@ func (m *memoResolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPA
 
 func (m *memoResolver) LookupAddr(ctx context.Context, addr string) ([]string, error) {
 	return memo(m, "PTR", addr, func() ([]string, error) { return m.r.LookupAddr(ctx, addr) })
+}
+
+// asked reports whether kind (TXT, MX, IP, PTR) of name was looked up.
+func (m *memoResolver) asked(kind, name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.answers[query{kind, strings.ToLower(strings.TrimSuffix(name, "."))}]
+	return ok
+}
+
+// cachedRecord returns the SPF record the evaluation fetched for domain,
+// "" if it fetched none or not exactly one (RFC 7208 §4.5).
+func (m *memoResolver) cachedRecord(domain string) string {
+	m.mu.Lock()
+	a, ok := m.answers[query{"TXT", strings.ToLower(strings.TrimSuffix(domain, "."))}]
+	m.mu.Unlock()
+	if !ok || a.err != nil {
+		return ""
+	}
+	recs := spfRecords(a.v.([]string))
+	if len(recs) != 1 {
+		return ""
+	}
+	return recs[0]
+}
+
+// records returns every SPF record the evaluation fetched, one per name
+// that had exactly one: the records go/spf read.
+func (m *memoResolver) records() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for q, a := range m.answers {
+		if q.kind != "TXT" || a.err != nil {
+			continue
+		}
+		if recs := spfRecords(a.v.([]string)); len(recs) == 1 {
+			out = append(out, recs[0])
+		}
+	}
+	return out
+}
+
+// spfRecords selects the SPF records among TXT strings as go/spf does:
+// "v=spf1" alone or followed by a space, in any case (RFC 7208 §4.5).
+func spfRecords(txts []string) []string {
+	var recs []string
+	for _, t := range txts {
+		if l := strings.ToLower(t); l == "v=spf1" || strings.HasPrefix(l, "v=spf1 ") {
+			recs = append(recs, t)
+		}
+	}
+	return recs
 }

@@ -1,7 +1,10 @@
 // Package spf is the "spf" policy check: it evaluates the sender's SPF
 // policy (RFC 7208) with blitiri.com.ar/go/spf once per message, maps the
 // result to a reply through a configurable table, records the result for
-// greylisting, and queues a Received-SPF header.
+// greylisting, and queues Received-SPF and Authentication-Results headers.
+// It checks the HELO identity as well as MAIL FROM (RFC 7208 §2.3),
+// explains a fail with the domain's exp= (§6.2, explain.go), and holds
+// every record it read to the grammar of §12 (strict.go).
 package spf
 
 import (
@@ -48,6 +51,8 @@ type Checker struct {
 	cfg      Config
 	resolver gospf.DNSResolver
 	receiver string
+	authserv string
+	helos    *heloCache
 	log      *slog.Logger
 }
 
@@ -58,7 +63,8 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), log: opt.Logger}
+	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), helos: newHeloCache(), log: opt.Logger}
+	c.authserv = cfg.authservID(c.receiver)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -70,15 +76,15 @@ func (c *Checker) Name() string { return Name }
 
 // outcome is one message's SPF evaluation, reused for every recipient.
 type outcome struct {
-	result Result
+	result Result // of the identity that answers
 	// vouches: the pass names this client, not everyone. A policy that
 	// also passes a probe address (+all, ip4:0.0.0.0/0) authorizes any
 	// host, so its domain must not key pool-aware greylisting: every bot
 	// sending as that domain would share one key and one retry would pass
 	// them all.
 	vouches bool
-	vars    vars
-	header  string
+	vars    vars // of the identity that answers
+	headers []string
 	action  policy.Action
 	took    time.Duration
 	err     error // wraps ErrResolver: no result, on_error decides
@@ -98,8 +104,8 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	if o.result == policy.SPFPass && o.vouches {
 		st.Facts.SPFDomain = o.vars.domain
 	}
-	if c.cfg.Header && o.header != "" && st.Msg != nil {
-		st.Msg.AddHeader(o.header) // ignored once queued or sent
+	for _, h := range o.headers {
+		st.Msg.AddHeader(h) // ignored once queued or sent; nil Msg holds nothing
 	}
 	return policy.Result{Action: o.action, Reason: "spf " + string(o.result) + " " + o.vars.identity + "=" + o.vars.domain}, nil
 }
@@ -117,52 +123,137 @@ func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
 	return o
 }
 
-// evaluate runs the SPF check for the MAIL FROM identity, or for the HELO
-// identity when the sender is null (RFC 7208 §2.4: "postmaster@" the HELO
-// name). A HELO name that is not a domain gives none (RFC 7208 §2.3).
-// The check and its probe share one deadline (the step's, capped by
-// spf.timeout) and one memo of DNS answers, so the probe adds no budget
-// of its own.
+// evaluation is one identity's SPF result.
+type evaluation struct {
+	vars    vars
+	result  Result
+	vouches bool
+	err     error // wraps ErrResolver
+}
+
+// evaluate checks the HELO identity, then the MAIL FROM identity (RFC 7208
+// §2.3: HELO first, and a HELO fail may decide alone; §2.4: the null
+// sender's MAIL FROM identity is the HELO one, so it is checked once).
+// Both share one deadline: the step's, capped by spf.timeout.
 func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
 	if c.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 	}
-	v := identity(r, ip)
+	start := time.Now()
+	var helo *evaluation
+	if r.SenderDomain() != "" {
+		helo = c.heloCheck(ctx, r, ip)
+	}
+	o := &outcome{}
+	if helo != nil && helo.result == policy.SPFFail && !c.answer(helo).IsDunno() {
+		o.result, o.vars, o.action = helo.result, helo.vars, c.answer(helo)
+	} else {
+		mf := c.check(ctx, identity(r, ip), ip, true)
+		o.result, o.vars, o.vouches, o.err = mf.result, mf.vars, mf.vouches, mf.err
+		if o.err == nil {
+			o.action = c.answer(mf)
+			o.headers = c.headers(helo, mf, r.Sender)
+		}
+	}
+	o.took = time.Since(start)
+	return o
+}
+
+// answer renders the action for an evaluation's result.
+func (c *Checker) answer(e *evaluation) policy.Action {
+	if e.vars.identity == "helo" && e.result == policy.SPFFail {
+		return c.action(e.vars, HeloFail)
+	}
+	return c.action(e.vars, e.vars.result)
+}
+
+// heloCheck evaluates the HELO identity of a message with a sender. Its
+// result depends on the client address and the HELO name alone, so it is
+// kept for a few minutes under that pair: every message of an SMTP session
+// (and of its reconnections) costs one evaluation. A per-connection value
+// would not do: Postfix's smtpd keeps its policy connection across SMTP
+// sessions, and one session's messages may reach us on other connections
+// of the same smtpd (SMTPD_POLICY_README, "Protocol description"). An
+// evaluation our resolver could not finish is not kept, and only marks
+// the HELO identity unchecked: MAIL FROM still decides.
+func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Addr) *evaluation {
+	v := heloIdentity(r, ip)
+	if v.domain == "" {
+		return nil
+	}
+	if e, ok := c.helos.get(ip, v.domain); ok {
+		return e
+	}
+	e := c.check(ctx, v, ip, false)
+	if e.err != nil {
+		return nil
+	}
+	if e.result != policy.SPFTempError {
+		c.helos.put(ip, v.domain, e)
+	}
+	return e
+}
+
+// check evaluates one identity. The record syntax check (strict.go) runs
+// on every record the evaluation fetched before its verdict is trusted.
+// A fail is explained by the domain's exp= when it has one. probe asks,
+// for a pass, whether the policy passes everyone (passesAnyone); the
+// probe shares the evaluation's memo of DNS answers and its deadline.
+func (c *Checker) check(ctx context.Context, v vars, ip netip.Addr, probe bool) *evaluation {
 	dns := newMemo(c.resolver)
 	result, err := gospf.None, error(nil)
 	start := time.Now()
 	if v.domain != "" {
-		result, err = gospf.CheckHostWithSender(net.IP(ip.AsSlice()), r.HeloName, v.sender,
+		result, err = gospf.CheckHostWithSender(net.IP(ip.AsSlice()), v.helo, v.sender,
 			gospf.WithContext(ctx), gospf.WithResolver(dns))
 	}
-	v.result = string(result)
-	o := &outcome{result: Result(result), vars: v}
-	if ours := dns.failure(); result == gospf.TempError && ours != nil {
-		o.err = policy.Temporary(fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours))
-	} else if result == gospf.Pass {
-		o.vouches = !c.passesAnyone(ctx, dns, r, v.sender, ip)
+	if bad := c.badRecord(dns); bad != nil && result != gospf.None {
+		result, err = gospf.PermError, bad
 	}
-	o.took = time.Since(start)
-	if o.err == nil {
-		o.action = c.action(v)
-		o.header = header(c.receiver, v, r.Sender)
+	e := &evaluation{vars: v, result: Result(result)}
+	switch ours := dns.failure(); {
+	case result == gospf.TempError && ours != nil:
+		e.err = policy.Temporary(fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours))
+	case result == gospf.Pass && probe:
+		e.vouches = !c.passesAnyone(ctx, dns, v, ip)
+	case result == gospf.Fail:
+		e.vars.exp = c.explain(ctx, dns, envFor(v, ip, c.receiver))
 	}
-	c.log.Debug("spf evaluated", slog.String("result", v.result), slog.String("identity", v.identity),
+	e.vars.result = string(e.result)
+	c.log.Debug("spf evaluated", slog.String("result", e.vars.result), slog.String("identity", v.identity),
 		slog.String("domain", v.domain), slog.String("ip", v.ip), slog.Any("detail", err),
-		slog.Any("error", o.err), slog.Duration("dur", o.took))
-	return o
+		slog.Any("error", e.err), slog.Duration("dur", time.Since(start)))
+	return e
+}
+
+// badRecord returns the first syntax error among the records dns fetched.
+func (c *Checker) badRecord(dns *memoResolver) error {
+	for _, rec := range dns.records() {
+		if err := checkRecord(rec); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // identity picks what is checked and fills the template variables.
 func identity(r *policy.Request, ip netip.Addr) vars {
-	v := vars{ip: ip.String(), helo: r.HeloName}
 	if d := r.SenderDomain(); d != "" {
-		v.identity, v.sender, v.domain = "mailfrom", r.Sender, d
+		v := vars{ip: ip.String(), helo: r.HeloName, identity: "mailfrom", sender: r.Sender, domain: d}
+		if strings.HasPrefix(r.Sender, "@") {
+			v.sender = "postmaster" + r.Sender // RFC 7208 §4.3: no local-part
+		}
 		return v
 	}
-	v.identity = "helo"
+	return heloIdentity(r, ip)
+}
+
+// heloIdentity is the HELO identity (RFC 7208 §2.3): "postmaster@" the
+// HELO name; no domain, so none, when the name is not a domain.
+func heloIdentity(r *policy.Request, ip netip.Addr) vars {
+	v := vars{ip: ip.String(), helo: r.HeloName, identity: "helo"}
 	helo := strings.ToLower(strings.TrimSuffix(r.HeloName, "."))
 	if isDomain(helo) {
 		v.sender, v.domain = "postmaster@"+helo, helo
@@ -193,21 +284,22 @@ var (
 // DNS answers are the ones just fetched (dns is the evaluation's memo),
 // so only names that depend on the address (an exists: or ptr with
 // %{i}) are asked again; a failure counts as "not anyone".
-func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, r *policy.Request, sender string, ip netip.Addr) bool {
+func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, v vars, ip netip.Addr) bool {
 	probe := probe4
 	if ip.Is6() {
 		probe = probe6
 	}
-	res, _ := gospf.CheckHostWithSender(probe, r.HeloName, sender,
+	res, _ := gospf.CheckHostWithSender(probe, v.helo, v.sender,
 		gospf.WithContext(ctx), gospf.WithResolver(dns))
 	return res == gospf.Pass
 }
 
-// action renders the configured reply; a template that cannot render
-// with this message's values (odd characters in the sender) falls back
-// to the default for the result, then to DUNNO.
-func (c *Checker) action(v vars) policy.Action {
-	a, err := render(c.cfg.actionFor(v.result), c.cfg.Explanation, v)
+// action renders the configured reply for key (a result, or helo_fail);
+// a template that cannot render with this message's values (odd
+// characters in the sender) falls back to the default for the result,
+// then to DUNNO.
+func (c *Checker) action(v vars, key string) policy.Action {
+	a, err := render(c.cfg.actionFor(key), c.cfg.Explanation, v)
 	if err == nil {
 		return a
 	}

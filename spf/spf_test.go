@@ -183,7 +183,7 @@ func TestOncePerMessage(t *testing.T) {
 }
 
 func TestHeaderOff(t *testing.T) {
-	c, _ := newChecker(t, func(cfg *spf.Config) { cfg.Header = false })
+	c, _ := newChecker(t, func(cfg *spf.Config) { cfg.Header = spf.HeaderNone })
 	eng := policy.NewEngine(policy.Options{}, []policy.Step{{Check: c}})
 	msg := policy.NewMessage("i1")
 	d := eng.Evaluate(context.Background(), state("192.0.2.1", "a@pass.test", "h.test", "i1", msg).Req, msg)
