@@ -42,6 +42,15 @@ func NewAdmin(d *db.DB, cfg Config) *Admin {
 // Selector.All.
 var ErrNoSelector = errors.New("greylist: no --client, --sender or --recipient given; --all selects every triplet")
 
+// ErrBadSelector matches every error about a Selector (ErrNoSelector
+// included): nothing was read or changed.
+var ErrBadSelector = errors.New("greylist: bad selector")
+
+type selectorError struct{ error }
+
+func (e selectorError) Is(target error) bool { return target == ErrBadSelector }
+func (e selectorError) Unwrap() error        { return e.error }
+
 // Selector names triplets. Empty fields match anything; all empty needs All.
 type Selector struct {
 	// Client is an address (keyed by its network, as requests are), a
@@ -182,6 +191,14 @@ func (a *Admin) Version(ctx context.Context) (int64, error) {
 
 // resolve checks a selector; list may select everything without All.
 func (a *Admin) resolve(sel Selector, list bool) (selection, error) {
+	s, err := a.check(sel, list)
+	if err != nil {
+		return s, selectorError{err}
+	}
+	return s, nil
+}
+
+func (a *Admin) check(sel Selector, list bool) (selection, error) {
 	s := selection{all: sel.All}
 	named := sel.Client != "" || sel.Sender != "" || sel.Recipient != ""
 	switch {

@@ -49,6 +49,8 @@ reject_unauth_destination:
 	root.AddCommand(newServeCmd(g), newCheckCmd(g), newConfigCmd(g), newVersionCmd(),
 		newGenDocsCmd(), newHealthcheckCmd(g))
 	addStoreCommands(root, g)
+	root.AddCommand(newGreylistCmd(g))
+	root.AddCommand(newImportCmd(g))
 	return root
 }
 
