@@ -86,9 +86,21 @@ func checkPolicyService(t *testing.T, list string) string {
 	return ""
 }
 
+// checkDataPolicyService asserts that the same policy service is asked at
+// DATA (one verdict per message, and the headers a one-recipient reply
+// cannot carry: README, "Postfix integration").
+func checkDataPolicyService(t *testing.T, list, endpoint string) {
+	t.Helper()
+	want := []string{"check_policy_service", "{ " + endpoint + ", timeout=10s, default_action=DUNNO }"}
+	if r := restrictions(list); !slices.Equal(r, want) {
+		t.Errorf("smtpd_data_restrictions = %q, want %q", r, want)
+	}
+}
+
 func TestPostfixSnippet(t *testing.T) {
 	get := postconf(t, "postfix/main.cf.snippet")
 	ep := checkPolicyService(t, get("-h", "smtpd_recipient_restrictions"))
+	checkDataPolicyService(t, get("-h", "smtpd_data_restrictions"), ep)
 	if want := "inet:" + exampleListen(t); ep != want {
 		t.Errorf("policy service at %s, but the example config listens on %s", ep, want)
 	}
@@ -110,6 +122,7 @@ func TestPostfixSnippet(t *testing.T) {
 func TestPostfixUnixSnippet(t *testing.T) {
 	get := postconf(t, "postfix/main.cf.unix.snippet")
 	ep := checkPolicyService(t, get("-h", "smtpd_recipient_restrictions"))
+	checkDataPolicyService(t, get("-h", "smtpd_data_restrictions"), ep)
 	rel, ok := strings.CutPrefix(ep, "unix:")
 	if !ok || strings.HasPrefix(rel, "/") {
 		t.Fatalf("endpoint %s: want unix: relative to the queue directory (chroot)", ep)

@@ -82,11 +82,28 @@ type Config struct {
 	// CacheSize bounds the in-memory pass cache (entries). Default 100000,
 	// about 20 MB. 0 turns the cache off.
 	CacheSize int `yaml:"cache_size"`
+	// Stage is where a message with a greylisted recipient is deferred
+	// when deferring it at RCPT would split it: "rcpt" (default) or
+	// "data". Greylisting gives one verdict per message (greylist.go,
+	// msgVerdict), but a recipient accepted with 250 at RCPT cannot be
+	// taken back, so a new triplet after a known one is deferred alone at
+	// RCPT. "data" answers DUNNO instead and defers the whole message at
+	// DATA; it needs check_policy_service in smtpd_data_restrictions too
+	// (contrib/postfix/main.cf.snippet), and until Postfix has asked at
+	// DATA it answers as "rcpt" does. The default keeps RCPT answers
+	// right for a Postfix without that hook; "data" is recommended.
+	Stage string `yaml:"stage"`
 	// GCBatch is the number of rows one garbage collection statement
 	// deletes; each batch is its own short transaction so serving never
 	// waits long. Default 5000.
 	GCBatch int `yaml:"gc_batch"`
 }
+
+// Stage values.
+const (
+	StageRCPT = "rcpt"
+	StageData = "data"
+)
 
 // DefaultText is Text's default.
 const DefaultText = "4.2.0 Greylisted, please try again in %s seconds"
@@ -108,6 +125,7 @@ func DefaultConfig() Config {
 		CacheRefresh:     time.Hour,
 		CacheSize:        100000,
 		GCBatch:          5000,
+		Stage:            StageRCPT,
 	}
 }
 
@@ -151,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.CacheSize < 0 {
 		bad("cache_size", "must not be negative", c.CacheSize)
+	}
+	if c.Stage != StageRCPT && c.Stage != StageData {
+		bad("stage", `must be "rcpt" or "data"`, c.Stage)
 	}
 	if c.GCBatch < 1 || c.GCBatch > 1000000 {
 		bad("gc_batch", "must be between 1 and 1000000", c.GCBatch)

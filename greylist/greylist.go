@@ -16,6 +16,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -54,7 +55,8 @@ type Checker struct {
 	host     string
 	log      *slog.Logger
 	obs      Observer
-	readOnly Peeker // set: evaluate with Peek, write nothing
+	readOnly Peeker       // set: evaluate with Peek, write nothing
+	dataSeen atomic.Int64 // Unix nanoseconds of the last DATA request (waitForData)
 }
 
 // NewStore returns the Store for an open, migrated database.
@@ -112,25 +114,27 @@ func (g *Checker) GC(ctx context.Context, now time.Time, dryRun bool) (GCStats, 
 	return g.store.GC(ctx, now, &g.cfg, dryRun)
 }
 
-// Check decides one recipient. Store errors are returned, so the engine
-// applies the step's on_error action (default DUNNO: fail open).
+// Check decides one recipient: it records the triplet, then answers as
+// the message's verdict says (answer). Store errors are returned, so
+// the engine applies the step's on_error action (default DUNNO: fail
+// open), unless the message is already deferred.
 func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
 	if reason, skip := g.exempt(st); skip {
 		return policy.Pass(reason), nil
 	}
 	k := g.Key(st)
-	if reason, ok := g.cached(k, st.Now); ok {
-		return policy.Pass(reason), nil
+	if v, ok := g.cached(k, st.Now); ok {
+		return g.answer(st, k, Outcome{Verdict: v}, " (cached)"), nil
 	}
 	o, err := g.decide(ctx, st.Now, k)
 	if err != nil {
-		return policy.Result{}, err
+		return g.failed(st, err)
 	}
 	g.remember(k, o, st.Now)
 	// The engine logs the decision; this adds the key it was made on.
 	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
 		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
-	return g.result(st, k, o), nil
+	return g.answer(st, k, o, ""), nil
 }
 
 // decide asks the store, timed for the observer. A store error is marked
@@ -221,16 +225,17 @@ func tripletCacheKey(k Key) string {
 	return "t\x00" + k.ClientKey + "\x00" + k.Sender + "\x00" + k.Recipient
 }
 
-func (g *Checker) cached(k Key, now time.Time) (string, bool) {
+// cached is the verdict of a pass the cache remembers.
+func (g *Checker) cached(k Key, now time.Time) (Verdict, bool) {
 	switch {
 	case g.cfg.AWLClientPasses > 0 && g.cache.passes(clientCacheKey(k), now):
-		return VerdictAWLClient.reason() + " (cached)", true
+		return VerdictAWLClient, true
 	case g.cfg.AWLPair && k.SenderDomain != "" && g.cache.passes(pairCacheKey(k), now):
-		return VerdictAWLPair.reason() + " (cached)", true
+		return VerdictAWLPair, true
 	case g.cache.passes(tripletCacheKey(k), now):
-		return VerdictKnown.reason() + " (cached)", true
+		return VerdictKnown, true
 	}
-	return "", false
+	return 0, false
 }
 
 // remember caches a pass. The database row was just seen at now, so it
@@ -258,20 +263,140 @@ func (v Verdict) reason() string {
 		"client auto-whitelisted", "sender domain auto-whitelisted for client"}[v]
 }
 
-func (g *Checker) result(st *policy.State, k Key, o Outcome) policy.Result {
-	if !o.Verdict.Passes() {
-		left := g.cfg.Delay - st.Now.Truncate(time.Second).Sub(o.FirstSeen)
-		return policy.Result{
-			Action: policy.Action{Verb: policy.DeferIfPermit, Text: g.text(left, k.Recipient)},
-			Reason: o.Verdict.reason(),
-		}
-	}
-	r := policy.Pass(o.Verdict.reason())
+// pass is the result of a recipient whose triplet passes and whose
+// message is not deferred: the delay it waited, and the header it earns.
+func (g *Checker) pass(st *policy.State, o Outcome, note string) policy.Result {
+	r := policy.Pass(o.Verdict.reason() + note)
 	if o.Verdict == VerdictPassed {
 		r.Delay = o.Delay
 		g.addHeader(st, o.Delay)
 	}
 	return r
+}
+
+// One verdict per message. Postfix's "instance" attribute ties the
+// requests of one message on one connection (SMTPD_POLICY_README,
+// "Protocol description"), and policy.Message keeps state per instance.
+// Deciding each recipient alone splits a message whose recipients mix a
+// known triplet and a new one (the null sender and awl_pair: false make
+// that common): one part is delivered now, the other after a retry, and
+// a sender that never retries loses it. So greylisting keeps a verdict per
+// message, over its greylisted recipients only (a whitelisted or role
+// recipient, or an exempt client, never touches it), and every triplet is
+// recorded as it comes, so the retry passes for all of them:
+//
+//   - Once one recipient is deferred, every later one is deferred too,
+//     even a known one. Its triplet is still recorded (a new one starts
+//     its delay now), so the retry passes whole.
+//   - A pass never carries a new triplet through: a spammer who puts a
+//     known recipient first still waits for every new one. That is the
+//     abuse case of letting the first recipient decide for the message.
+//   - A new triplet after a recipient already accepted (250 at RCPT)
+//     cannot be deferred at RCPT without splitting the message. With
+//     greylist.stage: data the recipient is answered DUNNO and the
+//     deferral waits for DATA, where Postfix asks again when
+//     check_policy_service is also in smtpd_data_restrictions, and where
+//     DEFER_IF_PERMIT defers the whole message (CheckMessage). With
+//     stage: rcpt it is deferred at RCPT: a split, but never a pass.
+//
+// The cost: a known recipient may wait one delay with a new one, for that
+// message only. In the DATA case the message's exempt recipients wait
+// with it too; deferring at RCPT whenever nothing was accepted yet keeps
+// that to messages whose first greylisted recipient was known.
+type msgVerdict struct {
+	accepted bool      // a greylisted recipient was answered with a pass (or failed open)
+	deferred bool      // a greylisted recipient must wait, so the message waits
+	atData   bool      // the deferral waits for DATA: a pass was already given at RCPT
+	until    time.Time // when every deferred triplet of the message can pass
+	rcpt     string    // the first deferred recipient, for %r at DATA
+}
+
+// messageVerdict is the verdict so far of the message a request belongs to.
+var messageVerdict = policy.NewMessageKey[msgVerdict]("greylist.verdict")
+
+// dataTrust is how long a DATA request proves that Postfix asks at DATA.
+// greylist.stage: data holds a deferral for DATA only while that is
+// proven, so a Postfix without the smtpd_data_restrictions hook (or one
+// whose hook was removed) gets RCPT-time answers, which may split a
+// message but never let a new triplet pass.
+const dataTrust = time.Hour
+
+// waitForData reports whether a deferral may wait for DATA.
+func (g *Checker) waitForData(now time.Time) bool {
+	seen := g.dataSeen.Load()
+	return g.cfg.Stage == StageData && seen != 0 && now.Sub(time.Unix(0, seen)) <= dataTrust
+}
+
+// answer applies the message's verdict to a recipient whose triplet got
+// o; note marks a verdict from the cache.
+func (g *Checker) answer(st *policy.State, k Key, o Outcome, note string) policy.Result {
+	m, _ := messageVerdict.Get(st.Msg)
+	reason := o.Verdict.reason() + note
+	if !o.Verdict.Passes() {
+		if !m.deferred {
+			m.deferred, m.rcpt = true, k.Recipient
+			m.atData = m.accepted && g.waitForData(st.Now)
+		}
+		m.until = later(m.until, o.FirstSeen.Add(g.cfg.Delay))
+		messageVerdict.Set(st.Msg, m)
+	}
+	switch {
+	case m.atData:
+		// Accept at RCPT, defer the whole message at DATA.
+		return policy.Pass(reason + "; message deferred at DATA")
+	case m.deferred && o.Verdict.Passes():
+		return g.deferral(st, m, k.Recipient, reason+"; deferred with its message")
+	case m.deferred:
+		return g.deferral(st, m, k.Recipient, reason)
+	}
+	m.accepted = true
+	messageVerdict.Set(st.Msg, m)
+	return g.pass(st, o, note)
+}
+
+// failed answers a recipient whose triplet could not be recorded: with the
+// message when it is already deferred at RCPT (its retry will record the
+// triplet), else by the engine's on_error, counted as an acceptance since
+// on_error is DUNNO by default.
+func (g *Checker) failed(st *policy.State, err error) (policy.Result, error) {
+	m, _ := messageVerdict.Get(st.Msg)
+	if m.deferred && !m.atData {
+		return g.deferral(st, m, st.Req.Recipient, "store failed; deferred with its message"), nil
+	}
+	if !m.accepted {
+		m.accepted = true
+		messageVerdict.Set(st.Msg, m)
+	}
+	return policy.Result{}, err
+}
+
+// CheckMessage implements policy.MessageCheck: at DATA it defers the
+// message whose deferral waited for it, and notes that Postfix asks at
+// DATA (waitForData).
+func (g *Checker) CheckMessage(_ context.Context, st *policy.State) (policy.Result, error) {
+	g.dataSeen.Store(st.Now.UnixNano())
+	m, _ := messageVerdict.Get(st.Msg)
+	if !m.atData {
+		return policy.Pass(""), nil
+	}
+	return g.deferral(st, m, m.rcpt, "greylisted recipient in message"), nil
+}
+
+// deferral is the DEFER_IF_PERMIT of a message whose triplets can all pass
+// at m.until; %r names rcpt's domain.
+func (g *Checker) deferral(st *policy.State, m msgVerdict, rcpt, reason string) policy.Result {
+	left := m.until.Sub(st.Now.Truncate(time.Second))
+	return policy.Result{
+		Action: policy.Action{Verb: policy.DeferIfPermit, Text: g.text(left, rcpt)},
+		Reason: reason,
+	}
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // addHeader queues X-Greylist once per message, in postgrey's form but
@@ -328,4 +453,4 @@ func sanitize(s string) string {
 	}, s)
 }
 
-var _ policy.Check = (*Checker)(nil)
+var _ policy.MessageCheck = (*Checker)(nil)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -15,6 +16,10 @@ type Step struct {
 	Check   Check
 	Timeout time.Duration
 	OnError Action // DUNNO (fail open, the default) or a decisive action
+	// ForSASL runs the check for SASL-authenticated clients even under
+	// skip_sasl, which otherwise spares them every check: skip_sasl is
+	// about the inbound checks, never about your users' rate limits.
+	ForSASL bool
 }
 
 // Recorder receives every decision after it is made: the decision log, the
@@ -161,20 +166,96 @@ type verdict struct {
 	timings []CheckTiming
 }
 
+// MessageCheck is a Check that also decides the message as a whole, once
+// its recipients are known: greylisting's one verdict per message. The
+// engine calls CheckMessage at DATA, where Postfix asks when
+// check_policy_service is also in smtpd_data_restrictions, and where a
+// DEFER_IF_PERMIT defers every recipient of the message at once. A message
+// sent with BDAT is asked at its first chunk with protocol_state=DATA too
+// (BDAT_README: policy queries behave "as if Postfix received (MAIL + RCPT
+// + DATA + end-of-data)").
+type MessageCheck interface {
+	Check
+	CheckMessage(ctx context.Context, st *State) (Result, error)
+}
+
+// messageStep runs a MessageCheck's CheckMessage under its step's budget
+// and on_error.
+type messageStep struct{ MessageCheck }
+
+func (m messageStep) Check(ctx context.Context, st *State) (Result, error) {
+	return m.CheckMessage(ctx, st)
+}
+
+// EndOfMessageCheck is a Check that also decides at END-OF-MESSAGE, the
+// first stage at which Postfix sends the message's real size
+// (SMTPD_POLICY_README, "size"), when check_policy_service is also in
+// smtpd_end_of_data_restrictions (postconf(5)): byte quotas.
+type EndOfMessageCheck interface {
+	Check
+	CheckEndOfMessage(ctx context.Context, st *State) (Result, error)
+}
+
+// endOfMessageStep runs an EndOfMessageCheck's CheckEndOfMessage under its
+// step's budget and on_error.
+type endOfMessageStep struct{ EndOfMessageCheck }
+
+func (m endOfMessageStep) Check(ctx context.Context, st *State) (Result, error) {
+	return m.CheckEndOfMessage(ctx, st)
+}
+
+// stageSteps are the steps that decide a request at its protocol stage:
+// every step at RCPT; at DATA only the message checks, since the others
+// are per recipient (and at DATA Postfix names no recipient of a
+// multi-recipient message: postconf(5), smtpd_data_restrictions).
+func stageSteps(state string, steps []Step) []Step {
+	switch state {
+	case "RCPT":
+		return steps
+	case "DATA":
+		var out []Step
+		for _, s := range steps {
+			if mc, ok := s.Check.(MessageCheck); ok {
+				s.Check = messageStep{mc}
+				out = append(out, s)
+			}
+		}
+		return out
+	case "END-OF-MESSAGE":
+		var out []Step
+		for _, s := range steps {
+			if ec, ok := s.Check.(EndOfMessageCheck); ok {
+				s.Check = endOfMessageStep{ec}
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
 // decide runs the steps in order until one is decisive.
 func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now time.Time, tune *Tuning) verdict {
-	// Only RCPT is decided: greylisting and list checks are per recipient,
-	// and answering at other stages would apply them to the whole session.
-	if req.ProtocolState != "RCPT" {
+	// RCPT is decided per recipient, DATA per message; answering at other
+	// stages would apply per-recipient checks to the whole session.
+	steps := stageSteps(req.ProtocolState, *e.steps.Load())
+	if len(steps) == 0 {
 		return verdict{res: Pass("not RCPT stage")}
 	}
-	if tune.SkipSASL && req.SASLUsername != "" {
-		return verdict{res: Pass("SASL authenticated")}
+	sasl := tune.SkipSASL && req.SASLUsername != ""
+	if sasl {
+		steps = slices.DeleteFunc(slices.Clone(steps), func(s Step) bool { return !s.ForSASL })
+		if len(steps) == 0 {
+			return verdict{res: Pass("SASL authenticated")}
+		}
 	}
 	st := &State{Req: req, Msg: msg, Now: now}
 	var v verdict
+	if sasl {
+		v.res.Reason = "SASL authenticated" // and the checks that still ran say why
+	}
 	left := tune.Budget
-	for _, step := range *e.steps.Load() {
+	for _, step := range steps {
 		name := step.Check.Name()
 		if st.Facts.Skip.Has(name) {
 			continue
