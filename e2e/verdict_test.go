@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"bufio"
+	"fmt"
+	"net"
+	"net/textproto"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -88,6 +92,11 @@ func TestOneVerdictPerMessageThroughPostfix(t *testing.T) {
 		t.Fatalf("exempt recipient: end of DATA %v, want 250 (postmaster@ delivered now)\n%s", res.DataEnd(), res)
 	}
 	assertHeaders(t, pf, "exempt", 1, "Received-SPF: pass ")
+	// BDAT (RFC 3030) is asked as DATA at its first chunk (BDAT_README), so
+	// a chunked message is deferred whole as well.
+	if rcpt, data := bdatMessage(t, pf.Addr, "192.0.2.30", "k1", "n4"); !slices.Equal(rcpt, []int{250, 250}) || data != 450 {
+		t.Fatalf("known recipient first, sent with BDAT: RCPT %v, BDAT %d; want 250s and 450", rcpt, data)
+	}
 
 	time.Sleep(time.Until(first.Add(greylistDelay + 250*time.Millisecond)))
 	for _, m := range []postfixtest.Mail{knownFirst, newFirst} {
@@ -178,4 +187,42 @@ func contribDataRestrictions(t *testing.T, addr string) string {
 		t.Fatalf("contrib/postfix/main.cf.snippet: smtpd_data_restrictions = %q, want the policy service", v)
 	}
 	return strings.ReplaceAll(v, "inet:127.0.0.1:10040", "inet:"+addr)
+}
+
+// bdatMessage sends one message with BDAT from client (presented with
+// XCLIENT, as swaks does) to the local parts rcpts, and returns the reply
+// code to each RCPT and to the one BDAT LAST chunk. swaks cannot send BDAT.
+func bdatMessage(t *testing.T, addr, client string, rcpts ...string) (rcpt []int, bdat int) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	c := textproto.NewConn(conn)
+	cmd := func(want int, format string, args ...any) int {
+		t.Helper()
+		if format != "" {
+			if err := c.PrintfLine(format, args...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		code, msg, err := c.ReadResponse(0)
+		if want != 0 && code != want {
+			t.Fatalf("%q: %d %s (%v), want %d", fmt.Sprintf(format, args...), code, msg, err, want)
+		}
+		return code
+	}
+	cmd(220, "")
+	cmd(250, "EHLO mail.sender.test")
+	cmd(220, "XCLIENT ADDR=%s HELO=mail.sender.test", client)
+	cmd(250, "EHLO mail.sender.test")
+	cmd(250, "MAIL FROM:<alice@sender.test>")
+	for _, r := range rcpts {
+		rcpt = append(rcpt, cmd(0, "RCPT TO:<%s@%s>", r, postfixtest.Domain))
+	}
+	body := "Subject: bdat\r\n\r\nbdat\r\n"
+	bdat = cmd(0, "BDAT %d LAST\r\n%s", len(body), body[:len(body)-2])
+	return rcpt, bdat
 }
