@@ -13,6 +13,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
+	"github.com/mxpolicyd/mxpolicyd/replies"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
@@ -20,6 +22,8 @@ import (
 type gcResult struct {
 	greylist   greylist.GCStats
 	whitelist  int64
+	replies    int64
+	ratelimit  ratelimit.GCStats
 	decisions  decisionlog.PruneResult
 	dryRun     bool
 	tookSecond float64
@@ -29,7 +33,9 @@ func (r gcResult) attrs() []any {
 	return []any{
 		slog.Int64("pending", r.greylist.Pending), slog.Int64("passed", r.greylist.Passed),
 		slog.Int64("awl_clients", r.greylist.AWLClients), slog.Int64("awl_pairs", r.greylist.AWLPairs),
-		slog.Int64("whitelist_expired", r.whitelist), slog.Int64("decisions", r.decisions.Rows),
+		slog.Int64("whitelist_expired", r.whitelist), slog.Int64("replies", r.replies),
+		slog.Int64("ratelimit_cells", r.ratelimit.Cells), slog.Int64("ratelimit_networks", r.ratelimit.Networks),
+		slog.Int64("decisions", r.decisions.Rows),
 		slog.Int("partitions", len(r.decisions.Partitions)), slog.Float64("seconds", r.tookSecond),
 	}
 }
@@ -44,6 +50,9 @@ func (r gcResult) print(w io.Writer) {
 	fmt.Fprintf(w, "          %d auto-whitelisted clients and %d client/domain pairs (unseen for max_age)\n",
 		r.greylist.AWLClients, r.greylist.AWLPairs)
 	fmt.Fprintf(w, "whitelist: %s %d expired entries\n", verb, r.whitelist)
+	fmt.Fprintf(w, "replies: %s %d pairs (unseen for greylist.max_age)\n", verb, r.replies)
+	fmt.Fprintf(w, "ratelimit: %s %d counters back at rest and %d networks past their window\n",
+		verb, r.ratelimit.Cells, r.ratelimit.Networks)
 	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
 		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
 	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
@@ -61,6 +70,13 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 	if res.greylist, err = g.GC(ctx, start, dryRun); err != nil {
 		return res, fmt.Errorf("gc: greylist: %w", err)
 	}
+	if res.replies, err = gcReplies(ctx, cfg, d, start, dryRun); err != nil {
+		return res, err
+	}
+	// Rate counters at rest limit nothing: the same as no row.
+	if res.ratelimit, err = ratelimit.NewStore(d).GC(ctx, start, cfg.Greylist.GCBatch, dryRun); err != nil {
+		return res, fmt.Errorf("gc: ratelimit: %w", err)
+	}
 	if !dryRun {
 		if res.whitelist, err = whitelist.NewStore(d, nil).Purge(ctx); err != nil {
 			return res, fmt.Errorf("gc: whitelist: %w", err)
@@ -76,6 +92,20 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 	return res, nil
 }
 
+// gcReplies removes the reply pairs unseen for greylist.max_age, in
+// batches of greylist.gc_batch rows.
+func gcReplies(ctx context.Context, cfg *config.Config, d *db.DB, now time.Time, dryRun bool) (int64, error) {
+	r, err := replies.New(cfg.Replies, replies.NewStore(d), replies.Options{MaxAge: cfg.Greylist.MaxAge})
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.GC(ctx, now, cfg.Greylist.GCBatch, dryRun)
+	if err != nil {
+		return n, fmt.Errorf("gc: replies: %w", err)
+	}
+	return n, nil
+}
+
 func newGCCmd(g *globalOpts) *cobra.Command {
 	s := &storeFlags{}
 	var dryRun bool
@@ -83,8 +113,8 @@ func newGCCmd(g *globalOpts) *cobra.Command {
 		Use:   "gc",
 		Short: "Remove expired greylist, whitelist and decision-log rows",
 		Long: `Garbage-collect the database: pending greylist triplets older than
-greylist.retry_window; passed triplets and auto-whitelist rows unseen for
-greylist.max_age; expired whitelist entries; decisions older than
+greylist.retry_window; passed triplets, auto-whitelist rows and reply pairs
+unseen for greylist.max_age; expired whitelist entries; decisions older than
 decision_log.retention (on PostgreSQL by dropping daily partitions).
 Deletes run in batches so serving never stalls, and several hosts may run gc
 at once. Run it hourly from the systemd timer or cron job in contrib/, or set

@@ -23,7 +23,12 @@ type Mail struct {
 	// ClientName is the XCLIENT NAME (the verified reverse name); empty
 	// leaves Postfix's "unknown".
 	ClientName string
-	Helo       string
+	// Login is the XCLIENT LOGIN: Postfix treats the session as
+	// SASL-authenticated as that user and sends sasl_username to the
+	// policy service (XCLIENT_README). It needs smtpd_sasl_auth_enable =
+	// yes (Options.ExtraMainCF); empty leaves the client unauthenticated.
+	Login string
+	Helo  string
 	// Body replaces swaks' default body.
 	Body string
 	// Attach, if set, is sent as an application/octet-stream attachment.
@@ -92,6 +97,7 @@ func swaksArgs(t testing.TB, addr string, m Mail) (args []string, cleanup func()
 	args = appendIf(args, "--helo", m.Helo)
 	args = appendIf(args, "--xclient-addr", m.ClientAddr)
 	args = appendIf(args, "--xclient-name", m.ClientName)
+	args = appendIf(args, "--xclient-login", m.Login)
 	args = appendIf(args, "--quit-after", m.QuitAfter)
 	if m.Body == "" && m.Attach == "" {
 		return args, func() {}

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
+	"github.com/mxpolicyd/mxpolicyd/replies"
+)
+
+// gc removes the reply pairs unseen for greylist.max_age, and keeps the
+// fresh ones; a dry run only counts.
+func TestGCRemovesOldReplies(t *testing.T) {
+	t.Setenv(config.EnvDatabase, "")
+	cfg, err := config.Load("", checkDefaults(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dbtest.Open(t, db.SQLite)
+	ctx := dbtest.Context(t)
+	s := replies.NewStore(d)
+	old := replies.Pair{Local: "alice@example.org", Outside: "bob@example.net", OutsideDomain: "example.net"}
+	fresh := replies.Pair{Local: "alice@example.org", Outside: "carol@example.net", OutsideDomain: "example.net"}
+	now := time.Now()
+	for p, at := range map[replies.Pair]time.Time{old: now.Add(-cfg.Greylist.MaxAge - time.Hour), fresh: now} {
+		if err := s.Record(ctx, at, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, dry := range []bool{true, false} {
+		res, err := collectGarbage(ctx, cfg, d, dry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.replies != 1 {
+			t.Errorf("dry run %v: %d reply pairs, want 1", dry, res.replies)
+		}
+	}
+	if hit, _ := s.Match(ctx, now.Add(-time.Minute), fresh, false); !hit {
+		t.Error("gc removed a fresh pair")
+	}
+}
