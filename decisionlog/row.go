@@ -34,13 +34,15 @@ type Row struct {
 
 // The verbs of the verb column: the action classes (policy.Class) in
 // upper case, the values the column's CHECK constraint and the report
-// views expect (migrations/*/0003_decisions.sql).
+// views expect (migrations/*/0003_decisions.sql; HOLD since
+// 0004_ratelimit.sql).
 const (
 	VerbDunno   = "DUNNO"
 	VerbPrepend = "PREPEND"
 	VerbWarn    = "WARN"
 	VerbDefer   = "DEFER"
 	VerbReject  = "REJECT"
+	VerbHold    = "HOLD"
 )
 
 // FromDecision copies what the table keeps of a decision. It copies

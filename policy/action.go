@@ -19,6 +19,10 @@ const (
 	DeferIfReject Verb = "DEFER_IF_REJECT"
 	Prepend       Verb = "PREPEND"
 	Warn          Verb = "WARN"
+	// Hold accepts the mail into the hold queue, where it waits for the
+	// admin (access(5), "HOLD optional text"): rate limits use it for an
+	// account that looks stolen.
+	Hold Verb = "HOLD"
 	// Code is an explicit SMTP reply: Action.Code holds "4NN" or "5NN".
 	Code Verb = "CODE"
 )
@@ -52,11 +56,25 @@ func (a Action) IsDunno() bool { return a.Verb == Dunno || a.Verb == "" }
 // Wire renders "action=...\n\n". It falls back to DUNNO for an action that
 // Postfix would misread, so a bug here can never turn into a lost mail or an
 // unintended accept.
-func (a Action) Wire() []byte {
+func (a Action) Wire() []byte { return a.AppendWire(nil) }
+
+// AppendWire appends the wire form (Wire) to b, so that the server can
+// render a reply into a buffer it reuses.
+func (a Action) AppendWire(b []byte) []byte {
 	if a.Validate() != nil {
 		a = DunnoAction
 	}
-	return []byte("action=" + a.String() + "\n\n")
+	b = append(b, "action="...)
+	if a.Verb == Code {
+		b = append(b, a.Code...)
+	} else {
+		b = append(b, a.Verb...)
+	}
+	if a.Text != "" {
+		b = append(b, ' ')
+		b = append(b, a.Text...)
+	}
+	return append(b, "\n\n"...)
 }
 
 // Validate rejects what Postfix would misread: a newline or NUL would end
@@ -68,7 +86,7 @@ func (a Action) Validate() error {
 		return errors.New("policy: action text contains a line break or NUL")
 	}
 	switch a.Verb {
-	case Dunno, Reject, Defer, DeferIfPermit, DeferIfReject, Warn:
+	case Dunno, Reject, Defer, DeferIfPermit, DeferIfReject, Warn, Hold:
 		return nil
 	case Prepend:
 		name, _, ok := strings.Cut(a.Text, ":")
@@ -143,6 +161,9 @@ const (
 	ClassDefer Class = "defer"
 	// ClassReject: refused for good (REJECT, a 5NN code).
 	ClassReject Class = "reject"
+	// ClassHold: accepted into the hold queue until the admin releases
+	// or deletes it (HOLD).
+	ClassHold Class = "hold"
 )
 
 // Class returns the action's class: what Postfix does with it as sent.
@@ -158,6 +179,8 @@ func (a Action) Class() Class {
 		return ClassPrepend
 	case a.Verb == Warn:
 		return ClassWarn
+	case a.Verb == Hold:
+		return ClassHold
 	}
 	return ClassDunno
 }

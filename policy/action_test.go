@@ -33,6 +33,7 @@ func TestParseAction(t *testing.T) {
 		"DEFER_IF_PERMIT 4.7.24 temp": {Verb: DeferIfPermit, Text: "4.7.24 temp"},
 		"550 5.7.23 SPF fail":         {Verb: Code, Code: "550", Text: "5.7.23 SPF fail"},
 		"reject listed":               {Verb: Reject, Text: "listed"},
+		"HOLD x":                      {Verb: Hold, Text: "x"},
 	}
 	for in, want := range good {
 		got, err := ParseAction(in)
@@ -40,7 +41,7 @@ func TestParseAction(t *testing.T) {
 			t.Errorf("ParseAction(%q) = %#v, %v; want %#v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"450", "OK", "250 fine", "", "PREPEND", "HOLD x"} {
+	for _, bad := range []string{"450", "OK", "250 fine", "", "PREPEND", "DISCARD x"} {
 		if _, err := ParseAction(bad); err == nil {
 			t.Errorf("ParseAction(%q) accepted", bad)
 		}

@@ -66,10 +66,10 @@ func reportNames(r string) ([]string, error) {
 	switch r {
 	case "", ReportAll:
 		return []string{ReportDaily, ReportRetryDelay, ReportNeverRetried}, nil
-	case ReportDaily, ReportNeverRetried, ReportRetryDelay:
+	case ReportDaily, ReportNeverRetried, ReportRetryDelay, ReportRateLimit:
 		return []string{r}, nil
 	}
-	return nil, fmt.Errorf("report: unknown report %q (want daily, never-retried, retry-delay or all)", r)
+	return nil, fmt.Errorf("report: unknown report %q (want daily, never-retried, retry-delay, ratelimit or all)", r)
 }
 
 func formatter(f string) (func(io.Writer, []*table) error, error) {
@@ -92,6 +92,9 @@ func build(ctx context.Context, d *db.DB, name string, opt Options) (*table, err
 	case ReportRetryDelay:
 		rows, err := RetryDelay(ctx, d, opt.Since)
 		return retryTable(rows), err
+	case ReportRateLimit:
+		rows, err := RateLimit(ctx, d, opt.Since)
+		return rateLimitTable(rows), err
 	default:
 		rows, err := NeverRetried(ctx, d, opt.Since, opt.Limit)
 		return neverTable(rows), err

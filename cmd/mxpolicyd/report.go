@@ -24,6 +24,7 @@ func newReportCmd(g *globalOpts) *cobra.Command {
                  rejected by each check, and what observe mode would have done
   retry-delay    how long legitimate senders took to retry, per day
   never-retried  triplets deferred by greylisting that never came back
+  ratelimit      per day and rate-limit rule, what the rule answered (not in all)
 The same views are in the database for your own SQL (README, "Reporting").`,
 		Example: `  mxpolicyd report --since 7d
   mxpolicyd report --report never-retried --since 2026-11-01 --format csv
@@ -56,7 +57,7 @@ The same views are in the database for your own SQL (README, "Reporting").`,
 	f := cmd.Flags()
 	f.StringVar(&since, "since", "7d", "start: a duration back from now (7d, 24h) or a date (2026-11-01)")
 	f.StringVar(&o.Format, "format", "text", "text, json, csv, or html (one page with charts, every report)")
-	f.StringVar(&o.Report, "report", "all", "daily, retry-delay, never-retried or all")
+	f.StringVar(&o.Report, "report", "all", "daily, retry-delay, never-retried, ratelimit or all")
 	f.IntVar(&o.Limit, "limit", 100, "never-retried: at most this many triplets, newest first (0: all)")
 	return cmd
 }

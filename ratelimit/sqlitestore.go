@@ -1,0 +1,187 @@
+package ratelimit
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// SQLiteStore is the embedded Store, for one host. A decision is one
+// transaction taken with BEGIN IMMEDIATE on the single connection
+// (internal/db), so it is as atomic as PostgreSQL's one statement.
+type SQLiteStore struct {
+	db *sql.DB
+}
+
+// NewSQLiteStore returns a Store on a migrated database.
+func NewSQLiteStore(db *sql.DB) *SQLiteStore { return &SQLiteStore{db: db} }
+
+// liteTake is pgTake for one cell: ?1 now, ?2 rule, ?3 key, ?4 inc, ?5 tau
+// (ns). SET expressions read the row as it was, as in PostgreSQL.
+const liteTake = `
+INSERT INTO ratelimit_gcra AS g (rule, key, tat, tau, allowed)
+VALUES (?2, ?3, ?1 + ?4, ?5, 1)
+ON CONFLICT (rule, key) DO UPDATE SET
+	allowed = max(g.tat, ?1) + ?4 - ?1 <= ?5,
+	tat = CASE WHEN max(g.tat, ?1) + ?4 - ?1 <= ?5 THEN max(g.tat, ?1) + ?4 ELSE g.tat END,
+	tau = ?5
+RETURNING allowed`
+
+// Take implements Store.
+func (s *SQLiteStore) Take(ctx context.Context, now time.Time, cells []Cell) (out []bool, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: sqlite take: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("ratelimit: sqlite take: %w", err)
+		}
+	}()
+	out = make([]bool, len(cells))
+	for i, c := range cells {
+		if c.Inc > c.Tau {
+			continue // never conforms: not inserted, as in pgTake
+		}
+		if err := tx.QueryRowContext(ctx, liteTake, now.UnixNano(), c.Rule, c.Key, c.Inc, c.Tau).Scan(&out[i]); err != nil {
+			return nil, err
+		}
+	}
+	return out, tx.Commit()
+}
+
+// SeeNetwork implements Store: the upsert and the count in one
+// transaction, so the count sees this sighting and no other writer.
+func (s *SQLiteStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (n int, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: sqlite networks: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("ratelimit: sqlite networks: %w", err)
+		}
+	}()
+	at := now.Unix()
+	_, err = tx.ExecContext(ctx, `INSERT INTO ratelimit_network (rule, key, network, last_seen, expires)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (rule, key, network) DO UPDATE SET last_seen = excluded.last_seen, expires = excluded.expires`,
+		rule, key, network, at, now.Add(window).Unix())
+	if err != nil {
+		return 0, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM ratelimit_network WHERE rule = ?1 AND key = ?2 AND expires > ?3`,
+		rule, key, at).Scan(&n)
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
+}
+
+// Counters implements Store.
+func (s *SQLiteStore) Counters(ctx context.Context, now time.Time) ([]Counter, error) {
+	var out []Counter
+	rows, err := s.db.QueryContext(ctx, `SELECT rule, key, tat, tau FROM ratelimit_gcra WHERE tat > ?1`, now.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c Counter
+		var tat, tau int64
+		if err := rows.Scan(&c.Rule, &c.Key, &tat, &tau); err != nil {
+			return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+		}
+		c.TAT, c.Tau = time.Unix(0, tat), time.Duration(tau)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+	}
+	rows, err = s.db.QueryContext(ctx, `SELECT rule, key, network, last_seen FROM ratelimit_network WHERE expires > ?1`, now.Unix())
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var c Counter
+		var seen int64
+		if err := rows.Scan(&c.Rule, &c.Key, &c.Network, &seen); err != nil {
+			return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+		}
+		c.LastSeen = time.Unix(seen, 0)
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("ratelimit: sqlite counters: %w", err)
+	}
+	sortCounters(out)
+	return out, nil
+}
+
+// Reset implements Store: both tables in one transaction.
+func (s *SQLiteStore) Reset(ctx context.Context, rule, key string) (n int64, err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("ratelimit: sqlite reset: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+			err = fmt.Errorf("ratelimit: sqlite reset: %w", err)
+		}
+	}()
+	for _, table := range []string{"ratelimit_gcra", "ratelimit_network"} {
+		res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE rule = ?1 AND key = ?2", rule, key)
+		if err != nil {
+			return 0, err
+		}
+		k, _ := res.RowsAffected()
+		n += k
+	}
+	return n, tx.Commit()
+}
+
+// GC implements Store, in batches of short transactions so decisions, which
+// share the one connection, wait one batch at most.
+func (s *SQLiteStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
+	var st GCStats
+	for _, t := range gcTargets(&st) {
+		arg := now.Unix()
+		if t.nanos {
+			arg = now.UnixNano()
+		}
+		cond := strings.ReplaceAll(t.where, "$", "?") // the shared condition, in SQLite's numbering
+		where := "rowid IN (SELECT rowid FROM " + t.table + " WHERE " + cond + " LIMIT ?2)"
+		var err error
+		if dryRun {
+			err = s.db.QueryRowContext(ctx, "SELECT count(*) FROM "+t.table+" WHERE "+cond, arg).Scan(t.count)
+		} else {
+			err = s.gcDelete(ctx, t, where, arg, batch)
+		}
+		if err != nil {
+			return st, fmt.Errorf("ratelimit: sqlite gc %s: %w", t.table, err)
+		}
+	}
+	return st, nil
+}
+
+func (s *SQLiteStore) gcDelete(ctx context.Context, t gcTarget, where string, arg int64, batch int) error {
+	// Table and condition are constants of this package, never user data.
+	q := "DELETE FROM " + t.table + " WHERE " + where
+	for {
+		res, err := s.db.ExecContext(ctx, q, arg, batch)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		*t.count += n
+		if n < int64(batch) {
+			return nil
+		}
+	}
+}
