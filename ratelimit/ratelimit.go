@@ -366,3 +366,5 @@ var _ policy.Check = (*Checker)(nil)
 func (c *Checker) CheckEndOfMessage(ctx context.Context, st *policy.State) (policy.Result, error) {
 	return c.Check(ctx, st)
 }
+
+var _ policy.EndOfMessageCheck = (*Checker)(nil)
