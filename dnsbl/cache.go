@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 )
@@ -66,6 +67,18 @@ func (c *cache) evict(now time.Time) {
 		}
 		delete(c.m, k)
 		drop--
+	}
+}
+
+// dropZone forgets every answer (A and TXT) from zone: answers a list gave
+// while it failed its self-check may be listings of everyone.
+func (c *cache) dropZone(zone string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.m {
+		if strings.HasSuffix(k, "."+zone) {
+			delete(c.m, k)
+		}
 	}
 }
 

@@ -41,6 +41,8 @@ var AllIdentities = []Identity{Sender, Helo, ClientName}
 //	    name: dbl.spamhaus.org
 //	    kind: domain
 //	    identities: [sender, helo]
+//	  - site: rbl.internal.example
+//	    self_check: false
 type List struct {
 	// Site is "zone[=filter][*weight]" as in postscreen_dnsbl_sites: the
 	// filter matches reply addresses, e.g. 127.0.0.[2..11]; the weight
@@ -57,6 +59,11 @@ type List struct {
 	// Identities are the names a domain list is asked about. Default: all
 	// of sender, helo, client_name.
 	Identities []Identity `yaml:"identities"`
+	// SelfCheck, default true, has the list probed at its RFC 5782 §5
+	// test points every dnsbl.self_check_interval (selfcheck.go). Turn it
+	// off for a private list that publishes none; entries of one zone
+	// must agree.
+	SelfCheck *bool `yaml:"self_check,omitempty"`
 }
 
 // UnmarshalYAML accepts the site-string shorthand as well as the map form.
@@ -109,27 +116,31 @@ type Config struct {
 	// empty). Default mirrors Postfix's default_rbl_reply:
 	// "554 5.7.1 Service unavailable; {class} [{what}] blocked using {list}{reason}".
 	RejectReply string `yaml:"reject_reply"`
+	// SelfCheckInterval is how often every list is probed at its RFC 5782
+	// §5 test points, first at start; a list that fails is ignored until
+	// it passes again (selfcheck.go). Default 5m: a broken list is caught
+	// within minutes at two queries per list per probe. 0 turns it off.
+	SelfCheckInterval time.Duration `yaml:"self_check_interval"`
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		RejectThreshold: 1,
-		MinTTL:          time.Minute,
-		MaxTTL:          time.Hour,
-		CacheSize:       100000,
-		PauseAfter:      5,
-		PauseFor:        5 * time.Minute,
-		RejectReply:     "554 5.7.1 Service unavailable; {class} [{what}] blocked using {list}{reason}",
+		RejectThreshold:   1,
+		MinTTL:            time.Minute,
+		MaxTTL:            time.Hour,
+		CacheSize:         100000,
+		PauseAfter:        5,
+		PauseFor:          5 * time.Minute,
+		RejectReply:       "554 5.7.1 Service unavailable; {class} [{what}] blocked using {list}{reason}",
+		SelfCheckInterval: 5 * time.Minute,
 	}
 }
 
 // Validate checks every key; errors name the dotted key.
 func (c Config) Validate() error {
-	for i, l := range c.Lists {
-		if _, err := l.entry(); err != nil {
-			return fmt.Errorf("dnsbl.lists[%d]: %w", i, err)
-		}
+	if err := c.validateLists(); err != nil {
+		return err
 	}
 	switch {
 	case c.RejectThreshold <= 0:
@@ -146,10 +157,30 @@ func (c Config) Validate() error {
 		return fmt.Errorf("dnsbl.pause_after: must be at least 1, got %d", c.PauseAfter)
 	case c.PauseFor < 0:
 		return fmt.Errorf("dnsbl.pause_for: must not be negative, got %q", c.PauseFor)
+	case c.SelfCheckInterval != 0 && c.SelfCheckInterval < 10*time.Second:
+		return fmt.Errorf("dnsbl.self_check_interval: must be 0 (off) or at least 10s, got %q", c.SelfCheckInterval)
 	}
 	if _, err := renderReply(c.RejectReply, replyVars{list: "list.example", class: "Client host",
 		what: "192.0.2.1", code: "127.0.0.2", txt: "listed"}); err != nil {
 		return fmt.Errorf("dnsbl.reject_reply: %w", err)
+	}
+	return nil
+}
+
+// validateLists checks each entry, and that the entries of one zone agree
+// on self_check: the self-check judges a zone, whose test points all its
+// entries share.
+func (c Config) validateLists() error {
+	selfCheck := map[string]bool{}
+	for i, l := range c.Lists {
+		e, err := l.entry()
+		if err != nil {
+			return fmt.Errorf("dnsbl.lists[%d]: %w", i, err)
+		}
+		if on, seen := selfCheck[e.zone]; seen && on != e.selfCheck {
+			return fmt.Errorf("dnsbl.lists[%d].self_check: every entry of list %s must say the same", i, e.name)
+		}
+		selfCheck[e.zone] = e.selfCheck
 	}
 	return nil
 }
@@ -160,7 +191,7 @@ func (l List) entry() (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("site: %w", err)
 	}
-	e := &entry{site: s, name: l.Name, kind: l.Kind, ids: l.Identities}
+	e := &entry{site: s, name: l.Name, kind: l.Kind, ids: l.Identities, selfCheck: l.SelfCheck == nil || *l.SelfCheck}
 	if e.name == "" {
 		e.name = displayName(s.zone)
 	}
@@ -208,9 +239,10 @@ func displayName(zone string) string {
 // entry is a List ready to use.
 type entry struct {
 	site
-	name string
-	kind Kind
-	ids  []Identity
+	name      string
+	kind      Kind
+	ids       []Identity
+	selfCheck bool
 }
 
 func (e *entry) asks(id Identity) bool { return slices.Contains(e.ids, id) }

@@ -9,6 +9,10 @@
 // 2.0.0.127.zen.spamhaus.org: NXDOMAIN means not listed, an address in
 // 127.0.0.0/8 is a listing code (RFC 5782 §2.1), and some such addresses
 // are error reports instead (see errorCode).
+//
+// Every few minutes each list is also asked about its RFC 5782 §5 test
+// points; one that fails them (a list that lists everyone, one refusing
+// us with an error code) is ignored until it passes again (selfcheck.go).
 package dnsbl
 
 import (
@@ -40,6 +44,9 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time // the cache clock
 	Observer Observer
+	// Tick makes the self-check's ticker: a channel receiving every d, and
+	// its stop. Default: time.NewTicker; tests drive their own.
+	Tick func(d time.Duration) (<-chan time.Time, func())
 }
 
 // ErrPaused is returned for a list skipped after repeated failures.
@@ -51,10 +58,12 @@ type Checker struct {
 	cfg     Config
 	entries []*entry
 	zones   map[string]*zoneState
+	order   []*zoneState // the zones in configuration order
 	ex      Exchanger
 	log     *slog.Logger
 	now     func() time.Time
 	obs     Observer
+	tick    func(time.Duration) (<-chan time.Time, func())
 	cache   *cache
 	flight  singleflight.Group
 }
@@ -64,7 +73,7 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, ex: ex, log: opt.Logger, now: opt.Now, obs: opt.Observer,
+	c := &Checker{cfg: cfg, ex: ex, log: opt.Logger, now: opt.Now, obs: opt.Observer, tick: opt.Tick,
 		zones: map[string]*zoneState{}, cache: newCache(cfg.CacheSize)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -75,12 +84,17 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 	if c.obs == nil {
 		c.obs = nopObserver{}
 	}
+	if c.tick == nil {
+		c.tick = realTicker
+	}
 	for _, l := range cfg.Lists {
 		e, _ := l.entry() // validated above
 		c.entries = append(c.entries, e)
 		if c.zones[e.zone] == nil {
 			c.zones[e.zone] = &zoneState{zone: e.zone, name: e.name}
+			c.order = append(c.order, c.zones[e.zone])
 		}
+		c.initSelfCheck(c.zones[e.zone], e)
 	}
 	return c, nil
 }
@@ -140,10 +154,14 @@ type pair struct {
 
 // plan lists what to ask: every entry against every subject it applies
 // to. Entries sharing a zone share query names, so each name is asked once.
+// A list failing its self-check is left out: not listed (selfcheck.go).
 func (c *Checker) plan(subs []subject) ([]pair, map[string]*zoneState) {
 	var pairs []pair
 	qnames := map[string]*zoneState{}
 	for _, e := range c.entries {
+		if !c.zones[e.zone].usable() {
+			continue
+		}
 		for _, s := range subs {
 			if s.kind != e.kind || (s.kind == KindDomain && !e.asks(s.id)) {
 				continue

@@ -16,6 +16,11 @@ type Observer interface {
 	DNSCacheHit(list string)
 	// DNSPaused reports that a list is skipped for pause_for after failures.
 	DNSPaused(list string)
+	// DNSListHealth reports, after each self-check probe, the verdict on
+	// every list with one (selfcheck.go): true while it passes its test
+	// points. The map is the whole set, so a list gone after a reload
+	// drops out; lists opted out or never conclusively probed are absent.
+	DNSListHealth(healthy map[string]bool)
 }
 
 type nopObserver struct{}
@@ -23,6 +28,7 @@ type nopObserver struct{}
 func (nopObserver) DNSQuery(string, time.Duration, error) {}
 func (nopObserver) DNSCacheHit(string)                    {}
 func (nopObserver) DNSPaused(string)                      {}
+func (nopObserver) DNSListHealth(map[string]bool)         {}
 
 // zoneState is what all entries of one zone share: the display name used
 // for metrics and the failure count that pauses the zone (a circuit
@@ -35,6 +41,8 @@ type zoneState struct {
 	mu          sync.Mutex
 	fails       int
 	pausedUntil time.Time
+
+	selfCheck selfCheckState
 }
 
 func (z *zoneState) paused(now time.Time) bool {

@@ -74,6 +74,8 @@ type observer struct {
 	cached  map[string]int
 	errors  map[string]int
 	paused  map[string]int
+	health  map[string]bool
+	probed  chan map[string]bool // when set, receives each probe's verdicts
 }
 
 func newObserver() *observer {
@@ -100,6 +102,15 @@ func (o *observer) DNSPaused(list string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.paused[list]++
+}
+
+func (o *observer) DNSListHealth(healthy map[string]bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.health = healthy
+	if o.probed != nil {
+		o.probed <- healthy
+	}
 }
 
 func (o *observer) get(m map[string]int, list string) int {

@@ -90,6 +90,7 @@ type panickyObserver struct{}
 func (panickyObserver) DNSQuery(string, time.Duration, error) { panic("observer bug") }
 func (panickyObserver) DNSCacheHit(string)                    {}
 func (panickyObserver) DNSPaused(string)                      {}
+func (panickyObserver) DNSListHealth(map[string]bool)         {}
 
 func TestObserverPanicIsAnError(t *testing.T) {
 	f := newFixture(t, lists("zen.test"))
