@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 )
 
 func newConfigCmd(g *globalOpts) *cobra.Command {
@@ -12,26 +17,79 @@ func newConfigCmd(g *globalOpts) *cobra.Command {
 		Use:   "config",
 		Short: "Inspect the configuration",
 	}
-	cmd.AddCommand(&cobra.Command{
+	var probe bool
+	check := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config file and print the effective config, secrets redacted",
 		Long: `Load the config file (--config), apply defaults and $` + config.EnvDatabase + `,
 validate every key, and print the effective configuration as YAML with the
 database password and DNS list secrets (Spamhaus DQS keys, zones of lists
-given a name) redacted. Exits non-zero naming the bad key if invalid.`,
+given a name) redacted. Exits non-zero naming the bad key if invalid.
+
+With --probe, also run the DNS lists' self-check once through dns.server:
+each list is asked about its RFC 5782 section 5 test points (127.0.0.2 must
+be listed, 127.0.0.1 must not; test and invalid for domain lists), and its
+state is printed after the config as YAML comments: healthy, unhealthy and
+why, not checked (self_check: false), or unknown when no answer came. Exits 1
+if any list is unhealthy or unknown.`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(g.configPath, checkDefaults(), nil)
-			if err != nil {
-				return usageError{err}
-			}
-			out, err := cfg.YAML()
-			if err != nil {
-				return err
-			}
-			fmt.Fprint(cmd.OutOrStdout(), string(out))
-			return nil
+			return runConfigCheck(cmd.Context(), cmd.OutOrStdout(), g.configPath, probe)
 		},
-	})
+	}
+	check.Flags().BoolVar(&probe, "probe", false, "also query each DNS list's test points and print its state")
+	cmd.AddCommand(check)
 	return cmd
+}
+
+// runConfigCheck prints the effective config and, with probe, the DNS
+// lists' self-check.
+func runConfigCheck(ctx context.Context, w io.Writer, path string, probe bool) error {
+	cfg, err := config.Load(path, checkDefaults(), nil)
+	if err != nil {
+		return usageError{err}
+	}
+	out, err := cfg.YAML()
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(w, string(out))
+	if !probe {
+		return nil
+	}
+	return probeLists(ctx, w, cfg)
+}
+
+// probeLists runs the self-check of dnsbl/selfcheck.go once and prints
+// each list's state as a YAML comment, so the output stays the config.
+func probeLists(ctx context.Context, w io.Writer, cfg *config.Config) error {
+	if len(cfg.DNSBL.Lists) == 0 {
+		fmt.Fprintln(w, "# dnsbl self-check: no lists configured")
+		return nil
+	}
+	r, err := resolver.New(cfg.DNS)
+	if err != nil {
+		return err
+	}
+	dc := cfg.DNSBL
+	if dc.SelfCheckInterval == 0 {
+		// Asked for explicitly: probe even where serve would not.
+		dc.SelfCheckInterval = dnsbl.DefaultConfig().SelfCheckInterval
+	}
+	c, err := dnsbl.New(dc, r, dnsbl.Options{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "# dnsbl self-check (RFC 5782 §5 test points) via", r.Server()+":")
+	bad := 0
+	for _, h := range c.Probe(ctx) {
+		fmt.Fprintln(w, "#  ", h)
+		if h.State == dnsbl.Unhealthy || h.State == dnsbl.Unknown {
+			bad++
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("config check: %d DNS list(s) unhealthy or not answering", bad)
+	}
+	return nil
 }

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+)
+
+// config check --probe prints each list's self-check state after the
+// config, as YAML comments, and fails when a list is unhealthy.
+func TestConfigCheckProbe(t *testing.T) {
+	t.Setenv(config.EnvDatabase, "")
+	srv := dnstest.New(t,
+		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
+		"2.0.0.127.good.test. 300 IN A 127.0.0.2",
+		"*.wild.test. 300 IN A 127.0.0.2",
+		"2.0.0.127.pubres.test. 300 IN A 127.255.255.254",
+	)
+	path := filepath.Join(t.TempDir(), "mxpolicyd.yaml")
+	write := func(lists string) {
+		cfg := "dns:\n  server: " + srv.Addr() + "\ndnsbl:\n  lists:\n" + lists
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("    - good.test\n    - wild.test\n    - pubres.test\n    - site: priv.test\n      self_check: false\n")
+	var out bytes.Buffer
+	err := runConfigCheck(context.Background(), &out, path, true)
+	if err == nil || !strings.Contains(err.Error(), "2 DNS list(s)") {
+		t.Errorf("error %v, want one counting the 2 failing lists", err)
+	}
+	for _, want := range []string{
+		"#   good.test: healthy\n",
+		"#   wild.test: unhealthy: answered 127.0.0.2 for 127.0.0.1, which RFC 5782 §5 says no list may contain\n",
+		"#   pubres.test: unhealthy: answered 127.255.255.254 for 127.0.0.2: query through a public or open resolver (127.255.255.254)\n",
+		"#   priv.test: not checked: self_check: false\n",
+		"self_check: false", // the effective config keeps the opt-out
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+
+	write("    - good.test\n")
+	out.Reset()
+	if err := runConfigCheck(context.Background(), &out, path, true); err != nil {
+		t.Errorf("a healthy list: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	write("    - wild.test\n")
+	if err := runConfigCheck(context.Background(), &out, path, false); err != nil || strings.Contains(out.String(), "self-check") {
+		t.Errorf("without --probe nothing is asked: %v\n%s", err, out.String())
+	}
+	if n := srv.Queries("1.0.0.127.wild.test", dns.TypeA); n != 1 {
+		t.Errorf("wild.test's 127.0.0.1 asked %d times, want once (by the first run only)", n)
+	}
+}
