@@ -34,6 +34,7 @@ func TestDNSBLThroughPostfix(t *testing.T) {
 	const reason = "Listed by zen.test, see https://zen.test/query/ip/192.0.2.99"
 	srv := dnstest.New(t,
 		"zen.test. 300 IN SOA ns.zen.test. hostmaster.zen.test. 1 3600 600 86400 60",
+		"2.0.0.127.zen.test. 300 IN A 127.0.0.2", // RFC 5782 §5 test entry: passes the self-check
 		"99.2.0.192.zen.test. 300 IN A 127.0.0.2",
 		`99.2.0.192.zen.test. 300 IN TXT "`+reason+`"`,
 	)

@@ -381,6 +381,7 @@ func assertClosed(t *testing.T, c *policyConn, what string, within time.Duration
 // default (and a pass would cost a second lookup, spf.passesAnyone).
 var faultZone = []string{
 	"zen.test. 300 IN SOA ns.zen.test. hostmaster.zen.test. 1 3600 600 86400 60",
+	"2.0.0.127.zen.test. 300 IN A 127.0.0.2", // RFC 5782 §5 test entry: passes the self-check
 	"sender.test. 300 IN SOA ns.sender.test. hostmaster.sender.test. 1 3600 600 86400 60",
 	`sender.test. 300 IN TXT "v=spf1 ip4:192.0.2.0/24 ~all"`,
 }
