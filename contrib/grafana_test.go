@@ -35,6 +35,7 @@ func exportedFamilies(t *testing.T) map[string]family {
 	m.DNSQuery("zen", time.Millisecond, fail)
 	m.DNSCacheHit("zen")
 	m.DNSPaused("zen")
+	m.DNSListHealth(map[string]bool{"zen": false})
 	m.StoreOp("greylist_decide", time.Millisecond, fail)
 	m.ConnOpened()
 	m.ConnEvicted()
