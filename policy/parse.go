@@ -38,7 +38,9 @@ var (
 // buffer must be larger than lim.MaxLine so that a line over the cap is seen
 // as bufio.ErrBufferFull instead of being buffered without bound.
 func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
-	req := &Request{}
+	var bufArr [1024]byte // a whole Postfix request usually fits: no allocation until the end
+	var endsArr [64]int
+	buf, ends := bufArr[:0], endsArr[:0]
 	size, attrs := 0, 0
 	for {
 		line, err := readLine(r, lim.MaxLine)
@@ -58,15 +60,12 @@ func ReadRequest(r *bufio.Reader, lim Limits) (*Request, error) {
 				size = 0
 				continue
 			}
-			if err := checkRequest(req); err != nil {
-				return nil, err
-			}
-			return req, nil
+			return newRequest(string(buf), ends)
 		}
 		if attrs++; attrs > lim.MaxAttrs {
 			return nil, ErrTooManyAttrs
 		}
-		if err := parseLine(req, line); err != nil {
+		if buf, ends, err = addAttr(buf, ends, line); err != nil {
 			return nil, err
 		}
 	}
@@ -95,18 +94,43 @@ func readLine(r *bufio.Reader, max int) ([]byte, error) {
 	return line, nil
 }
 
-// parseLine splits at the first "=" only: SRS and BATV senders and xtext
+// addAttr appends a line's name and value to buf and where each ends to
+// ends. The line is valid only until the next read
+// (bufio.Reader.ReadSlice), so it is copied; when the request ends, buf
+// becomes one string and the Request's fields are substrings of it
+// (newRequest): one allocation for all the values of a request instead
+// of one per value.
+//
+// The line is split at the first "=" only: SRS and BATV senders and xtext
 // certificate subjects carry "=" in the value. The grammar in
 // attr_scan_plain.c allows no NUL in names or values and no empty name.
-func parseLine(req *Request, line []byte) error {
+func addAttr(buf []byte, ends []int, line []byte) ([]byte, []int, error) {
 	name, value, ok := bytes.Cut(line, []byte{'='})
 	if !ok || len(name) == 0 || bytes.IndexByte(line, 0) >= 0 {
-		return ErrMalformed
+		return buf, ends, ErrMalformed
 	}
-	if err := req.set(string(name), string(value)); err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+	buf = append(buf, name...)
+	ends = append(ends, len(buf))
+	buf = append(buf, value...)
+	return buf, append(ends, len(buf)), nil
+}
+
+// newRequest sets the attributes addAttr collected in s, in the order
+// they came, so a repeated one keeps its last value.
+func newRequest(s string, ends []int) (*Request, error) {
+	req := &Request{}
+	start := 0
+	for i := 0; i < len(ends); i += 2 {
+		name, value := s[start:ends[i]], s[ends[i]:ends[i+1]]
+		start = ends[i+1]
+		if err := req.set(name, value); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, name, err)
+		}
 	}
-	return nil
+	if err := checkRequest(req); err != nil {
+		return nil, err
+	}
+	return req, nil
 }
 
 func checkRequest(req *Request) error {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +21,12 @@ type conn struct {
 	idle      bool      // waiting for a request: Shutdown or eviction may close it
 	idleSince time.Time // when it last became idle
 	idleSeq   uint64    // orders idleSince strictly (Server.idleSeq)
+
+	// An idle connection holds only in: the first byte of its next
+	// request is read into it, and only then does the connection take a
+	// reader from readers, which src feeds that byte and then the socket.
+	in  [1]byte
+	src firstByte
 }
 
 // closeIfIdle closes the connection unless a request is in flight, and
@@ -60,21 +67,31 @@ func (c *conn) setIdle(idle bool) bool {
 func (c *conn) serve() {
 	s := c.srv
 	defer c.end()
-	// The buffer is larger than a line may be, so that ReadSlice reports
-	// an over-long line as ErrBufferFull instead of growing without bound.
-	br := bufio.NewReaderSize(c.nc, s.Limits.MaxLine+64)
+	var br *bufio.Reader // held only while a request is read, or input is left over
+	defer func() { putReader(br) }()
 	var msg *Message
 	// Postfix connects when it has a request and sends it at once; only
 	// between requests may a connection wait as long as IdleTimeout.
 	first, wait := true, s.ReadTimeout
 	for {
-		req, err := c.next(br, wait)
+		var req *Request
+		var err error
+		req, br, err = c.next(br, wait)
 		if err != nil {
 			c.logReadError(err, first)
 			return
 		}
 		if msg == nil || req.Instance == "" || req.Instance != msg.Instance {
-			msg = NewMessage(req.Instance)
+			// A clone: the request's values share one string
+			// (ReadRequest), which the message would keep alive.
+			msg = NewMessage(strings.Clone(req.Instance))
+		}
+		if br.Buffered() == 0 {
+			// Postfix waits for each reply before it sends more, so
+			// nothing is left over; a client that pipelines keeps its
+			// reader and the bytes in it.
+			putReader(br)
+			br = nil
 		}
 		if !c.reply(s.Decider.Decide(s.base, req, msg)) {
 			return
@@ -103,26 +120,97 @@ func (c *conn) end() {
 }
 
 // next waits up to wait for a request to begin, then up to ReadTimeout
-// for the rest of it.
-func (c *conn) next(br *bufio.Reader, wait time.Duration) (*Request, error) {
+// for the rest of it. br is the reader still holding input of an earlier
+// request, or nil; next returns the reader the request was read with.
+func (c *conn) next(br *bufio.Reader, wait time.Duration) (*Request, *bufio.Reader, error) {
 	s := c.srv
 	c.nc.SetReadDeadline(time.Now().Add(wait))
-	if _, err := br.Peek(1); err != nil {
-		return nil, err
+	if br == nil {
+		if err := c.waitFirst(); err != nil {
+			return nil, nil, err
+		}
+		br = getReader(&c.src, s.Limits.MaxLine)
+	} else if _, err := br.Peek(1); err != nil {
+		return nil, br, err
 	}
 	c.setIdle(false) // a request is in flight: Shutdown lets it finish
 	c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
-	return ReadRequest(br, s.Limits)
+	req, err := ReadRequest(br, s.Limits)
+	return req, br, err
+}
+
+// waitFirst reads the first byte of the next request into c.in and sets
+// c.src to read it back before the rest.
+func (c *conn) waitFirst() error {
+	for {
+		n, err := c.nc.Read(c.in[:])
+		if n == 1 {
+			c.src = firstByte{b: c.in[0], pending: true, r: c.nc}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// firstByte is a reader that returns b, then what r reads: the byte an
+// idle connection waited for, in front of the rest of the request.
+type firstByte struct {
+	b       byte
+	pending bool
+	r       io.Reader
+}
+
+func (f *firstByte) Read(p []byte) (int, error) {
+	if !f.pending || len(p) == 0 {
+		return f.r.Read(p)
+	}
+	p[0], f.pending = f.b, false
+	return 1, nil
+}
+
+// readers holds the request readers of connections between requests, so
+// that idle connections, most of them, hold no buffer (sync.Pool).
+var readers sync.Pool
+
+// getReader returns a pooled reader on src whose buffer is larger than a
+// line may be, so that ReadSlice reports an over-long line as
+// ErrBufferFull instead of growing without bound (ReadRequest).
+func getReader(src io.Reader, maxLine int) *bufio.Reader {
+	size := maxLine + 64
+	if br, ok := readers.Get().(*bufio.Reader); ok && br.Size() == size {
+		br.Reset(src)
+		return br
+	}
+	return bufio.NewReaderSize(src, size)
+}
+
+// putReader returns br to the pool, dropping its source so the pool keeps
+// no connection alive.
+func putReader(br *bufio.Reader) {
+	if br == nil {
+		return
+	}
+	br.Reset(nil)
+	readers.Put(br)
 }
 
 func (c *conn) reply(a Action) bool {
+	bp := replies.Get().(*[]byte)
+	defer replies.Put(bp)
+	*bp = a.AppendWire((*bp)[:0])
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
-	if _, err := c.nc.Write(a.Wire()); err != nil {
+	if _, err := c.nc.Write(*bp); err != nil {
 		c.srv.Logger.Warn("writing reply failed", "remote", c.remote(), "err", err)
 		return false
 	}
 	return true
 }
+
+// replies holds buffers to render replies in, shared by all connections
+// so that an idle one holds none (sync.Pool).
+var replies = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
 
 // logReadError logs why a connection ends. EOF between requests and our
 // own closing (shutdown, eviction) are normal; anything else is a
