@@ -21,6 +21,10 @@ type Config struct {
 	// Default false: opt-in like the listener, since the page shows client
 	// addresses and senders; it reads the database at most once a minute.
 	Report bool `yaml:"report"`
+	// PProf serves net/http/pprof's runtime profiles under /debug/pprof/
+	// to loopback clients (pprof.go). Default false: opt-in, for taking a
+	// CPU or heap profile of a running daemon.
+	PProf bool `yaml:"pprof"`
 }
 
 // DefaultConfig returns metrics off, with the conventional path.
@@ -44,6 +48,12 @@ func (c Config) Validate() error {
 	}
 	if c.Report && c.Path == ReportPath {
 		return fmt.Errorf("metrics.path: %q is the report's while metrics.report is on", c.Path)
+	}
+	if c.PProf && c.Listen == "" {
+		return fmt.Errorf("metrics.pprof: needs metrics.listen, the listener that serves it")
+	}
+	if c.PProf && strings.HasPrefix(c.Path, PProfPath) {
+		return fmt.Errorf("metrics.path: %q is under the profiles' %s while metrics.pprof is on", c.Path, PProfPath)
 	}
 	if c.Report && c.Listen == "" {
 		return fmt.Errorf("metrics.report: needs metrics.listen, the listener that serves it")

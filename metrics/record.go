@@ -4,6 +4,8 @@ import (
 	"sync"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -22,12 +24,10 @@ func (m *Metrics) Record(d *policy.Decision) {
 	if d.Observe {
 		mode, act = "observe", d.Would
 	}
-	check := orNone(d.Check)
-	m.decisions.WithLabelValues(mode, string(act.Class()), check,
-		m.reasons.label(check, d.Reason)).Inc()
+	m.reasons.counter(m.decisions, decisionKey{mode, string(act.Class()), orNone(d.Check), d.Reason}).Inc()
 	m.decisionDur.Observe(d.Duration.Seconds())
 	for _, t := range d.Timings {
-		m.checkDur.WithLabelValues(t.Check).Observe(t.Duration.Seconds())
+		m.reasons.timer(m.checkDur, t.Check).Observe(t.Duration.Seconds())
 	}
 	for _, e := range d.Errors {
 		m.recordError(d, e)
@@ -60,10 +60,67 @@ const (
 )
 
 // reasonSet admits the first maxReasonsPerCheck distinct reasons of each
-// check as label values and maps every later one to "other".
+// check as label values and maps every later one to "other". It also
+// keeps the series Record adds to, looked up once: a decision then costs
+// one map lookup under a read lock instead of the label bounding and
+// CounterVec.WithLabelValues, which hashes every label value each time
+// (prometheus/client_golang, "MetricVec"). At most maxCachedSeries are
+// kept, since reasons that map to "other" are still keys here; beyond
+// that Record takes the uncached way.
 type reasonSet struct {
 	mu   sync.Mutex
 	seen map[string]map[string]bool
+
+	cacheMu  sync.RWMutex
+	counters map[decisionKey]prometheus.Counter // by the decision's reason, not its label
+	timers   map[string]prometheus.Observer     // check_duration_seconds by check
+}
+
+// decisionKey is a decision as Record counts it: mode, action class,
+// check and the reason as the check gave it.
+type decisionKey struct{ mode, class, check, reason string }
+
+const maxCachedSeries = 4096
+
+// counter returns the decisions_total counter of k from vec.
+func (r *reasonSet) counter(vec *prometheus.CounterVec, k decisionKey) prometheus.Counter {
+	r.cacheMu.RLock()
+	c, ok := r.counters[k]
+	r.cacheMu.RUnlock()
+	if ok {
+		return c
+	}
+	c = vec.WithLabelValues(k.mode, k.class, k.check, r.label(k.check, k.reason))
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	if r.counters == nil {
+		r.counters = make(map[decisionKey]prometheus.Counter)
+	}
+	if len(r.counters) < maxCachedSeries {
+		r.counters[k] = c
+	}
+	return c
+}
+
+// timer returns the check_duration_seconds observer of check from vec.
+// Check names come from the check table, so they are few.
+func (r *reasonSet) timer(vec *prometheus.HistogramVec, check string) prometheus.Observer {
+	r.cacheMu.RLock()
+	o, ok := r.timers[check]
+	r.cacheMu.RUnlock()
+	if ok {
+		return o
+	}
+	o = vec.WithLabelValues(check)
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	if r.timers == nil {
+		r.timers = make(map[string]prometheus.Observer)
+	}
+	if len(r.timers) < maxCachedSeries {
+		r.timers[check] = o
+	}
+	return o
 }
 
 func (r *reasonSet) label(check, reason string) string {
