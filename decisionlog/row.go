@@ -81,8 +81,17 @@ func FromDecision(d *policy.Decision, host string) Row {
 // the metrics label carries, in the upper case the table stores:
 // DEFER_IF_PERMIT and 4NN codes are DEFER, 5NN codes REJECT (access(5)).
 func Verb(a policy.Action) string {
-	return strings.ToUpper(string(a.Class()))
+	c := string(a.Class())
+	for _, v := range verbs {
+		if strings.EqualFold(v, c) {
+			return v // no copy per decision, as ToUpper would make
+		}
+	}
+	return strings.ToUpper(c)
 }
+
+// verbs are the Verb* constants, the values Verb returns.
+var verbs = [...]string{VerbDunno, VerbPrepend, VerbWarn, VerbDefer, VerbReject, VerbHold}
 
 func errorChecks(errs []policy.CheckError) string {
 	if len(errs) == 0 {
