@@ -92,8 +92,17 @@ func dumpText(ctx context.Context, path, prog string) ([]byte, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("importer: %w", err)
 	}
+	// postgrey keeps its files in a transactional environment (postgrey's
+	// pre_loop_hook: BerkeleyDB::Env with DB_INIT_TXN and DB_INIT_LOG): a
+	// committed change may be only in the environment's log and cache until
+	// a checkpoint, so the file alone can lack it. db_dump -h joins the
+	// environment and reads through it (db_dump(1)).
+	args := []string{"-p", path}
+	if dir := filepath.Dir(path); fileExists(filepath.Join(dir, "__db.001")) {
+		args = []string{"-p", "-h", dir, filepath.Base(path)}
+	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, prog, "-p", path)
+	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -101,6 +110,11 @@ func dumpText(ctx context.Context, path, prog string) ([]byte, error) {
 			prog, path, err, strings.TrimSpace(stderr.String()))
 	}
 	return out, nil
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // readDump calls fn with each key and value of `db_dump -p` output: after
