@@ -13,6 +13,7 @@ package postfixtest
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -373,6 +374,40 @@ func (p *Postfix) WaitDelivered(t testing.TB, n int, limit time.Duration) []stri
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// Queued is one message in the instance's queue, as postqueue -j lists it
+// (postqueue(1)).
+type Queued struct {
+	Queue      string `json:"queue_name"` // "hold" for a message a HOLD action held
+	ID         string `json:"queue_id"`
+	Sender     string `json:"sender"`
+	Recipients []struct {
+		Address string `json:"address"`
+	} `json:"recipients"`
+}
+
+// Queue lists the messages still queued (held, deferred, or not yet
+// delivered), one JSON object a line from postqueue -j.
+func (p *Postfix) Queue(t testing.TB) []Queued {
+	t.Helper()
+	pq := mustLookPath(t, "postqueue")
+	out, err := exec.Command(pq, "-c", p.path("etc"), "-j").Output()
+	if err != nil {
+		t.Fatalf("postfixtest: postqueue -j: %v\n%s", err, p.Log())
+	}
+	var msgs []Queued
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line == "" {
+			continue
+		}
+		var m Queued
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("postfixtest: postqueue -j: %v: %q", err, line)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
 }
 
 func (p *Postfix) path(rel string) string { return filepath.Join(p.Dir, rel) }
