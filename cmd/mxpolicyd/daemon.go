@@ -121,6 +121,7 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 	ready := func(context.Context) error { return d.db.Ready() }
 	srv := metrics.NewServer(d.cfg.Metrics, d.metrics, ready, d.log)
 	d.serveReport(srv)
+	srv.ReadyDetail(d.wiring.dnsbl.health) // each DNS list's self-check
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/metrics"
+)
+
+// The wiring runs the self-check of the dnsbl check in use: a reload
+// swaps the probe and /readyz's lines with the check, and close stops it.
+func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
+	t.Setenv(config.EnvDatabase, "")
+	srv := dnstest.New(t,
+		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
+		"2.0.0.127.good.test. 300 IN A 127.0.0.2",
+		"*.wild.test. 300 IN A 127.0.0.2",
+	)
+	load := func(sites ...string) *config.Config {
+		cfg, err := config.Load("", checkDefaults(), func(c *config.Config) {
+			c.DNS.Server = srv.Addr()
+			for _, s := range sites {
+				c.DNSBL.Lists = append(c.DNSBL.Lists, dnsbl.List{Site: s})
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	ctx := context.Background()
+	store, err := db.Open(ctx, filepath.Join(t.TempDir(), "mx.db"), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := load("wild.test")
+	w := newWiring(ctx, cfg, slog.New(slog.DiscardHandler), store, metrics.New(), false)
+	if _, err := w.steps(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, w, []string{"dnsbl wild.test: unhealthy: answered 127.0.0.2 for 127.0.0.1, which RFC 5782 §5 says no list may contain"})
+
+	cfg = load("good.test")
+	if _, err := w.steps(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, w, []string{"dnsbl good.test: healthy"})
+	w.close()
+	if w.dnsbl.stopProbe != nil {
+		t.Error("close left the self-check running")
+	}
+	if n := srv.Queries("2.0.0.127.wild.test", dns.TypeA); n != 1 {
+		t.Errorf("wild.test probed %d times, want once, at start", n)
+	}
+}
+
+// waitHealth waits for the first probe of the running check, which starts
+// at once on its own goroutine.
+func waitHealth(t *testing.T, w *wiring, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := w.dnsbl.health()
+		if slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz lines %q, want %q", strings.Join(got, "|"), strings.Join(want, "|"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
