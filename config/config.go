@@ -23,6 +23,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
+	"github.com/mxpolicyd/mxpolicyd/replies"
 	"github.com/mxpolicyd/mxpolicyd/spf"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
@@ -78,6 +80,9 @@ type Config struct {
 	SPF       spf.Config       `yaml:"spf"`
 	Whitelist whitelist.Config `yaml:"whitelist"`
 	Greylist  greylist.Config  `yaml:"greylist"`
+	Replies   replies.Config   `yaml:"replies"`
+	// RateLimit holds the rate-limit rules (ratelimit.Config).
+	RateLimit ratelimit.Config `yaml:"ratelimit"`
 	Metrics   metrics.Config   `yaml:"metrics"`
 	// DecisionLog records every decision in the database for reports.
 	DecisionLog decisionlog.Config `yaml:"decision_log"`
@@ -141,6 +146,8 @@ func Default(checks []CheckDefault) Config {
 		SPF:            spf.DefaultConfig(),
 		Whitelist:      whitelist.DefaultConfig(),
 		Greylist:       greylist.DefaultConfig(),
+		Replies:        replies.DefaultConfig(),
+		RateLimit:      ratelimit.DefaultConfig(),
 		DecisionLog:    decisionlog.DefaultConfig(),
 		Metrics:        metrics.DefaultConfig(),
 	}
@@ -216,7 +223,7 @@ func mergeSteps(def, file map[string]Step) map[string]Step {
 func (c *Config) Validate() error {
 	for _, f := range []func() error{c.ServerConfig.Validate, c.validateCore, c.validateChecks,
 		c.DNS.Validate, c.DNSBL.Validate, c.SPF.Validate, c.Whitelist.Validate,
-		c.Greylist.Validate, c.DecisionLog.Validate, c.Metrics.Validate, c.validateGC} {
+		c.Greylist.Validate, c.Replies.Validate, c.RateLimit.Validate, c.DecisionLog.Validate, c.Metrics.Validate, c.validateGC} {
 		if err := f(); err != nil {
 			return err
 		}

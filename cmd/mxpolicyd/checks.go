@@ -8,6 +8,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
+	"github.com/mxpolicyd/mxpolicyd/replies"
 	"github.com/mxpolicyd/mxpolicyd/spf"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
@@ -24,6 +26,10 @@ type checkSpec struct {
 	// do. The wiring calls it at start and on every reload, for enabled
 	// checks only.
 	build func(w *wiring, ctx context.Context, cfg *config.Config) (policy.Check, error)
+	// runsForSASL runs the check for SASL-authenticated clients even
+	// under skip_sasl, which spares them every other check
+	// (policy.Step.ForSASL).
+	runsForSASL bool
 }
 
 // checkTable is every check, in the order the engine runs them; config
@@ -33,10 +39,18 @@ type checkSpec struct {
 //
 //   - whitelist first: an entry exempts the request from the checks after
 //     it (policy.Facts.Skip);
+//   - replies, before greylist: a reply to a local user's mail skips
+//     greylisting (Facts.Skip, as a whitelist entry); it runs for
+//     authenticated clients too, whose mail it learns from;
 //   - dnsbl, then spf: each may decide alone, and both record what
 //     greylisting reads (the DNS score; the SPF result and domain);
-//   - greylist last: it reads those results, and it writes state, which
-//     only mail that no other check refused should cost.
+//   - greylist: it reads those results, and it writes state, which
+//     only mail that no other check refused should cost;
+//   - ratelimit last: it counts only mail that no other check refused.
+//     It runs for authenticated clients too (runsForSASL): limiting how
+//     fast your own users send is its job, and skip_sasl spares them
+//     only the inbound checks. It alone also decides at END-OF-MESSAGE,
+//     for byte quotas (policy.EndOfMessageCheck).
 //
 // The default shares add up to the default request_timeout (6s), so
 // under any DNS slowness each check gets its whole share and the same
@@ -44,16 +58,27 @@ type checkSpec struct {
 // can only shorten these shares.
 func checkTable() []checkSpec {
 	return []checkSpec{
-		// In-memory lookups; the time is for the rare store refresh.
-		{whitelist.Name, defaultStep(500 * time.Millisecond), (*wiring).whitelistCheck},
+		// In-memory lookups; the store refresh runs in the background.
+		{whitelist.Name, defaultStep(250 * time.Millisecond), (*wiring).whitelistCheck, false},
+		// One indexed read or one upsert; its share came from whitelist's.
+		// A slower database fails open: the reply is greylisted.
+		{replies.Name, defaultStep(250 * time.Millisecond), (*wiring).repliesCheck, true},
 		// All lists in parallel: one round trip to the local resolver,
 		// or one recursion on a cold cache.
-		{dnsbl.Name, defaultStep(1500 * time.Millisecond), (*wiring).dnsblCheck},
+		{dnsbl.Name, defaultStep(1500 * time.Millisecond), (*wiring).dnsblCheck, false},
 		// Up to a few lookups in sequence (TXT, then include:, a, mx);
 		// the probe reuses their answers and costs none.
-		{spf.Name, defaultStep(2500 * time.Millisecond), (*wiring).spfCheck},
+		// Its share gave 250ms to ratelimit: on the local resolver the
+		// lookups take milliseconds each.
+		{spf.Name, defaultStep(2250 * time.Millisecond), (*wiring).spfCheck, false},
 		// One upsert; a database slower than this fails open.
-		{greylist.Name, defaultStep(1500 * time.Millisecond), (*wiring).greylistCheck},
+		{greylist.Name, defaultStep(1500 * time.Millisecond), (*wiring).greylistCheck, false},
+		// One statement per decision (one more per distinct_networks
+		// rule), on the same database as greylist; a slower database
+		// fails open. Without rules the check is not built and takes no
+		// time; set checks.ratelimit.enabled: false to give its share
+		// back to the others.
+		{ratelimit.Name, defaultStep(250 * time.Millisecond), (*wiring).ratelimitCheck, true},
 	}
 }
 

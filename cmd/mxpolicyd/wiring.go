@@ -14,6 +14,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
+	"github.com/mxpolicyd/mxpolicyd/replies"
 	"github.com/mxpolicyd/mxpolicyd/spf"
 	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
@@ -33,6 +35,9 @@ type wiring struct {
 	resolver  *resolver.Resolver // of the config being built: DNS lists and SPF share it
 	whitelist *whitelist.Checker // kept across reloads, which re-read its files
 	declog    *decisionlog.Writer
+	glChanges *greylist.Changes // greylistChanges
+	dnsbl     dnsblRun
+	greylist  greylist.Store // batched, made once: reloads keep it, close stops it
 }
 
 // newWiring prepares what the checks share. steps builds the checks.
@@ -40,7 +45,7 @@ func newWiring(ctx context.Context, cfg *config.Config, logger *slog.Logger, sto
 	w := &wiring{log: logger, db: store, metrics: m, readOnly: readOnly}
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.bg = bg
-	w.closers = append(w.closers, cancel)
+	w.closers = append(w.closers, cancel, w.dnsbl.stop)
 	if cfg.DecisionLog.Enabled && !readOnly {
 		w.startDecisionLog(ctx, cfg)
 	}
@@ -58,6 +63,7 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 	}
 	r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
 	w.resolver = r
+	w.dnsbl.built = nil
 	var out []policy.Step
 	for _, spec := range checkTable() {
 		s := cfg.Checks[spec.name]
@@ -69,9 +75,10 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 			return nil, err
 		}
 		if c != nil {
-			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError})
+			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError, ForSASL: spec.runsForSASL})
 		}
 	}
+	w.dnsbl.commit(w)
 	return out, nil
 }
 
@@ -95,7 +102,9 @@ func (w *wiring) dnsblCheck(_ context.Context, cfg *config.Config) (policy.Check
 	if len(cfg.DNSBL.Lists) == 0 {
 		return nil, nil
 	}
-	return dnsbl.New(cfg.DNSBL, w.resolver, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: w.metrics})
+	c, err := dnsbl.New(cfg.DNSBL, w.resolver, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: w.metrics})
+	w.dnsbl.built = c
+	return c, err
 }
 
 // spfCheck makes the SPF check, naming this host in Received-SPF.
@@ -105,6 +114,24 @@ func (w *wiring) spfCheck(_ context.Context, cfg *config.Config) (policy.Check, 
 		sc.Receiver = cfg.Hostname // one host name for every header we add
 	}
 	return spf.New(sc, w.resolver, spf.Options{Logger: w.log})
+}
+
+// repliesCheck makes the replies check: pairs last as long as a passed
+// triplet (greylist.max_age); read-only for check.
+func (w *wiring) repliesCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
+	return replies.New(cfg.Replies, replies.NewStore(w.db), replies.Options{MaxAge: cfg.Greylist.MaxAge,
+		Logger: w.log, Observer: w.metrics, ReadOnly: w.readOnly})
+}
+
+// ratelimitCheck makes the rate-limit check; without rules there is none.
+// check, which writes nothing, leaves it out: a rate decision is a write.
+func (w *wiring) ratelimitCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
+	if len(cfg.RateLimit.Rules) == 0 || w.readOnly {
+		return nil, nil
+	}
+	// Hits: mxpolicyd_ratelimit_hits_total; store latency and errors as
+	// greylist's.
+	return ratelimit.New(cfg.RateLimit, ratelimit.NewStore(w.db), ratelimit.Options{Logger: w.log, Observer: w.metrics})
 }
 
 // greylistCheck makes the greylisting check; read-only for check.
@@ -119,7 +146,41 @@ func (w *wiring) greylistCheck(_ context.Context, cfg *config.Config) (policy.Ch
 	}
 	// Store latency and errors: mxpolicyd_store_duration_seconds,
 	// mxpolicyd_store_errors_total.
-	return newCheck(gc, greylist.NewStore(w.db), greylist.Options{Logger: w.log, Observer: w.metrics})
+	g, err := newCheck(gc, w.greylistStore(), greylist.Options{Logger: w.log, Observer: w.metrics})
+	if err != nil {
+		return nil, err
+	}
+	if !w.readOnly {
+		g.FollowChanges(w.greylistChanges(cfg)) // release/forget empty the pass cache
+	}
+	return g, nil
+}
+
+// greylistChanges polls the greylist change counter every second until
+// close; made once, followed by every greylist check a reload builds.
+func (w *wiring) greylistChanges(cfg *config.Config) *greylist.Changes {
+	if w.glChanges == nil {
+		w.glChanges = greylist.NewChanges(greylist.NewAdmin(w.db, cfg.Greylist), w.log)
+		go w.glChanges.Run(w.bg, time.Second)
+	}
+	return w.glChanges
+}
+
+// greylistStore is the batched store (greylist.NewBatchStore): concurrent
+// decisions share one transaction, with its default group size and
+// window. It is made once and stopped by close, which the daemon runs
+// before it closes the database (daemon.go). check reads with the plain
+// store's Peek and writes nothing, so it has nothing to batch.
+func (w *wiring) greylistStore() greylist.Store {
+	if w.readOnly {
+		return greylist.NewStore(w.db)
+	}
+	if w.greylist == nil {
+		s, stop := greylist.NewBatchStore(w.db, greylist.BatchOptions{})
+		w.greylist = s
+		w.closers = append(w.closers, stop)
+	}
+	return w.greylist
 }
 
 // startDecisionLog starts the writer that records decisions in batches,
