@@ -41,6 +41,9 @@ type Metrics struct {
 	connMetrics
 	resolverMetrics
 	logMetrics
+	rateLimitMetrics
+	repliesMetrics
+	dnsblHealthMetrics
 }
 
 // New returns metrics registered on a fresh registry together with the Go
@@ -58,6 +61,9 @@ func New() *Metrics {
 	m.registerConnMetrics()
 	m.registerResolverMetrics()
 	m.registerLogMetrics()
+	m.registerRateLimitMetrics()
+	m.registerRepliesMetrics()
+	m.registerDNSBLHealthMetrics()
 	return m
 }
 

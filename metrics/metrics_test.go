@@ -209,6 +209,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.ConnClosed()
 	m.LogRowsWritten(1)
 	m.LogRowsDropped(1)
+	m.RateLimitHit("per-user")
 }
 
 // allNames is every metric this package defines; the lint test fails if
@@ -220,7 +221,8 @@ var allNames = []string{
 	"mxpolicyd_dns_list_pauses_total", "mxpolicyd_store_duration_seconds", "mxpolicyd_store_errors_total",
 	"mxpolicyd_connections_open", "mxpolicyd_connections_total",
 	"mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total",
-	"mxpolicyd_log_records_dropped_total",
+	"mxpolicyd_log_records_dropped_total", "mxpolicyd_dnsbl_list_healthy",
+	"mxpolicyd_ratelimit_hits_total", "mxpolicyd_replies_recorded_total", "mxpolicyd_replies_matched_total",
 }
 
 func TestMetricNamesFollowConventions(t *testing.T) {
@@ -231,7 +233,11 @@ func TestMetricNamesFollowConventions(t *testing.T) {
 	m.DNSQuery("zen", time.Millisecond, errors.New("x"))
 	m.DNSCacheHit("zen")
 	m.DNSPaused("zen")
+	m.DNSListHealth(map[string]bool{"zen": true})
 	m.StoreOp("greylist", time.Millisecond, errors.New("x"))
+	m.RateLimitHit("per-user")
+	m.ReplyRecorded()
+	m.ReplyMatched()
 	m.ConnOpened()
 	m.LogRowsWritten(1)
 	m.LogRowsDropped(1)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,11 +37,18 @@ type Server struct {
 	ping   Pinger
 	log    *slog.Logger
 	report http.Handler
+	detail func() []string
 }
 
 // ServeReport has the server answer ReportPath with h when Config.Report
 // is on; call it before Serve.
 func (s *Server) ServeReport(h http.Handler) { s.report = h }
+
+// ReadyDetail has /readyz list f's lines after its status: the state of
+// parts that do not make the daemon unready, such as each DNS list's
+// self-check. f is called on every probe, so it must do no I/O. Call it
+// before Serve.
+func (s *Server) ReadyDetail(f func() []string) { s.detail = f }
 
 // NewServer returns a server for m. ping backs /readyz; a nil ping makes
 // /readyz the same as /healthz.
@@ -65,6 +73,9 @@ func (s *Server) Handler() http.Handler {
 	}))
 	mux.HandleFunc("GET "+healthzPath, s.healthz)
 	mux.HandleFunc("GET "+readyzPath, s.readyz)
+	if s.cfg.PProf {
+		mux.Handle(PProfPath, pprofHandler())
+	}
 	if s.cfg.Report && s.report != nil {
 		mux.Handle("GET "+ReportPath, s.report)
 	}
@@ -82,7 +93,8 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 // reachable", or "store unreachable"); the error itself, which may name
 // hosts and users, goes to the debug log: the store logs its outages once
 // when they start and end, and a probe every few seconds must not repeat
-// them.
+// them. The ReadyDetail lines follow the status either way: a failing DNS
+// list is ignored by the daemon, which stays ready.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	if s.ping != nil {
@@ -95,10 +107,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 			s.log.Debug("readyz: store not ready", slog.Any("err", err))
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready:", notReadyReason(err))
+			s.writeDetail(w)
 			return
 		}
 	}
 	fmt.Fprintln(w, "ok")
+	s.writeDetail(w)
+}
+
+func (s *Server) writeDetail(w io.Writer) {
+	if s.detail == nil {
+		return
+	}
+	for _, line := range s.detail() {
+		fmt.Fprintln(w, line)
+	}
 }
 
 // notReadyReason is err's Reason if it has one: a text meant for the

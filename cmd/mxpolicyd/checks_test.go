@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
 )
 
 // The table's defaults load, fit the default request_timeout, and accept
@@ -29,6 +31,8 @@ func TestStepsFollowTheTable(t *testing.T) {
 	ctx := context.Background()
 	cfg, err := config.Load("", checkDefaults(), func(c *config.Config) {
 		c.DNSBL.Lists = []dnsbl.List{{Site: "zen.example.test"}}
+		c.RateLimit.Rules = []ratelimit.Rule{{Name: "per-user", Key: []ratelimit.Part{ratelimit.PartSASLUsername},
+			Limit: ratelimit.Limit{N: 300, Per: time.Hour}}}
 		c.DNS.Server = "127.0.0.1:1"
 	})
 	if err != nil {

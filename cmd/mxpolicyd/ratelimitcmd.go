@@ -1,0 +1,121 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/mxpolicyd/mxpolicyd/ratelimit"
+)
+
+func newRateLimitCmd(g *globalOpts) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "ratelimit",
+		Short: "Show and reset rate-limit counters",
+		Long: `Show the rate-limit counters that are in use (ratelimit.rules in the
+config), and reset one key of one rule. The counters live in the database
+every daemon shares, so a reset takes effect on every host at once.`,
+	}
+	cmd.AddCommand(newRateLimitListCmd(g), newRateLimitResetCmd(g))
+	return cmd
+}
+
+func newRateLimitListCmd(g *globalOpts) *cobra.Command {
+	s := &storeFlags{}
+	var format string
+	var minPercent float64
+	cmd := &cobra.Command{
+		Use:   "list",
+		Short: "List keys using at least --min percent of their limit",
+		Example: `  mxpolicyd ratelimit list
+  mxpolicyd ratelimit list --min 0 --format json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "text" && format != "json" {
+				return usageError{fmt.Errorf("--format: want text or json, got %q", format)}
+			}
+			cfg, d, _, err := s.open(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			now := time.Now()
+			rows, err := ratelimit.NewStore(d).Counters(cmd.Context(), now)
+			if err != nil {
+				return err
+			}
+			entries := ratelimit.Usage(rows, cfg.RateLimit, now, minPercent)
+			if format == "json" {
+				return writeJSON(cmd.OutOrStdout(), entries)
+			}
+			printUsage(cmd.OutOrStdout(), entries, now)
+			return nil
+		},
+	}
+	s.add(cmd)
+	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	cmd.Flags().Float64Var(&minPercent, "min", 50, "show keys that used at least this percent of their limit")
+	return cmd
+}
+
+func writeJSON(w io.Writer, entries []ratelimit.Entry) error {
+	if entries == nil {
+		entries = []ratelimit.Entry{}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(entries)
+}
+
+func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RULE\tKIND\tKEY\tUSED\tDETAIL")
+	for _, e := range entries {
+		used := fmt.Sprintf("%.0f%%", e.Used)
+		if e.Used < 0 {
+			used = "-"
+		}
+		detail := strings.Join(e.Networks, " ")
+		if e.Kind == ratelimit.KindRate {
+			detail = "at rest in " + e.Rest.Sub(now).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Rule, e.Kind, e.Key, used, detail)
+	}
+	tw.Flush()
+}
+
+func newRateLimitResetCmd(g *globalOpts) *cobra.Command {
+	s := &storeFlags{}
+	cmd := &cobra.Command{
+		Use:   "reset RULE KEY",
+		Short: "Clear one key's counter under one rule",
+		Long: `Clear one key's counter under one rule: a rate key gets its whole burst
+back, a distinct_networks key forgets its networks. KEY is as list shows
+it; a key of several parts is joined with "|", so quote it. A rule the
+config does not name, or a key without a counter, is an error and changes
+nothing.`,
+		Example: `  mxpolicyd ratelimit reset per-user alice@example.org
+  mxpolicyd ratelimit reset per-user-network 'alice@example.org|192.0.2.0/24'`,
+		Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			cfg, d, _, err := s.open(cmd.Context(), g)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			n, err := ratelimit.Reset(cmd.Context(), ratelimit.NewStore(d), cfg.RateLimit, a[0], a[1])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "reset %s %s (%d rows)\n", a[0], a[1], n)
+			return nil
+		},
+	}
+	s.add(cmd)
+	return cmd
+}
