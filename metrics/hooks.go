@@ -44,8 +44,9 @@ func (m *Metrics) DNSPaused(list string) {
 	m.dnsPauses.WithLabelValues(list).Inc()
 }
 
-// StoreOp records one store operation and whether it failed: op is
-// "greylist_decide" (cmd/mxpolicyd's timedStore) or "ping" (/readyz).
+// StoreOp records one store operation and whether it failed: op is the
+// calling package's name for it (greylist.OpDecide, ratelimit.OpTake and
+// OpNetworks, replies.OpRecord and OpMatch) or "ping" (/readyz).
 // The decision log has its own hooks, LogRowsWritten and LogRowsDropped.
 func (m *Metrics) StoreOp(op string, dur time.Duration, err error) {
 	if m == nil {
