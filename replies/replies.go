@@ -63,6 +63,7 @@ type Checker struct {
 	local map[string]bool // cfg.LocalDomains
 	store Store
 	opt   Options
+	miss  missCache
 }
 
 // New returns the check; cfg must be valid and opt.MaxAge positive.
@@ -106,6 +107,7 @@ func (c *Checker) record(ctx context.Context, st *policy.State) (policy.Result, 
 	if err != nil {
 		return policy.Result{}, classify(err)
 	}
+	c.miss.forget(c.cacheKey(p))
 	if c.opt.Observer != nil {
 		c.opt.Observer.ReplyRecorded()
 	}
@@ -121,6 +123,10 @@ func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, e
 	if !ok {
 		return policy.Pass(""), nil
 	}
+	key := c.cacheKey(p)
+	if c.miss.fresh(key, st.Now) {
+		return policy.Pass(""), nil
+	}
 	start := time.Now()
 	hit, err := c.store.Match(ctx, st.Now.Add(-c.opt.MaxAge), p, c.cfg.Match == MatchDomain)
 	c.observe(OpMatch, start, err)
@@ -128,6 +134,7 @@ func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, e
 		return policy.Result{}, classify(err)
 	}
 	if !hit {
+		c.miss.miss(key, st.Now)
 		return policy.Pass(""), nil
 	}
 	st.Facts.Skip = st.Facts.Skip.With(greylist.Name)
@@ -153,6 +160,15 @@ func (c *Checker) pair(local, outside string) (Pair, bool) {
 		return Pair{}, false
 	}
 	return p, true
+}
+
+// cacheKey is what a lookup of p matches on: the local address and the
+// outside address, or its domain with replies.match: domain.
+func (c *Checker) cacheKey(p Pair) string {
+	if c.cfg.Match == MatchDomain {
+		return p.Local + "\x00" + p.OutsideDomain
+	}
+	return p.Local + "\x00" + p.Outside
 }
 
 // GC deletes the pairs unseen for max age at now, batch rows per

@@ -34,20 +34,21 @@ func (c *counts) StoreOp(op string, _ time.Duration, _ error) {
 
 // rig is a check on the embedded store and an observer.
 type rig struct {
-	t   *testing.T
-	c   *replies.Checker
-	obs *counts
+	t     *testing.T
+	c     *replies.Checker
+	obs   *counts
+	store replies.Store
 }
 
 func newRig(t *testing.T, cfg replies.Config, readOnly bool) *rig {
 	t.Helper()
 	obs := &counts{}
-	c, err := replies.New(cfg, replies.NewStore(dbtest.Open(t, db.SQLite)),
-		replies.Options{MaxAge: maxAge, Observer: obs, ReadOnly: readOnly})
+	store := replies.NewStore(dbtest.Open(t, db.SQLite))
+	c, err := replies.New(cfg, store, replies.Options{MaxAge: maxAge, Observer: obs, ReadOnly: readOnly})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, c: c, obs: obs}
+	return &rig{t: t, c: c, obs: obs, store: store}
 }
 
 // send is a local user's authenticated submission at t0+at.
@@ -186,6 +187,53 @@ func TestAlreadyExemptSparesTheLookup(t *testing.T) {
 	}
 	if len(r.obs.ops) != 0 {
 		t.Errorf("store calls %v for a request greylisting already skips", r.obs.ops)
+	}
+}
+
+// A miss is remembered for a minute, so repeated mail from the same
+// correspondent costs one query; this daemon's own record ends that at
+// once, and another daemon's record is seen when the minute is over.
+func TestMissesAreCached(t *testing.T) {
+	r := newRig(t, replies.DefaultConfig(), false)
+	queries := func() (n int) {
+		r.obs.mu.Lock()
+		defer r.obs.mu.Unlock()
+		for _, op := range r.obs.ops {
+			if op == replies.OpMatch {
+				n++
+			}
+		}
+		return n
+	}
+	for i := range 3 {
+		if r.receive(time.Duration(i)*time.Second, "bob@example.net", "alice@example.org") {
+			t.Fatal("no reply recorded, yet greylisting is skipped")
+		}
+	}
+	if n := queries(); n != 1 {
+		t.Errorf("%d lookups for three misses within a minute, want 1", n)
+	}
+	r.send(10*time.Second, "alice@example.org", "bob@example.net")
+	if !r.receive(11*time.Second, "bob@example.net", "alice@example.org") {
+		t.Error("a pair this daemon just recorded is still a cached miss")
+	}
+
+	// Another daemon on the same database records carol's pair.
+	other, err := replies.New(replies.DefaultConfig(), r.store, replies.Options{MaxAge: maxAge})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.receive(20*time.Second, "carol@example.net", "alice@example.org") // a miss, cached
+	st := state(21*time.Second, "alice@example.org", "carol@example.net")
+	st.Req.SASLUsername = "alice"
+	if _, err := other.Check(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	if r.receive(30*time.Second, "carol@example.net", "alice@example.org") {
+		t.Error("cached miss not used within its minute")
+	}
+	if !r.receive(81*time.Second, "carol@example.net", "alice@example.org") {
+		t.Error("another daemon's pair not seen once the cached miss expired")
 	}
 }
 
