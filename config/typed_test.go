@@ -76,7 +76,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		"allowed_clients: \"10.0.0.1\"\n":                 "allowed_clients: line 1:",
 		"socket_mode: 0o660\n":                            `socket_mode: want an octal mode like 0660, got "0o660"`,
 		"log:\n  format: json\n  level: loud\n":           `log.level: want debug, info, warn or error, got "loud"`,
-		"checks:\n  dnsbl: {}\n  spf: {on_error: HOLD}\n": `checks.spf.on_error: policy: unknown action verb "HOLD"`,
+		"checks:\n  dnsbl: {}\n  spf: {on_error: FROB}\n": `checks.spf.on_error: policy: unknown action verb "FROB"`,
 	}
 	for body, want := range tests {
 		_, err := Load(write(t, body), testChecks, nil)

@@ -4,8 +4,11 @@ import (
 	"net"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
 )
@@ -17,19 +20,32 @@ const exampleConfig = "config/mxpolicyd.example.yaml"
 func loadExample(t *testing.T) *config.Config {
 	t.Helper()
 	t.Setenv(config.EnvDatabase, "") // the file's database key, not the environment's
-	c, err := config.Load(exampleConfig, exampleChecks, nil)
+	c, err := config.Load(exampleConfig, exampleChecks(t), nil)
 	if err != nil {
 		t.Fatalf("%s: %v", exampleConfig, err)
 	}
 	return c
 }
 
-// exampleChecks stands in for the daemon's check table
-// (cmd/mxpolicyd/checks.go, a main package): the example sets every
-// check's timeout and on_error, so names and order are what matter here.
-// cmd/mxpolicyd's TestExampleConfigLoads loads the example with the real
-// table.
-var exampleChecks = []config.CheckDefault{{Name: "whitelist"}, {Name: "dnsbl"}, {Name: "spf"}, {Name: "greylist"}}
+// exampleChecks names the checks the example configures, as the check
+// table would: the table itself is in a main package (cmd/mxpolicyd/checks.go),
+// and its TestCheckTableLoads loads the example with the real table, so
+// here the names come from the file and no second list can drift.
+func exampleChecks(t *testing.T) []config.CheckDefault {
+	t.Helper()
+	var doc struct {
+		Checks map[string]any `yaml:"checks"`
+	}
+	if err := yaml.Unmarshal([]byte(readFile(t, exampleConfig)), &doc); err != nil {
+		t.Fatalf("%s: %v", exampleConfig, err)
+	}
+	var out []config.CheckDefault
+	for name := range doc.Checks {
+		out = append(out, config.CheckDefault{Name: name})
+	}
+	slices.SortFunc(out, func(a, b config.CheckDefault) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
 
 // exampleListen is the example's first TCP listen address.
 func exampleListen(t *testing.T) string {
