@@ -38,8 +38,8 @@ func decide(eng *policy.Engine, client, sender, helo, instance string) *policy.D
 }
 
 // A HELO name whose policy does not list the client is refused by
-// helo_fail (by default fail's action) naming the HELO identity, before
-// MAIL FROM is looked at; a pass or a name without SPF lets MAIL FROM
+// helo_fail (by default fail's action) naming the HELO identity, whatever
+// MAIL FROM says; a pass or a name without SPF lets MAIL FROM
 // decide.
 func TestHELOIdentity(t *testing.T) {
 	_, eng, queries := heloChecker(t, nil)
@@ -48,8 +48,11 @@ func TestHELOIdentity(t *testing.T) {
 	if d.Action.String() != want || d.Facts.SPF != "fail" || !strings.Contains(d.Reason, "helo=mail.helo.test") {
 		t.Fatalf("HELO fail: %v (%s, %q), want %q", d.Action, d.Facts.SPF, d.Reason, want)
 	}
-	if n := queries("pass.test", dns.TypeTXT); n != 0 {
-		t.Errorf("a HELO fail decides alone; MAIL FROM was asked %d times", n)
+	// MAIL FROM was evaluated beside it (one deadline for both, so slow
+	// DNS cannot make the answer depend on a cached HELO result), but the
+	// HELO fail decided alone: the reason names the HELO identity only.
+	if strings.Contains(d.Reason, "mailfrom=") {
+		t.Errorf("a HELO fail decides alone, but the reason names MAIL FROM: %q", d.Reason)
 	}
 	// The HELO name passes: MAIL FROM decides, here a fail.
 	d = decide(eng, "192.0.2.20", "a@pass.test", "mail.helo.test", "i2")

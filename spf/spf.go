@@ -131,10 +131,14 @@ type evaluation struct {
 	err     error // wraps ErrResolver
 }
 
-// evaluate checks the HELO identity, then the MAIL FROM identity (RFC 7208
-// §2.3: HELO first, and a HELO fail may decide alone; §2.4: the null
-// sender's MAIL FROM identity is the HELO one, so it is checked once).
-// Both share one deadline: the step's, capped by spf.timeout.
+// evaluate checks the HELO identity and the MAIL FROM identity (RFC 7208
+// §2.3: a HELO fail may decide alone; §2.4: the null sender's MAIL FROM
+// identity is the HELO one, so it is checked once). The two run side by
+// side under one deadline, the step's capped by spf.timeout: one after
+// the other, a slow HELO domain would leave MAIL FROM too little of the
+// share, and the answer would depend on whether the HELO result was
+// already cached. Running MAIL FROM when HELO fails costs a lookup, never
+// a verdict: HELO's fail still decides.
 func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
 	if c.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
@@ -142,15 +146,20 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 		defer cancel()
 	}
 	start := time.Now()
-	var helo *evaluation
+	var helos chan *evaluation
 	if r.SenderDomain() != "" {
-		helo = c.heloCheck(ctx, r, ip)
+		helos = make(chan *evaluation, 1)
+		go c.heloAside(ctx, r, ip, helos)
+	}
+	mf := c.check(ctx, identity(r, ip), ip, true)
+	var helo *evaluation
+	if helos != nil {
+		helo = <-helos
 	}
 	o := &outcome{}
 	if helo != nil && helo.result == policy.SPFFail && !c.answer(helo).IsDunno() {
 		o.result, o.vars, o.action = helo.result, helo.vars, c.answer(helo)
 	} else {
-		mf := c.check(ctx, identity(r, ip), ip, true)
 		o.result, o.vars, o.vouches, o.err = mf.result, mf.vars, mf.vouches, mf.err
 		if o.err == nil {
 			o.action = c.answer(mf)
@@ -159,6 +168,19 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 	}
 	o.took = time.Since(start)
 	return o
+}
+
+// heloAside runs heloCheck on its own goroutine and sends its evaluation,
+// nil if it panicked: go/spf is foreign code, and a panic there must not
+// end the process.
+func (c *Checker) heloAside(ctx context.Context, r *policy.Request, ip netip.Addr, out chan<- *evaluation) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("spf: HELO evaluation panicked", slog.Any("panic", p))
+			out <- nil
+		}
+	}()
+	out <- c.heloCheck(ctx, r, ip)
 }
 
 // answer renders the action for an evaluation's result.
