@@ -65,12 +65,13 @@ func checkTable() []checkSpec {
 		{replies.Name, defaultStep(250 * time.Millisecond), (*wiring).repliesCheck, true},
 		// All lists in parallel: one round trip to the local resolver,
 		// or one recursion on a cold cache.
-		{dnsbl.Name, defaultStep(1500 * time.Millisecond), (*wiring).dnsblCheck, false},
-		// Up to a few lookups in sequence (TXT, then include:, a, mx);
-		// the probe reuses their answers and costs none.
-		// Its share gave 250ms to ratelimit: on the local resolver the
-		// lookups take milliseconds each.
-		{spf.Name, defaultStep(2250 * time.Millisecond), (*wiring).spfCheck, false},
+		{dnsbl.Name, defaultStep(1250 * time.Millisecond), (*wiring).dnsblCheck, false},
+		// Up to a few lookups in sequence (TXT, then include:, a, mx),
+		// HELO and MAIL FROM side by side; the probe reuses their answers
+		// and costs none. The largest share: an SPF answer is worth
+		// waiting for (a fail is the one verdict it gives that refuses),
+		// while a list that is slow only fails open.
+		{spf.Name, defaultStep(2500 * time.Millisecond), (*wiring).spfCheck, false},
 		// One upsert; a database slower than this fails open.
 		{greylist.Name, defaultStep(1500 * time.Millisecond), (*wiring).greylistCheck, false},
 		// One statement per decision (one more per distinct_networks
