@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"bufio"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
@@ -16,16 +19,31 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
-// importDelay is mxpolicyd's greylist.delay after an import: long enough
-// that an imported pending triplet is still early once the import ran
-// and the daemon started, short enough to wait out.
-const importDelay = 10 * time.Second
+// importConfig gives mxpolicyd the longest greylist.delay it accepts
+// after an import: far beyond any test run, so an imported pending
+// triplet is certainly still early however slow the machine is, and
+// nothing the test asserts depends on how long a step took.
+const importConfig = baseConfig + "greylist:\n  delay: 1h\n"
 
-const importConfig = baseConfig + "greylist:\n  delay: 10s\n"
+// lateConfig is the daemon started once the imported pending triplet is
+// at least lateAge old by its stored first attempt: its 1 s delay is then
+// certainly over, so the triplet must pass.
+const (
+	lateConfig = baseConfig + "greylist:\n  delay: 1s\n"
+	lateAge    = 2 * time.Second
+)
+
+// anchorPoll bounds the wait for an anchor's own delay (1 s) to run out
+// by its clock; anchorStop bounds its exit after SIGTERM.
+const (
+	anchorPoll = 30 * time.Second
+	anchorStop = 30 * time.Second
+)
 
 // sbin finds a program that lives in /usr/sbin, which a non-login root
 // shell may lack in PATH.
@@ -99,6 +117,10 @@ func startAnchor(t *testing.T, addr string, prog string, args ...string) *anchor
 	}
 }
 
+// stop never fails the test: whatever the anchor must keep it has
+// committed before answering (SQLgrey autocommits; postgrey's environment
+// is transactional and read with db_dump -h), so a KILL after anchorStop
+// loses nothing, and the import's counts would show it if it did.
 func (a *anchor) stop(t *testing.T) {
 	a.once.Do(func() {
 		// Its process group: Net::Server may have forked.
@@ -107,15 +129,31 @@ func (a *anchor) stop(t *testing.T) {
 		go func() { _ = a.cmd.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(5 * time.Second):
-			// Net::Server::Multiplex can sit in its select loop; what
-			// both keep is committed (SQLgrey autocommits; postgrey's
-			// environment is read with db_dump -h), so KILL loses nothing.
+		case <-time.After(anchorStop):
 			_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 			<-done
-			t.Logf("%s did not stop within 5s of SIGTERM; killed", a.cmd.Path)
+			t.Logf("%s did not stop within %v of SIGTERM; killed", a.cmd.Path, anchorStop)
 		}
 	})
+}
+
+// settle asks req until the anchor lets it through, by the anchor's own
+// clock, and returns that answer; an early retry leaves its first attempt
+// as it was (postgrey's smtpd_access_policy, SQLgrey's
+// recently_in_connect), so polling does not move the goal.
+func (a *anchor) settle(t *testing.T, addr, req string) string {
+	t.Helper()
+	deadline := time.Now().Add(anchorPoll)
+	for {
+		ans, _ := askOnce(t, addr, req)
+		if !deferral(strings.ToUpper(ans)) {
+			return ans
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still defers a retry after %v: %s\n%s", a.cmd.Path, anchorPoll, ans, a.log)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // mx runs the mxpolicyd binary and returns its output, failing on error.
@@ -137,40 +175,126 @@ func wantIn(t *testing.T, out string, wants ...string) {
 	}
 }
 
-// tripletReq is one RCPT request; client_name=unknown as from a client
+// tripletReq is x's RCPT request; client_name=unknown as from a client
 // without reverse DNS.
-func tripletReq(client, sender, rcpt string) string {
-	return faultRequest(client, sender, rcpt, "imp."+client+"."+rcpt)
+func tripletReq(x triplet) string {
+	return faultRequest(x.Client, x.Sender, x.Rcpt, "imp."+x.Client+"."+x.Rcpt)
 }
 
-// checkAfterImport starts mxpolicyd on database and checks that what the
-// anchor passed passes at once, that the anchor's pending triplet passes
-// after the rest of mxpolicyd's delay counted from its first attempt, and
-// that a new triplet is greylisted.
-func checkAfterImport(t *testing.T, database string, passes []string, pending string, pendingSince time.Time, fresh string) {
+// sentAt is the span of wall-clock seconds in which an anchor received a
+// request: its first attempt, as the anchor stores it, lies within.
+type sentAt struct{ from, to int64 }
+
+// first sends x to the anchor at addr, which must defer it as new.
+func (a *anchor) first(t *testing.T, addr string, x triplet) sentAt {
 	t.Helper()
-	d := startDaemon(t, daemontest.Options{Config: importConfig, Database: database})
+	from := time.Now().Unix()
+	if ans, _ := askOnce(t, addr, tripletReq(x)); !deferral(strings.ToUpper(ans)) {
+		t.Fatalf("%s, first attempt: %s\n%s", a.cmd.Path, ans, a.log)
+	}
+	return sentAt{from, time.Now().Unix()}
+}
+
+// checkSeen checks the first attempt the anchor stored for its pending
+// triplet against when it was sent.
+func checkSeen(t *testing.T, anchor string, first int64, sent sentAt) {
+	t.Helper()
+	if first < sent.from || first > sent.to {
+		t.Fatalf("%s stored the pending triplet's first attempt at %d, outside %d..%d when it was sent",
+			anchor, first, sent.from, sent.to)
+	}
+}
+
+// storedFirstSeen is mxpolicyd's first attempt of the pending triplet x
+// in database, in Unix seconds.
+func storedFirstSeen(t *testing.T, database string, x triplet) int64 {
+	t.Helper()
+	out := mx(t, "greylist", "list", "--database", database, "--state", "pending", "--format", "json", "--limit", "0")
+	var rows []struct {
+		RawSender string    `json:"raw_sender"`
+		Recipient string    `json:"recipient"`
+		FirstSeen time.Time `json:"first_seen"`
+	}
+	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+		t.Fatalf("greylist list --format json: %v\n%s", err, out)
+	}
+	for _, r := range rows {
+		if r.RawSender == x.Sender && r.Recipient == x.Rcpt {
+			return r.FirstSeen.Unix()
+		}
+	}
+	t.Fatalf("no pending triplet %s -> %s after the import:\n%s", x.Sender, x.Rcpt, out)
+	return 0
+}
+
+// reason is the decision log's reason for the latest answer about x,
+// waiting up to 5 s for the record (the daemon logs as it answers).
+func reason(t *testing.T, d *daemontest.Daemon, x triplet) string {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		recs := d.Decisions()
+		for i := len(recs) - 1; i >= 0; i-- {
+			if recs[i]["sender"] == x.Sender && recs[i]["rcpt"] == x.Rcpt {
+				return fmt.Sprint(recs[i]["reason"])
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no decision about %s -> %s:\n%s", x.Sender, x.Rcpt, d.Log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// serveImported runs mxpolicyd with config on database, ready to greylist.
+func serveImported(t *testing.T, config, database string) *daemontest.Daemon {
+	t.Helper()
+	d := startDaemon(t, daemontest.Options{Config: config, Database: database})
 	if strings.HasPrefix(database, "postgres") {
 		d.WaitLog(t, "database ready") // until then greylisting fails open
 	}
-	for _, req := range passes {
-		if a, _ := askOnce(t, d.Addr, req); deferral(a) {
-			t.Errorf("imported pass deferred: %s\n%s", a, req)
+	return d
+}
+
+// checkAfterImport checks what mxpolicyd does with the import in
+// database: what the anchor passed passes at once and a new triplet is
+// greylisted. The anchor's pending triplet keeps the anchor's first
+// attempt (first, Unix seconds), so under importConfig's delay it is an
+// early retry of a known triplet, not a new one; and a daemon whose delay
+// that first attempt has outlived lets it pass, without a retry to wait.
+func checkAfterImport(t *testing.T, database string, passes []triplet, pending triplet, first int64, fresh triplet) {
+	t.Helper()
+	if got := storedFirstSeen(t, database, pending); got != first {
+		t.Errorf("imported pending triplet first seen at %d, the anchor's first attempt was at %d", got, first)
+	}
+	d := serveImported(t, importConfig, database)
+	for _, x := range passes {
+		if a, _ := askOnce(t, d.Addr, tripletReq(x)); deferral(a) {
+			t.Errorf("imported pass deferred: %s\n%s", a, tripletReq(x))
 		}
 	}
-	if a, _ := askOnce(t, d.Addr, fresh); !deferral(a) {
+	if a, _ := askOnce(t, d.Addr, tripletReq(fresh)); !deferral(a) {
 		t.Errorf("new triplet: %s, want a deferral", a)
 	}
-	a, _ := askOnce(t, d.Addr, pending)
-	if time.Since(pendingSince) >= importDelay {
-		t.Fatalf("the pending triplet was first seen %v ago, past the %v delay: inconclusive", time.Since(pendingSince), importDelay)
+	if r := reason(t, d, fresh); r != "new triplet" {
+		t.Errorf("new triplet: reason %q, want %q", r, "new triplet")
 	}
-	if !deferral(a) || !strings.Contains(a, "Greylisted") {
-		t.Errorf("imported pending triplet before its delay: %s, want a deferral", a)
+	if a, _ := askOnce(t, d.Addr, tripletReq(pending)); !deferral(a) || !strings.Contains(a, "Greylisted") {
+		t.Errorf("imported pending triplet before mxpolicyd's delay: %s, want a deferral", a)
 	}
-	time.Sleep(time.Until(pendingSince.Add(importDelay + time.Second)))
-	if a, _ := askOnce(t, d.Addr, pending); deferral(a) {
-		t.Errorf("imported pending triplet after its delay: %s, want a pass", a)
+	if r := reason(t, d, pending); r != "early retry" {
+		t.Errorf("imported pending triplet: reason %q, want %q (imported as pending, first attempt kept)", r, "early retry")
+	}
+	d.Stop(t)
+
+	time.Sleep(time.Until(time.Unix(first, 0).Add(lateAge)))
+	late := serveImported(t, lateConfig, database)
+	if a, _ := askOnce(t, late.Addr, tripletReq(pending)); deferral(a) {
+		t.Errorf("imported pending triplet %v after its first attempt, delay 1s: %s, want a pass",
+			time.Since(time.Unix(first, 0)).Round(time.Second), a)
+	}
+	if r := reason(t, late, pending); r != "passed after delay" {
+		t.Errorf("imported pending triplet after the delay: reason %q, want %q", r, "passed after delay")
 	}
 }
 
@@ -187,19 +311,16 @@ func TestImportPostgrey(t *testing.T) {
 	}
 	pg := startAnchor(t, addr, sbin(t, "postgrey"), "--inet="+addr, "--dbdir="+dir, "--delay=1",
 		"--whitelist-clients="+empty, "--whitelist-recipients="+empty)
-	passed := tripletReq("192.0.2.10", "alice@a.test", "bob@b.test")
-	pending := tripletReq("198.51.100.20", "carol@c.test", "dan@d.test")
-	for _, req := range []string{passed, pending} {
-		if a, _ := askOnce(t, addr, req); !deferral(a) {
-			t.Fatalf("postgrey, first attempt: %s", a)
-		}
-	}
-	pendingSince := time.Now().Add(-time.Second) // postgrey's seconds, rounded down
-	time.Sleep(2100 * time.Millisecond)
-	if a, _ := askOnce(t, addr, passed); !strings.HasPrefix(a, "PREPEND X-Greylist") {
+	passed := triplet{"192.0.2.10", "alice@a.test", "bob@b.test"}
+	pending := triplet{"198.51.100.20", "carol@c.test", "dan@d.test"}
+	pg.first(t, addr, passed)
+	sent := pg.first(t, addr, pending)
+	if a := pg.settle(t, addr, tripletReq(passed)); !strings.HasPrefix(a, "PREPEND X-Greylist") {
 		t.Fatalf("postgrey, retry after its delay: %s\n%s", a, pg.log)
 	}
 	pg.stop(t)
+	first := postgreyFirst(t, dir, pending)
+	checkSeen(t, "postgrey", first, sent)
 	files := []string{filepath.Join(dir, "postgrey.db"), filepath.Join(dir, "postgrey_clients.db")}
 
 	for _, store := range []string{"sqlite", "postgres"} {
@@ -213,10 +334,36 @@ func TestImportPostgrey(t *testing.T) {
 			wantIn(t, mx(t, args...), "read 1 passed and 1 pending triplets, 1 auto-whitelisted clients",
 				"loaded 2 of 2 triplets, 1 of 1 clients")
 			wantIn(t, mx(t, args...), "loaded 0 of 2 triplets, 0 of 1 clients")
-			checkAfterImport(t, database, []string{tripletReq("192.0.2.77", "alice@a.test", "bob@b.test")},
-				pending, pendingSince, tripletReq("192.0.2.10", "erin@e.test", "bob@b.test"))
+			checkAfterImport(t, database, []triplet{{"192.0.2.77", "alice@a.test", "bob@b.test"}},
+				pending, first, triplet{"192.0.2.10", "erin@e.test", "bob@b.test"})
 		})
 	}
+}
+
+// postgreyFirst reads x's first attempt from postgrey.db in dir, whose
+// key is "CLIENT/SENDER/RECIPIENT" and value "FIRST,LAST" (postgrey's
+// smtpd_access_policy). It runs db_dump -p -h itself, so the check does
+// not take the importer's word for what postgrey stored.
+func postgreyFirst(t *testing.T, dir string, x triplet) int64 {
+	t.Helper()
+	out, err := exec.Command(sbin(t, "db_dump"), "-p", "-h", dir, "postgrey.db").Output()
+	if err != nil {
+		t.Fatalf("db_dump postgrey.db: %v", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		if !strings.HasSuffix(sc.Text(), "/"+x.Sender+"/"+x.Rcpt) || !sc.Scan() {
+			continue
+		}
+		v, _, _ := strings.Cut(strings.TrimSpace(sc.Text()), ",")
+		first, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			t.Fatalf("postgrey.db value %q: %v", sc.Text(), err)
+		}
+		return first
+	}
+	t.Fatalf("postgrey.db has no triplet %s -> %s:\n%s", x.Sender, x.Rcpt, out)
+	return 0
 }
 
 // A bad input writes nothing: a dump cut short fails the whole import.
@@ -279,23 +426,20 @@ func testImportSQLgrey(t *testing.T, store string) {
 		t.Fatal(err)
 	}
 	sg := startAnchor(t, addr, sbin(t, "sqlgrey"), "-f", conf)
-	alice := tripletReq("192.0.2.10", "alice@a.test", "bob@b.test")
-	erin := tripletReq("192.0.2.10", "erin@a.test", "bob@b.test")   // with alice: a.test → domain_awl
-	frank := tripletReq("192.0.2.10", "frank@f.test", "bob@b.test") // → from_awl
-	pending := tripletReq("198.51.100.20", "carol@c.test", "dan@d.test")
-	for _, req := range []string{alice, erin, frank, pending} {
-		if a, _ := askOnce(t, addr, req); !deferral(strings.ToUpper(a)) {
-			t.Fatalf("sqlgrey, first attempt: %s\n%s", a, sg.log)
-		}
+	alice := triplet{"192.0.2.10", "alice@a.test", "bob@b.test"}
+	erin := triplet{"192.0.2.10", "erin@a.test", "bob@b.test"}   // with alice: a.test → domain_awl
+	frank := triplet{"192.0.2.10", "frank@f.test", "bob@b.test"} // → from_awl
+	pending := triplet{"198.51.100.20", "carol@c.test", "dan@d.test"}
+	for _, x := range []triplet{alice, erin, frank} {
+		sg.first(t, addr, x)
 	}
-	pendingSince := time.Now().Add(-time.Second)
-	time.Sleep(2100 * time.Millisecond)
-	for _, req := range []string{alice, erin, frank} {
-		if a, _ := askOnce(t, addr, req); deferral(strings.ToUpper(a)) {
-			t.Fatalf("sqlgrey, retry: %s\n%s", a, sg.log)
-		}
+	sent := sg.first(t, addr, pending)
+	for _, x := range []triplet{alice, erin, frank} {
+		sg.settle(t, addr, tripletReq(x))
 	}
 	sg.stop(t)
+	first := sqlgreyFirst(t, source, pending)
+	checkSeen(t, "sqlgrey", first, sent)
 
 	args := []string{"import", "sqlgrey", "--database", target, source}
 	wantIn(t, mx(t, args...), "read 0 passed and 1 pending triplets, 0 auto-whitelisted clients, 2 client/domain pairs",
@@ -303,7 +447,34 @@ func testImportSQLgrey(t *testing.T, store string) {
 	wantIn(t, mx(t, args...), "loaded 0 of 1 triplets, 0 of 0 clients, 0 of 2 client/domain pairs")
 	// The pairs pass any sender of their domain, to any recipient, from the
 	// client's network.
-	checkAfterImport(t, target, []string{tripletReq("192.0.2.99", "zoe@a.test", "yan@b.test"),
-		tripletReq("192.0.2.10", "frank@f.test", "xi@b.test")}, pending, pendingSince,
-		tripletReq("192.0.2.10", "gina@g.test", "bob@b.test"))
+	checkAfterImport(t, target, []triplet{{"192.0.2.99", "zoe@a.test", "yan@b.test"},
+		{"192.0.2.10", "frank@f.test", "xi@b.test"}}, pending, first,
+		triplet{"192.0.2.10", "gina@g.test", "bob@b.test"})
+}
+
+// sqlgreyFirst reads x's first attempt from SQLgrey's connect table in
+// source, read-only: on PostgreSQL a timestamp that NOW() wrote in the
+// session's time zone, on SQLite Unix seconds (SQLgrey's past_tstamp).
+func sqlgreyFirst(t *testing.T, source string, x triplet) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := db.OpenReadOnly(ctx, source, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	name, domain, _ := strings.Cut(x.Sender, "@")
+	var first int64
+	if d.IsPostgres() {
+		err = d.PG.QueryRow(ctx, `SELECT floor(extract(epoch FROM first_seen::timestamptz))::bigint FROM connect
+			WHERE sender_name = $1 AND sender_domain = $2 AND rcpt = $3`, name, domain, x.Rcpt).Scan(&first)
+	} else {
+		err = d.SQL.QueryRowContext(ctx, `SELECT CAST(first_seen AS INTEGER) FROM connect
+			WHERE sender_name = ? AND sender_domain = ? AND rcpt = ?`, name, domain, x.Rcpt).Scan(&first)
+	}
+	if err != nil {
+		t.Fatalf("sqlgrey connect row %s -> %s: %v", x.Sender, x.Rcpt, err)
+	}
+	return first
 }
