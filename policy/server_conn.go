@@ -58,10 +58,18 @@ func (c *conn) setIdle(idle bool) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.idle = idle
-	if idle {
-		c.markIdle()
-	}
 	return !(idle && c.srv.shutdown.Load())
+}
+
+// stampReply stamps the connection's idle time as its reply goes out,
+// before the write: the client may send its next request, or another
+// connection may open, as soon as the reply arrives, and eviction must
+// order connections by when they fell quiet as the clients saw it, not by
+// when this goroutine got to run again.
+func (c *conn) stampReply() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.markIdle()
 }
 
 func (c *conn) serve() {
@@ -93,7 +101,9 @@ func (c *conn) serve() {
 			putReader(br)
 			br = nil
 		}
-		if !c.reply(s.Decider.Decide(s.base, req, msg)) {
+		a := s.Decider.Decide(s.base, req, msg)
+		c.stampReply()
+		if !c.reply(a) {
 			return
 		}
 		if !c.setIdle(true) {
