@@ -179,14 +179,6 @@ type MessageCheck interface {
 	CheckMessage(ctx context.Context, st *State) (Result, error)
 }
 
-// messageStep runs a MessageCheck's CheckMessage under its step's budget
-// and on_error.
-type messageStep struct{ MessageCheck }
-
-func (m messageStep) Check(ctx context.Context, st *State) (Result, error) {
-	return m.CheckMessage(ctx, st)
-}
-
 // EndOfMessageCheck is a Check that also decides at END-OF-MESSAGE, the
 // first stage at which Postfix sends the message's real size
 // (SMTPD_POLICY_README, "size"), when check_policy_service is also in
@@ -196,42 +188,52 @@ type EndOfMessageCheck interface {
 	CheckEndOfMessage(ctx context.Context, st *State) (Result, error)
 }
 
-// endOfMessageStep runs an EndOfMessageCheck's CheckEndOfMessage under its
-// step's budget and on_error.
-type endOfMessageStep struct{ EndOfMessageCheck }
+// stageStep runs the method that decides a check at a stage past RCPT
+// (CheckMessage, CheckEndOfMessage) under its step's budget and on_error.
+type stageStep struct {
+	name   string
+	decide func(ctx context.Context, st *State) (Result, error)
+}
 
-func (m endOfMessageStep) Check(ctx context.Context, st *State) (Result, error) {
-	return m.CheckEndOfMessage(ctx, st)
+func (s stageStep) Name() string { return s.name }
+
+func (s stageStep) Check(ctx context.Context, st *State) (Result, error) {
+	return s.decide(ctx, st)
+}
+
+// stageMethod is the method that decides c at state, DATA or
+// END-OF-MESSAGE, or nil if c does not decide there.
+func stageMethod(state string, c Check) func(context.Context, *State) (Result, error) {
+	switch state {
+	case "DATA":
+		if mc, ok := c.(MessageCheck); ok {
+			return mc.CheckMessage
+		}
+	case "END-OF-MESSAGE":
+		if ec, ok := c.(EndOfMessageCheck); ok {
+			return ec.CheckEndOfMessage
+		}
+	}
+	return nil
 }
 
 // stageSteps are the steps that decide a request at its protocol stage:
-// every step at RCPT; at DATA only the message checks, since the others
+// every step at RCPT; at DATA only the message checks (at END-OF-MESSAGE
+// the end-of-message checks), since the others
 // are per recipient (and at DATA Postfix names no recipient of a
 // multi-recipient message: postconf(5), smtpd_data_restrictions).
 func stageSteps(state string, steps []Step) []Step {
-	switch state {
-	case "RCPT":
+	if state == "RCPT" {
 		return steps
-	case "DATA":
-		var out []Step
-		for _, s := range steps {
-			if mc, ok := s.Check.(MessageCheck); ok {
-				s.Check = messageStep{mc}
-				out = append(out, s)
-			}
-		}
-		return out
-	case "END-OF-MESSAGE":
-		var out []Step
-		for _, s := range steps {
-			if ec, ok := s.Check.(EndOfMessageCheck); ok {
-				s.Check = endOfMessageStep{ec}
-				out = append(out, s)
-			}
-		}
-		return out
 	}
-	return nil
+	var out []Step
+	for _, s := range steps {
+		if decide := stageMethod(state, s.Check); decide != nil {
+			s.Check = stageStep{s.Check.Name(), decide}
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // decide runs the steps in order until one is decisive.
