@@ -84,43 +84,39 @@ const maxCachedSeries = 4096
 
 // counter returns the decisions_total counter of k from vec.
 func (r *reasonSet) counter(vec *prometheus.CounterVec, k decisionKey) prometheus.Counter {
-	r.cacheMu.RLock()
-	c, ok := r.counters[k]
-	r.cacheMu.RUnlock()
-	if ok {
-		return c
-	}
-	c = vec.WithLabelValues(k.mode, k.class, k.check, r.label(k.check, k.reason))
-	r.cacheMu.Lock()
-	defer r.cacheMu.Unlock()
-	if r.counters == nil {
-		r.counters = make(map[decisionKey]prometheus.Counter)
-	}
-	if len(r.counters) < maxCachedSeries {
-		r.counters[k] = c
-	}
-	return c
+	return cachedSeries(&r.cacheMu, &r.counters, k, func() prometheus.Counter {
+		return vec.WithLabelValues(k.mode, k.class, k.check, r.label(k.check, k.reason))
+	})
 }
 
 // timer returns the check_duration_seconds observer of check from vec.
 // Check names come from the check table, so they are few.
 func (r *reasonSet) timer(vec *prometheus.HistogramVec, check string) prometheus.Observer {
-	r.cacheMu.RLock()
-	o, ok := r.timers[check]
-	r.cacheMu.RUnlock()
+	return cachedSeries(&r.cacheMu, &r.timers, check, func() prometheus.Observer {
+		return vec.WithLabelValues(check)
+	})
+}
+
+// cachedSeries returns the series of k from cache, or the one lookup
+// makes, which cache keeps while it holds fewer than maxCachedSeries. mu
+// guards cache; lookup runs outside it.
+func cachedSeries[K comparable, S any](mu *sync.RWMutex, cache *map[K]S, k K, lookup func() S) S {
+	mu.RLock()
+	s, ok := (*cache)[k]
+	mu.RUnlock()
 	if ok {
-		return o
+		return s
 	}
-	o = vec.WithLabelValues(check)
-	r.cacheMu.Lock()
-	defer r.cacheMu.Unlock()
-	if r.timers == nil {
-		r.timers = make(map[string]prometheus.Observer)
+	s = lookup()
+	mu.Lock()
+	defer mu.Unlock()
+	if *cache == nil {
+		*cache = make(map[K]S)
 	}
-	if len(r.timers) < maxCachedSeries {
-		r.timers[check] = o
+	if len(*cache) < maxCachedSeries {
+		(*cache)[k] = s
 	}
-	return o
+	return s
 }
 
 func (r *reasonSet) label(check, reason string) string {
