@@ -58,12 +58,20 @@ func Postgrey(ctx context.Context, files []string, opt PostgreyOptions) (greylis
 		if err != nil {
 			return greylist.ImportSet{}, Report{}, err
 		}
-		read := c.postgreyTriplet
+		read, form := c.postgreyTriplet, "FIRST,LAST"
 		if strings.Contains(filepath.Base(f), "clients") {
-			read = c.postgreyClient
+			read, form = c.postgreyClient, "COUNT,LAST"
 		}
 		err = readDump(bytes.NewReader(text), f, func(line int, key, value string) error {
-			return read(opt, f, line, key, value)
+			a, b, ok := twoInts(value)
+			if !ok {
+				return lineError(f, line, "value %q is not %s", value, form)
+			}
+			if sha1Hex.MatchString(key) {
+				c.rep.skip(SkipHashed)
+				return nil
+			}
+			return read(opt, f, line, key, a, b)
 		})
 		if err != nil {
 			return greylist.ImportSet{}, Report{}, err
@@ -210,18 +218,11 @@ func twoInts(v string) (int64, int64, bool) {
 	return a, b, err1 == nil && err2 == nil && a >= 0 && b >= 0
 }
 
-// postgreyTriplet reads one key of postgrey.db. The client is up to the
-// first "/", the recipient after the last: a recipient never holds a "/"
-// (Postfix sends it canonical), a sender rarely.
-func (c *collector) postgreyTriplet(opt PostgreyOptions, name string, line int, key, value string) error {
-	first, last, ok := twoInts(value)
-	if !ok {
-		return lineError(name, line, "value %q is not FIRST,LAST", value)
-	}
-	if sha1Hex.MatchString(key) {
-		c.rep.skip(SkipHashed)
-		return nil
-	}
+// postgreyTriplet reads one key of postgrey.db, not hashed, with the
+// FIRST,LAST of its value. The client is up to the first "/", the
+// recipient after the last: a recipient never holds a "/" (Postfix sends
+// it canonical), a sender rarely.
+func (c *collector) postgreyTriplet(opt PostgreyOptions, name string, line int, key string, first, last int64) error {
 	client, rest, ok1 := strings.Cut(key, "/")
 	i := strings.LastIndexByte(rest, '/')
 	addr, err := netip.ParseAddr(client)
@@ -252,16 +253,9 @@ func (c *collector) postgreyTriplet(opt PostgreyOptions, name string, line int, 
 	return nil
 }
 
-// postgreyClient reads one key of postgrey_clients.db.
-func (c *collector) postgreyClient(_ PostgreyOptions, name string, line int, key, value string) error {
-	count, last, ok := twoInts(value)
-	if !ok {
-		return lineError(name, line, "value %q is not COUNT,LAST", value)
-	}
-	if sha1Hex.MatchString(key) {
-		c.rep.skip(SkipHashed)
-		return nil
-	}
+// postgreyClient reads one key of postgrey_clients.db, not hashed, with
+// the COUNT,LAST of its value.
+func (c *collector) postgreyClient(_ PostgreyOptions, name string, line int, key string, count, last int64) error {
 	addr, err := netip.ParseAddr(key)
 	if err != nil {
 		return lineError(name, line, "key %q is not a client address (is this postgrey.db?)", key)
