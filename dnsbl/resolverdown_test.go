@@ -3,13 +3,13 @@ package dnsbl_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -18,13 +18,7 @@ import (
 // it: every query is refused, as when the local unbound is down.
 func deadResolver(t *testing.T) *resolver.Resolver {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	r, err := resolver.New(resolver.Config{Server: addr, Timeout: 200 * time.Millisecond})
+	r, err := resolver.New(resolver.Config{Server: dnstest.ClosedAddr(t), Timeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -106,18 +106,6 @@ func silentServer(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-// closedPort is an address nothing listens on: queries are refused.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr
-}
-
 // TestDeadResolverFailsByOnError: when our resolver gives no response,
 // SPF has no result; the check errs with ErrResolver, the engine answers
 // checks.spf.on_error (DUNNO by default) and no Received-SPF is queued.
@@ -126,7 +114,7 @@ func TestDeadResolverFailsByOnError(t *testing.T) {
 	srv.SetDelay("pass.test", time.Hour)
 	for what, server := range map[string]string{
 		"never answers": silentServer(t),
-		"closed port":   closedPort(t),
+		"closed port":   dnstest.ClosedAddr(t),
 		"hangs on name": srv.Addr(),
 	} {
 		c := defaultChecker(t, server, 200*time.Millisecond)

@@ -30,19 +30,6 @@ func (s *healthSpy) ResolverHealthy(ok bool) {
 	s.mu.Unlock()
 }
 
-// closedPort returns an address where nothing listens: a UDP query there
-// gets "connection refused" at once.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := pc.LocalAddr().String()
-	pc.Close()
-	return addr
-}
-
 // TestHealthFollowsTransportFailures: queries that get no response make
 // the resolver unhealthy; an error response does not; any response heals.
 func TestHealthFollowsTransportFailures(t *testing.T) {
@@ -87,7 +74,7 @@ func TestHealthFollowsTransportFailures(t *testing.T) {
 }
 
 func TestClosedPortIsTransportFailure(t *testing.T) {
-	r, err := resolver.New(resolver.Config{Server: closedPort(t), Timeout: time.Second})
+	r, err := resolver.New(resolver.Config{Server: dnstest.ClosedAddr(t), Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
