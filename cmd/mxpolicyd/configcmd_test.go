@@ -11,19 +11,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
-	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 )
 
 // config check --probe prints each list's self-check state after the
 // config, as YAML comments, and fails when a list is unhealthy.
 func TestConfigCheckProbe(t *testing.T) {
 	t.Setenv(config.EnvDatabase, "")
-	srv := dnstest.New(t,
-		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
-		"2.0.0.127.good.test. 300 IN A 127.0.0.2",
-		"*.wild.test. 300 IN A 127.0.0.2",
-		"2.0.0.127.pubres.test. 300 IN A 127.255.255.254",
-	)
+	srv := listsServer(t, "2.0.0.127.pubres.test. 300 IN A 127.255.255.254")
 	path := filepath.Join(t.TempDir(), "mxpolicyd.yaml")
 	write := func(lists string) {
 		cfg := "dns:\n  server: " + srv.Addr() + "\ndnsbl:\n  lists:\n" + lists

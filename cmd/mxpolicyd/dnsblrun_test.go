@@ -18,15 +18,22 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 )
 
+// listsServer serves DNS lists for the self-check, plus extra records:
+// good.test lists its RFC 5782 test point 127.0.0.2 only, as a healthy
+// list does; wild.test lists every address, as a list gone wrong does.
+func listsServer(t *testing.T, extra ...string) *dnstest.Server {
+	return dnstest.New(t, append([]string{
+		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
+		"2.0.0.127.good.test. 300 IN A 127.0.0.2",
+		"*.wild.test. 300 IN A 127.0.0.2",
+	}, extra...)...)
+}
+
 // The wiring runs the self-check of the dnsbl check in use: a reload
 // swaps the probe and /readyz's lines with the check, and close stops it.
 func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
 	t.Setenv(config.EnvDatabase, "")
-	srv := dnstest.New(t,
-		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
-		"2.0.0.127.good.test. 300 IN A 127.0.0.2",
-		"*.wild.test. 300 IN A 127.0.0.2",
-	)
+	srv := listsServer(t)
 	load := func(sites ...string) *config.Config {
 		cfg, err := config.Load("", checkDefaults(), func(c *config.Config) {
 			c.DNS.Server = srv.Addr()
