@@ -63,30 +63,26 @@ func TestEngineRecordsThroughWriter(t *testing.T) {
 		got := map[string]int{}
 		q := `SELECT check_name || '/' || verb || '/' || action || '/' || whitelist || '/' ||
 			CASE WHEN observe THEN 'observe' ELSE 'enforce' END FROM decisions`
+		// pgx.Rows and *sql.Rows both read this way.
+		var rows interface {
+			Next() bool
+			Scan(dest ...any) error
+		}
+		var err error
 		if d.IsPostgres() {
-			rows, err := d.PG.Query(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for rows.Next() {
-				var s string
-				if err := rows.Scan(&s); err != nil {
-					t.Fatal(err)
-				}
-				got[s]++
-			}
+			rows, err = d.PG.Query(ctx, q)
 		} else {
-			rows, err := d.SQL.QueryContext(ctx, q)
-			if err != nil {
+			rows, err = d.SQL.QueryContext(ctx, q)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
 				t.Fatal(err)
 			}
-			for rows.Next() {
-				var s string
-				if err := rows.Scan(&s); err != nil {
-					t.Fatal(err)
-				}
-				got[s]++
-			}
+			got[s]++
 		}
 		want := map[string]int{
 			"whitelist/DUNNO/DUNNO/client 192.0.2.1/enforce":           1,
