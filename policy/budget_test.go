@@ -7,9 +7,10 @@ import (
 	"time"
 )
 
-// fakeClock is the engine's injected clock; checks advance it to stand
-// for the time they would take, so the tests assert how the budget is
-// split without depending on the machine's speed.
+// fakeClock is the engine's injected clock (and the server's warning
+// limiter's); checks advance it to stand for the time they would take, so
+// the tests assert how the budget is split without depending on the
+// machine's speed.
 type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time

@@ -149,14 +149,19 @@ func TestEngineFactsAndSkip(t *testing.T) {
 	}
 }
 
-func TestEngineHeadersOncePerMessage(t *testing.T) {
+// twoHeaderEngine returns an engine whose one check adds two headers to
+// every request's message, and a message to decide.
+func twoHeaderEngine() (*Engine, *Message) {
 	hdr := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
 		st.Msg.AddHeader("Received-SPF: pass")
 		st.Msg.AddHeader("X-Greylist: delayed 60 seconds")
 		return Pass(""), nil
 	}}
-	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: hdr}})
-	msg := NewMessage("i1")
+	return NewEngine(Options{Logger: quiet()}, []Step{{Check: hdr}}), NewMessage("i1")
+}
+
+func TestEngineHeadersOncePerMessage(t *testing.T) {
+	e, msg := twoHeaderEngine()
 	var got []string
 	for i := 0; i < 3; i++ {
 		got = append(got, e.Decide(context.Background(), rcpt(), msg).String())
@@ -222,13 +227,7 @@ func TestEngineTuningReload(t *testing.T) {
 }
 
 func TestEngineHeadersAtDataNotEndOfMessage(t *testing.T) {
-	hdr := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
-		st.Msg.AddHeader("Received-SPF: pass")
-		st.Msg.AddHeader("X-Greylist: delayed 60 seconds")
-		return Pass(""), nil
-	}}
-	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: hdr}})
-	msg := NewMessage("i1")
+	e, msg := twoHeaderEngine()
 	if a := e.Decide(context.Background(), rcpt(), msg); a.String() != "PREPEND Received-SPF: pass" {
 		t.Fatalf("RCPT: %v", a)
 	}

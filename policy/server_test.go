@@ -355,33 +355,16 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-type stepClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *stepClock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *stepClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // A flood of refused connections costs a line per interval, and the next
 // line says how many were held back.
 func TestServerRefusalWarningsRateLimited(t *testing.T) {
 	var logs syncBuffer
-	clock := &stepClock{t: time.Unix(1e9, 0)}
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
 	obs := &countObserver{}
 	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs,
 		ServerConfig: ServerConfig{AllowedClients: Prefixes{netip.MustParsePrefix("192.0.2.0/24")}},
 		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
-		warns:        newWarnLimiter(warnInterval, clock.now)})
+		warns:        newWarnLimiter(warnInterval, clock.Now)})
 	refused := func() {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -394,7 +377,7 @@ func TestServerRefusalWarningsRateLimited(t *testing.T) {
 	for range 1000 {
 		refused()
 	}
-	clock.advance(warnInterval)
+	clock.Advance(warnInterval)
 	refused()
 	var warns []string
 	for line := range strings.Lines(logs.String()) {
