@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // liteAdmin is Admin on SQLite: the same statements as pgAdmin's, times as
@@ -67,19 +69,6 @@ func (l liteAdmin) list(ctx context.Context, s selection, f Filter, limit int) (
 	return out, rows.Err()
 }
 
-// inTx runs fn in one transaction, committed only if fn succeeds.
-func (l liteAdmin) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := l.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 func affected(res sql.Result, err error) (int64, error) {
 	if err != nil {
 		return 0, err
@@ -89,7 +78,7 @@ func affected(res sql.Result, err error) (int64, error) {
 
 func (l liteAdmin) release(ctx context.Context, s selection, now time.Time) (int64, error) {
 	var n int64
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.InTx(ctx, l.db, func(tx *sql.Tx) error {
 		var err error
 		n, err = affected(tx.ExecContext(ctx, liteRelease, append(liteSelArgs(s), now.Unix())...))
 		if err != nil || n == 0 {
@@ -103,7 +92,7 @@ func (l liteAdmin) release(ctx context.Context, s selection, now time.Time) (int
 
 func (l liteAdmin) forget(ctx context.Context, s selection) (ForgetResult, error) {
 	var r ForgetResult
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.InTx(ctx, l.db, func(tx *sql.Tx) error {
 		var err error
 		if r.Triplets, err = affected(tx.ExecContext(ctx, liteForgetTriplets, liteSelArgs(s)...)); err != nil {
 			return err
@@ -159,7 +148,7 @@ const (
 
 func (l liteAdmin) load(ctx context.Context, set ImportSet) (ImportResult, error) {
 	var r ImportResult
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.InTx(ctx, l.db, func(tx *sql.Tx) error {
 		r = ImportResult{}
 		for _, t := range set.Triplets {
 			attempts, passes := importPassCounts(t)

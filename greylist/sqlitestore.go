@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // SQLiteStore is the embedded Store. A decision is one transaction taken
@@ -70,21 +72,14 @@ const (
 // statements in the same order as PostgreSQL's one statement.
 func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (o Outcome, err error) {
 	args := liteDecideArgs(newCutoffs(now, cfg), cfg, k)
-	tx, err := s.db.BeginTx(ctx, nil)
+	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		o, err = liteDecide(ctx, tx, args, cfg)
+		return err
+	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: sqlite decide: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("greylist: sqlite decide: %w", err)
-		}
-	}()
-	o, err = liteDecide(ctx, tx, args, cfg)
-	if err != nil {
-		return Outcome{}, err
-	}
-	return o, tx.Commit()
+	return o, nil
 }
 
 // liteDecideArgs are the parameters ?1 to ?15 of the statements above;

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // SQLiteStore is the embedded Store, for one host. A decision is one
@@ -31,55 +33,43 @@ RETURNING allowed`
 
 // Take implements Store.
 func (s *SQLiteStore) Take(ctx context.Context, now time.Time, cells []Cell) (out []bool, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	out = make([]bool, len(cells))
+	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		for i, c := range cells {
+			if c.Inc > c.Tau {
+				continue // never conforms: not inserted, as in pgTake
+			}
+			if err := tx.QueryRowContext(ctx, liteTake, now.UnixNano(), c.Rule, c.Key, c.Inc, c.Tau).Scan(&out[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: sqlite take: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("ratelimit: sqlite take: %w", err)
-		}
-	}()
-	out = make([]bool, len(cells))
-	for i, c := range cells {
-		if c.Inc > c.Tau {
-			continue // never conforms: not inserted, as in pgTake
-		}
-		if err := tx.QueryRowContext(ctx, liteTake, now.UnixNano(), c.Rule, c.Key, c.Inc, c.Tau).Scan(&out[i]); err != nil {
-			return nil, err
-		}
-	}
-	return out, tx.Commit()
+	return out, nil
 }
 
 // SeeNetwork implements Store: the upsert and the count in one
 // transaction, so the count sees this sighting and no other writer.
 func (s *SQLiteStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (n int, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	at := now.Unix()
+	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO ratelimit_network (rule, key, network, last_seen, expires)
+VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (rule, key, network) DO UPDATE SET last_seen = excluded.last_seen, expires = excluded.expires`,
+			rule, key, network, at, now.Add(window).Unix())
+		if err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, `SELECT count(*) FROM ratelimit_network WHERE rule = ?1 AND key = ?2 AND expires > ?3`,
+			rule, key, at).Scan(&n)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("ratelimit: sqlite networks: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("ratelimit: sqlite networks: %w", err)
-		}
-	}()
-	at := now.Unix()
-	_, err = tx.ExecContext(ctx, `INSERT INTO ratelimit_network (rule, key, network, last_seen, expires)
-VALUES (?1, ?2, ?3, ?4, ?5)
-ON CONFLICT (rule, key, network) DO UPDATE SET last_seen = excluded.last_seen, expires = excluded.expires`,
-		rule, key, network, at, now.Add(window).Unix())
-	if err != nil {
-		return 0, err
-	}
-	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM ratelimit_network WHERE rule = ?1 AND key = ?2 AND expires > ?3`,
-		rule, key, at).Scan(&n)
-	if err != nil {
-		return 0, err
-	}
-	return n, tx.Commit()
+	return n, nil
 }
 
 // Counters implements Store.
@@ -125,25 +115,21 @@ func (s *SQLiteStore) Counters(ctx context.Context, now time.Time) ([]Counter, e
 
 // Reset implements Store: both tables in one transaction.
 func (s *SQLiteStore) Reset(ctx context.Context, rule, key string) (n int64, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
+	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
+		for _, table := range []string{"ratelimit_gcra", "ratelimit_network"} {
+			res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE rule = ?1 AND key = ?2", rule, key)
+			if err != nil {
+				return err
+			}
+			k, _ := res.RowsAffected()
+			n += k
+		}
+		return nil
+	})
 	if err != nil {
 		return 0, fmt.Errorf("ratelimit: sqlite reset: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-			err = fmt.Errorf("ratelimit: sqlite reset: %w", err)
-		}
-	}()
-	for _, table := range []string{"ratelimit_gcra", "ratelimit_network"} {
-		res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE rule = ?1 AND key = ?2", rule, key)
-		if err != nil {
-			return 0, err
-		}
-		k, _ := res.RowsAffected()
-		n += k
-	}
-	return n, tx.Commit()
+	return n, nil
 }
 
 // GC implements Store, in batches of short transactions so decisions, which

@@ -141,15 +141,7 @@ func sqliteTime(t time.Time) any {
 }
 
 func (s sqliteDialect) inTx(ctx context.Context, fn func(execer) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(sqliteTx{tx}); err != nil {
-		_ = tx.Rollback() // the error that made us roll back is the one to report
-		return err
-	}
-	return tx.Commit()
+	return db.InTx(ctx, s.db, func(tx *sql.Tx) error { return fn(sqliteTx{tx}) })
 }
 
 func (s sqliteDialect) load(ctx context.Context, now time.Time) ([]Entry, error) {
