@@ -51,17 +51,15 @@ func (o *glOpts) addSelector(cmd *cobra.Command, all bool) {
 	}
 }
 
-// admin opens the database and its greylist administration.
-func (o *glOpts) admin(cmd *cobra.Command, g *globalOpts) (*greylist.Admin, func(), error) {
+// withAdmin opens the database, runs fn with its greylist administration
+// and closes it. A refused selector is a usage error (exit 2).
+func (o *glOpts) withAdmin(cmd *cobra.Command, g *globalOpts, fn func(a *greylist.Admin) error) error {
 	cfg, d, _, err := o.open(cmd.Context(), g)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return greylist.NewAdmin(d, cfg.Greylist), d.Close, nil
-}
-
-// selectorErr makes a refused selector a usage error (exit 2).
-func selectorErr(err error) error {
+	defer d.Close()
+	err = fn(greylist.NewAdmin(d, cfg.Greylist))
 	if errors.Is(err, greylist.ErrBadSelector) {
 		return usageError{err}
 	}
@@ -95,22 +93,19 @@ func newGLListCmd(g *globalOpts) *cobra.Command {
 			if err != nil {
 				return usageError{err}
 			}
-			a, done, err := o.admin(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			rows, more, err := a.List(cmd.Context(), f)
-			if err != nil {
-				return selectorErr(err)
-			}
-			if err := write(cmd.OutOrStdout(), rows); err != nil {
-				return err
-			}
-			if more {
-				fmt.Fprintf(cmd.ErrOrStderr(), "more than %d triplets match; showing the newest (raise --limit, 0 for all)\n", limit)
-			}
-			return nil
+			return o.withAdmin(cmd, g, func(a *greylist.Admin) error {
+				rows, more, err := a.List(cmd.Context(), f)
+				if err != nil {
+					return err
+				}
+				if err := write(cmd.OutOrStdout(), rows); err != nil {
+					return err
+				}
+				if more {
+					fmt.Fprintf(cmd.ErrOrStderr(), "more than %d triplets match; showing the newest (raise --limit, 0 for all)\n", limit)
+				}
+				return nil
+			})
 		},
 	}
 	o.addSelector(cmd, false)
@@ -202,17 +197,14 @@ as if it came after greylist.delay. Passed triplets are left as they are.`,
   mxpolicyd greylist release --sender newsletter@example.com`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, done, err := o.admin(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			n, err := a.Release(cmd.Context(), o.sel, time.Now())
-			if err != nil {
-				return selectorErr(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "released %d pending triplets\n", n)
-			return nil
+			return o.withAdmin(cmd, g, func(a *greylist.Admin) error {
+				n, err := a.Release(cmd.Context(), o.sel, time.Now())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "released %d pending triplets\n", n)
+				return nil
+			})
 		},
 	}
 	o.addSelector(cmd, true)
@@ -233,18 +225,15 @@ again. An auto-whitelisted client passes everything it sends: name it with
   mxpolicyd greylist forget --sender spammer@example.com`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			a, done, err := o.admin(cmd, g)
-			if err != nil {
-				return err
-			}
-			defer done()
-			r, err := a.Forget(cmd.Context(), o.sel)
-			if err != nil {
-				return selectorErr(err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "forgot %d triplets, %d client/domain pairs, %d auto-whitelisted clients\n",
-				r.Triplets, r.Pairs, r.AWLClients)
-			return nil
+			return o.withAdmin(cmd, g, func(a *greylist.Admin) error {
+				r, err := a.Forget(cmd.Context(), o.sel)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "forgot %d triplets, %d client/domain pairs, %d auto-whitelisted clients\n",
+					r.Triplets, r.Pairs, r.AWLClients)
+				return nil
+			})
 		},
 	}
 	o.addSelector(cmd, true)
