@@ -219,9 +219,9 @@ func stageMethod(state string, c Check) func(context.Context, *State) (Result, e
 
 // stageSteps are the steps that decide a request at its protocol stage:
 // every step at RCPT; at DATA only the message checks (at END-OF-MESSAGE
-// the end-of-message checks), since the others
-// are per recipient (and at DATA Postfix names no recipient of a
-// multi-recipient message: postconf(5), smtpd_data_restrictions).
+// the end-of-message checks), since the others are per recipient (and at
+// DATA Postfix names no recipient of a multi-recipient message:
+// postconf(5), smtpd_data_restrictions).
 func stageSteps(state string, steps []Step) []Step {
 	if state == "RCPT" {
 		return steps
