@@ -35,7 +35,7 @@ var zones = []string{
 	`wide.test. 300 IN TXT "v=spf1 ip4:0.0.0.0/0 ip6:::/0 -all"`,
 }
 
-func newChecker(t *testing.T, set func(*spf.Config)) (*spf.Checker, *dnstest.Server) {
+func newChecker(t testing.TB, set func(*spf.Config)) (*spf.Checker, *dnstest.Server) {
 	t.Helper()
 	srv := dnstest.New(t, zones...)
 	srv.SetDelay("slowhost.test", 5*time.Second)
