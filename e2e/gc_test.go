@@ -10,7 +10,6 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
-	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
 // agedSet has, under tag, a pending triplet past the retry window and a
@@ -71,32 +70,28 @@ func wantRemaining(t *testing.T, got []string) {
 func TestGCEndToEnd(t *testing.T) {
 	requireBinary(t)
 	t.Parallel()
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			database := filepath.Join(t.TempDir(), "mx.db")
-			if store == "postgres" {
-				database = pgtest.New(t)
-			}
-			loadAged(t, database, "cmd")
-			wantIn(t, mx(t, "gc", "--database", database, "--dry-run"), "would remove 1 pending triplets", "1 passed triplets")
-			wantIn(t, mx(t, "gc", "--database", database), "removed 1 pending triplets", "1 passed triplets")
-			wantRemaining(t, remaining(t, database, "cmd"))
+	eachStore(t, func(t *testing.T, database string) {
+		if database == "" {
+			database = filepath.Join(t.TempDir(), "mx.db")
+		}
+		loadAged(t, database, "cmd")
+		wantIn(t, mx(t, "gc", "--database", database, "--dry-run"), "would remove 1 pending triplets", "1 passed triplets")
+		wantIn(t, mx(t, "gc", "--database", database), "removed 1 pending triplets", "1 passed triplets")
+		wantRemaining(t, remaining(t, database, "cmd"))
 
-			loadAged(t, database, "serve")
-			d := startDaemon(t, daemontest.Options{Config: baseConfig + "gc:\n  interval: 1m\n", Database: database})
-			deadline := time.Now().Add(90 * time.Second)
-			for len(d.Records("scheduled gc done")) == 0 {
-				if time.Now().After(deadline) {
-					t.Fatalf("no scheduled gc within 90s:\n%s", d.Log)
-				}
-				time.Sleep(500 * time.Millisecond)
+		loadAged(t, database, "serve")
+		d := startDaemon(t, daemontest.Options{Config: baseConfig + "gc:\n  interval: 1m\n", Database: database})
+		deadline := time.Now().Add(90 * time.Second)
+		for len(d.Records("scheduled gc done")) == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("no scheduled gc within 90s:\n%s", d.Log)
 			}
-			rec := d.Records("scheduled gc done")[0]
-			if rec["pending"] != 1.0 || rec["passed"] != 1.0 {
-				t.Errorf("scheduled gc removed pending %v, passed %v; want 1 and 1", rec["pending"], rec["passed"])
-			}
-			wantRemaining(t, remaining(t, database, "serve"))
-		})
-	}
+			time.Sleep(500 * time.Millisecond)
+		}
+		rec := d.Records("scheduled gc done")[0]
+		if rec["pending"] != 1.0 || rec["passed"] != 1.0 {
+			t.Errorf("scheduled gc removed pending %v, passed %v; want 1 and 1", rec["pending"], rec["passed"])
+		}
+		wantRemaining(t, remaining(t, database, "serve"))
+	})
 }

@@ -323,21 +323,17 @@ func TestImportPostgrey(t *testing.T) {
 	checkSeen(t, "postgrey", first, sent)
 	files := []string{filepath.Join(dir, "postgrey.db"), filepath.Join(dir, "postgrey_clients.db")}
 
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			database := filepath.Join(t.TempDir(), "mx.db")
-			if store == "postgres" {
-				database = pgtest.New(t)
-			}
-			args := append([]string{"import", "postgrey", "--database", database, "--delay", "1"}, files...)
-			wantIn(t, mx(t, args...), "read 1 passed and 1 pending triplets, 1 auto-whitelisted clients",
-				"loaded 2 of 2 triplets, 1 of 1 clients")
-			wantIn(t, mx(t, args...), "loaded 0 of 2 triplets, 0 of 1 clients")
-			checkAfterImport(t, database, []triplet{{"192.0.2.77", "alice@a.test", "bob@b.test"}},
-				pending, first, triplet{"192.0.2.10", "erin@e.test", "bob@b.test"})
-		})
-	}
+	eachStore(t, func(t *testing.T, database string) {
+		if database == "" {
+			database = filepath.Join(t.TempDir(), "mx.db")
+		}
+		args := append([]string{"import", "postgrey", "--database", database, "--delay", "1"}, files...)
+		wantIn(t, mx(t, args...), "read 1 passed and 1 pending triplets, 1 auto-whitelisted clients",
+			"loaded 2 of 2 triplets, 1 of 1 clients")
+		wantIn(t, mx(t, args...), "loaded 0 of 2 triplets, 0 of 1 clients")
+		checkAfterImport(t, database, []triplet{{"192.0.2.77", "alice@a.test", "bob@b.test"}},
+			pending, first, triplet{"192.0.2.10", "erin@e.test", "bob@b.test"})
+	})
 }
 
 // postgreyFirst reads x's first attempt from postgrey.db in dir, whose

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
-	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
@@ -94,16 +93,7 @@ const greylistDelay = 2 * time.Second
 func TestGreylistingThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			db := ""
-			if store == "postgres" {
-				db = pgtest.New(t)
-			}
-			testGreylisting(t, db)
-		})
-	}
+	eachStore(t, testGreylisting)
 }
 
 func testGreylisting(t *testing.T, database string) {

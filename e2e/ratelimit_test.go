@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
-	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
@@ -50,22 +49,13 @@ type rlRig struct {
 	metrics string
 }
 
-// eachStore runs test against the embedded SQLite store and PostgreSQL:
-// the counters are one transaction on the first and one statement on the
-// second (ratelimit/store.go).
-func eachStore(t *testing.T, test func(t *testing.T, database string)) {
+// eachRateLimitStore runs test against the embedded SQLite store and
+// PostgreSQL: the counters are one transaction on the first and one
+// statement on the second (ratelimit/store.go).
+func eachRateLimitStore(t *testing.T, test func(t *testing.T, database string)) {
 	postfixtest.Require(t, "postfix", "postqueue", "swaks")
 	t.Parallel()
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			database := ""
-			if store == "postgres" {
-				database = pgtest.New(t)
-			}
-			test(t, database)
-		})
-	}
+	eachStore(t, test)
 }
 
 func startRateLimit(t *testing.T, database, rules string) *rlRig {
@@ -138,7 +128,7 @@ func hits(t *testing.T, r *rlRig, rule string) float64 {
 // Postfix passed XCLIENT LOGIN on as sasl_username. Another user still
 // sends, and unauthenticated mail is never counted.
 func TestRateLimitMessagesThroughPostfix(t *testing.T) {
-	eachStore(t, func(t *testing.T, database string) {
+	eachRateLimitStore(t, func(t *testing.T, database string) {
 		// burst unset is the limit's N: exactly 3 at once from rest.
 		r := startRateLimit(t, database, `
     - name: per-user
@@ -178,7 +168,7 @@ func TestRateLimitMessagesThroughPostfix(t *testing.T) {
 // but puts the message on hold (access(5), HOLD); nothing leaves. Two
 // addresses in one /24 are one network.
 func TestRateLimitDistinctNetworksHold(t *testing.T) {
-	eachStore(t, func(t *testing.T, database string) {
+	eachRateLimitStore(t, func(t *testing.T, database string) {
 		r := startRateLimit(t, database, `
     - name: stolen-login
       kind: distinct_networks
@@ -217,7 +207,7 @@ func TestRateLimitDistinctNetworksHold(t *testing.T) {
 // size (SMTPD_POLICY_README, "size"): two messages of about 4.5 kB fit in
 // 10000 bytes an hour, the third is deferred after its data.
 func TestRateLimitBytesAtEndOfMessage(t *testing.T) {
-	eachStore(t, func(t *testing.T, database string) {
+	eachRateLimitStore(t, func(t *testing.T, database string) {
 		r := startRateLimit(t, database, `
     - name: per-user-bytes
       key: [sasl_username]

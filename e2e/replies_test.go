@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
-	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 	"github.com/mxpolicyd/mxpolicyd/replies"
 )
@@ -32,16 +31,7 @@ func repliesMainCF(policy string) map[string]string {
 func TestRepliesThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
-	for _, store := range []string{"sqlite", "postgres"} {
-		t.Run(store, func(t *testing.T) {
-			t.Parallel()
-			database := ""
-			if store == "postgres" {
-				database = pgtest.New(t)
-			}
-			testReplies(t, database)
-		})
-	}
+	eachStore(t, testReplies)
 }
 
 func testReplies(t *testing.T, database string) {
