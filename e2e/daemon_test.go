@@ -19,6 +19,30 @@ func startDaemon(t *testing.T, opt daemontest.Options) *daemontest.Daemon {
 	return daemontest.Start(t, binary, opt)
 }
 
+// withoutGreylist turns greylisting off, so that the check under test alone
+// decides the reply.
+const withoutGreylist = `
+checks:
+  greylist:
+    enabled: false
+`
+
+// startBehindPostfix runs the daemon with config and greylisting off, and a
+// Postfix whose smtpd_recipient_restrictions ask it.
+func startBehindPostfix(t *testing.T, config string) (*daemontest.Daemon, *postfixtest.Postfix) {
+	t.Helper()
+	d := startDaemon(t, daemontest.Options{Config: config + withoutGreylist})
+	return d, postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+}
+
+// rcptAt sends one mail from client, which says helo, through pf and quits
+// after RCPT TO, where the policy reply is given.
+func rcptAt(t *testing.T, pf *postfixtest.Postfix, client, helo, from, to string) *postfixtest.Result {
+	t.Helper()
+	return pf.Swaks(t, postfixtest.Mail{From: from, To: []string{to},
+		ClientAddr: client, Helo: helo, QuitAfter: "RCPT"})
+}
+
 // eachStore runs test in parallel subtests against the embedded SQLite
 // store (database "": the daemon's own file) and a fresh PostgreSQL
 // database.

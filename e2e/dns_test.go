@@ -38,17 +38,12 @@ func TestDNSBLThroughPostfix(t *testing.T) {
 		"99.2.0.192.zen.test. 300 IN A 127.0.0.2",
 		`99.2.0.192.zen.test. 300 IN TXT "`+reason+`"`,
 	)
-	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
+	d, pf := startBehindPostfix(t, dnsConfig(srv)+`
 dnsbl:
   lists: ["zen.test=127.0.0.[2..11]"]
-checks:
-  greylist:
-    enabled: false
-`})
-	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+`)
 
-	res := pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"bob@example.test"},
-		ClientAddr: "192.0.2.99", Helo: "bad.sender.test", QuitAfter: "RCPT"})
+	res := rcptAt(t, pf, "192.0.2.99", "bad.sender.test", "alice@sender.test", "bob@example.test")
 	r := res.Rcpt(0)
 	if r.Code != 554 || !strings.Contains(r.Text, "blocked using zen.test") || !strings.Contains(r.Text, reason) {
 		t.Errorf("listed client: RCPT got %v, want 554 naming zen.test with %q\n%s", r, reason, res)
@@ -57,8 +52,7 @@ checks:
 		t.Errorf("listed client: decided by check %v, want dnsbl", rec["check"])
 	}
 
-	res = pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"carol@example.test"},
-		ClientAddr: "192.0.2.10", Helo: "good.sender.test", QuitAfter: "RCPT"})
+	res = rcptAt(t, pf, "192.0.2.10", "good.sender.test", "alice@sender.test", "carol@example.test")
 	if res.RcptCode(0) != 250 {
 		t.Errorf("unlisted client: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
 	}
@@ -79,15 +73,9 @@ func TestSPFFailThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
 	srv := dnstest.New(t, `sender.test. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`)
-	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
-checks:
-  greylist:
-    enabled: false
-`})
-	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+	d, pf := startBehindPostfix(t, dnsConfig(srv))
 
-	res := pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"bob@example.test"},
-		ClientAddr: "192.0.2.40", Helo: "forger.example", QuitAfter: "RCPT"})
+	res := rcptAt(t, pf, "192.0.2.40", "forger.example", "alice@sender.test", "bob@example.test")
 	if r := res.Rcpt(0); r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.23 ") {
 		t.Errorf("SPF fail: RCPT got %v, want 550 5.7.23\n%s", r, res)
 	}
@@ -95,8 +83,7 @@ checks:
 		t.Errorf("SPF fail: decided by check %v, want spf", rec["check"])
 	}
 
-	res = pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"carol@example.test"},
-		ClientAddr: "198.51.100.40", Helo: "mail.sender.test", QuitAfter: "RCPT"})
+	res = rcptAt(t, pf, "198.51.100.40", "mail.sender.test", "alice@sender.test", "carol@example.test")
 	if res.RcptCode(0) != 250 {
 		t.Errorf("SPF pass: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
 	}

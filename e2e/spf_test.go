@@ -33,18 +33,13 @@ func TestSPFHeloExpAuthResultsThroughPostfix(t *testing.T) {
 	postfixtest.Require(t, "postfix", "swaks")
 	t.Parallel()
 	srv := dnstest.New(t, spfRecords...)
-	d := startDaemon(t, daemontest.Options{Config: dnsConfig(srv) + `
+	d, pf := startBehindPostfix(t, dnsConfig(srv)+`
 spf:
   header: authentication-results
   authserv_id: mx.e2e.test
-checks:
-  greylist:
-    enabled: false
-`})
-	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+`)
 
-	res := pf.Swaks(t, postfixtest.Mail{From: "alice@nospf.test", To: []string{"bob@example.test"},
-		ClientAddr: "192.0.2.40", Helo: "forged.helo.test", QuitAfter: "RCPT"})
+	res := rcptAt(t, pf, "192.0.2.40", "forged.helo.test", "alice@nospf.test", "bob@example.test")
 	if r := res.Rcpt(0); r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.23 ") || !strings.Contains(r.Text, "forged.helo.test") {
 		t.Errorf("HELO fail: RCPT got %v, want 550 5.7.23 naming forged.helo.test\n%s", r, res)
 	}
@@ -52,8 +47,7 @@ checks:
 		t.Errorf("HELO fail: decision reason %v, want the HELO identity", rec["reason"])
 	}
 
-	res = pf.Swaks(t, postfixtest.Mail{From: "alice@expl.test", To: []string{"carol@example.test"},
-		ClientAddr: "192.0.2.41", Helo: "client.example", QuitAfter: "RCPT"})
+	res = rcptAt(t, pf, "192.0.2.41", "client.example", "alice@expl.test", "carol@example.test")
 	want := "Recipient address rejected: 192.0.2.41 is not a mail server of expl.test, see https://expl.test/spf"
 	if r := res.Rcpt(0); r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.23 ") || !strings.HasSuffix(r.Text, want) {
 		t.Errorf("exp=: RCPT got %v, want 550 %s\n%s", r, want, res)
@@ -92,10 +86,7 @@ spf:
     none: REJECT spf=none
     permerror: REJECT spf=permerror
     temperror: REJECT spf=temperror
-checks:
-  greylist:
-    enabled: false
-`})
+` + withoutGreylist})
 		names := make([]string, 0, len(suite.Tests))
 		for name := range suite.Tests {
 			names = append(names, name)
