@@ -9,22 +9,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // Both stores have the same versions, so a feature never exists on one only.
 func TestSameVersionsForBothStores(t *testing.T) {
@@ -60,7 +54,7 @@ func stores(t *testing.T) map[string]func() string {
 func TestApplyThenUpToDate(t *testing.T) {
 	for kind, dsn := range stores(t) {
 		t.Run(kind, func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := dbtest.Context(t)
 			d, err := db.Open(ctx, dsn(), nil)
 			if err != nil {
 				t.Fatal(err)
@@ -97,7 +91,7 @@ func TestApplyThenUpToDate(t *testing.T) {
 func TestConcurrentApply(t *testing.T) {
 	for kind, dsn := range stores(t) {
 		t.Run(kind, func(t *testing.T) {
-			ctx := ctxT(t)
+			ctx := dbtest.Context(t)
 			target := dsn()
 			const hosts = 6
 			var (
@@ -144,7 +138,7 @@ func TestConcurrentApply(t *testing.T) {
 func TestReportViewsSameOnBothStores(t *testing.T) {
 	cols := map[string]map[string][]string{}
 	for kind, dsn := range stores(t) {
-		ctx := ctxT(t)
+		ctx := dbtest.Context(t)
 		ms, err := migrations.List(kind)
 		if err != nil {
 			t.Fatal(err)
