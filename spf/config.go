@@ -153,6 +153,9 @@ var sampleVars = vars{"fail", "example.com", "user@example.com", "192.0.2.1", "m
 // render fills tmpl; {explanation} is the domain's explanation if it
 // gave one, else ours (spf.explanation) filled the same way.
 func render(tmpl, explanation string, v vars) (policy.Action, error) {
+	if !strings.Contains(tmpl, "{") {
+		return policy.ParseAction(strings.ToValidUTF8(tmpl, "?")) // DUNNO, most often: nothing to fill
+	}
 	r := strings.NewReplacer("{result}", v.result, "{domain}", v.domain, "{sender}", v.sender,
 		"{ip}", v.ip, "{helo}", v.helo, "{identity}", v.identity)
 	expl := v.exp
