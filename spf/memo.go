@@ -120,6 +120,41 @@ func (m *memoResolver) records() []string {
 	return out
 }
 
+// complete reports whether every lookup got an answer: data, or a name
+// or type that does not exist. A SERVFAIL, a timeout or a deadline may
+// have changed the result (a failed lookup is "not matched" in places,
+// such as passesAnyone's probe and the exp= of §6.2), so an evaluation
+// that met one is not reused.
+func (m *memoResolver) complete() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, a := range m.answers {
+		if a.err != nil && resolver.IsTemporary(a.err) {
+			return false
+		}
+	}
+	return true
+}
+
+// usesSender reports whether a record the evaluation read expands the
+// sender (%{s}) or its local part (%{l}), RFC 7208 §7.3: then the result
+// may differ for another sender of the same domain. A record that does
+// not parse counts as one that does.
+func (m *memoResolver) usesSender() bool {
+	for _, rec := range m.records() {
+		toks, err := parseMacros(rec, true)
+		if err != nil {
+			return true
+		}
+		for _, t := range toks {
+			if t.letter == 's' || t.letter == 'l' {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // spfRecords selects the SPF records among TXT strings as go/spf does:
 // "v=spf1" alone or followed by a space, in any case (RFC 7208 §4.5).
 func spfRecords(txts []string) []string {

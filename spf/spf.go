@@ -52,7 +52,8 @@ type Checker struct {
 	resolver gospf.DNSResolver
 	receiver string
 	authserv string
-	helos    *heloCache
+	helos    *cache[heloKey, *evaluation]
+	senders  *cache[senderKey, verdict]
 	log      *slog.Logger
 }
 
@@ -63,7 +64,9 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), helos: newHeloCache(), log: opt.Logger}
+	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), log: opt.Logger,
+		helos:   newCache[heloKey, *evaluation](heloTTL, cacheMax),
+		senders: newCache[senderKey, verdict](senderTTL, cacheMax)}
 	c.authserv = cfg.authservID(c.receiver)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -146,13 +149,17 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 		defer cancel()
 	}
 	start := time.Now()
+	var helo *evaluation
 	var helos chan *evaluation
 	if r.SenderDomain() != "" {
-		helos = make(chan *evaluation, 1)
-		go c.heloAside(ctx, r, ip, helos)
+		if e, ok := c.heloCached(r, ip); ok {
+			helo = e
+		} else {
+			helos = make(chan *evaluation, 1)
+			go c.heloAside(ctx, r, ip, helos)
+		}
 	}
-	mf := c.check(ctx, identity(r, ip), ip, true)
-	var helo *evaluation
+	mf := c.mailFromCheck(ctx, identity(r, ip), ip)
 	if helos != nil {
 		helo = <-helos
 	}
@@ -191,6 +198,16 @@ func (c *Checker) answer(e *evaluation) policy.Action {
 	return c.action(e.vars, e.vars.result)
 }
 
+// heloCached returns the HELO identity's evaluation when it needs no
+// lookup: kept by heloCheck, or nil for a HELO name SPF cannot check.
+func (c *Checker) heloCached(r *policy.Request, ip netip.Addr) (*evaluation, bool) {
+	v := heloIdentity(r, ip)
+	if v.domain == "" {
+		return nil, true
+	}
+	return c.helos.get(heloKey{ip, v.domain})
+}
+
 // heloCheck evaluates the HELO identity of a message with a sender. Its
 // result depends on the client address and the HELO name alone, so it is
 // kept for a few minutes under that pair: every message of an SMTP session
@@ -205,15 +222,56 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 	if v.domain == "" {
 		return nil
 	}
-	if e, ok := c.helos.get(ip, v.domain); ok {
+	k := heloKey{ip, v.domain}
+	if e, ok := c.helos.get(k); ok {
 		return e
 	}
-	e := c.check(ctx, v, ip, false)
+	e, _ := c.check(ctx, v, ip, false)
 	if e.err != nil {
 		return nil
 	}
 	if e.result != policy.SPFTempError {
-		c.helos.put(ip, v.domain, e)
+		c.helos.put(k, e)
+	}
+	return e
+}
+
+// mailFromCheck evaluates the MAIL FROM identity, or reuses the verdict
+// of a recent message from the same client, HELO name and sender domain
+// (senderKey): a busy sender's every message would otherwise cost the
+// same lookups and the same evaluation. Only a complete evaluation is
+// kept: never a temperror, nor one with a lookup that failed or ran out
+// of time (memoResolver.complete), nor one whose deadline passed.
+func (c *Checker) mailFromCheck(ctx context.Context, v vars, ip netip.Addr) *evaluation {
+	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
+	vd, ok := c.senders.get(k)
+	if !ok {
+		k.sender = v.sender
+		vd, ok = c.senders.get(k)
+	}
+	if ok {
+		return c.reuse(ctx, vd, v, ip)
+	}
+	e, dns := c.check(ctx, v, ip, true)
+	if e.err != nil || e.result == policy.SPFTempError || ctx.Err() != nil || !dns.complete() {
+		return e
+	}
+	if !dns.usesSender() {
+		k.sender = ""
+	}
+	c.senders.put(k, verdict{e.result, e.vouches, dns})
+	return e
+}
+
+// reuse is an earlier message's verdict with this message's values. A
+// fail's explanation is expanded again from the answers the evaluation
+// read (RFC 7208 §6.2): its text may name this sender (%{s}, %{l}) and
+// the time (%{t}), and needs no lookup the first one did not make.
+func (c *Checker) reuse(ctx context.Context, vd verdict, v vars, ip netip.Addr) *evaluation {
+	e := &evaluation{vars: v, result: vd.result, vouches: vd.vouches}
+	e.vars.result = string(vd.result)
+	if vd.result == policy.SPFFail {
+		e.vars.exp = c.explain(ctx, vd.dns, envFor(v, ip, c.receiver))
 	}
 	return e
 }
@@ -222,8 +280,9 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 // on every record the evaluation fetched before its verdict is trusted.
 // A fail is explained by the domain's exp= when it has one. probe asks,
 // for a pass, whether the policy passes everyone (passesAnyone); the
-// probe shares the evaluation's memo of DNS answers and its deadline.
-func (c *Checker) check(ctx context.Context, v vars, ip netip.Addr, probe bool) *evaluation {
+// probe shares the evaluation's memo of DNS answers and its deadline,
+// which check returns with the evaluation.
+func (c *Checker) check(ctx context.Context, v vars, ip netip.Addr, probe bool) (*evaluation, *memoResolver) {
 	dns := newMemo(c.resolver)
 	result, err := gospf.None, error(nil)
 	start := time.Now()
@@ -247,7 +306,7 @@ func (c *Checker) check(ctx context.Context, v vars, ip netip.Addr, probe bool) 
 	c.log.Debug("spf evaluated", slog.String("result", e.vars.result), slog.String("identity", v.identity),
 		slog.String("domain", v.domain), slog.String("ip", v.ip), slog.Any("detail", err),
 		slog.Any("error", e.err), slog.Duration("dur", time.Since(start)))
-	return e
+	return e, dns
 }
 
 // badRecord returns the first syntax error among the records dns fetched.

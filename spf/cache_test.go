@@ -1,0 +1,153 @@
+package spf_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/spf"
+)
+
+// clock is a settable time for the checker's caches.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// cachingChecker is newChecker with heloZones, a record that expands the
+// sender's local part, and a clock the test moves.
+func cachingChecker(t *testing.T) (*spf.Checker, *clock, func(string, uint16) int) {
+	t.Helper()
+	c, srv := newChecker(t, nil)
+	srv.Add(heloZones...)
+	srv.Add(`users.test. 300 IN TXT "v=spf1 exists:%{l}.ok.%{d} -all"`,
+		"alice.ok.users.test. 300 IN A 127.0.0.2")
+	clk := &clock{now: time.Unix(1700000000, 0)}
+	spf.SetClock(c, clk.Now)
+	return c, clk, srv.Queries
+}
+
+// check runs one new message through c and returns its state.
+func check(t *testing.T, c *spf.Checker, client, sender, helo string) (*policy.State, policy.Result, error) {
+	t.Helper()
+	st := state(client, sender, helo, "i", policy.NewMessage("i"))
+	res, err := c.Check(context.Background(), st)
+	return st, res, err
+}
+
+// TestVerdictReused: later messages from one client and sender domain
+// reuse the verdict, pool-probe included, for its life and not after.
+func TestVerdictReused(t *testing.T) {
+	c, clk, queries := cachingChecker(t)
+	for i, step := range []time.Duration{0, 10 * time.Second, 19 * time.Second} {
+		clk.Add(step)
+		st, res, err := check(t, c, "192.0.2.1", "a@pass.test", "h.test")
+		if err != nil || st.Facts.SPF != "pass" || st.Facts.SPFDomain != "pass.test" || !res.Action.IsDunno() {
+			t.Fatalf("message %d: %s/%q %v %v", i, st.Facts.SPF, st.Facts.SPFDomain, res.Action, err)
+		}
+		if n := queries("pass.test", dns.TypeTXT); n != 1 {
+			t.Fatalf("message %d at +%s: %d TXT queries, want the first one only", i, step, n)
+		}
+	}
+	// A policy passing anyone keeps vouching for no one from the cache.
+	for range 2 {
+		if st, _, _ := check(t, c, "192.0.2.99", "b@all.test", "h.test"); st.Facts.SPF != "pass" || st.Facts.SPFDomain != "" {
+			t.Fatalf("all.test: %s/%q, want a pass vouching for no pool", st.Facts.SPF, st.Facts.SPFDomain)
+		}
+	}
+	if n := queries("all.test", dns.TypeTXT); n != 1 {
+		t.Fatalf("all.test: %d TXT queries, want 1", n)
+	}
+	clk.Add(2 * time.Second) // 31s after the first message: past its life
+	check(t, c, "192.0.2.1", "a@pass.test", "h.test")
+	if n := queries("pass.test", dns.TypeTXT); n != 2 {
+		t.Fatalf("after its life: %d TXT queries, want a new evaluation", n)
+	}
+}
+
+// TestVerdictNotShared: another client address, HELO name or sender
+// domain is evaluated anew; so is another sender when a record expands
+// the local part (%{l}), but not otherwise.
+func TestVerdictNotShared(t *testing.T) {
+	c, _, queries := cachingChecker(t)
+	for _, m := range []struct{ client, sender, helo string }{
+		{"192.0.2.1", "a@pass.test", "h.test"},
+		{"192.0.2.1", "b@pass.test", "h.test"}, // same domain: reused
+		{"192.0.2.2", "a@pass.test", "h.test"},
+		{"192.0.2.1", "a@pass.test", "other.test"},
+	} {
+		check(t, c, m.client, m.sender, m.helo)
+	}
+	if n := queries("pass.test", dns.TypeTXT); n != 3 {
+		t.Errorf("pass.test: %d TXT queries, want 3 (two clients, two HELO names)", n)
+	}
+	check(t, c, "192.0.2.1", "a@soft.test", "h.test")
+	if n := queries("soft.test", dns.TypeTXT); n != 1 {
+		t.Errorf("soft.test: %d TXT queries, want its own evaluation", n)
+	}
+	for sender, want := range map[string]spf.Result{"alice@users.test": "pass", "bob@users.test": "fail"} {
+		for range 2 {
+			if st, _, _ := check(t, c, "192.0.2.1", sender, "h.test"); st.Facts.SPF != want {
+				t.Errorf("%s: %s, want %s", sender, st.Facts.SPF, want)
+			}
+		}
+	}
+	if n := queries("users.test", dns.TypeTXT); n != 2 {
+		t.Errorf("users.test: %d TXT queries, want one per sender", n)
+	}
+}
+
+// TestVerdictExplanation: a fail from the cache is explained for its own
+// message: the domain's exp= names this sender.
+func TestVerdictExplanation(t *testing.T) {
+	c, _, queries := cachingChecker(t)
+	for _, local := range []string{"a", "b"} {
+		_, res, _ := check(t, c, "192.0.2.99", local+"@expl.test", "h.test")
+		want := "550 5.7.23 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=" + local + "%40expl.test"
+		if res.Action.String() != want {
+			t.Errorf("%s: got %q, want %q", local, res.Action, want)
+		}
+	}
+	if a, b := queries("expl.test", dns.TypeTXT), queries("why.expl.test", dns.TypeTXT); a != 1 || b != 1 {
+		t.Errorf("%d and %d TXT queries for the record and its explanation, want 1 each", a, b)
+	}
+}
+
+// TestVerdictNotCached: a temperror (the sender's DNS failed) and an
+// evaluation our resolver did not answer are evaluated again next time.
+func TestVerdictNotCached(t *testing.T) {
+	c, srv := newChecker(t, nil)
+	for range 2 {
+		st, _, _ := check(t, c, "192.0.2.99", "a@broken.test", "h.test")
+		if st.Facts.SPF != "temperror" {
+			t.Fatalf("broken.test: %s, want temperror", st.Facts.SPF)
+		}
+	}
+	if n := srv.Queries("servfail.test", dns.TypeTXT); n != 2 {
+		t.Errorf("temperror: %d TXT queries for the failing name, want one per message", n)
+	}
+	if _, _, err := check(t, c, "192.0.2.99", "a@slow.test", "h.test"); !errors.Is(err, spf.ErrResolver) {
+		t.Fatalf("slow.test: %v, want ErrResolver", err)
+	}
+	srv.SetDelay("slowhost.test", 0)
+	if st, _, err := check(t, c, "192.0.2.99", "a@slow.test", "h.test"); err != nil || st.Facts.SPF != "fail" {
+		t.Fatalf("slow.test answered: %s %v, want a new evaluation's fail", st.Facts.SPF, err)
+	}
+}
