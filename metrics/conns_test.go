@@ -1,10 +1,7 @@
 package metrics
 
 import (
-	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -24,10 +21,7 @@ mxpolicyd_connections_evicted_total 2
 mxpolicyd_connections_refused_total{reason="max_connections"} 1
 mxpolicyd_connections_refused_total{reason="not_allowed"} 0
 `
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
-		"mxpolicyd_connections_evicted_total", "mxpolicyd_connections_refused_total"); err != nil {
-		t.Fatal(err)
-	}
+	wantExposition(t, m, want, "mxpolicyd_connections_evicted_total", "mxpolicyd_connections_refused_total")
 	var nilM *Metrics
 	nilM.ConnEvicted()
 	nilM.ConnRefused(policy.RefusedNotAllowed)

@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -20,9 +19,7 @@ func TestDNSListHealthGauge(t *testing.T) {
 mxpolicyd_dnsbl_list_healthy{list="dbl.spamhaus.org"} 0
 mxpolicyd_dnsbl_list_healthy{list="zen.spamhaus.org"} 1
 `
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "mxpolicyd_dnsbl_list_healthy"); err != nil {
-		t.Fatal(err)
-	}
+	wantExposition(t, m, want, "mxpolicyd_dnsbl_list_healthy")
 	// A reload that drops dbl: the next report is the whole set.
 	obs.DNSListHealth(map[string]bool{"zen.spamhaus.org": true})
 	if n := testutil.CollectAndCount(m.dnsblHealthMetrics.healthy); n != 1 {

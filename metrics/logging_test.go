@@ -1,15 +1,6 @@
 package metrics
 
-import (
-	"strings"
-	"testing"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
-)
-
-var _ asynclog.Observer = (*Metrics)(nil)
+import "testing"
 
 func TestLogRecordsDropped(t *testing.T) {
 	m := New()
@@ -21,9 +12,7 @@ func TestLogRecordsDropped(t *testing.T) {
 # TYPE mxpolicyd_log_records_dropped_total counter
 mxpolicyd_log_records_dropped_total 3
 `
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), "mxpolicyd_log_records_dropped_total"); err != nil {
-		t.Fatal(err)
-	}
+	wantExposition(t, m, want, "mxpolicyd_log_records_dropped_total")
 	var none *Metrics
 	none.LogRecordsDropped(1) // a nil *Metrics records nothing
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/replies"
 )
 
 // The observer interfaces of the packages that report to metrics: *Metrics
@@ -26,7 +27,17 @@ var (
 	_ decisionlog.Observer = (*Metrics)(nil)
 	_ resolver.Observer    = (*Metrics)(nil)
 	_ asynclog.Observer    = (*Metrics)(nil)
+	_ replies.Observer     = (*Metrics)(nil)
 )
+
+// wantExposition fails the test unless m's registry exposes the metrics
+// names exactly as want, in the Prometheus text format.
+func wantExposition(t *testing.T, m *Metrics, want string, names ...string) {
+	t.Helper()
+	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+}
 
 func mustAction(t *testing.T, s string) policy.Action {
 	t.Helper()
@@ -82,10 +93,7 @@ mxpolicyd_check_errors_total{check="spf",kind="timeout"} 1
 # TYPE mxpolicyd_fail_open_total counter
 mxpolicyd_fail_open_total{check="spf"} 1
 `
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want),
-		"mxpolicyd_decisions_total", "mxpolicyd_check_errors_total", "mxpolicyd_fail_open_total"); err != nil {
-		t.Fatal(err)
-	}
+	wantExposition(t, m, want, "mxpolicyd_decisions_total", "mxpolicyd_check_errors_total", "mxpolicyd_fail_open_total")
 	if got := histCount(t, m, "mxpolicyd_decision_duration_seconds", ""); got != 5 {
 		t.Errorf("decision_duration_seconds count = %d, want 5", got)
 	}
@@ -186,9 +194,7 @@ mxpolicyd_decision_log_rows_dropped_total 2
 	names := []string{"mxpolicyd_dns_queries_total", "mxpolicyd_dns_errors_total", "mxpolicyd_dns_cache_hits_total",
 		"mxpolicyd_dns_list_pauses_total", "mxpolicyd_store_errors_total", "mxpolicyd_connections_open",
 		"mxpolicyd_connections_total", "mxpolicyd_decision_log_rows_written_total", "mxpolicyd_decision_log_rows_dropped_total"}
-	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
-		t.Fatal(err)
-	}
+	wantExposition(t, m, want, names...)
 	if got := histCount(t, m, "mxpolicyd_store_duration_seconds", "greylist"); got != 2 {
 		t.Errorf("store_duration_seconds{op=greylist} count = %d, want 2", got)
 	}

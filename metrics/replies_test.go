@@ -4,11 +4,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/mxpolicyd/mxpolicyd/replies"
 )
-
-var _ replies.Observer = (*Metrics)(nil)
 
 func TestRepliesCounters(t *testing.T) {
 	m := New()
