@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
@@ -36,6 +37,14 @@ func wantExposition(t *testing.T, m *Metrics, want string, names ...string) {
 	t.Helper()
 	if err := testutil.GatherAndCompare(m.reg, strings.NewReader(want), names...); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// wantValue fails the test unless the one metric c collects reads want.
+func wantValue(t *testing.T, c prometheus.Collector, want float64, what string) {
+	t.Helper()
+	if got := testutil.ToFloat64(c); got != want {
+		t.Errorf("%s = %v, want %v", what, got, want)
 	}
 }
 

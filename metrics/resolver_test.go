@@ -1,29 +1,17 @@
 package metrics
 
-import (
-	"testing"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
-)
+import "testing"
 
 func TestResolverHealth(t *testing.T) {
 	m := New()
-	if got := testutil.ToFloat64(m.resolverMetrics.healthy); got != 1 {
-		t.Fatalf("a new resolver gauge reads %v, want 1 until a failure says otherwise", got)
-	}
+	wantValue(t, m.resolverMetrics.healthy, 1, "a new resolver gauge, until a failure says otherwise")
 	m.ResolverFailure()
 	m.ResolverFailure()
 	m.ResolverHealthy(false)
-	if got := testutil.ToFloat64(m.resolverMetrics.healthy); got != 0 {
-		t.Fatalf("healthy = %v after ResolverHealthy(false)", got)
-	}
-	if got := testutil.ToFloat64(m.resolverMetrics.failures); got != 2 {
-		t.Fatalf("failures = %v, want 2", got)
-	}
+	wantValue(t, m.resolverMetrics.healthy, 0, "healthy after ResolverHealthy(false)")
+	wantValue(t, m.resolverMetrics.failures, 2, "failures")
 	m.ResolverHealthy(true)
-	if got := testutil.ToFloat64(m.resolverMetrics.healthy); got != 1 {
-		t.Fatalf("healthy = %v after ResolverHealthy(true)", got)
-	}
+	wantValue(t, m.resolverMetrics.healthy, 1, "healthy after ResolverHealthy(true)")
 	var nilM *Metrics
 	nilM.ResolverFailure()
 	nilM.ResolverHealthy(false)
