@@ -205,9 +205,7 @@ func TestCacheTTL(t *testing.T) {
 	const q = "2.0.0.127.zen.test"
 	f.run(t, req("127.0.0.2", "", "", ""))
 	f.run(t, req("127.0.0.2", "", "", ""))
-	if n := f.srv.Queries(q, dns.TypeA); n != 1 {
-		t.Fatalf("second lookup must come from the cache: %d queries", n)
-	}
+	f.wantQueries(t, q, 1, "second lookup must come from the cache")
 	f.srv.Remove(q) // delisted upstream
 	f.clock.Advance(299 * time.Second)
 	if res := f.run(t, req("127.0.0.2", "", "", "")); !res.Action.IsReject() {
@@ -217,9 +215,7 @@ func TestCacheTTL(t *testing.T) {
 	if res := f.run(t, req("127.0.0.2", "", "", "")); !res.Action.IsDunno() {
 		t.Fatalf("expired at 300s: %v", res.Action)
 	}
-	if n := f.srv.Queries(q, dns.TypeA); n != 2 {
-		t.Fatalf("want a fresh query after expiry, got %d queries", n)
-	}
+	f.wantQueries(t, q, 2, "a fresh query after expiry")
 	if n := f.obs.get(f.obs.cached, "zen.test"); n != 2 {
 		t.Errorf("observer saw %d cached answers, want 2", n)
 	}
@@ -227,26 +223,21 @@ func TestCacheTTL(t *testing.T) {
 
 func TestNegativeAndClampedTTL(t *testing.T) {
 	f := newFixture(t, lists("zen.test"))
-	// NXDOMAIN: the SOA says 120s.
-	const nx = "1.2.0.192.zen.test"
-	f.run(t, req("192.0.2.1", "", "", ""))
-	f.clock.Advance(119 * time.Second)
-	f.run(t, req("192.0.2.1", "", "", ""))
-	if n := f.srv.Queries(nx, dns.TypeA); n != 1 {
-		t.Fatalf("negative answer must be cached for the SOA TTL: %d queries", n)
-	}
-	f.clock.Advance(time.Second)
-	f.run(t, req("192.0.2.1", "", "", ""))
-	if n := f.srv.Queries(nx, dns.TypeA); n != 2 {
-		t.Fatalf("negative answer must expire at 120s: %d queries", n)
-	}
-	// A 5s record TTL is raised to min_ttl (60s).
-	const low = "5.2.0.192.zen.test"
-	f.run(t, req("192.0.2.5", "", "", ""))
-	f.clock.Advance(59 * time.Second)
-	f.run(t, req("192.0.2.5", "", "", ""))
-	if n := f.srv.Queries(low, dns.TypeA); n != 1 {
-		t.Fatalf("TTL 5s must be clamped to 60s: %d queries", n)
+	for _, tc := range []struct {
+		client, name string
+		ttl          time.Duration // the TTL the cache must keep the answer for
+		what         string
+	}{
+		{"192.0.2.1", "1.2.0.192.zen.test", 120 * time.Second, "NXDOMAIN, cached for the SOA's 120s"},
+		{"192.0.2.5", "5.2.0.192.zen.test", 60 * time.Second, "a 5s record TTL raised to min_ttl (60s)"},
+	} {
+		f.run(t, req(tc.client, "", "", ""))
+		f.clock.Advance(tc.ttl - time.Second)
+		f.run(t, req(tc.client, "", "", ""))
+		f.wantQueries(t, tc.name, 1, tc.what+", asked again 1s early")
+		f.clock.Advance(time.Second)
+		f.run(t, req(tc.client, "", "", ""))
+		f.wantQueries(t, tc.name, 2, tc.what+", asked again at expiry")
 	}
 }
 
@@ -258,9 +249,7 @@ func TestMaxTTL(t *testing.T) {
 	f.run(t, req("127.0.0.2", "", "", ""))
 	f.clock.Advance(10 * time.Second)
 	f.run(t, req("127.0.0.2", "", "", ""))
-	if n := f.srv.Queries("2.0.0.127.zen.test", dns.TypeA); n != 2 {
-		t.Fatalf("TTL 300s must be capped at max_ttl 10s: %d queries", n)
-	}
+	f.wantQueries(t, "2.0.0.127.zen.test", 2, "TTL 300s must be capped at max_ttl 10s")
 }
 
 func TestRHSBLIdentities(t *testing.T) {
@@ -325,9 +314,7 @@ func TestPauseAfterRepeatedFailures(t *testing.T) {
 	}
 	f.clock.Advance(time.Minute)
 	f.run(t, req(clients[4], "", "", ""))
-	if n := f.srv.Queries(reverseV4(clients[4])+".zen.test", dns.TypeA); n != 1 {
-		t.Fatalf("after the pause the list is tried again, got %d queries", n)
-	}
+	f.wantQueries(t, reverseV4(clients[4])+".zen.test", 1, "after the pause the list is tried again,")
 	if n := f.obs.get(f.obs.paused, "zen.test"); n != 2 {
 		t.Fatalf("one more failure after a pause pauses again, got %d pauses", n)
 	}
