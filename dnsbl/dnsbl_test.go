@@ -200,6 +200,15 @@ func TestParallel(t *testing.T) {
 	}
 }
 
+// wantQueries fails the test unless name's A record was asked n times:
+// what says why that many.
+func (f *fixture) wantQueries(t *testing.T, name string, n int, what string) {
+	t.Helper()
+	if got := f.srv.Queries(name, dns.TypeA); got != n {
+		t.Fatalf("%s: %d queries for %s, want %d", what, got, name, n)
+	}
+}
+
 func TestCacheTTL(t *testing.T) {
 	f := newFixture(t, lists("zen.test"))
 	const q = "2.0.0.127.zen.test"

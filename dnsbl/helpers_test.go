@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
-
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
@@ -127,15 +125,6 @@ type fixture struct {
 	obs   *observer
 	logs  *bytes.Buffer
 	check *dnsbl.Checker
-}
-
-// wantQueries fails the test unless name's A record was asked n times:
-// what says why that many.
-func (f *fixture) wantQueries(t *testing.T, name string, n int, what string) {
-	t.Helper()
-	if got := f.srv.Queries(name, dns.TypeA); got != n {
-		t.Fatalf("%s: %d queries for %s, want %d", what, got, name, n)
-	}
 }
 
 // newFixture starts the DNS server and a checker for cfg; set fills in
