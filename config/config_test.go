@@ -65,6 +65,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"socket_mode: \"999\"\n":                        "socket_mode:",
 		"max_connections: 0\n":                          "max_connections:",
 		"request_timeout: 1h\n":                         "request_timeout:",
+		"memory_limit_mib: 8\n":                         "memory_limit_mib:",
 		"log: {format: xml}\n":                          "log.format:",
 		"log: {level: loud}\n":                          "log.level:",
 		"checks: {greylist: {on_error: \"450\"}}\n":     "checks.greylist.on_error:",

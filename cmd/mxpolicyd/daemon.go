@@ -159,6 +159,7 @@ func (d *daemon) reload(ctx context.Context, path string, override func(*config.
 	d.engine.SetSteps(steps)
 	d.engine.SetTuning(policy.Tuning{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL, Observe: cfg.Observe})
 	d.cur.Store(cfg)
+	setMemoryLimit(cfg)
 	if keys := restartKeys(d.cfg, cfg); len(keys) > 0 {
 		d.log.Warn("config reload: these keys changed but need a restart; running with the old values",
 			"keys", strings.Join(keys, ","))

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -109,6 +111,7 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 	if err != nil {
 		return usageError{err}
 	}
+	setMemoryLimit(cfg)
 	logger, alog := newDaemonLogger(cfg)
 	defer closeDaemonLogger(alog) // deferred first, so it runs last
 	d, err := openDaemon(ctx, cfg, logger)
@@ -186,4 +189,19 @@ func serveUntilDone(ctx context.Context, srv *policy.Server, lns []net.Listener,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// setMemoryLimit applies memory_limit_mib as the runtime's soft memory
+// limit, at start and on every reload; 0 restores the runtime's default,
+// no limit. GOMEMLIMIT in the environment wins, as the runtime documents
+// for its own setting (runtime package, "Environment Variables").
+func setMemoryLimit(cfg *config.Config) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	limit := int64(math.MaxInt64)
+	if cfg.MemoryLimitMiB > 0 {
+		limit = int64(cfg.MemoryLimitMiB) << 20
+	}
+	debug.SetMemoryLimit(limit)
 }
