@@ -1,6 +1,7 @@
 package replies
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -19,18 +20,29 @@ const (
 	missMax = 1 << 16 // entries; past it the cache starts over
 )
 
-// missCache is a set of pair keys that matched nothing, with when.
+// missCache is a set of pair keys that matched nothing, with when (Unix
+// nanoseconds). Keys are kept as 64-bit hashes, not strings, so a full
+// cache costs about a megabyte; two pairs sharing a hash would only make
+// one of them look like a miss for a minute, and cost a greylisting
+// deferral at worst, never a pass.
 type missCache struct {
 	mu   sync.Mutex
-	seen map[string]time.Time
+	seed maphash.Seed
+	seen map[uint64]int64
 }
+
+func (m *missCache) hash(key string) uint64 { return maphash.String(m.seed, key) }
 
 // fresh reports whether key missed within missTTL of now.
 func (m *missCache) fresh(key string, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	at, ok := m.seen[key]
-	return ok && !now.Before(at) && now.Sub(at) < missTTL
+	if m.seen == nil {
+		return false
+	}
+	at, ok := m.seen[m.hash(key)]
+	age := now.UnixNano() - at
+	return ok && age >= 0 && age < int64(missTTL)
 }
 
 // miss remembers that key matched nothing at now.
@@ -38,14 +50,19 @@ func (m *missCache) miss(key string, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.seen == nil || len(m.seen) >= missMax {
-		m.seen = make(map[string]time.Time)
+		if m.seen == nil {
+			m.seed = maphash.MakeSeed()
+		}
+		m.seen = make(map[uint64]int64)
 	}
-	m.seen[key] = now
+	m.seen[m.hash(key)] = now.UnixNano()
 }
 
 // forget drops key: its pair was just recorded.
 func (m *missCache) forget(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	delete(m.seen, key)
+	if m.seen != nil {
+		delete(m.seen, m.hash(key))
+	}
 }
