@@ -10,10 +10,14 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
+
+// t0 is where the injected cache clocks start.
+var t0 = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // zones is the DNS data most tests share. Names follow RFC 5782: the
 // query for 192.0.2.10 in zen.test is 10.2.0.192.zen.test.
@@ -45,26 +49,6 @@ var zones = []string{
 	"badhelo.example.dbl.test. 300 IN A 127.0.1.4",
 	"badrdns.example.dbl.test. 300 IN A 127.0.1.5",
 	"ipquery.example.dbl.test. 300 IN A 127.0.1.255",
-}
-
-// clock is the injected cache clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
 }
 
 // observer counts what metrics would see.
@@ -121,7 +105,7 @@ func (o *observer) get(m map[string]int, list string) int {
 
 type fixture struct {
 	srv   *dnstest.Server
-	clock *clock
+	clock *clocktest.Clock
 	obs   *observer
 	logs  *bytes.Buffer
 	check *dnsbl.Checker
@@ -131,7 +115,7 @@ type fixture struct {
 // the lists and any other non-default keys.
 func newFixture(t testing.TB, set func(*dnsbl.Config)) *fixture {
 	t.Helper()
-	f := &fixture{srv: dnstest.New(t, zones...), clock: newClock(), obs: newObserver(), logs: &bytes.Buffer{}}
+	f := &fixture{srv: dnstest.New(t, zones...), clock: clocktest.New(t0), obs: newObserver(), logs: &bytes.Buffer{}}
 	r, err := resolver.New(resolver.Config{Server: f.srv.Addr(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
@@ -34,7 +35,7 @@ func TestResolverDownIsNotListed(t *testing.T) {
 	lists("zen.test", "spamcop.test", "dbl.test=127.0.1.[2..99]")(&cfg)
 	cfg.Lists[2].Kind = dnsbl.KindDomain
 	obs := newObserver()
-	c, err := dnsbl.New(cfg, deadResolver(t), dnsbl.Options{Observer: obs, Now: newClock().Now})
+	c, err := dnsbl.New(cfg, deadResolver(t), dnsbl.Options{Observer: obs, Now: clocktest.New(t0).Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
@@ -75,7 +76,7 @@ func newProbeRig(t *testing.T, set func(*dnsbl.Config)) *probeRig {
 	set(&cfg)
 	log := slog.New(slog.NewTextHandler(&syncWriter{w: rig.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tick := func(time.Duration) (<-chan time.Time, func()) { return rig.ticks, func() {} }
-	rig.check, err = dnsbl.New(cfg, rig.ex, dnsbl.Options{Logger: log, Now: newClock().Now, Observer: rig.obs, Tick: tick})
+	rig.check, err = dnsbl.New(cfg, rig.ex, dnsbl.Options{Logger: log, Now: clocktest.New(t0).Now, Observer: rig.obs, Tick: tick})
 	if err != nil {
 		t.Fatal(err)
 	}

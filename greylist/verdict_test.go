@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -24,7 +25,7 @@ type messageRig struct {
 	t   *testing.T
 	g   *greylist.Checker
 	eng *policy.Engine
-	now time.Time
+	clk *clocktest.Clock
 	n   int // messages sent, for distinct instances
 }
 
@@ -36,8 +37,8 @@ func newMessageRig(t *testing.T, store greylist.Store, stage string) *messageRig
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &messageRig{t: t, g: g, now: start}
-	r.eng = policy.NewEngine(policy.Options{Logger: slog.New(slog.DiscardHandler), Now: func() time.Time { return r.now }},
+	r := &messageRig{t: t, g: g, clk: clocktest.New(start)}
+	r.eng = policy.NewEngine(policy.Options{Logger: slog.New(slog.DiscardHandler), Now: r.clk.Now},
 		[]policy.Step{{Check: roleWhitelist{}, Timeout: time.Second}, {Check: g, Timeout: 2 * time.Second}})
 	return r
 }
@@ -88,13 +89,13 @@ func (r *messageRig) known(rcpts ...string) {
 	for _, rcpt := range rcpts {
 		r.rcptOnly(rcpt)
 	}
-	r.now = r.now.Add(3 * time.Minute)
+	r.clk.Advance(3 * time.Minute)
 	for _, rcpt := range rcpts {
 		if a := r.rcptOnly(rcpt); a[0].IsDefer() {
 			r.t.Fatalf("retry of %s after the delay: %v", rcpt, a[0])
 		}
 	}
-	r.now = r.now.Add(7 * time.Minute)
+	r.clk.Advance(7 * time.Minute)
 }
 
 // dataHook sends a DATA request, as a Postfix with the hook does for
@@ -151,7 +152,7 @@ func TestMessageNewFirstDefersWhole(t *testing.T) {
 			if !strings.Contains(atRCPT[1].Text, "try again in 120 seconds") {
 				t.Errorf("%s: the known recipient's deferral says %q, want the message's 120 s", stage, atRCPT[1].Text)
 			}
-			r.now = r.now.Add(2*time.Minute + time.Second)
+			r.clk.Advance(2*time.Minute + time.Second)
 			atRCPT, atData = r.send([]string{n, k1})
 			if verbs(atRCPT) != "PREPEND,DUNNO" || atData.Verb != policy.Dunno {
 				t.Fatalf("%s: retry: RCPT %v, DATA %v; want the X-Greylist PREPEND, then DUNNO", stage, atRCPT, atData)
@@ -173,18 +174,18 @@ func TestMessageKnownFirstDefersAtData(t *testing.T) {
 			t.Fatalf("before any DATA request: RCPT %v, want the new recipient deferred at RCPT", atRCPT)
 		}
 		r.dataHook()
-		r.now = r.now.Add(10 * time.Minute)
+		r.clk.Advance(10 * time.Minute)
 		n2 := "new2@example.net"
 		atRCPT, atData := r.send([]string{known1, known2, n2})
 		if verbs(atRCPT) != "DUNNO,DUNNO,DUNNO" || atData.Verb != policy.DeferIfPermit ||
 			!strings.Contains(atData.Text, "try again in 120 seconds") {
 			t.Fatalf("stage data: RCPT %v, DATA %v; want all accepted at RCPT and the message deferred at DATA", atRCPT, atData)
 		}
-		r.now = r.now.Add(30 * time.Second)
+		r.clk.Advance(30 * time.Second)
 		if _, atData = r.send([]string{known1, n2, known2}); !strings.Contains(atData.Text, "try again in 90 seconds") {
 			t.Fatalf("early retry: DATA %v, want deferred with 90 s left", atData)
 		}
-		r.now = r.now.Add(2 * time.Minute)
+		r.clk.Advance(2 * time.Minute)
 		atRCPT, atData = r.send([]string{known1, known2, n2})
 		if verbs(atRCPT) != "DUNNO,DUNNO,PREPEND" || atData.Verb != policy.Dunno {
 			t.Fatalf("retry after the delay: RCPT %v, DATA %v; want all accepted, X-Greylist once", atRCPT, atData)

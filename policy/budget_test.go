@@ -2,34 +2,16 @@ package policy
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 )
 
-// fakeClock is the engine's injected clock (and the server's warning
-// limiter's); checks advance it to stand for the time they would take, so
-// the tests assert how the budget is split without depending on the
-// machine's speed.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// taking is a check that "takes" d on the clock and then passes.
-func taking(clk *fakeClock, name string, timeout, d time.Duration) Step {
+// taking is a check that "takes" d on the engine's injected clock and then
+// passes, so the tests assert how the budget is split without depending on
+// the machine's speed.
+func taking(clk *clocktest.Clock, name string, timeout, d time.Duration) Step {
 	return Step{Timeout: timeout, Check: funcCheck{name, func(context.Context, *State) (Result, error) {
 		clk.Advance(d)
 		return Pass(""), nil
@@ -47,7 +29,7 @@ func shares(d *Decision) map[string]time.Duration {
 // The defaults fit request_timeout, so every check gets its whole
 // timeout even when each one before it used all of its own.
 func TestEngineEveryStepGetsItsShare(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	grey := Step{Timeout: 1500 * time.Millisecond, Check: funcCheck{"greylist", func(ctx context.Context, _ *State) (Result, error) {
 		if _, ok := ctx.Deadline(); !ok {
 			t.Error("greylist ran without a deadline")
@@ -80,7 +62,7 @@ func TestEngineEveryStepGetsItsShare(t *testing.T) {
 // validation), a step gets what is left, and a step left nothing is a
 // recorded timeout whose on_error applies: never a silent skip.
 func TestEngineShareIsWhatIsLeft(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC))
 	onErr := Action{Verb: DeferIfPermit, Text: "4.3.0 try later"}
 	grey := fixed("greylist", deferGrey, "new")
 	grey.Timeout, grey.OnError = time.Second, onErr

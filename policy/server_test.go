@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 )
 
 // echoDecider answers DEFER_IF_PERMIT with the recipient, so a test can
@@ -359,7 +361,7 @@ func (b *syncBuffer) String() string {
 // line says how many were held back.
 func TestServerRefusalWarningsRateLimited(t *testing.T) {
 	var logs syncBuffer
-	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	clock := clocktest.New(time.Unix(1e9, 0))
 	obs := &countObserver{}
 	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs,
 		ServerConfig: ServerConfig{AllowedClients: Prefixes{netip.MustParsePrefix("192.0.2.0/24")}},

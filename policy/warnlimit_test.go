@@ -3,6 +3,8 @@ package policy
 import (
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 )
 
 func TestWarnLimiter(t *testing.T) {
@@ -39,10 +41,10 @@ func TestWarnLimiter(t *testing.T) {
 	for name, steps := range tests {
 		t.Run(name, func(t *testing.T) {
 			start := time.Unix(1e9, 0)
-			var now time.Time
-			l := newWarnLimiter(10*time.Second, func() time.Time { return now })
+			clk := clocktest.New(start)
+			l := newWarnLimiter(10*time.Second, clk.Now)
 			for i, s := range steps {
-				now = start.Add(s.at)
+				clk.Set(start.Add(s.at))
 				ok, n := l.allow(s.kind)
 				if ok != s.ok || n != s.wantSuppressed {
 					t.Errorf("step %d: allow = %v, %d; want %v, %d", i, ok, n, s.ok, s.wantSuppressed)

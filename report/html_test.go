@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
@@ -201,9 +202,9 @@ func TestChartHelpers(t *testing.T) {
 // The handler renders at most once a minute and hides its errors.
 func TestHTMLHandler(t *testing.T) {
 	d := dbtest.Open(t, db.SQLite)
-	now := htmlNow
+	clk := clocktest.New(htmlNow)
 	h := NewHandler(d, nil, nil)
-	h.now = func() time.Time { return now }
+	h.now = clk.Now
 	get := func() (int, string) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/report", nil))
@@ -219,11 +220,11 @@ func TestHTMLHandler(t *testing.T) {
 	if _, body := get(); !strings.Contains(body, "No data yet") {
 		t.Error("a page younger than a minute was rendered again")
 	}
-	now = now.Add(handlerCache)
+	clk.Advance(handlerCache)
 	if _, body := get(); !strings.Contains(body, `<svg id="chart-actions"`) {
 		t.Error("a page a minute old was served again")
 	}
-	now = now.Add(handlerCache)
+	clk.Advance(handlerCache)
 	d.Close()
 	if code, body := get(); code != http.StatusServiceUnavailable || strings.TrimSpace(body) != "report unavailable" {
 		t.Errorf("closed store: %d %q", code, body)

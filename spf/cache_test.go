@@ -3,43 +3,25 @@ package spf_test
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 	"github.com/mxpolicyd/mxpolicyd/spf"
 )
 
-// clock is a settable time for the checker's caches.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // cachingChecker is newChecker with heloZones, a record that expands the
 // sender's local part, and a clock the test moves.
-func cachingChecker(t *testing.T) (*spf.Checker, *clock, func(string, uint16) int) {
+func cachingChecker(t *testing.T) (*spf.Checker, *clocktest.Clock, func(string, uint16) int) {
 	t.Helper()
 	c, srv := newChecker(t, nil)
 	srv.Add(heloZones...)
 	srv.Add(`users.test. 300 IN TXT "v=spf1 exists:%{l}.ok.%{d} -all"`,
 		"alice.ok.users.test. 300 IN A 127.0.0.2")
-	clk := &clock{now: time.Unix(1700000000, 0)}
+	clk := clocktest.New(time.Unix(1700000000, 0))
 	spf.SetClock(c, clk.Now)
 	return c, clk, srv.Queries
 }
@@ -57,7 +39,7 @@ func check(t *testing.T, c *spf.Checker, client, sender, helo string) (*policy.S
 func TestVerdictReused(t *testing.T) {
 	c, clk, queries := cachingChecker(t)
 	for i, step := range []time.Duration{0, 10 * time.Second, 19 * time.Second} {
-		clk.Add(step)
+		clk.Advance(step)
 		st, res, err := check(t, c, "192.0.2.1", "a@pass.test", "h.test")
 		if err != nil || st.Facts.SPF != "pass" || st.Facts.SPFDomain != "pass.test" || !res.Action.IsDunno() {
 			t.Fatalf("message %d: %s/%q %v %v", i, st.Facts.SPF, st.Facts.SPFDomain, res.Action, err)
@@ -75,7 +57,7 @@ func TestVerdictReused(t *testing.T) {
 	if n := queries("all.test", dns.TypeTXT); n != 1 {
 		t.Fatalf("all.test: %d TXT queries, want 1", n)
 	}
-	clk.Add(2 * time.Second) // 31s after the first message: past its life
+	clk.Advance(2 * time.Second) // 31s after the first message: past its life
 	check(t, c, "192.0.2.1", "a@pass.test", "h.test")
 	if n := queries("pass.test", dns.TypeTXT); n != 2 {
 		t.Fatalf("after its life: %d TXT queries, want a new evaluation", n)

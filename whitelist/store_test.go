@@ -6,25 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
-
-// clock is an injected clock tests move by hand.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Set(t time.Time) { c.mu.Lock(); defer c.mu.Unlock(); c.now = t }
 
 // dialect opens one more connection pool on the same database each call,
 // as a separate daemon on another host would.
@@ -70,7 +61,7 @@ func values(t *testing.T, s *Store, f Filter) string {
 func TestStoreAddRemoveList(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dl dialect) {
 		ctx := context.Background()
-		clk := &clock{now: t0}
+		clk := clocktest.New(t0)
 		s := NewStore(dl.open(t), clk.Now)
 		e, err := s.Add(ctx, Entry{Kind: "client", Value: "192.0.2.77/24", Comment: "partner relay",
 			CreatedBy: "alice", Expires: t0.Add(24 * time.Hour)})
@@ -128,7 +119,7 @@ func TestStoreAddRemoveList(t *testing.T) {
 func TestStoreRejectsBadValues(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dl dialect) {
 		ctx := context.Background()
-		s := NewStore(dl.open(t), (&clock{now: t0}).Now)
+		s := NewStore(dl.open(t), clocktest.New(t0).Now)
 		if _, err := s.Add(ctx, Entry{Kind: Client, Value: "192.0.2.0/24"}); err != nil {
 			t.Fatal(err)
 		}
@@ -178,7 +169,7 @@ func TestStoreRejectsBadValues(t *testing.T) {
 func TestStoreImport(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dl dialect) {
 		ctx := context.Background()
-		s := NewStore(dl.open(t), (&clock{now: t0}).Now)
+		s := NewStore(dl.open(t), clocktest.New(t0).Now)
 		f, err := os.Open("testdata/whitelist_clients")
 		if err != nil {
 			t.Fatal(err)
@@ -237,7 +228,7 @@ func TestStoreImport(t *testing.T) {
 func TestStoreRemovesRefusedRow(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dl dialect) {
 		ctx := context.Background()
-		s := NewStore(dl.open(t), (&clock{now: t0}).Now)
+		s := NewStore(dl.open(t), clocktest.New(t0).Now)
 		execSQL(t, s, "INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'com', 0)",
 			"INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'com', now())")
 		if err := s.Remove(ctx, "hostname", " com "); err != nil {
@@ -259,7 +250,7 @@ func TestStoreRemovesRefusedRow(t *testing.T) {
 func TestPropagation(t *testing.T) {
 	forEachDialect(t, func(t *testing.T, dl dialect) {
 		ctx := context.Background()
-		clk := &clock{now: t0}
+		clk := clocktest.New(t0)
 		admin := NewStore(dl.open(t), clk.Now)
 		a := newDBWhitelist(t, dl.open(t), clk)
 		b := newDBWhitelist(t, dl.open(t), clk)
@@ -329,7 +320,7 @@ func TestRunPicksUpChanges(t *testing.T) {
 	})
 }
 
-func newDBWhitelist(t *testing.T, d *db.DB, clk *clock) *Checker {
+func newDBWhitelist(t *testing.T, d *db.DB, clk *clocktest.Clock) *Checker {
 	t.Helper()
 	w, err := New(context.Background(), DefaultConfig(), Options{Store: NewStore(d, clk.Now)})
 	if err != nil {
