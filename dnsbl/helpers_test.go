@@ -1,7 +1,6 @@
 package dnsbl_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -12,6 +11,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -107,7 +107,7 @@ type fixture struct {
 	srv   *dnstest.Server
 	clock *clocktest.Clock
 	obs   *observer
-	logs  *bytes.Buffer
+	logs  *logtest.Buffer
 	check *dnsbl.Checker
 }
 
@@ -115,30 +115,19 @@ type fixture struct {
 // the lists and any other non-default keys.
 func newFixture(t testing.TB, set func(*dnsbl.Config)) *fixture {
 	t.Helper()
-	f := &fixture{srv: dnstest.New(t, zones...), clock: clocktest.New(t0), obs: newObserver(), logs: &bytes.Buffer{}}
+	f := &fixture{srv: dnstest.New(t, zones...), clock: clocktest.New(t0), obs: newObserver(), logs: &logtest.Buffer{}}
 	r, err := resolver.New(resolver.Config{Server: f.srv.Addr(), Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := dnsbl.DefaultConfig()
 	set(&cfg)
-	log := slog.New(slog.NewTextHandler(&syncWriter{w: f.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f.check, err = dnsbl.New(cfg, r, dnsbl.Options{Logger: log, Now: f.clock.Now, Observer: f.obs})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return f
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // req is the RCPT request of a client; empty names are left out.

@@ -1,7 +1,6 @@
 package dnsbl_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -56,7 +56,7 @@ type probeRig struct {
 	srv   *dnstest.Server
 	ex    *switchable
 	obs   *observer
-	logs  *bytes.Buffer
+	logs  *logtest.Buffer
 	ticks chan time.Time
 	check *dnsbl.Checker
 	eng   *policy.Engine
@@ -64,7 +64,7 @@ type probeRig struct {
 
 func newProbeRig(t *testing.T, set func(*dnsbl.Config)) *probeRig {
 	t.Helper()
-	rig := &probeRig{srv: dnstest.New(t, selfCheckZones...), obs: newObserver(), logs: &bytes.Buffer{},
+	rig := &probeRig{srv: dnstest.New(t, selfCheckZones...), obs: newObserver(), logs: &logtest.Buffer{},
 		ticks: make(chan time.Time)}
 	rig.obs.probed = make(chan map[string]bool, 16)
 	r, err := resolver.New(resolver.Config{Server: rig.srv.Addr(), Timeout: 2 * time.Second})
@@ -74,7 +74,7 @@ func newProbeRig(t *testing.T, set func(*dnsbl.Config)) *probeRig {
 	rig.ex = &switchable{up: r, down: deadResolver(t)}
 	cfg := dnsbl.DefaultConfig()
 	set(&cfg)
-	log := slog.New(slog.NewTextHandler(&syncWriter{w: rig.logs}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(rig.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	tick := func(time.Duration) (<-chan time.Time, func()) { return rig.ticks, func() {} }
 	rig.check, err = dnsbl.New(cfg, rig.ex, dnsbl.Options{Logger: log, Now: clocktest.New(t0).Now, Observer: rig.obs, Tick: tick})
 	if err != nil {

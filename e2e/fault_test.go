@@ -53,6 +53,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
 
@@ -203,7 +204,7 @@ decision_log:
   enabled: false
 `})
 	w.Close() // the daemon holds its own copy
-	var out daemontest.Buffer
+	var out logtest.Buffer
 	drained := make(chan struct{})
 	var once sync.Once
 	drain := func() {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
 )
@@ -90,13 +91,13 @@ func freeLoopback(t *testing.T) string {
 // ends it with SIGTERM so it closes its databases.
 type anchor struct {
 	cmd  *exec.Cmd
-	log  *daemontest.Buffer
+	log  *logtest.Buffer
 	once sync.Once
 }
 
 func startAnchor(t *testing.T, addr string, prog string, args ...string) *anchor {
 	t.Helper()
-	a := &anchor{cmd: exec.Command(prog, args...), log: &daemontest.Buffer{}}
+	a := &anchor{cmd: exec.Command(prog, args...), log: &logtest.Buffer{}}
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {

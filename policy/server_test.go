@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 )
 
 // echoDecider answers DEFER_IF_PERMIT with the recipient, so a test can
@@ -338,29 +338,10 @@ func TestServerNeverEvictsBusy(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination that tests may read while the server
-// writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // A flood of refused connections costs a line per interval, and the next
 // line says how many were held back.
 func TestServerRefusalWarningsRateLimited(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	clock := clocktest.New(time.Unix(1e9, 0))
 	obs := &countObserver{}
 	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs,

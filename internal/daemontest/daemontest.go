@@ -14,10 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 )
 
 // Options configure one daemon. In Config, Files and Listen, "$DIR" stands
@@ -48,7 +49,7 @@ type Daemon struct {
 	Addr string // the loopback TCP policy listener
 	Dir  string
 	Cmd  *exec.Cmd
-	Log  *Buffer // stdout and stderr: JSON log records, one a line
+	Log  *logtest.Buffer // stdout and stderr: JSON log records, one a line
 
 	exited  chan struct{}
 	killed  bool
@@ -59,7 +60,7 @@ type Daemon struct {
 // stops it when the test ends, logging its output if the test failed.
 func Start(t testing.TB, bin string, opt Options) *Daemon {
 	t.Helper()
-	d := &Daemon{Addr: freeAddr(t), Dir: opt.Dir, Log: &Buffer{}}
+	d := &Daemon{Addr: freeAddr(t), Dir: opt.Dir, Log: &logtest.Buffer{}}
 	if d.Dir == "" {
 		d.Dir = t.TempDir()
 	}
@@ -225,25 +226,3 @@ func (d *Daemon) DecisionsFor(t testing.TB, rcpt string, want int) []map[string]
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
-// Buffer is a bytes.Buffer that the daemon's output and the test may use
-// at once.
-type Buffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *Buffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// Bytes returns a copy of what was written so far.
-func (b *Buffer) Bytes() []byte {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return append([]byte(nil), b.buf.Bytes()...)
-}
-
-func (b *Buffer) String() string { return string(b.Bytes()) }

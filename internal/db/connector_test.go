@@ -1,7 +1,6 @@
 package db
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
@@ -76,28 +76,10 @@ func (c *fakeClock) step(t *testing.T, want time.Duration) {
 
 func (c *fakeClock) next() { c.tick <- time.Time{} }
 
-// syncLog is a slog text sink safe for the connector's goroutine.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.buf.String(), s)
-}
-
 func TestConnectorStateMachine(t *testing.T) {
 	srv := &fakeServer{}
 	clk := &fakeClock{waits: make(chan time.Duration), tick: make(chan time.Time)}
-	logs := &syncLog{}
+	logs := &logtest.Buffer{}
 	c := newConnector(srv.probe, srv.prepare, slog.New(slog.NewTextHandler(logs, nil)))
 	c.after = clk.after
 	var downs atomic.Int32
@@ -165,8 +147,8 @@ func TestConnectorStateMachine(t *testing.T) {
 		"msg=\"database ready\"":              1,
 		"database reachable again":            1,
 	} {
-		if got := logs.count(s); got != n {
-			t.Errorf("log has %q %d times, want %d:\n%s", s, got, n, logs.buf.String())
+		if got := strings.Count(logs.String(), s); got != n {
+			t.Errorf("log has %q %d times, want %d:\n%s", s, got, n, logs)
 		}
 	}
 }
@@ -180,7 +162,7 @@ func TestStartWhileDownFailsFast(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	logs := &syncLog{}
+	logs := &logtest.Buffer{}
 	dsn := fmt.Sprintf("postgres://mx:s3cret@127.0.0.1:%d/mx", port)
 	prepared := false
 	d, err := Start(ctxT(t), dsn, StartOptions{
@@ -199,15 +181,15 @@ func TestStartWhileDownFailsFast(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !IsTemporary(err) {
 		t.Fatalf("query while down = %v, want a temporary ErrUnavailable", err)
 	}
-	for logs.count("database not reachable") == 0 {
+	for strings.Count(logs.String(), "database not reachable") == 0 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.Close()
 	if prepared {
 		t.Error("Prepare ran although the server never answered")
 	}
-	if logs.count("s3cret") > 0 {
-		t.Errorf("log leaks the password:\n%s", logs.buf.String())
+	if strings.Count(logs.String(), "s3cret") > 0 {
+		t.Errorf("log leaks the password:\n%s", logs)
 	}
 }
 
