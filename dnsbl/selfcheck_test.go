@@ -314,7 +314,12 @@ func TestSelfCheckOffStartsNothing(t *testing.T) {
 		lists("good.test")(c)
 		c.SelfCheckInterval = 0
 	})
-	rig.check.StartSelfCheck(context.Background())()
+	rig.check.StartSelfCheck(context.Background())() // stop waits for whatever started
+	select {
+	case v := <-rig.obs.probed:
+		t.Errorf("self_check_interval 0 reported a probe: %v", v)
+	default:
+	}
 	if n := rig.srv.Queries("2.0.0.127.good.test", dns.TypeA); n != 0 {
 		t.Errorf("self_check_interval 0 probed %d times", n)
 	}

@@ -203,6 +203,9 @@ func assertFailOpen(t *testing.T, s loadSummary) {
 func assertGreylisting(t *testing.T, s loadSummary, resumed result) {
 	t.Helper()
 	after := s.Between(resumed.Done(), time.Duration(math.MaxInt64))
+	if after.Count == 0 {
+		t.Errorf("no request answered after greylisting resumed: %v", s)
+	}
 	if n := after.Count - after.ByVerb[verbDefer]; n != 0 {
 		t.Errorf("after greylisting resumed, %d of %d new triplets were not deferred: %v", n, after.Count, after)
 	}

