@@ -163,8 +163,14 @@ SQLite or PostgreSQL first.`,
 func openSource(ctx context.Context, dsn string, logger *slog.Logger) (*db.DB, error) {
 	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if !db.IsPostgresDSN(dsn) {
-		if _, err := os.Stat(dsn); err != nil {
+	// KindOf's error names only the scheme, never the DSN: a mistyped
+	// mysql://user:password@... must not be printed back.
+	kind, err := db.KindOf(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlgrey database: %w", err)
+	}
+	if kind == db.SQLite {
+		if _, err := os.Stat(db.SQLitePath(dsn)); err != nil {
 			return nil, fmt.Errorf("sqlgrey database: %w", err)
 		}
 	}

@@ -83,7 +83,7 @@ func open(ctx context.Context, dsn string, logger *slog.Logger, readOnly bool) (
 	if kind == Postgres {
 		d, err = openPG(ctx, dsn, readOnly)
 	} else {
-		d, err = openSQLite(ctx, sqlitePath(dsn), readOnly)
+		d, err = openSQLite(ctx, SQLitePath(dsn), readOnly)
 	}
 	if err != nil {
 		return nil, err

@@ -56,9 +56,9 @@ var pgKeywords = map[string]bool{
 	"application_name": true, "options": true, "passfile": true,
 }
 
-// sqlitePath is the file a SQLite DSN names: without a file: or file://
+// SQLitePath is the file a SQLite DSN names: without a file: or file://
 // prefix.
-func sqlitePath(dsn string) string {
+func SQLitePath(dsn string) string {
 	s := strings.TrimSpace(dsn)
 	if m := urlScheme.FindString(s); m != "" {
 		return s[len(m):]

@@ -14,12 +14,13 @@ var (
 	// runs to the last '@' before white space: an unescaped '@' inside it then
 	// over-masks rather than leaks.
 	urlUserinfo = regexp.MustCompile(`(?i)\b([a-z][a-z0-9+.\-]*://[^:@/?#\s]*):\S*@`)
-	// urlPassword matches a password=value query parameter of a URL.
-	urlPassword = regexp.MustCompile(`(?i)([?&]password=)[^&#\s]*`)
-	// kvPassword matches password=value in a libpq key=value DSN, where the
+	// urlPassword matches a password= or sslpassword= (the passphrase of
+	// the client key) query parameter of a URL.
+	urlPassword = regexp.MustCompile(`(?i)([?&](?:ssl)?password=)[^&#\s]*`)
+	// kvPassword matches password= or sslpassword= in a libpq key=value DSN, where the
 	// value is a bare word or a single-quoted string with \' escapes
 	// (libpq "Connection Strings", §34.1.1.1).
-	kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
+	kvPassword = regexp.MustCompile(`(?i)(\b(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
 )
 
 // Redact returns s with every password replaced, for logs and error
