@@ -143,21 +143,14 @@ func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 func (g *Checker) decide(ctx context.Context, now time.Time, k Key) (Outcome, error) {
 	if g.readOnly != nil {
 		o, err := g.readOnly.Peek(ctx, now, &g.cfg, k)
-		return o, classify(err)
+		return o, db.Classify(err)
 	}
 	start := time.Now()
 	o, err := g.store.Decide(ctx, now, &g.cfg, k)
 	if g.obs != nil {
 		g.obs.StoreOp(OpDecide, time.Since(start), err)
 	}
-	return o, classify(err)
-}
-
-func classify(err error) error {
-	if db.IsTemporary(err) {
-		return policy.Temporary(err)
-	}
-	return err
+	return o, db.Classify(err)
 }
 
 // exempt says why a request is not greylisted at all.

@@ -149,7 +149,7 @@ func (c *Checker) take(ctx context.Context, st *policy.State, cells []Cell, rule
 	ok, err := c.store.Take(ctx, st.Now, cells)
 	c.observe(OpTake, start, err)
 	if err != nil {
-		return nil, classify(err)
+		return nil, db.Classify(err)
 	}
 	var hits []over
 	counted, _ := countedKey.Get(st.Msg)
@@ -183,7 +183,7 @@ func (c *Checker) networks(ctx context.Context, st *policy.State, r *Rule, key s
 		n, err = c.store.SeeNetwork(ctx, st.Now, r.Limit.Per, r.Name, key, nw)
 		c.observe(OpNetworks, start, err)
 		if err != nil {
-			return nil, classify(err)
+			return nil, db.Classify(err)
 		}
 		next := maps.Clone(seen)
 		if next == nil {
@@ -243,15 +243,6 @@ func (c *Checker) observe(op string, start time.Time, err error) {
 	if c.obs != nil {
 		c.obs.StoreOp(op, time.Since(start), err)
 	}
-}
-
-// classify marks a store error temporary when it may go away by itself,
-// for the engine's error kind.
-func classify(err error) error {
-	if db.IsTemporary(err) {
-		return policy.Temporary(err)
-	}
-	return err
 }
 
 // match returns the request's key under r, if r applies to the request:

@@ -105,7 +105,7 @@ func (c *Checker) record(ctx context.Context, st *policy.State) (policy.Result, 
 	err := c.store.Record(ctx, st.Now, p)
 	c.observe(OpRecord, start, err)
 	if err != nil {
-		return policy.Result{}, classify(err)
+		return policy.Result{}, db.Classify(err)
 	}
 	c.miss.forget(c.cacheKey(p))
 	if c.opt.Observer != nil {
@@ -131,7 +131,7 @@ func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, e
 	hit, err := c.store.Match(ctx, st.Now.Add(-c.opt.MaxAge), p, c.cfg.Match == MatchDomain)
 	c.observe(OpMatch, start, err)
 	if err != nil {
-		return policy.Result{}, classify(err)
+		return policy.Result{}, db.Classify(err)
 	}
 	if !hit {
 		c.miss.miss(key, st.Now)
@@ -181,15 +181,6 @@ func (c *Checker) observe(op string, start time.Time, err error) {
 	if c.opt.Observer != nil {
 		c.opt.Observer.StoreOp(op, time.Since(start), err)
 	}
-}
-
-// classify marks a store error temporary when it may go away by itself
-// (db.IsTemporary), for the engine's error kind.
-func classify(err error) error {
-	if db.IsTemporary(err) {
-		return policy.Temporary(err)
-	}
-	return err
 }
 
 var _ policy.Check = (*Checker)(nil)

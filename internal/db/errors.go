@@ -8,7 +8,20 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"modernc.org/sqlite"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
+
+// Classify marks a store error temporary (policy.Temporary) when it may go
+// away by itself (IsTemporary), so the engine logs and counts it as an
+// outage, not a bug. The checks that keep state (greylist, ratelimit,
+// replies) return their store errors through it.
+func Classify(err error) error {
+	if IsTemporary(err) {
+		return policy.Temporary(err)
+	}
+	return err
+}
 
 // IsTemporary reports whether err may go away by itself: the server is
 // down, restarting, overloaded or slow, or a lock is held. The engine
