@@ -49,15 +49,6 @@ func (r *Report) skip(reason string) {
 	r.Skipped[reason]++
 }
 
-// SkippedTotal is the number of rows skipped for any reason.
-func (r Report) SkippedTotal() int {
-	n := 0
-	for _, v := range r.Skipped {
-		n += v
-	}
-	return n
-}
-
 type tripletKey struct {
 	net               netip.Prefix
 	sender, recipient string

@@ -89,11 +89,12 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	return resp, r.rcodeError(name, qtype, resp.Rcode)
 }
 
-// encodable reports whether name fits in a query's question section.
+// encodable reports whether name fits in a query's question section:
+// labels of 1 to 63 octets, 255 in all (RFC 1035 §2.3.4), as miekg/dns's
+// own packing checks them, without packing.
 func encodable(name string) bool {
-	buf := make([]byte, 256+2)
-	_, err := dns.PackDomainName(dns.Fqdn(name), buf, 0, nil, false)
-	return err == nil
+	_, ok := dns.IsDomainName(name)
+	return ok
 }
 
 // notFound is the NXDOMAIN answer for a name that was never asked.
