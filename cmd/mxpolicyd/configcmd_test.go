@@ -9,14 +9,11 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
-
-	"github.com/mxpolicyd/mxpolicyd/config"
 )
 
 // config check --probe prints each list's self-check state after the
 // config, as YAML comments, and fails when a list is unhealthy.
 func TestConfigCheckProbe(t *testing.T) {
-	t.Setenv(config.EnvDatabase, "")
 	srv := listsServer(t, "2.0.0.127.pubres.test. 300 IN A 127.255.255.254")
 	path := filepath.Join(t.TempDir(), "mxpolicyd.yaml")
 	write := func(lists string) {

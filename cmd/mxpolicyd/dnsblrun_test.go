@@ -32,7 +32,6 @@ func listsServer(t *testing.T, extra ...string) *dnstest.Server {
 // The wiring runs the self-check of the dnsbl check in use: a reload
 // swaps the probe and /readyz's lines with the check, and close stops it.
 func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
-	t.Setenv(config.EnvDatabase, "")
 	srv := listsServer(t)
 	load := func(sites ...string) *config.Config {
 		cfg, err := config.Load("", checkDefaults(), func(c *config.Config) {

@@ -13,7 +13,6 @@ import (
 // gc removes the reply pairs unseen for greylist.max_age, and keeps the
 // fresh ones; a dry run only counts.
 func TestGCRemovesOldReplies(t *testing.T) {
-	t.Setenv(config.EnvDatabase, "")
 	cfg, err := config.Load("", checkDefaults(), nil)
 	if err != nil {
 		t.Fatal(err)

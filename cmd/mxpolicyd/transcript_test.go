@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 )
 
@@ -20,6 +21,10 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The tests load the config they name, with its database key: the
+	// environment's $MXPOLICYD_DATABASE must not choose another database,
+	// here or in a daemon they start.
+	os.Unsetenv(config.EnvDatabase)
 	var err error
 	if binary, err = daemontest.Build(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
