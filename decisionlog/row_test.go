@@ -6,25 +6,24 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/policy/policytest"
 )
 
 func TestVerb(t *testing.T) {
-	for in, want := range map[string]string{
-		"DUNNO":                          VerbDunno,
-		"DEFER_IF_PERMIT 4.2.0 Greylist": VerbDefer,
-		"DEFER_IF_REJECT 4.7.1 later":    VerbDefer,
-		"DEFER 4.7.1 later":              VerbDefer,
-		"450 4.7.1 try later":            VerbDefer,
-		"REJECT 5.7.1 listed":            VerbReject,
-		"550 5.7.23 SPF fail":            VerbReject,
-		"PREPEND X-Greylist: delayed":    VerbPrepend,
-		"WARN odd":                       VerbWarn,
-	} {
+	verbOf := map[policy.Class]string{
+		policy.ClassDunno:   VerbDunno,
+		policy.ClassPrepend: VerbPrepend,
+		policy.ClassWarn:    VerbWarn,
+		policy.ClassDefer:   VerbDefer,
+		policy.ClassReject:  VerbReject,
+		policy.ClassHold:    VerbHold,
+	}
+	for in, class := range policytest.ActionClasses() {
 		a, err := policy.ParseAction(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := Verb(a); got != want {
+		if got, want := Verb(a), verbOf[class]; got != want {
 			t.Errorf("Verb(%q) = %s, want %s", in, got, want)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
+	"github.com/mxpolicyd/mxpolicyd/policy/policytest"
 	"github.com/mxpolicyd/mxpolicyd/replies"
 )
 
@@ -308,17 +309,8 @@ func TestReasonLabelIsBounded(t *testing.T) {
 // the decision log stores too: every deferral is "defer", however spelt,
 // and an action Wire would send as DUNNO counts as dunno.
 func TestActionLabelIsTheClass(t *testing.T) {
-	for in, want := range map[string]string{
-		"DUNNO":                      "dunno",
-		"REJECT":                     "reject",
-		"550 5.7.1 no":               "reject",
-		"450 4.7.1 later":            "defer",
-		"DEFER text":                 "defer",
-		"DEFER_IF_PERMIT 4.2.0 grey": "defer",
-		"DEFER_IF_REJECT x":          "defer",
-		"PREPEND X-Spam: yes":        "prepend",
-		"WARN hmm":                   "warn",
-	} {
+	for in, class := range policytest.ActionClasses() {
+		want := string(class)
 		a := mustAction(t, in)
 		if got := actionCount(t, a, want); got != 1 {
 			t.Errorf("%q: %v decisions labelled %q, want 1", in, got, want)

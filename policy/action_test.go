@@ -55,33 +55,3 @@ func TestParseAction(t *testing.T) {
 		t.Error("DEFER_IF_PERMIT should be a defer")
 	}
 }
-
-// Class is what the action does, however it is spelt; an action Wire
-// would not send as it is has the class of what Wire sends, DUNNO.
-func TestActionClass(t *testing.T) {
-	for in, want := range map[string]Class{
-		"DUNNO":                      ClassDunno,
-		"REJECT":                     ClassReject,
-		"550 5.7.1 no":               ClassReject,
-		"450 4.7.1 later":            ClassDefer,
-		"DEFER text":                 ClassDefer,
-		"DEFER_IF_PERMIT 4.2.0 grey": ClassDefer,
-		"DEFER_IF_REJECT x":          ClassDefer,
-		"PREPEND X-Spam: yes":        ClassPrepend,
-		"WARN hmm":                   ClassWarn,
-	} {
-		a, err := ParseAction(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := a.Class(); got != want {
-			t.Errorf("%q.Class() = %q, want %q", in, got, want)
-		}
-	}
-	for _, a := range []Action{{}, {Verb: "OK"}, {Verb: Code}, {Verb: Code, Code: "550"},
-		{Verb: Reject, Text: "a\nb"}} {
-		if got := a.Class(); got != ClassDunno {
-			t.Errorf("%#v.Class() = %q, want dunno (Wire sends DUNNO)", a, got)
-		}
-	}
-}
