@@ -35,13 +35,21 @@ type Server struct {
 // installation fails the test; it never skips.
 func StartServer(t testing.TB) *Server {
 	t.Helper()
+	return newServer(t, func(c *cluster) error { return c.initAndStart("") })
+}
+
+// newServer makes a cluster on a free loopback port and has create fill
+// its directory and start it. The cluster is stopped and removed when the
+// test ends, whether create got it running or not.
+func newServer(t testing.TB, create func(c *cluster) error) *Server {
+	t.Helper()
 	c, err := newCluster()
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	s := &Server{c: c, Port: c.port}
 	t.Cleanup(s.cleanup)
-	if err := c.initAndStart(""); err != nil {
+	if err := create(c); err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
 	s.running = true
@@ -174,21 +182,16 @@ func childrenOf(pid int) []int {
 // connections from 127.0.0.1. The standby is stopped when the test ends.
 func (s *Server) StartStandby(t testing.TB) *Server {
 	t.Helper()
-	c, err := newCluster()
-	if err != nil {
-		t.Fatalf("pgtest: %v", err)
-	}
-	sb := &Server{c: c, Port: c.port}
-	t.Cleanup(sb.cleanup)
-	if out, err := c.run("pg_basebackup", "-D", c.data(), "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port),
-		"-U", "postgres", "-R", "-X", "stream", "-c", "fast", "--no-sync"); err != nil {
-		t.Fatalf("pgtest: pg_basebackup: %v\n%s", err, out)
-	}
-	if err := c.start(); err != nil {
-		t.Fatalf("pgtest: start standby: %v", err)
-	}
-	sb.running = true
-	return sb
+	return newServer(t, func(c *cluster) error {
+		if out, err := c.run("pg_basebackup", "-D", c.data(), "-h", "127.0.0.1", "-p", strconv.Itoa(s.Port),
+			"-U", "postgres", "-R", "-X", "stream", "-c", "fast", "--no-sync"); err != nil {
+			return fmt.Errorf("pg_basebackup: %v\n%s", err, out)
+		}
+		if err := c.start(); err != nil {
+			return fmt.Errorf("start standby: %v", err)
+		}
+		return nil
+	})
 }
 
 // Promote turns a standby into a primary ("pg_ctl promote", which waits
