@@ -127,6 +127,29 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	return policy.Result{Action: c.reply(ctx, sc.best), Reason: sc.reason()}, nil
 }
 
+// Quick implements policy.QuickCheck: when every list's answer is
+// cached, the request is scored without a query. A score that rejects is
+// left to Check, which may fetch the list's TXT record for the reply.
+func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
+	pairs, qnames := c.plan(subjects(st.Req))
+	if len(qnames) == 0 {
+		return policy.Pass(""), true
+	}
+	answers, misses := c.fromCache(qnames)
+	if len(misses) > 0 {
+		return policy.Result{}, false
+	}
+	sc := score(pairs, answers)
+	if sc.total >= c.cfg.RejectThreshold && sc.best != nil {
+		return policy.Result{}, false
+	}
+	c.countHits(qnames, answers)
+	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
+	return policy.Pass(sc.reason()), true
+}
+
+var _ policy.QuickCheck = (*Checker)(nil)
+
 // classify marks a failure of every list as temporary when the failures
 // were (resolver.IsTemporary; a paused list is one that kept failing so).
 func classify(err error) error {

@@ -16,17 +16,8 @@ import (
 // otherwise in parallel, and returns within ctx. A name missing from the
 // result got no usable answer. The error is set only if none answered.
 func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) (map[string][]netip.Addr, error) {
-	out := make(map[string][]netip.Addr, len(qnames))
-	now := c.now()
-	var misses []string
-	for q, z := range qnames {
-		if a, ok := c.cache.get(q, now); ok {
-			c.obs.DNSCacheHit(z.name)
-			out[q] = a.addrs
-		} else {
-			misses = append(misses, q)
-		}
-	}
+	out, misses := c.fromCache(qnames)
+	c.countHits(qnames, out)
 	if len(misses) == 0 {
 		return out, nil
 	}
@@ -62,6 +53,28 @@ func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) 
 		return nil, fmt.Errorf("dnsbl: no list answered: %w", errors.Join(errs...))
 	}
 	return out, nil
+}
+
+// fromCache is the cached answers of qnames and the names that are not
+// cached. countHits counts the answers as the cache hits they were.
+func (c *Checker) fromCache(qnames map[string]*zoneState) (map[string][]netip.Addr, []string) {
+	out := make(map[string][]netip.Addr, len(qnames))
+	now := c.now()
+	var misses []string
+	for q := range qnames {
+		if a, ok := c.cache.get(q, now); ok {
+			out[q] = a.addrs
+		} else {
+			misses = append(misses, q)
+		}
+	}
+	return out, misses
+}
+
+func (c *Checker) countHits(qnames map[string]*zoneState, hits map[string][]netip.Addr) {
+	for q := range hits {
+		c.obs.DNSCacheHit(qnames[q].name)
+	}
 }
 
 // lookup asks one name that is not cached. Concurrent requests for the

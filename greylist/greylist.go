@@ -119,12 +119,9 @@ func (g *Checker) GC(ctx context.Context, now time.Time, dryRun bool) (GCStats, 
 // the engine applies the step's on_error action (default DUNNO: fail
 // open), unless the message is already deferred.
 func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
-	if reason, skip := g.exempt(st); skip {
-		return policy.Pass(reason), nil
-	}
-	k := g.Key(st)
-	if v, ok := g.cached(k, st.Now); ok {
-		return g.answer(st, k, Outcome{Verdict: v}, " (cached)"), nil
+	res, k, ok := g.fromMemory(st)
+	if ok {
+		return res, nil
 	}
 	o, err := g.decide(ctx, st.Now, k)
 	if err != nil {
@@ -135,6 +132,26 @@ func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
 		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
 	return g.answer(st, k, o, ""), nil
+}
+
+// Quick implements policy.QuickCheck: an exempt request, and a pass the
+// cache remembers, are answered without the store.
+func (g *Checker) Quick(st *policy.State) (policy.Result, bool) {
+	res, _, ok := g.fromMemory(st)
+	return res, ok
+}
+
+// fromMemory answers an exempt request or a cached pass; otherwise it
+// returns the triplet the store must decide.
+func (g *Checker) fromMemory(st *policy.State) (policy.Result, Key, bool) {
+	if reason, skip := g.exempt(st); skip {
+		return policy.Pass(reason), Key{}, true
+	}
+	k := g.Key(st)
+	if v, ok := g.cached(k, st.Now); ok {
+		return g.answer(st, k, Outcome{Verdict: v}, " (cached)"), k, true
+	}
+	return policy.Result{}, k, false
 }
 
 // decide asks the store, timed for the observer. A store error is marked
@@ -446,4 +463,7 @@ func sanitize(s string) string {
 	}, s)
 }
 
-var _ policy.MessageCheck = (*Checker)(nil)
+var (
+	_ policy.MessageCheck = (*Checker)(nil)
+	_ policy.QuickCheck   = (*Checker)(nil)
+)

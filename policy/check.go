@@ -13,6 +13,21 @@ type Check interface {
 	Check(ctx context.Context, st *State) (Result, error)
 }
 
+// QuickCheck is a Check that can often decide from memory alone: a pass
+// it cached, a table it holds, or a request it has nothing to ask about.
+// The engine calls Quick first, on the request's own goroutine, with no
+// timer and no staging: the run cannot overrun, so nothing needs guarding.
+// Only when Quick says it cannot decide does the check run as any other,
+// on a goroutine of its own under its share of the budget.
+//
+// Quick must not block, do I/O or wait on a lock another request may hold
+// for long. When it returns ok false it must have changed nothing: not
+// st, not the message.
+type QuickCheck interface {
+	Check
+	Quick(st *State) (res Result, ok bool)
+}
+
 // Result is what a check concluded. An Action other than DUNNO is decisive.
 // Headers a check wants added go through State.Msg.AddHeader instead.
 type Result struct {

@@ -11,7 +11,10 @@
 //     and its on_error Action. A check runs on a copy of the State and a
 //     staged view of the Message; its writes (per-message values under a
 //     MessageKey, headers to PREPEND) and its Facts for later checks are
-//     kept only if it returned within its share. The first decisive Result
+//     kept only if it returned within its share. A QuickCheck is first
+//     asked to decide from memory (a cached pass, a table it holds) on the
+//     request's own goroutine; only when it cannot does it run so, on a
+//     goroutine of its own. The first decisive Result
 //     (anything but DUNNO) answers; a failed step answers its on_error
 //     action, or is passed over when that is DUNNO.
 //   - The Server writes the one reply, Action.Wire: "action=...", then an

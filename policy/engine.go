@@ -71,9 +71,9 @@ type Options struct {
 // Engine decides requests. The order of checks is the order of the steps,
 // set once and swapped whole on reload (SetSteps), never edited in place.
 type Engine struct {
-	opt   Options
-	steps atomic.Pointer[[]Step]
-	tune  atomic.Pointer[Tuning]
+	opt  Options
+	plan atomic.Pointer[plan]
+	tune atomic.Pointer[Tuning]
 }
 
 // Tuning is what a reload may change besides the steps.
@@ -111,7 +111,26 @@ func (e *Engine) SetTuning(t Tuning) {
 
 // SetSteps replaces the checks, for SIGHUP reloads. Requests in flight
 // finish with the steps they started with.
-func (e *Engine) SetSteps(steps []Step) { e.steps.Store(&steps) }
+func (e *Engine) SetSteps(steps []Step) { e.plan.Store(newPlan(steps)) }
+
+// plan is the steps of each protocol stage, worked out once per SetSteps
+// rather than per request: all of them, and those that run for a
+// SASL-authenticated client under skip_sasl (Step.ForSASL).
+type plan struct {
+	all, sasl map[string][]Step
+}
+
+// The stages the engine decides at; at any other, it passes.
+var stages = [...]string{"RCPT", "DATA", "END-OF-MESSAGE"}
+
+func newPlan(steps []Step) *plan {
+	p := &plan{all: map[string][]Step{}, sasl: map[string][]Step{}}
+	for _, state := range stages {
+		p.all[state] = stageSteps(state, steps)
+		p.sasl[state] = slices.DeleteFunc(slices.Clone(p.all[state]), func(s Step) bool { return !s.ForSASL })
+	}
+	return p
+}
 
 // Decide answers one request. It returns within the budget whatever the
 // checks do, because Postfix must never wait for its own timeout.
@@ -240,14 +259,14 @@ func stageSteps(state string, steps []Step) []Step {
 func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now time.Time, tune *Tuning) verdict {
 	// RCPT is decided per recipient, DATA per message; answering at other
 	// stages would apply per-recipient checks to the whole session.
-	steps := stageSteps(req.ProtocolState, *e.steps.Load())
+	p := e.plan.Load()
+	steps := p.all[req.ProtocolState]
 	if len(steps) == 0 {
 		return verdict{res: Pass("not RCPT stage")}
 	}
 	sasl := tune.SkipSASL && req.SASLUsername != ""
 	if sasl {
-		steps = slices.DeleteFunc(slices.Clone(steps), func(s Step) bool { return !s.ForSASL })
-		if len(steps) == 0 {
+		if steps = p.sasl[req.ProtocolState]; len(steps) == 0 {
 			return verdict{res: Pass("SASL authenticated")}
 		}
 	}
@@ -336,7 +355,10 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 		return Result{}, 0, err
 	}
 	start, clock := time.Now(), e.opt.Now()
-	o := e.call(ctx, step.Check, share, st)
+	o, quick := e.quick(step.Check, st)
+	if !quick {
+		o = e.call(ctx, step.Check, share, st)
+	}
 	used := min(e.opt.Now().Sub(clock), share)
 	v.timings = append(v.timings, CheckTiming{Check: name, Duration: time.Since(start), Share: share})
 	if o.err != nil {
@@ -346,10 +368,30 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 		}
 		return Result{}, used, o.err
 	}
-	o.st.Msg.commit()
-	o.st.Msg = st.Msg
+	if !quick {
+		o.st.Msg.commit()
+		o.st.Msg = st.Msg
+	}
 	*st = o.st
 	return o.res, used, nil
+}
+
+// quick asks a QuickCheck to decide from memory, on this goroutine; ok
+// is false when c is no QuickCheck or cannot decide so. A panic is the
+// check's failure, as on its own goroutine (call), never the daemon's.
+func (e *Engine) quick(c Check, st *State) (o attempt, ok bool) {
+	q, is := c.(QuickCheck)
+	if !is {
+		return attempt{}, false
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			o, ok = attempt{err: fmt.Errorf("policy: check %s panicked: %v", c.Name(), p)}, true
+		}
+	}()
+	local := *st
+	res, ok := q.Quick(&local)
+	return attempt{res: res, st: local, returned: true}, ok
 }
 
 // attempt is what one check run produced; returned is false for a run

@@ -115,16 +115,36 @@ func (c *Checker) record(ctx context.Context, st *policy.State) (policy.Result, 
 	return policy.Pass(""), nil
 }
 
-func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, error) {
+// Quick implements policy.QuickCheck: a request with nothing to look up
+// (exempt already, no pair, or a pair the miss cache knows) passes
+// without the store; recording never does.
+func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
+	if st.Req.SASLUsername != "" {
+		return policy.Result{}, false
+	}
+	if _, _, lookup := c.lookup(st); lookup {
+		return policy.Result{}, false
+	}
+	return policy.Pass(""), true
+}
+
+// lookup is the pair a request must be looked up under, and its cache
+// key; false when the request passes without a lookup.
+func (c *Checker) lookup(st *policy.State) (Pair, string, bool) {
 	if st.Facts.Skip.Has(greylist.Name) {
-		return policy.Pass(""), nil // exempt already: spare the lookup
+		return Pair{}, "", false // exempt already: spare the lookup
 	}
 	p, ok := c.pair(st.Req.Recipient, st.Req.Sender)
 	if !ok {
-		return policy.Pass(""), nil
+		return Pair{}, "", false
 	}
 	key := c.cacheKey(p)
-	if c.miss.fresh(key, st.Now) {
+	return p, key, !c.miss.fresh(key, st.Now)
+}
+
+func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, error) {
+	p, key, lookup := c.lookup(st)
+	if !lookup {
 		return policy.Pass(""), nil
 	}
 	start := time.Now()
@@ -183,4 +203,4 @@ func (c *Checker) observe(op string, start time.Time, err error) {
 	}
 }
 
-var _ policy.Check = (*Checker)(nil)
+var _ policy.QuickCheck = (*Checker)(nil)

@@ -96,7 +96,36 @@ type outcome struct {
 // Check evaluates SPF for the message (once; later recipients reuse the
 // outcome) and answers the configured action for the result.
 func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
-	o := c.outcome(ctx, st)
+	return c.apply(st, c.outcome(ctx, st))
+}
+
+// Quick implements policy.QuickCheck: a later recipient reuses its
+// message's outcome, and a message whose HELO and MAIL FROM verdicts are
+// both cached is decided from them. A fail is left to Check, which
+// expands its explanation again for this message (reuse).
+func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
+	o, ok := outcomeKey.Get(st.Msg)
+	if !ok {
+		ip := st.Req.ClientAddress.Unmap()
+		if ip.IsValid() {
+			if o, ok = c.cachedOutcome(st.Req, ip); !ok {
+				return policy.Result{}, false
+			}
+			outcomeKey.Set(st.Msg, o)
+		}
+	}
+	if o != nil && o.err != nil {
+		return policy.Result{}, false // Check returns the error, for on_error
+	}
+	res, _ := c.apply(st, o)
+	return res, true
+}
+
+var _ policy.QuickCheck = (*Checker)(nil)
+
+// apply answers the request from the message's outcome, nil for a client
+// without an address, and records its facts and headers.
+func (c *Checker) apply(st *policy.State, o *outcome) (policy.Result, error) {
 	if o == nil {
 		return policy.Pass("spf: no client address"), nil
 	}
@@ -163,17 +192,48 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 	if helos != nil {
 		helo = <-helos
 	}
+	o := c.combine(helo, mf, r.Sender)
+	o.took = time.Since(start)
+	return o
+}
+
+// cachedOutcome is evaluate from the caches alone: false when either
+// identity would need a lookup, or MAIL FROM's verdict is a fail.
+func (c *Checker) cachedOutcome(r *policy.Request, ip netip.Addr) (*outcome, bool) {
+	start := time.Now()
+	var helo *evaluation
+	if r.SenderDomain() != "" {
+		e, ok := c.heloCached(r, ip)
+		if !ok {
+			return nil, false
+		}
+		helo = e
+	}
+	v := identity(r, ip)
+	vd, ok := c.cachedVerdict(ip, v)
+	if !ok || vd.result == policy.SPFFail {
+		return nil, false
+	}
+	mf := &evaluation{vars: v, result: vd.result, vouches: vd.vouches}
+	mf.vars.result = string(vd.result)
+	o := c.combine(helo, mf, r.Sender)
+	o.took = time.Since(start)
+	return o, true
+}
+
+// combine is the message's outcome from its two evaluations: a HELO fail
+// that rejects decides alone (RFC 7208 §2.3), else MAIL FROM does.
+func (c *Checker) combine(helo, mf *evaluation, sender string) *outcome {
 	o := &outcome{}
 	if helo != nil && helo.result == policy.SPFFail && !c.answer(helo).IsDunno() {
 		o.result, o.vars, o.action = helo.result, helo.vars, c.answer(helo)
-	} else {
-		o.result, o.vars, o.vouches, o.err = mf.result, mf.vars, mf.vouches, mf.err
-		if o.err == nil {
-			o.action = c.answer(mf)
-			o.headers = c.headers(helo, mf, r.Sender)
-		}
+		return o
 	}
-	o.took = time.Since(start)
+	o.result, o.vars, o.vouches, o.err = mf.result, mf.vars, mf.vouches, mf.err
+	if o.err == nil {
+		o.action = c.answer(mf)
+		o.headers = c.headers(helo, mf, sender)
+	}
 	return o
 }
 
@@ -243,24 +303,30 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 // kept: never a temperror, nor one with a lookup that failed or ran out
 // of time (memoResolver.complete), nor one whose deadline passed.
 func (c *Checker) mailFromCheck(ctx context.Context, v vars, ip netip.Addr) *evaluation {
-	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
-	vd, ok := c.senders.get(k)
-	if !ok {
-		k.sender = v.sender
-		vd, ok = c.senders.get(k)
-	}
-	if ok {
+	if vd, ok := c.cachedVerdict(ip, v); ok {
 		return c.reuse(ctx, vd, v, ip)
 	}
 	e, dns := c.check(ctx, v, ip, true)
 	if e.err != nil || e.result == policy.SPFTempError || ctx.Err() != nil || !dns.complete() {
 		return e
 	}
-	if !dns.usesSender() {
-		k.sender = ""
+	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
+	if dns.usesSender() {
+		k.sender = v.sender
 	}
 	c.senders.put(k, verdict{e.result, e.vouches, dns})
 	return e
+}
+
+// cachedVerdict is a recent MAIL FROM verdict for v's client, HELO name
+// and sender domain, or for its sender when the record named it.
+func (c *Checker) cachedVerdict(ip netip.Addr, v vars) (verdict, bool) {
+	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
+	if vd, ok := c.senders.get(k); ok {
+		return vd, true
+	}
+	k.sender = v.sender
+	return c.senders.get(k)
 }
 
 // reuse is an earlier message's verdict with this message's values. A
