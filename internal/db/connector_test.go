@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -156,12 +155,10 @@ func TestConnectorStateMachine(t *testing.T) {
 // While PostgreSQL is down, Start returns at once and every query fails
 // at once with the classified error; the password is never logged.
 func TestStartWhileDownFailsFast(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	logs := &logtest.Buffer{}
 	dsn := fmt.Sprintf("postgres://mx:s3cret@127.0.0.1:%d/mx", port)
 	prepared := false

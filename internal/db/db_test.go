@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -193,12 +192,10 @@ func TestOpenPostgres(t *testing.T) {
 // A server that is not there is a temporary failure, and the error names
 // the server without its password.
 func TestOpenPostgresRefusedIsTemporary(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
 	dsn := fmt.Sprintf("postgres://mx:s3cret@127.0.0.1:%d/mx?connect_timeout=2", port)
 	_, err = Open(ctxT(t), dsn, nil)
 	if err == nil {

@@ -56,7 +56,7 @@ func newCluster() (*cluster, error) {
 		c.removeDir()
 		return nil, err
 	}
-	if c.port, err = freePort(); err != nil {
+	if c.port, err = FreePort(); err != nil {
 		c.removeDir()
 		return nil, err
 	}
@@ -168,9 +168,10 @@ func isExec(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
-// freePort asks the kernel for an unused port. Another process could take
-// it before postgres binds; pg_ctl start then fails loudly, not silently.
-func freePort() (int, error) {
+// FreePort asks the kernel for an unused loopback port. Another process
+// could take it before postgres binds; pg_ctl start then fails loudly, not
+// silently. Nothing listens on it until then: a connection is refused.
+func FreePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
