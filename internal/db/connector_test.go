@@ -239,32 +239,35 @@ func TestOpenReadOnlySQLite(t *testing.T) {
 		t.Fatal(err)
 	}
 	rw.Close()
-	ro, err := OpenReadOnly(ctx, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ro.Close()
-	if _, err := ro.SQL.ExecContext(ctx, "SELECT count(*) FROM t"); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if _, err := ro.SQL.ExecContext(ctx, "INSERT INTO t VALUES (1)"); err == nil {
-		t.Fatal("a read-only SQLite store accepted a write")
-	}
+	assertReadOnly(t, path, "SELECT count(*) FROM t", "INSERT INTO t VALUES (1)")
 }
 
 func TestOpenReadOnlyPostgres(t *testing.T) {
+	assertReadOnly(t, pgtest.New(t), "SELECT 1", "CREATE TABLE t (x int)")
+}
+
+// assertReadOnly opens dsn read-only: read must run, write be refused.
+func assertReadOnly(t *testing.T, dsn, read, write string) {
+	t.Helper()
 	ctx := ctxT(t)
-	dsn := pgtest.New(t)
 	ro, err := OpenReadOnly(ctx, dsn, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ro.Close()
-	if _, err := ro.PG.Exec(ctx, "SELECT 1"); err != nil {
+	exec := func(q string) (err error) {
+		if ro.IsPostgres() {
+			_, err = ro.PG.Exec(ctx, q)
+		} else {
+			_, err = ro.SQL.ExecContext(ctx, q)
+		}
+		return err
+	}
+	if err := exec(read); err != nil {
 		t.Fatalf("read: %v", err)
 	}
-	if _, err := ro.PG.Exec(ctx, "CREATE TABLE t (x int)"); err == nil {
-		t.Fatal("a read-only PostgreSQL session accepted a write")
+	if err := exec(write); err == nil {
+		t.Fatalf("a read-only %s store accepted a write", ro.Kind())
 	}
 }
 
