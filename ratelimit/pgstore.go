@@ -11,13 +11,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// PGStore is the PostgreSQL Store, shared by every daemon on the database.
-type PGStore struct {
-	pool *pgxpool.Pool
-}
-
-// NewPGStore returns a Store on a migrated database.
-func NewPGStore(pool *pgxpool.Pool) *PGStore { return &PGStore{pool: pool} }
+// pgStore is the PostgreSQL Store, shared by every daemon on the database.
+type pgStore struct{ pool *pgxpool.Pool }
 
 // pgTake charges every cell of a decision in one statement. Each cell is
 // an upsert under its row's lock, and ON CONFLICT DO UPDATE evaluates the
@@ -48,7 +43,7 @@ ON CONFLICT (rule, key) DO UPDATE SET
 RETURNING g.rule, g.key, g.allowed`
 
 // Take implements Store.
-func (s *PGStore) Take(ctx context.Context, now time.Time, cells []Cell) ([]bool, error) {
+func (s *pgStore) Take(ctx context.Context, now time.Time, cells []Cell) ([]bool, error) {
 	n := len(cells)
 	rules, keys, incs, taus := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n)
 	for i, c := range cells {
@@ -91,7 +86,7 @@ SELECT 1 + count(*) FROM ratelimit_network
 WHERE rule = $1 AND key = $2 AND network <> $3 AND expires > $4`
 
 // SeeNetwork implements Store.
-func (s *PGStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (int, error) {
+func (s *pgStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (int, error) {
 	now = now.Truncate(time.Second)
 	var n int
 	err := s.pool.QueryRow(ctx, pgSeeNetwork, rule, key, network, now, now.Add(window)).Scan(&n)
@@ -102,7 +97,7 @@ func (s *PGStore) SeeNetwork(ctx context.Context, now time.Time, window time.Dur
 }
 
 // Counters implements Store.
-func (s *PGStore) Counters(ctx context.Context, now time.Time) ([]Counter, error) {
+func (s *pgStore) Counters(ctx context.Context, now time.Time) ([]Counter, error) {
 	var out []Counter
 	rows, err := s.pool.Query(ctx, `SELECT rule, key, tat, tau FROM ratelimit_gcra WHERE tat > $1`, now.UnixNano())
 	if err != nil {
@@ -133,7 +128,7 @@ func (s *PGStore) Counters(ctx context.Context, now time.Time) ([]Counter, error
 }
 
 // Reset implements Store: both tables in one statement.
-func (s *PGStore) Reset(ctx context.Context, rule, key string) (int64, error) {
+func (s *pgStore) Reset(ctx context.Context, rule, key string) (int64, error) {
 	var n int64
 	err := s.pool.QueryRow(ctx, `
 WITH a AS (DELETE FROM ratelimit_gcra WHERE rule = $1 AND key = $2 RETURNING 1),
@@ -162,7 +157,7 @@ type gcTarget struct {
 
 // GC implements Store: batches of one short statement each, locking with
 // SKIP LOCKED so gc on several hosts splits the work (greylist's way).
-func (s *PGStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
+func (s *pgStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
 	var st GCStats
 	for _, t := range gcTargets(&st) {
 		var arg any = now
@@ -182,7 +177,7 @@ func (s *PGStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool)
 	return st, nil
 }
 
-func (s *PGStore) gcDelete(ctx context.Context, t gcTarget, arg any, batch int) error {
+func (s *pgStore) gcDelete(ctx context.Context, t gcTarget, arg any, batch int) error {
 	// Table and condition are constants of this file, never user data.
 	q := "WITH d AS (SELECT ctid FROM " + t.table + " WHERE " + t.where + " LIMIT $2 FOR UPDATE SKIP LOCKED) " +
 		"DELETE FROM " + t.table + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM d))"

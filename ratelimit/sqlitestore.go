@@ -10,15 +10,10 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
-// SQLiteStore is the embedded Store, for one host. A decision is one
+// liteStore is the embedded Store, for one host. A decision is one
 // transaction taken with BEGIN IMMEDIATE on the single connection
 // (internal/db), so it is as atomic as PostgreSQL's one statement.
-type SQLiteStore struct {
-	db *sql.DB
-}
-
-// NewSQLiteStore returns a Store on a migrated database.
-func NewSQLiteStore(db *sql.DB) *SQLiteStore { return &SQLiteStore{db: db} }
+type liteStore struct{ db *sql.DB }
 
 // liteTake is pgTake for one cell: ?1 now, ?2 rule, ?3 key, ?4 inc, ?5 tau
 // (ns). SET expressions read the row as it was, as in PostgreSQL.
@@ -32,7 +27,7 @@ ON CONFLICT (rule, key) DO UPDATE SET
 RETURNING allowed`
 
 // Take implements Store.
-func (s *SQLiteStore) Take(ctx context.Context, now time.Time, cells []Cell) (out []bool, err error) {
+func (s *liteStore) Take(ctx context.Context, now time.Time, cells []Cell) (out []bool, err error) {
 	out = make([]bool, len(cells))
 	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
 		for i, c := range cells {
@@ -53,7 +48,7 @@ func (s *SQLiteStore) Take(ctx context.Context, now time.Time, cells []Cell) (ou
 
 // SeeNetwork implements Store: the upsert and the count in one
 // transaction, so the count sees this sighting and no other writer.
-func (s *SQLiteStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (n int, err error) {
+func (s *liteStore) SeeNetwork(ctx context.Context, now time.Time, window time.Duration, rule, key, network string) (n int, err error) {
 	at := now.Unix()
 	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO ratelimit_network (rule, key, network, last_seen, expires)
@@ -73,7 +68,7 @@ ON CONFLICT (rule, key, network) DO UPDATE SET last_seen = excluded.last_seen, e
 }
 
 // Counters implements Store.
-func (s *SQLiteStore) Counters(ctx context.Context, now time.Time) ([]Counter, error) {
+func (s *liteStore) Counters(ctx context.Context, now time.Time) ([]Counter, error) {
 	var out []Counter
 	rows, err := s.db.QueryContext(ctx, `SELECT rule, key, tat, tau FROM ratelimit_gcra WHERE tat > ?1`, now.UnixNano())
 	if err != nil {
@@ -114,7 +109,7 @@ func (s *SQLiteStore) Counters(ctx context.Context, now time.Time) ([]Counter, e
 }
 
 // Reset implements Store: both tables in one transaction.
-func (s *SQLiteStore) Reset(ctx context.Context, rule, key string) (n int64, err error) {
+func (s *liteStore) Reset(ctx context.Context, rule, key string) (n int64, err error) {
 	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
 		for _, table := range []string{"ratelimit_gcra", "ratelimit_network"} {
 			res, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE rule = ?1 AND key = ?2", rule, key)
@@ -134,7 +129,7 @@ func (s *SQLiteStore) Reset(ctx context.Context, rule, key string) (n int64, err
 
 // GC implements Store, in batches of short transactions so decisions, which
 // share the one connection, wait one batch at most.
-func (s *SQLiteStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
+func (s *liteStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
 	var st GCStats
 	for _, t := range gcTargets(&st) {
 		arg := now.Unix()
@@ -156,7 +151,7 @@ func (s *SQLiteStore) GC(ctx context.Context, now time.Time, batch int, dryRun b
 	return st, nil
 }
 
-func (s *SQLiteStore) gcDelete(ctx context.Context, t gcTarget, where string, arg int64, batch int) error {
+func (s *liteStore) gcDelete(ctx context.Context, t gcTarget, where string, arg int64, batch int) error {
 	// Table and condition are constants of this package, never user data.
 	q := "DELETE FROM " + t.table + " WHERE " + where
 	for {

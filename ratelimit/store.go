@@ -34,10 +34,7 @@ type Store interface {
 
 // NewStore returns the Store for an open, migrated database.
 func NewStore(d *db.DB) Store {
-	if d.IsPostgres() {
-		return NewPGStore(d.PG)
-	}
-	return NewSQLiteStore(d.SQL)
+	return db.Dialect[Store](d.Kind(), &pgStore{d.PG}, &liteStore{d.SQL})
 }
 
 // Cell is one key's charge in one decision under a rate rule, in GCRA's
