@@ -1,7 +1,6 @@
 package greylist_test
 
 import (
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -17,15 +16,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // openDB opens dsn, migrated, closed when the test ends.
 func openDB(t testing.TB, dsn string) *db.DB { return dbtest.OpenDSN(t, dsn) }
 
-func pgFactory(t *testing.T) func() greylist.Store {
-	dsn := pgtest.New(t)
-	return func() greylist.Store { return greylist.NewStore(openDB(t, dsn)) }
-}
-
-func sqliteFactory(t *testing.T) func() greylist.Store {
-	path := filepath.Join(t.TempDir(), "greylist.db")
-	return func() greylist.Store { return greylist.NewStore(openDB(t, path)) }
-}
+func newStore(_ *testing.T, d *db.DB) greylist.Store { return greylist.NewStore(d) }
 
 // batched opens the batched store of d with opts, closed before d is.
 func batched(t *testing.T, d *db.DB, opts greylist.BatchOptions) greylist.Store {
@@ -34,42 +25,32 @@ func batched(t *testing.T, d *db.DB, opts greylist.BatchOptions) greylist.Store 
 	return s
 }
 
-// pinned makes every group exactly rows decisions: the window outlasts
-// any test, so a group goes when it is full.
-func pinned(rows int) greylist.BatchOptions {
-	return greylist.BatchOptions{MaxRows: rows, Window: time.Hour}
+func newBatchStore(t *testing.T, d *db.DB) greylist.Store {
+	return batched(t, d, greylist.BatchOptions{})
 }
 
-func pgBatchFactory(t *testing.T) func() greylist.Store {
-	dsn := pgtest.New(t)
-	return func() greylist.Store { return batched(t, openDB(t, dsn), greylist.BatchOptions{}) }
+// pinnedFactory opens batched stores on a database of kind whose every
+// group is exactly rows decisions: the window outlasts any test, so a
+// group goes when it is full.
+func pinnedFactory(kind string) storetest.BatchFactory {
+	return func(t *testing.T) func(int) greylist.Store {
+		open := dbtest.NewFactory(kind, func(_ *testing.T, d *db.DB) *db.DB { return d })(t)
+		return func(rows int) greylist.Store {
+			return batched(t, open(), greylist.BatchOptions{MaxRows: rows, Window: time.Hour})
+		}
+	}
 }
 
-func sqliteBatchFactory(t *testing.T) func() greylist.Store {
-	path := filepath.Join(t.TempDir(), "greylist.db")
-	return func() greylist.Store { return batched(t, openDB(t, path), greylist.BatchOptions{}) }
-}
+func TestPostgresStore(t *testing.T) { storetest.Run(t, dbtest.NewFactory(db.Postgres, newStore)) }
 
-func pgPinnedFactory(t *testing.T) func(int) greylist.Store {
-	dsn := pgtest.New(t)
-	return func(rows int) greylist.Store { return batched(t, openDB(t, dsn), pinned(rows)) }
-}
-
-func sqlitePinnedFactory(t *testing.T) func(int) greylist.Store {
-	path := filepath.Join(t.TempDir(), "greylist.db")
-	return func(rows int) greylist.Store { return batched(t, openDB(t, path), pinned(rows)) }
-}
-
-func TestPostgresStore(t *testing.T) { storetest.Run(t, pgFactory) }
-
-func TestSQLiteStore(t *testing.T) { storetest.Run(t, sqliteFactory) }
+func TestSQLiteStore(t *testing.T) { storetest.Run(t, dbtest.NewFactory(db.SQLite, newStore)) }
 
 func TestPostgresBatchStore(t *testing.T) {
-	storetest.Run(t, pgBatchFactory)
-	storetest.RunBatch(t, pgPinnedFactory)
+	storetest.Run(t, dbtest.NewFactory(db.Postgres, newBatchStore))
+	storetest.RunBatch(t, pinnedFactory(db.Postgres))
 }
 
 func TestSQLiteBatchStore(t *testing.T) {
-	storetest.Run(t, sqliteBatchFactory)
-	storetest.RunBatch(t, sqlitePinnedFactory)
+	storetest.Run(t, dbtest.NewFactory(db.SQLite, newBatchStore))
+	storetest.RunBatch(t, pinnedFactory(db.SQLite))
 }

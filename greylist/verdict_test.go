@@ -11,6 +11,8 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -131,8 +133,9 @@ const (
 )
 
 func eachStore(t *testing.T, f func(t *testing.T, open func() greylist.Store)) {
-	t.Run("sqlite", func(t *testing.T) { f(t, sqliteFactory(t)) })
-	t.Run("postgres", func(t *testing.T) { f(t, pgFactory(t)) })
+	for _, kind := range []string{db.SQLite, db.Postgres} {
+		t.Run(kind, func(t *testing.T) { f(t, dbtest.NewFactory(kind, newStore)(t)) })
+	}
 }
 
 // A new recipient first: every recipient is deferred at RCPT, the known

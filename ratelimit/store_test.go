@@ -1,9 +1,9 @@
 package ratelimit_test
 
 import (
-	"path/filepath"
 	"testing"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/ratelimit"
@@ -12,16 +12,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func pgFactory(t *testing.T) func() ratelimit.Store {
-	dsn := pgtest.New(t)
-	return func() ratelimit.Store { return ratelimit.NewStore(dbtest.OpenDSN(t, dsn)) }
-}
+func newStore(_ *testing.T, d *db.DB) ratelimit.Store { return ratelimit.NewStore(d) }
 
-func sqliteFactory(t *testing.T) func() ratelimit.Store {
-	path := filepath.Join(t.TempDir(), "ratelimit.db")
-	return func() ratelimit.Store { return ratelimit.NewStore(dbtest.OpenDSN(t, path)) }
-}
+func TestPostgresStore(t *testing.T) { storetest.Run(t, dbtest.NewFactory(db.Postgres, newStore)) }
 
-func TestPostgresStore(t *testing.T) { storetest.Run(t, pgFactory) }
-
-func TestSQLiteStore(t *testing.T) { storetest.Run(t, sqliteFactory) }
+func TestSQLiteStore(t *testing.T) { storetest.Run(t, dbtest.NewFactory(db.SQLite, newStore)) }

@@ -13,19 +13,16 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
-// Factory prepares a fresh, migrated database for one test and returns a
-// function that opens a Store on it. Each call of open is another
-// "daemon": its own connections to the same database.
-type Factory func(t *testing.T) (open func() greylist.Store)
+// Factory prepares a fresh database for one test and opens Stores on it
+// (dbtest.NewFactory).
+type Factory = dbtest.Factory[greylist.Store]
 
 // Run runs every conformance case.
 func Run(t *testing.T, f Factory) {
-	cases := []struct {
-		name string
-		fn   func(*testing.T, Factory)
-	}{
+	dbtest.RunCases(t, f, dbtest.Cases[greylist.Store]{
 		{"NewEarlyPassKnown", testNewEarlyPassKnown},
 		{"RetryWindowExpiry", testRetryWindowExpiry},
 		{"MaxAgeExpiry", testMaxAgeExpiry},
@@ -37,10 +34,7 @@ func Run(t *testing.T, f Factory) {
 		{"TwoDaemonsAgree", testTwoDaemons},
 		{"GC", testGC},
 		{"ConcurrentGC", testConcurrentGC},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
-	}
+	})
 	for _, c := range groupCases {
 		t.Run(c.name, func(t *testing.T) {
 			open := f(t)
@@ -51,12 +45,6 @@ func Run(t *testing.T, f Factory) {
 
 // t0 is the injected clock's start; sub-second parts check truncation.
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 400_000_000, time.UTC)
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // config is the default with the auto-whitelists off, so triplet cases see
 // the triplet alone; cases about the AWL turn them on.
@@ -84,13 +72,13 @@ func expect(t *testing.T, s greylist.Store, c *greylist.Config, steps ...step) [
 	for i, st := range steps {
 		// A read-only Peek must predict exactly what Decide then does.
 		if p, ok := s.(greylist.Peeker); ok {
-			po, err := p.Peek(ctxT(t), t0.Add(st.at), c, st.k)
+			po, err := p.Peek(dbtest.Context(t), t0.Add(st.at), c, st.k)
 			if err != nil || po.Verdict != st.want {
 				t.Fatalf("step %d (t0+%s %s %s→%s): peek %s, %v; want %s",
 					i, st.at, st.k.ClientKey, st.k.Sender, st.k.Recipient, po.Verdict, err, st.want)
 			}
 		}
-		o, err := s.Decide(ctxT(t), t0.Add(st.at), c, st.k)
+		o, err := s.Decide(dbtest.Context(t), t0.Add(st.at), c, st.k)
 		if err != nil {
 			t.Fatalf("step %d (t0+%s %s): %v", i, st.at, st.k.ClientKey, err)
 		}
@@ -238,7 +226,7 @@ func concurrent(t *testing.T, stores []greylist.Store, c *greylist.Config, n int
 		go func(s greylist.Store) {
 			defer wg.Done()
 			<-start
-			o, err := s.Decide(ctxT(t), at, c, k)
+			o, err := s.Decide(dbtest.Context(t), at, c, k)
 			if err != nil {
 				t.Error(err)
 				return
@@ -313,15 +301,15 @@ func testGC(t *testing.T, f Factory) {
 	c.GCBatch = 3 // several batches per kind
 	age, want := gcFixture(t, s, c, 7)
 	now := t0.Add(age)
-	dry, err := s.GC(ctxT(t), now, c, true)
+	dry, err := s.GC(dbtest.Context(t), now, c, true)
 	if err != nil || dry != want {
 		t.Fatalf("dry run: %+v, %v; want %+v", dry, err, want)
 	}
-	got, err := s.GC(ctxT(t), now, c, false)
+	got, err := s.GC(dbtest.Context(t), now, c, false)
 	if err != nil || got != want {
 		t.Fatalf("gc: %+v, %v; want %+v", got, err, want)
 	}
-	again, err := s.GC(ctxT(t), now, c, false)
+	again, err := s.GC(dbtest.Context(t), now, c, false)
 	if err != nil || again.Total() != 0 {
 		t.Fatalf("second gc: %+v, %v; want nothing left", again, err)
 	}
@@ -348,7 +336,7 @@ func testConcurrentGC(t *testing.T, f Factory) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st, err := s.GC(ctxT(t), now, c, false)
+			st, err := s.GC(dbtest.Context(t), now, c, false)
 			if err != nil {
 				t.Error(err)
 				return
@@ -362,7 +350,7 @@ func testConcurrentGC(t *testing.T, f Factory) {
 		}()
 	}
 	wg.Wait()
-	if left, err := a.GC(ctxT(t), now, c, true); err != nil || left.Total() != 0 {
+	if left, err := a.GC(dbtest.Context(t), now, c, true); err != nil || left.Total() != 0 {
 		t.Fatalf("rows left after concurrent gc: %+v, %v", left, err)
 	}
 	if totals != want {
@@ -438,7 +426,7 @@ func group(t *testing.T, s greylist.Store, c *greylist.Config, calls []call) {
 	for i := range calls {
 		cl := &calls[i]
 		if cl.ctx == nil {
-			cl.ctx = ctxT(t)
+			cl.ctx = dbtest.Context(t)
 		}
 		wg.Go(func() {
 			<-start

@@ -40,10 +40,17 @@ func OpenDSN(t testing.TB, dsn string) *db.DB {
 // Open returns a fresh migrated store of kind (db.SQLite or db.Postgres).
 func Open(t testing.TB, kind string) *db.DB {
 	t.Helper()
+	return OpenDSN(t, fresh(t, kind))
+}
+
+// fresh returns the DSN of a new, empty database of kind: one on pgtest's
+// server, or a file in the test's temp dir.
+func fresh(t testing.TB, kind string) string {
+	t.Helper()
 	if kind == db.Postgres {
-		return OpenDSN(t, pgtest.New(t))
+		return pgtest.New(t)
 	}
-	return OpenDSN(t, filepath.Join(t.TempDir(), "mx.db"))
+	return filepath.Join(t.TempDir(), "mx.db")
 }
 
 // Each runs f as a subtest on each kind of store.

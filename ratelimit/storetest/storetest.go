@@ -4,27 +4,23 @@
 package storetest
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/ratelimit"
 )
 
-// Factory prepares a fresh, migrated database for one test and returns a
-// function that opens a Store on it. Each call of open is another
-// "daemon": its own connections to the same database.
-type Factory func(t *testing.T) (open func() ratelimit.Store)
+// Factory prepares a fresh database for one test and opens Stores on it
+// (dbtest.NewFactory).
+type Factory = dbtest.Factory[ratelimit.Store]
 
 // Run runs every conformance case.
 func Run(t *testing.T, f Factory) {
-	cases := []struct {
-		name string
-		fn   func(*testing.T, Factory)
-	}{
+	dbtest.RunCases(t, f, dbtest.Cases[ratelimit.Store]{
 		{"BurstSteadyRecovery", testBurstSteadyRecovery},
 		{"RefusedCostsNothing", testRefusedCostsNothing},
 		{"CellsAreIndependent", testCellsIndependent},
@@ -33,20 +29,11 @@ func Run(t *testing.T, f Factory) {
 		{"TwoDaemonsShareLimit", testTwoDaemons},
 		{"Networks", testNetworks},
 		{"CountersResetGC", testCountersResetGC},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) { c.fn(t, f) })
-	}
+	})
 }
 
 // t0 is the injected clock's start.
 var t0 = time.Date(2026, 3, 1, 10, 0, 0, 400_000_000, time.UTC)
-
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // cell is one message under a rule of one per second with a burst of
 // burst.
@@ -56,7 +43,7 @@ func cell(rule, key string, burst int64) ratelimit.Cell {
 
 func take(t *testing.T, s ratelimit.Store, at time.Duration, cells ...ratelimit.Cell) []bool {
 	t.Helper()
-	ok, err := s.Take(ctxT(t), t0.Add(at), cells)
+	ok, err := s.Take(dbtest.Context(t), t0.Add(at), cells)
 	if err != nil {
 		t.Fatalf("take at t0+%s: %v", at, err)
 	}
@@ -122,7 +109,7 @@ func testTooBig(t *testing.T, f Factory) {
 	s := f(t)()
 	big := ratelimit.Cell{Rule: "bytes", Key: "k", Inc: 11, Tau: 10}
 	expect(t, s, 0, big, false, false)
-	cs, err := s.Counters(ctxT(t), t0)
+	cs, err := s.Counters(dbtest.Context(t), t0)
 	if err != nil || len(cs) != 0 {
 		t.Fatalf("counters %v, %v; want none", cs, err)
 	}
@@ -151,7 +138,7 @@ func concurrent(t *testing.T, stores []ratelimit.Store, n int, limit int64) {
 	errs := make(chan error, n)
 	for i := range n {
 		wg.Go(func() {
-			ok, err := stores[i%len(stores)].Take(ctxT(t), t0, []ratelimit.Cell{c})
+			ok, err := stores[i%len(stores)].Take(dbtest.Context(t), t0, []ratelimit.Cell{c})
 			if err != nil {
 				errs <- err
 				return
@@ -179,7 +166,7 @@ func testNetworks(t *testing.T, f Factory) {
 	w := time.Hour
 	see := func(at time.Duration, key, nw string, want int) {
 		t.Helper()
-		n, err := s.SeeNetwork(ctxT(t), t0.Add(at), w, "nets", key, nw)
+		n, err := s.SeeNetwork(dbtest.Context(t), t0.Add(at), w, "nets", key, nw)
 		if err != nil || n != want {
 			t.Fatalf("t0+%s %s from %s: %d networks, %v; want %d", at, key, nw, n, err, want)
 		}
@@ -198,7 +185,7 @@ func testNetworks(t *testing.T, f Factory) {
 // rule only; GC removes what limits nothing any more.
 func testCountersResetGC(t *testing.T, f Factory) {
 	s := f(t)()
-	ctx := ctxT(t)
+	ctx := dbtest.Context(t)
 	take(t, s, 0, cell("r", "a", 5), cell("r", "b", 5))
 	if _, err := s.SeeNetwork(ctx, t0, time.Hour, "nets", "a", "192.0.2.0/24"); err != nil {
 		t.Fatal(err)
