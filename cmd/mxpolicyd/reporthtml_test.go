@@ -16,7 +16,7 @@ import (
 // With metrics.report on, the metrics listener serves the HTML report of
 // what the daemon decided; the policy listener answers as before.
 func TestServeReportPage(t *testing.T) {
-	dir, maddr := t.TempDir(), freeAddr(t)
+	dir, maddr := t.TempDir(), daemontest.FreeAddr(t)
 	d := daemontest.Start(t, binary, daemontest.Options{Dir: dir,
 		Config: "checks: {spf: {enabled: false}}\nmetrics: {listen: \"" + maddr + "\", report: true}\n"})
 	if got := ask(t, d.Addr, "page@example.net"); !strings.HasPrefix(got, "action=DEFER_IF_PERMIT") {

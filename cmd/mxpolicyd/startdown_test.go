@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -28,18 +27,6 @@ func ask(t *testing.T, addr, rcpt string) string {
 	c := newClient(t, addr)
 	c.send(greylistRequest(rcpt))
 	return c.reply(0)
-}
-
-// freeAddr is a loopback address with a port nobody listens on now
-// (metrics.listen takes no port 0).
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func readyzOf(t *testing.T, addr string) (int, string) {
@@ -79,7 +66,7 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	srv := pgtest.StartServer(t)
 	dsn := srv.CreateDatabase(t, "mx")
 	srv.Stop(t)
-	maddr := freeAddr(t)
+	maddr := daemontest.FreeAddr(t)
 	d := startDaemon(t, "--config", "testdata/nodns.yaml", "--database", dsn, "--metrics-listen", maddr)
 	for i := range 3 {
 		if got := ask(t, d.Addr, fmt.Sprintf("down%d@example.net", i)); got != "action=DUNNO" {

@@ -60,7 +60,7 @@ type Daemon struct {
 // stops it when the test ends, logging its output if the test failed.
 func Start(t testing.TB, bin string, opt Options) *Daemon {
 	t.Helper()
-	d := &Daemon{Addr: freeAddr(t), Dir: opt.Dir, Log: &logtest.Buffer{}}
+	d := &Daemon{Addr: FreeAddr(t), Dir: opt.Dir, Log: &logtest.Buffer{}}
 	if d.Dir == "" {
 		d.Dir = t.TempDir()
 	}
@@ -101,8 +101,8 @@ func Start(t testing.TB, bin string, opt Options) *Daemon {
 	return d
 }
 
-// freeAddr is a loopback address whose port nobody listens on now.
-func freeAddr(t testing.TB) string {
+// FreeAddr is a loopback address whose port nobody listens on now.
+func FreeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
