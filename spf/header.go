@@ -2,6 +2,7 @@ package spf
 
 import (
 	"strings"
+	"unicode/utf8"
 )
 
 // headers are the result headers spf.header asks for: Received-SPF for
@@ -42,9 +43,9 @@ func authResults(authserv string, checked ...vars) string {
 		b.WriteString(" smtp.")
 		b.WriteString(v.identity)
 		b.WriteString("=")
-		b.WriteString(pvalue(arIdentity(v)))
+		writePValue(&b, arIdentity(v))
 	}
-	return strings.ToValidUTF8(b.String(), "?")
+	return validUTF8(b.String())
 }
 
 // arIdentity is the identity's value: the MAIL FROM address (with
@@ -57,17 +58,15 @@ func arIdentity(v vars) string {
 	return v.sender
 }
 
-// pvalue writes a property value (RFC 8601 §2.2: value / [ [ local-part
+// writePValue writes a property value (RFC 8601 §2.2: value / [ [ local-part
 // ] "@" ] domain-name) as a token when it is one, an address as is when
 // both parts are dot-atoms, and anything else as a quoted-string.
-func pvalue(s string) string {
-	if local, domain, ok := strings.Cut(s, "@"); ok && isDotAtom(local) && isToken(domain) {
-		return s
+func writePValue(b *strings.Builder, s string) {
+	if local, domain, ok := strings.Cut(s, "@"); ok && isDotAtom(local) && isToken(domain) || isToken(s) {
+		b.WriteString(s)
+		return
 	}
-	if isToken(s) {
-		return s
-	}
-	return quoted(s)
+	writeQuoted(b, s)
 }
 
 // isToken is RFC 2045 §5.1's token: printable ASCII but for space and
@@ -100,25 +99,36 @@ func header(receiver string, v vars, mailFrom string) string {
 		who = v.helo
 	}
 	var b strings.Builder
+	b.Grow(256)
 	b.WriteString("Received-SPF: ")
 	b.WriteString(v.result)
 	b.WriteString(" (")
-	b.WriteString(comment(receiver + ": " + commentText(v.result, who, v.ip)))
+	writeComment(&b, receiver+": "+commentText(v.result, who, v.ip))
 	b.WriteString(")")
-	for _, kv := range [][2]string{
+	for i, kv := range [...][2]string{
 		{"receiver", receiver},
 		{"client-ip", v.ip},
 		{"envelope-from", mailFrom},
 		{"helo", v.helo},
 		{"identity", v.identity},
 	} {
+		if i > 0 {
+			b.WriteString(";")
+		}
 		b.WriteString(" ")
 		b.WriteString(kv[0])
 		b.WriteString("=")
-		b.WriteString(value(kv[1]))
-		b.WriteString(";")
+		writeValue(&b, kv[1])
 	}
-	return strings.TrimSuffix(strings.ToValidUTF8(b.String(), "?"), ";")
+	return validUTF8(b.String())
+}
+
+// validUTF8 replaces what is not UTF-8 with "?", copying s only then.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "?")
 }
 
 func commentText(result, who, ip string) string {
@@ -142,10 +152,9 @@ func commentText(result, who, ip string) string {
 	return "domain of " + who + " does not designate permitted sender hosts"
 }
 
-// comment escapes what would end or nest an RFC 5322 comment, and drops
+// writeComment writes s as comment text: it escapes what would end or nest an RFC 5322 comment, and drops
 // control characters, which a header line cannot carry.
-func comment(s string) string {
-	var b strings.Builder
+func writeComment(b *strings.Builder, s string) {
 	for _, r := range s {
 		switch {
 		case r < ' ' || r == 0x7f:
@@ -155,22 +164,21 @@ func comment(s string) string {
 		}
 		b.WriteRune(r)
 	}
-	return b.String()
 }
 
-// value writes a dot-atom as is and anything else as a quoted-string
+// writeValue writes a dot-atom as is and anything else as a quoted-string
 // (RFC 5322 §3.2.3, §3.2.4), as the key-value grammar requires.
-func value(s string) string {
+func writeValue(b *strings.Builder, s string) {
 	if isDotAtom(s) {
-		return s
+		b.WriteString(s)
+		return
 	}
-	return quoted(s)
+	writeQuoted(b, s)
 }
 
-// quoted writes s as an RFC 5322 quoted-string, dropping control
+// writeQuoted writes s as an RFC 5322 quoted-string, dropping control
 // characters.
-func quoted(s string) string {
-	var b strings.Builder
+func writeQuoted(b *strings.Builder, s string) {
 	b.WriteByte('"')
 	for _, r := range s {
 		switch {
@@ -182,7 +190,6 @@ func quoted(s string) string {
 		b.WriteRune(r)
 	}
 	b.WriteByte('"')
-	return b.String()
 }
 
 func isDotAtom(s string) bool {
