@@ -12,13 +12,9 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 )
 
-func newConfigCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Inspect the configuration",
-	}
+func newConfigCheckCmd(g *globalOpts) *cobra.Command {
 	var probe bool
-	check := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Validate the config file and print the effective config, secrets redacted",
 		Long: `Load the config file (--config), apply defaults and $` + config.EnvDatabase + `,
@@ -37,8 +33,7 @@ if any list is unhealthy or unknown.`,
 			return runConfigCheck(cmd.Context(), cmd.OutOrStdout(), g.configPath, probe)
 		},
 	}
-	check.Flags().BoolVar(&probe, "probe", false, "also query each DNS list's test points and print its state")
-	cmd.AddCommand(check)
+	cmd.Flags().BoolVar(&probe, "probe", false, "also query each DNS list's test points and print its state")
 	return cmd
 }
 

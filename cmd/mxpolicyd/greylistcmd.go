@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,11 +15,8 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/when"
 )
 
-func newGreylistCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "greylist",
-		Short: "List, release and forget greylisted triplets",
-		Long: `Look at and change the greylisting state in the database. Every running
+// greylistHelp is the long help of "mxpolicyd greylist".
+const greylistHelp = `Look at and change the greylisting state in the database. Every running
 daemon sees a release or forget within a second or two, its in-memory pass
 cache included (they poll a change counter).
 
@@ -28,11 +24,7 @@ A selector names triplets: --client (an address, keyed by its network as
 requests are; a network of greylist.ipv4_prefix/ipv6_prefix bits; or a key as
 list prints it, net:... or spf:...), --sender (normalized as requests are; <>
 is the null sender), --recipient. A change that would select every triplet
-needs --all instead.`,
-	}
-	cmd.AddCommand(newGLListCmd(g), newGLReleaseCmd(g), newGLForgetCmd(g))
-	return cmd
-}
+needs --all instead.`
 
 // glOpts are the flags the greylist subcommands share.
 type glOpts struct {
@@ -136,14 +128,7 @@ func rowWriter(format string) (func(io.Writer, []greylist.Row) error, error) {
 	case "", "text":
 		return writeRowsText, nil
 	case "json":
-		return func(w io.Writer, rows []greylist.Row) error {
-			if rows == nil {
-				rows = []greylist.Row{}
-			}
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(rows)
-		}, nil
+		return writeJSON[greylist.Row], nil
 	case "csv":
 		return writeRowsCSV, nil
 	}

@@ -17,18 +17,11 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
-func newImportCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "import",
-		Short: "Import greylisting state from postgrey or SQLgrey",
-		Long: `Load another greylister's triplets and auto-whitelists into the database on
+// importHelp is the long help of "mxpolicyd import".
+const importHelp = `Load another greylister's triplets and auto-whitelists into the database on
 switch day, so the senders it already knows are not greylisted again. Every
 row is read and checked first, then everything is written in one transaction:
-a bad input writes nothing. Running an import again changes nothing.`,
-	}
-	cmd.AddCommand(newImportPostgreyCmd(g), newImportSQLgreyCmd(g))
-	return cmd
-}
+a bad input writes nothing. Running an import again changes nothing.`
 
 // importFlags are the flags both imports share.
 type importFlags struct {

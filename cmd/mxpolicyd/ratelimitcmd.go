@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -13,17 +12,10 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/ratelimit"
 )
 
-func newRateLimitCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "ratelimit",
-		Short: "Show and reset rate-limit counters",
-		Long: `Show the rate-limit counters that are in use (ratelimit.rules in the
+// rateLimitHelp is the long help of "mxpolicyd ratelimit".
+const rateLimitHelp = `Show the rate-limit counters that are in use (ratelimit.rules in the
 config), and reset one key of one rule. The counters live in the database
-every daemon shares, so a reset takes effect on every host at once.`,
-	}
-	cmd.AddCommand(newRateLimitListCmd(g), newRateLimitResetCmd(g))
-	return cmd
-}
+every daemon shares, so a reset takes effect on every host at once.`
 
 func newRateLimitListCmd(g *globalOpts) *cobra.Command {
 	s := &storeFlags{}
@@ -61,15 +53,6 @@ func newRateLimitListCmd(g *globalOpts) *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "text", "text or json")
 	cmd.Flags().Float64Var(&minPercent, "min", 50, "show keys that used at least this percent of their limit")
 	return cmd
-}
-
-func writeJSON(w io.Writer, entries []ratelimit.Entry) error {
-	if entries == nil {
-		entries = []ratelimit.Entry{}
-	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(entries)
 }
 
 func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) {

@@ -46,12 +46,27 @@ reject_unauth_destination:
 	})
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "",
 		"YAML config file (default: built-in defaults)")
-	root.AddCommand(newServeCmd(g), newCheckCmd(g), newConfigCmd(g), newVersionCmd(),
-		newGenDocsCmd(), newHealthcheckCmd(g))
-	addStoreCommands(root, g)
-	root.AddCommand(newGreylistCmd(g))
-	root.AddCommand(newImportCmd(g))
+	root.AddCommand(newServeCmd(g), newCheckCmd(g), newVersionCmd(), newGenDocsCmd(), newHealthcheckCmd(g),
+		newMigrateCmd(g), newGCCmd(g), newReportCmd(g),
+		group("config", "Inspect the configuration", "",
+			newConfigCheckCmd(g)),
+		group("greylist", "List, release and forget greylisted triplets", greylistHelp,
+			newGLListCmd(g), newGLReleaseCmd(g), newGLForgetCmd(g)),
+		group("import", "Import greylisting state from postgrey or SQLgrey", importHelp,
+			newImportPostgreyCmd(g), newImportSQLgreyCmd(g)),
+		group("ratelimit", "Show and reset rate-limit counters", rateLimitHelp,
+			newRateLimitListCmd(g), newRateLimitResetCmd(g)),
+		group("whitelist", "Manage whitelist entries in the database", whitelistHelp,
+			newWLAddCmd(g), newWLRemoveCmd(g), newWLListCmd(g), newWLImportCmd(g)))
 	return root
+}
+
+// group returns a command that only holds its subcommands; run alone, it
+// prints its help.
+func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long}
+	cmd.AddCommand(subs...)
+	return cmd
 }
 
 // args wraps a cobra positional-argument validator so that its error is

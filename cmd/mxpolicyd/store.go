@@ -14,11 +14,6 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/migrations"
 )
 
-// addStoreCommands registers the commands that work on the database.
-func addStoreCommands(root *cobra.Command, g *globalOpts) {
-	root.AddCommand(newMigrateCmd(g), newWhitelistCmd(g), newGCCmd(g), newReportCmd(g), newRateLimitCmd(g))
-}
-
 // storeFlags is the --database flag the store commands share.
 type storeFlags struct{ database string }
 

@@ -5,11 +5,8 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -25,11 +22,8 @@ type wlOpts struct {
 	expires string
 }
 
-func newWhitelistCmd(g *globalOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "whitelist",
-		Short: "Manage whitelist entries in the database",
-		Long: `Add, remove, list and import whitelist entries kept in the database. Every
+// whitelistHelp is the long help of "mxpolicyd whitelist".
+const whitelistHelp = `Add, remove, list and import whitelist entries kept in the database. Every
 running daemon sees a change within about a second (they poll a change
 counter), without a restart.
 
@@ -37,11 +31,7 @@ Kinds and what they bypass:
   client       address or CIDR (IPv4/IPv6)            every check
   client_name  verified host name: host, domain, /re/  every check
   sender       address, user@, or domain               greylisting only
-  recipient    address, user@, or domain               greylisting only`,
-	}
-	cmd.AddCommand(newWLAddCmd(g), newWLRemoveCmd(g), newWLListCmd(g), newWLImportCmd(g))
-	return cmd
-}
+  recipient    address, user@, or domain               greylisting only`
 
 func (o *wlOpts) addMeta(cmd *cobra.Command) {
 	o.storeFlags.add(cmd)
@@ -192,20 +182,6 @@ func printEntries(w io.Writer, list []whitelist.Entry) {
 			printable(e.CreatedBy), e.CreatedAt.Format(time.DateOnly), printable(e.Comment))
 	}
 	tw.Flush()
-}
-
-// printable returns s as it is when every character prints, else quoted and
-// escaped like a Go string literal (strconv.Quote). Values and comments are
-// refused with control characters, but a row written by hand in SQL, or
-// before that rule, must not move the cursor or forge lines and columns in
-// this output. A leading quote is escaped too, so quoted output is never
-// ambiguous.
-func printable(s string) string {
-	odd := func(r rune) bool { return !strconv.IsPrint(r) }
-	if strings.HasPrefix(s, `"`) || !utf8.ValidString(s) || strings.IndexFunc(s, odd) >= 0 {
-		return strconv.Quote(s)
-	}
-	return s
 }
 
 func newWLImportCmd(g *globalOpts) *cobra.Command {
