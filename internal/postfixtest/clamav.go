@@ -146,23 +146,19 @@ func (c *ClamAV) stop() {
 
 // pingClamd speaks clamd's protocol: "zPING\0" is answered "PONG\0".
 func (c *ClamAV) pingClamd() error {
-	conn, err := net.DialTimeout("tcp", c.ClamdAddr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := conn.Write([]byte("zPING\x00")); err != nil {
-		return err
-	}
-	buf := make([]byte, 5)
-	if _, err := conn.Read(buf); err != nil {
-		return err
-	}
-	if string(buf) != "PONG\x00" {
-		return fmt.Errorf("clamd answered %q to PING", buf)
-	}
-	return nil
+	return talk(c.ClamdAddr, func(conn net.Conn) error {
+		if _, err := conn.Write([]byte("zPING\x00")); err != nil {
+			return err
+		}
+		buf := make([]byte, 5)
+		if _, err := conn.Read(buf); err != nil {
+			return err
+		}
+		if string(buf) != "PONG\x00" {
+			return fmt.Errorf("clamd answered %q to PING", buf)
+		}
+		return nil
+	})
 }
 
 func (c *ClamAV) path(rel string) string { return filepath.Join(c.Dir, rel) }

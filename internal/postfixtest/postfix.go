@@ -250,21 +250,30 @@ func (p *Postfix) waitReady(limit time.Duration) {
 }
 
 func (p *Postfix) greet() error {
-	c, err := net.DialTimeout("tcp", p.Addr, time.Second)
+	return talk(p.Addr, func(c net.Conn) error {
+		line, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if !strings.HasPrefix(line, "220 ") || !strings.Contains(line, "mx."+Domain) {
+			return fmt.Errorf("unexpected banner %q", line)
+		}
+		_, _ = c.Write([]byte("QUIT\r\n"))
+		return nil
+	})
+}
+
+// talk connects to a daemon being started and has fn check its answer:
+// a second to connect, five for the exchange, so a poll of a daemon that
+// is not up yet fails quickly.
+func talk(addr string, fn func(net.Conn) error) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if !strings.HasPrefix(line, "220 ") || !strings.Contains(line, "mx."+Domain) {
-		return fmt.Errorf("unexpected banner %q", line)
-	}
-	_, _ = c.Write([]byte("QUIT\r\n"))
-	return nil
+	return fn(c)
 }
 
 // Stop stops the instance and removes its directory; on a failed test it
