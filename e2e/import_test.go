@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
-	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 	"github.com/mxpolicyd/mxpolicyd/internal/postfixtest"
@@ -456,13 +456,10 @@ func sqlgreyFirst(t *testing.T, source string, x triplet) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := db.OpenReadOnly(ctx, source, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.Close()
+	d := dbtest.OpenReadOnly(t, source)
 	name, domain, _ := strings.Cut(x.Sender, "@")
 	var first int64
+	var err error
 	if d.IsPostgres() {
 		err = d.PG.QueryRow(ctx, `SELECT floor(extract(epoch FROM first_seen::timestamptz))::bigint FROM connect
 			WHERE sender_name = $1 AND sender_domain = $2 AND rcpt = $3`, name, domain, x.Rcpt).Scan(&first)

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
-	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
 // With metrics.report on, the metrics listener serves the HTML report of
@@ -45,11 +45,7 @@ func waitDecisions(t *testing.T, path string, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := db.OpenReadOnly(ctx, path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := dbtest.OpenReadOnly(t, path)
 	for {
 		var got int
 		if err := s.SQL.QueryRowContext(ctx, "SELECT count(*) FROM decisions").Scan(&got); err == nil && got >= n {

@@ -37,6 +37,19 @@ func OpenDSN(t testing.TB, dsn string) *db.DB {
 	return d
 }
 
+// OpenReadOnly opens dsn as check and report do (db.OpenReadOnly: a
+// SQLite file must exist, a PostgreSQL session refuses writes, nothing is
+// migrated) and closes it when the test ends.
+func OpenReadOnly(t testing.TB, dsn string) *db.DB {
+	t.Helper()
+	d, err := db.OpenReadOnly(Context(t), dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	return d
+}
+
 // Open returns a fresh migrated store of kind (db.SQLite or db.Postgres).
 func Open(t testing.TB, kind string) *db.DB {
 	t.Helper()
