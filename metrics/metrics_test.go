@@ -21,9 +21,11 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/replies"
 )
 
-// The observer interfaces of the packages that report to metrics: *Metrics
-// implements each one directly.
+// The observer interfaces of the packages that report to metrics (hooks.go):
+// *Metrics implements each one directly.
 var (
+	_ policy.Recorder      = (*Metrics)(nil)
+	_ policy.ConnObserver  = (*Metrics)(nil)
 	_ dnsbl.Observer       = (*Metrics)(nil)
 	_ greylist.Observer    = (*Metrics)(nil)
 	_ decisionlog.Observer = (*Metrics)(nil)

@@ -9,11 +9,6 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
-var (
-	_ policy.Recorder     = (*Metrics)(nil)
-	_ policy.ConnObserver = (*Metrics)(nil)
-)
-
 // Record counts one decision; it implements policy.Recorder. It only
 // updates in-memory counters, so it never blocks the reply.
 func (m *Metrics) Record(d *policy.Decision) {
