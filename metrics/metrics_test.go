@@ -84,14 +84,18 @@ func sampleDecisions(t *testing.T) []*policy.Decision {
 	}
 }
 
+// decisionsHead is the HELP and TYPE lines of the decision counter's
+// exposition.
+const decisionsHead = `
+# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.
+# TYPE mxpolicyd_decisions_total counter`
+
 func TestRecordCountsDecisions(t *testing.T) {
 	m := New()
 	for _, d := range sampleDecisions(t) {
 		m.Record(d)
 	}
-	want := `
-# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.
-# TYPE mxpolicyd_decisions_total counter
+	want := decisionsHead + `
 mxpolicyd_decisions_total{action="defer",check="greylist",mode="enforce",reason="greylist failed"} 1
 mxpolicyd_decisions_total{action="defer",check="greylist",mode="observe",reason="new triplet"} 1
 mxpolicyd_decisions_total{action="dunno",check="none",mode="enforce",reason="none"} 1

@@ -37,9 +37,7 @@ func TestScrapeAfterDecisions(t *testing.T) {
 	for _, d := range sampleDecisions(t)[:2] {
 		m.Record(d)
 	}
-	want := `
-# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.
-# TYPE mxpolicyd_decisions_total counter
+	want := decisionsHead + `
 mxpolicyd_decisions_total{action="reject",check="dnsbl",mode="enforce",reason="listed zen.spamhaus.org"} 1
 mxpolicyd_decisions_total{action="reject",check="spf",mode="enforce",reason="fail"} 1
 `
