@@ -271,7 +271,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 		}
 	}
 	st := &State{Req: req, Msg: msg, Now: now}
-	var v verdict
+	v := verdict{timings: make([]CheckTiming, 0, len(steps))}
 	if sasl {
 		v.res.Reason = "SASL authenticated" // and the checks that still ran say why
 	}
@@ -389,9 +389,8 @@ func (e *Engine) quick(c Check, st *State) (o attempt, ok bool) {
 			o, ok = attempt{err: fmt.Errorf("policy: check %s panicked: %v", c.Name(), p)}, true
 		}
 	}()
-	local := *st
-	res, ok := q.Quick(&local)
-	return attempt{res: res, st: local, returned: true}, ok
+	res, ok := q.Quick(st) // it changes st only when it decides
+	return attempt{res: res, st: *st, returned: true}, ok
 }
 
 // attempt is what one check run produced; returned is false for a run

@@ -83,8 +83,11 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		h.s.drop(1)
 		return nil
 	}
+	if ctx.Done() != nil {
+		ctx = context.WithoutCancel(ctx) // a context that can end: keep only its values
+	}
 	select {
-	case h.s.queue <- item{ctx: context.WithoutCancel(ctx), h: h.inner, r: r.Clone()}:
+	case h.s.queue <- item{ctx: ctx, h: h.inner, r: r.Clone()}:
 	default:
 		h.s.drop(1)
 	}
