@@ -46,20 +46,11 @@ func TestPostgresFailover(t *testing.T) {
 	primary.Stop(t)
 	down := l.Since()
 	time.Sleep(detectionDelay)
-	promote := l.Since()
-	standby.Promote(t)
-	promoted := l.Since()
-	resumed := l.WaitFor(t, verbDefer, promoted, resumeLimit)
-	time.Sleep(2 * time.Second)
-	s := l.Stop()
-
-	assertAnswered(t, s)
-	assertFailOpen(t, s.Between(down, promote))
-	assertGreylisting(t, s, resumed)
-	window := s.Between(down, resumed.Done())
+	r := recoverUnderLoad(t, l, down, func() { standby.Promote(t) })
+	window := r.s.Between(down, r.resumed.Done())
 	t.Logf("figures: greylisting resumed %v after promotion; %d fail-open answers in the %v between the crash and the first deferral; load %v",
-		(resumed.Done() - promoted).Round(time.Millisecond), window.ByVerb[verbDunno],
-		(resumed.Done() - down).Round(time.Millisecond), s)
+		(r.resumed.Done() - r.ready).Round(time.Millisecond), window.ByVerb[verbDunno],
+		(r.resumed.Done() - down).Round(time.Millisecond), r.s)
 
 	time.Sleep(time.Until(pendingSeen.Add(time.Second + 100*time.Millisecond)))
 	expectGreylistPass(t, d, pending, 2)

@@ -81,18 +81,9 @@ func testOutage(t *testing.T, breakDB, repairDB fault) {
 	breakDB(srv, t)
 	down := l.Since()
 	time.Sleep(outage)
-	up := l.Since()
-	repairDB(srv, t)
-	ready := l.Since()
-	resumed := l.WaitFor(t, verbDefer, ready, resumeLimit)
-	time.Sleep(2 * time.Second) // greylisting must stay exact, not flap
-	s := l.Stop()
-
-	assertAnswered(t, s)
-	assertFailOpen(t, s.Between(down, up))
-	assertGreylisting(t, s, resumed)
+	r := recoverUnderLoad(t, l, down, func() { repairDB(srv, t) })
 	t.Logf("figures: greylisting resumed %v after the server was back; %d fail-open answers in the daemon's log; load %v",
-		(resumed.Done() - ready).Round(time.Millisecond), failOpen(d), s)
+		(r.resumed.Done() - r.ready).Round(time.Millisecond), failOpen(d), r.s)
 
 	// Greylisting is exact again: the passed triplet passes, the one first
 	// seen before the outage passes on its retry, a new one is deferred.
@@ -123,19 +114,10 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 
 	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("startdown")})
 	time.Sleep(2 * time.Second)
-	up := l.Since()
-	srv.Start(t)
-	ready := l.Since()
-	resumed := l.WaitFor(t, verbDefer, ready, resumeLimit)
-	time.Sleep(2 * time.Second)
-	s := l.Stop()
-
-	assertAnswered(t, s)
-	assertFailOpen(t, s.Between(0, up))
-	assertGreylisting(t, s, resumed)
+	r := recoverUnderLoad(t, l, 0, func() { srv.Start(t) })
 	expectReady(t, metrics, http.StatusOK)
 	t.Logf("figures: greylisting began %v after the server was up; %d fail-open answers; load %v",
-		(resumed.Done() - ready).Round(time.Millisecond), failOpen(d), s)
+		(r.resumed.Done() - r.ready).Round(time.Millisecond), failOpen(d), r.s)
 
 	late := triplet{"192.0.2.41", "late@up.test", "late@example.test"}
 	passGreylist(t, d, late)
@@ -171,6 +153,34 @@ func expect(t *testing.T, addr string, tr triplet, verb string) {
 		t.Fatalf("%s from %s: got %q, %v after %v; want %s within %v",
 			tr.Rcpt, tr.Client, r.Action, r.Err, r.Latency, verb, requestBudget+replyGrace)
 	}
+}
+
+// recovery is what a load saw around a repair of the database: the
+// instants the repair began and was done, and the first deferral after it.
+type recovery struct {
+	s            loadSummary
+	began, ready time.Duration
+	resumed      result
+}
+
+// recoverUnderLoad repairs the database under l, which has seen it down
+// since down; waits for greylisting to resume, keeps the load two more
+// seconds (greylisting must stay exact, not flap) and stops it. Every
+// request must have been answered, every answer from down until the
+// repair began must have failed open, and greylisting must have resumed
+// for good.
+func recoverUnderLoad(t *testing.T, l *load, down time.Duration, repair func()) recovery {
+	t.Helper()
+	r := recovery{began: l.Since()}
+	repair()
+	r.ready = l.Since()
+	r.resumed = l.WaitFor(t, verbDefer, r.ready, resumeLimit)
+	time.Sleep(2 * time.Second)
+	r.s = l.Stop()
+	assertAnswered(t, r.s)
+	assertFailOpen(t, r.s.Between(down, r.began))
+	assertGreylisting(t, r.s, r.resumed)
+	return r
 }
 
 // assertAnswered: every request had a well-formed reply within the budget
