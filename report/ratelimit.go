@@ -40,11 +40,10 @@ func sqliteRateLimit(ctx context.Context, d *db.DB, since time.Time) ([]RateLimi
 }
 
 func rateLimitTable(rows []RateLimitRow) *table {
-	t := &table{key: "ratelimit", title: "Rate-limit rules per day (UTC)", cols: []string{
-		"day", "rule", "kind", "hits", "deferred", "rejected", "held", "observed", "clients", "senders"}}
-	for _, r := range rows {
-		t.rows = append(t.rows, []any{r.Day, r.Rule, r.Kind, r.Hits, r.Deferred, r.Rejected, r.Held,
-			r.Observed, r.Clients, r.Senders})
-	}
-	return t
+	return newTable("ratelimit", "Rate-limit rules per day (UTC)", []string{
+		"day", "rule", "kind", "hits", "deferred", "rejected", "held", "observed", "clients", "senders"},
+		rows, func(r RateLimitRow) []any {
+			return []any{r.Day, r.Rule, r.Kind, r.Hits, r.Deferred, r.Rejected, r.Held,
+				r.Observed, r.Clients, r.Senders}
+		})
 }

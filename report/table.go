@@ -16,38 +16,43 @@ type table struct {
 // seconds is a delay: an integer in JSON and CSV, a duration in text.
 type seconds int64
 
-func dailyTable(rows []DailyRow) *table {
-	t := &table{key: "daily", title: "Decisions per day (UTC)", cols: []string{
-		"day", "requests", "deferred", "passed_after_delay", "whitelisted", "rejected_dnsbl",
-		"rejected_spf", "rejected_other", "observe_would_reject", "observe_would_defer", "check_errors"}}
+// newTable makes the table of rows, cells giving the values of one row in
+// the order of cols.
+func newTable[R any](key, title string, cols []string, rows []R, cells func(R) []any) *table {
+	t := &table{key: key, title: title, cols: cols}
 	for _, r := range rows {
-		t.rows = append(t.rows, []any{r.Day, r.Requests, r.Deferred, r.PassedAfterDelay, r.Whitelisted,
-			r.RejectedDNSBL, r.RejectedSPF, r.RejectedOther, r.ObserveWouldReject, r.ObserveWouldDefer,
-			r.CheckErrors})
+		t.rows = append(t.rows, cells(r))
 	}
 	return t
+}
+
+func dailyTable(rows []DailyRow) *table {
+	return newTable("daily", "Decisions per day (UTC)", []string{
+		"day", "requests", "deferred", "passed_after_delay", "whitelisted", "rejected_dnsbl",
+		"rejected_spf", "rejected_other", "observe_would_reject", "observe_would_defer", "check_errors"},
+		rows, func(r DailyRow) []any {
+			return []any{r.Day, r.Requests, r.Deferred, r.PassedAfterDelay, r.Whitelisted,
+				r.RejectedDNSBL, r.RejectedSPF, r.RejectedOther, r.ObserveWouldReject, r.ObserveWouldDefer,
+				r.CheckErrors}
+		})
 }
 
 func retryTable(rows []RetryDelayRow) *table {
-	t := &table{key: "retry_delay", title: "Greylisting retry delay per day (UTC), passes after a delay",
-		cols: []string{"day", "passes", "min_seconds", "p50_seconds", "p90_seconds", "p99_seconds",
-			"max_seconds", "avg_seconds"}}
-	for _, r := range rows {
-		t.rows = append(t.rows, []any{r.Day, r.Passes, seconds(r.Min), seconds(r.P50), seconds(r.P90),
-			seconds(r.P99), seconds(r.Max), seconds(r.Avg)})
-	}
-	return t
+	return newTable("retry_delay", "Greylisting retry delay per day (UTC), passes after a delay", []string{
+		"day", "passes", "min_seconds", "p50_seconds", "p90_seconds", "p99_seconds", "max_seconds", "avg_seconds"},
+		rows, func(r RetryDelayRow) []any {
+			return []any{r.Day, r.Passes, seconds(r.Min), seconds(r.P50), seconds(r.P90),
+				seconds(r.P99), seconds(r.Max), seconds(r.Avg)}
+		})
 }
 
 func neverTable(rows []NeverRetriedRow) *table {
-	t := &table{key: "never_retried", title: "Triplets deferred by greylisting and never passed",
-		cols: []string{"client", "client_name", "helo", "sender", "recipient", "first_deferred",
-			"last_deferred", "deferrals"}}
-	for _, r := range rows {
-		t.rows = append(t.rows, []any{r.Client, r.ClientName, r.Helo, r.Sender, r.Recipient,
-			r.FirstDeferred.UTC(), r.LastDeferred.UTC(), r.Deferrals})
-	}
-	return t
+	return newTable("never_retried", "Triplets deferred by greylisting and never passed", []string{
+		"client", "client_name", "helo", "sender", "recipient", "first_deferred", "last_deferred", "deferrals"},
+		rows, func(r NeverRetriedRow) []any {
+			return []any{r.Client, r.ClientName, r.Helo, r.Sender, r.Recipient,
+				r.FirstDeferred.UTC(), r.LastDeferred.UTC(), r.Deferrals}
+		})
 }
 
 // cell renders a value for text and CSV; human says text.
