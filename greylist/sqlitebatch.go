@@ -45,7 +45,10 @@ func (s *SQLiteBatchStore) Decide(ctx context.Context, now time.Time, cfg *Confi
 
 // Close commits what is queued and makes later Decide calls fail. It does
 // not close the database.
-func (s *SQLiteBatchStore) Close() { s.b.close() }
+func (s *SQLiteBatchStore) Close() {
+	s.b.close()
+	s.stmts.Close()
+}
 
 // BatchStats reports the transactions run so far.
 func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.stats() }
@@ -53,6 +56,10 @@ func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.stats() }
 // flush runs the group in one transaction; results are returned only
 // after the commit.
 func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []result, err error) {
+	stmts, err := s.prepared(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("greylist: sqlite batch decide: prepare: %w", err)
+	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("greylist: sqlite batch decide: %w", err)
@@ -63,8 +70,9 @@ func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []r
 		}
 	}()
 	res = make([]result, len(group))
+	ltx := &liteTx{ctx: ctx, tx: tx, stmts: stmts}
 	for i, r := range group {
-		o, err := liteDecide(ctx, tx, liteDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k), r.cfg)
+		o, err := liteDecide(ltx, liteDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k), r.cfg)
 		if err != nil {
 			return nil, liteStatementError(fmt.Errorf("greylist: sqlite batch decide: %w", err), i)
 		}

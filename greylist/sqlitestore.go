@@ -3,7 +3,6 @@ package greylist
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -15,11 +14,58 @@ import (
 // atomic as PostgreSQL's one statement; its statements are local calls,
 // not round trips. Parameters are numbered like the PostgreSQL ones.
 type SQLiteStore struct {
-	db *sql.DB
+	db    *sql.DB
+	stmts *db.Stmts
 }
 
 // NewSQLiteStore returns a Store on a migrated database.
-func NewSQLiteStore(db *sql.DB) *SQLiteStore { return &SQLiteStore{db: db} }
+func NewSQLiteStore(d *sql.DB) *SQLiteStore { return &SQLiteStore{db: d, stmts: db.NewStmts(d)} }
+
+// liteTx runs a decision's prepared statements in one transaction.
+type liteTx struct {
+	ctx   context.Context
+	tx    *sql.Tx
+	stmts *liteStmts
+	bound liteStmts // stmts bound to tx, as they are used
+}
+
+// liteStmts are the statements of liteQueries, prepared.
+type liteStmts [len(liteQueries)]*sql.Stmt
+
+// The statements of a decision, by their index in liteQueries.
+const (
+	stAWLClient = iota
+	stAWLPair
+	stTriplet
+	stCountClient
+	stCountPair
+)
+
+var liteQueries = [...]string{liteAWLClient, liteAWLPair, liteTriplet, liteCountClient, liteCountPair}
+
+// prepared returns the decision's statements, compiled on first use
+// (db.Stmts). Call it before the transaction begins.
+func (s *SQLiteStore) prepared(ctx context.Context) (*liteStmts, error) {
+	var p liteStmts
+	for i, q := range liteQueries {
+		st, err := s.stmts.Prepare(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		p[i] = st
+	}
+	return &p, nil
+}
+
+// stmt is statement i bound to the transaction: run on its connection
+// without compiling it again (database/sql Tx.StmtContext); the
+// transaction's end closes it.
+func (t *liteTx) stmt(i int) *sql.Stmt {
+	if t.bound[i] == nil {
+		t.bound[i] = t.tx.StmtContext(t.ctx, t.stmts[i])
+	}
+	return t.bound[i]
+}
 
 // Parameters of the statements below: ?1 client_key, ?2 sender,
 // ?3 recipient, ?4 key_kind, ?5 client_net, ?6 client_addr, ?7 raw_sender,
@@ -27,13 +73,15 @@ func NewSQLiteStore(db *sql.DB) *SQLiteStore { return &SQLiteStore{db: db} }
 // ?12 max age cutoff, ?13 AWL count cutoff, ?14 AWL client passes,
 // ?15 pair AWL on. Times are Unix seconds.
 const (
+	// The auto-whitelist lookups touch the row they find and report it
+	// by the changed-row count, not RETURNING: SQLite runs RETURNING as a
+	// trigger that fills an ephemeral table (https://www.sqlite.org/lang_returning.html),
+	// which these lookups, mostly misses, would open on every decision.
 	liteAWLClient = `UPDATE greylist_awl_client SET last_seen = ?9
-	WHERE ?14 > 0 AND client_net = ?5 AND passes >= ?14 AND last_seen >= ?12
-	RETURNING passes`
+	WHERE ?14 > 0 AND client_net = ?5 AND passes >= ?14 AND last_seen >= ?12`
 
 	liteAWLPair = `UPDATE greylist_awl_pair SET last_seen = ?9, client_addr = ?6
-	WHERE ?15 AND ?8 <> '' AND client_key = ?1 AND sender_domain = ?8 AND last_seen >= ?12
-	RETURNING 1`
+	WHERE ?15 AND ?8 <> '' AND client_key = ?1 AND sender_domain = ?8 AND last_seen >= ?12`
 
 	liteExpired = `((g.passed_at IS NULL AND g.first_seen < ?11) OR (g.passed_at IS NOT NULL AND g.last_seen < ?12))`
 
@@ -72,10 +120,13 @@ const (
 // statements in the same order as PostgreSQL's one statement.
 func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (o Outcome, err error) {
 	args := liteDecideArgs(newCutoffs(now, cfg), cfg, k)
-	err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
-		o, err = liteDecide(ctx, tx, args, cfg)
-		return err
-	})
+	stmts, err := s.prepared(ctx)
+	if err == nil {
+		err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
+			o, err = liteDecide(&liteTx{ctx: ctx, tx: tx, stmts: stmts}, args, cfg)
+			return err
+		})
+	}
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: sqlite decide: %w", err)
 	}
@@ -90,17 +141,17 @@ func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
 		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
 }
 
-func liteDecide(ctx context.Context, tx *sql.Tx, args []any, cfg *Config) (Outcome, error) {
-	if hit, err := exists(ctx, tx, liteAWLClient, args); err != nil || hit {
+func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
+	if hit, err := tx.touched(stAWLClient, args); err != nil || hit {
 		return Outcome{Verdict: VerdictAWLClient}, err
 	}
-	pairHit, err := exists(ctx, tx, liteAWLPair, args)
+	pairHit, err := tx.touched(stAWLPair, args)
 	if err != nil {
 		return Outcome{}, err
 	}
 	o := Outcome{Verdict: VerdictAWLPair}
 	if !pairHit {
-		if o, err = liteTripletUpsert(ctx, tx, args); err != nil {
+		if o, err = tx.tripletUpsert(args); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -108,33 +159,34 @@ func liteDecide(ctx context.Context, tx *sql.Tx, args []any, cfg *Config) (Outco
 		return o, nil
 	}
 	if cfg.AWLClientPasses > 0 {
-		if _, err := tx.ExecContext(ctx, liteCountClient, args...); err != nil {
+		if _, err := tx.stmt(stCountClient).ExecContext(tx.ctx, args...); err != nil {
 			return Outcome{}, err
 		}
 	}
 	if !pairHit && cfg.AWLPair && args[7] != "" {
-		if _, err := tx.ExecContext(ctx, liteCountPair, args...); err != nil {
+		if _, err := tx.stmt(stCountPair).ExecContext(tx.ctx, args...); err != nil {
 			return Outcome{}, err
 		}
 	}
 	return o, nil
 }
 
-func exists(ctx context.Context, tx *sql.Tx, q string, args []any) (bool, error) {
-	var n int
-	err := tx.QueryRowContext(ctx, q, args...).Scan(&n)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
+// touched runs the UPDATE statement i and reports whether it changed a row.
+func (t *liteTx) touched(i int, args []any) (bool, error) {
+	res, err := t.stmt(i).ExecContext(t.ctx, args...)
+	if err != nil {
+		return false, err
 	}
-	return err == nil, err
+	n, err := res.RowsAffected()
+	return n > 0, err
 }
 
-func liteTripletUpsert(ctx context.Context, tx *sql.Tx, args []any) (Outcome, error) {
+func (t *liteTx) tripletUpsert(args []any) (Outcome, error) {
 	var (
 		first, attempts, passes int64
 		passed                  sql.NullInt64
 	)
-	if err := tx.QueryRowContext(ctx, liteTriplet, args...).Scan(&first, &passed, &attempts, &passes); err != nil {
+	if err := t.stmt(stTriplet).QueryRowContext(t.ctx, args...).Scan(&first, &passed, &attempts, &passes); err != nil {
 		return Outcome{}, err
 	}
 	var pt *time.Time
