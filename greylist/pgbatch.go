@@ -5,9 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -15,8 +18,9 @@ import (
 )
 
 // PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
-// calls are sent together as one pgx batch of the pgDecide statement, one
-// per decision. pgx sends a batch as one pipeline ending in a single Sync,
+// calls are sent together, as one pgDecideSet statement for the whole
+// group when no two of them share a row (pgSetEligible), else as one pgx
+// batch of the pgDecide statement, one per decision. pgx sends a batch as one pipeline ending in a single Sync,
 // so it is one round trip and, without BEGIN in it, one implicit
 // transaction with one commit (pgx Conn.SendBatch; PostgreSQL docs,
 // "Frontend/Backend Protocol", "Message Flow", "Pipelining"). The
@@ -56,8 +60,17 @@ func (s *PGBatchStore) BatchStats() BatchStats { return s.b.stats() }
 // committed nothing and failed for a reason a new attempt may not meet.
 func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, error) {
 	order := pgLockOrder(group)
-	res, err := s.sendBatch(ctx, group, order)
+	send := s.sendBatch
+	if pgSetEligible(group) {
+		send = s.sendSet
+	}
+	res, err := send(ctx, group, order)
 	if err != nil && pgResend(err) && ctx.Err() == nil {
+		res, err = send(ctx, group, order)
+	}
+	if err != nil && pgStatementError(err, -1) != err && ctx.Err() == nil {
+		// The set statement failed on some row's values: one statement per
+		// decision tells which (the failed transaction committed nothing).
 		res, err = s.sendBatch(ctx, group, order)
 	}
 	if err != nil {
@@ -112,6 +125,115 @@ func (s *PGBatchStore) sendBatch(ctx context.Context, group []*request, order []
 		return nil, err
 	}
 	return res, nil
+}
+
+// sendSet runs the group as one pgDecideSet statement, in lock order.
+func (s *PGBatchStore) sendSet(ctx context.Context, group []*request, order []int) ([]result, error) {
+	cfg := group[0].cfg
+	n := len(group)
+	var (
+		clientKeys, senders, rcpts, kinds, raws, domains = make([]string, n), make([]string, n),
+			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		nets  = make([]netip.Prefix, n)
+		addrs = make([]netip.Addr, n)
+		nows  = make([]time.Time, n)
+	)
+	for j, i := range order {
+		k := &group[i].k
+		clientKeys[j], senders[j], rcpts[j], kinds[j] = k.ClientKey, k.Sender, k.Recipient, k.Kind
+		nets[j], addrs[j], raws[j], domains[j] = k.Net, k.Addr, k.RawSender, k.SenderDomain
+		nows[j] = newCutoffs(group[i].now, cfg).now
+	}
+	rows, err := s.pool.Query(ctx, pgDecideSet, clientKeys, senders, rcpts, kinds, nets, addrs, raws, domains, nows,
+		pgInterval(cfg.Delay), pgInterval(cfg.RetryWindow), pgInterval(cfg.MaxAge), pgInterval(cfg.AWLCountInterval),
+		cfg.AWLClientPasses, cfg.AWLPair)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	res := make([]result, n)
+	j := 0
+	for ; rows.Next(); j++ {
+		var row pgDecideRow
+		if j >= n {
+			return nil, fmt.Errorf("set statement returned more than %d rows", n)
+		}
+		if err := rows.Scan(row.dest()...); err != nil {
+			return nil, err
+		}
+		res[order[j]].o, res[order[j]].err = row.outcome()
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if j != n {
+		return nil, fmt.Errorf("set statement returned %d rows for %d decisions", j, n)
+	}
+	return res, nil
+}
+
+// pgInterval writes d as an interval PostgreSQL parses exactly, to the
+// microsecond (its resolution).
+func pgInterval(d time.Duration) string {
+	return strconv.FormatInt(d.Microseconds(), 10) + " microseconds"
+}
+
+// pgSetEligible reports whether pgDecideSet may decide group: every
+// decision runs with the same durations, no two share a triplet, a client
+// network (when the client auto-whitelist counts) or a (client key,
+// sender domain) pair (when the pair auto-whitelist is on), and every
+// value is one the schema takes (valid UTF-8 without NUL, a known key
+// kind), so a failing row is rare enough to be found by resending the
+// group one statement per decision.
+func pgSetEligible(group []*request) bool {
+	cfg := group[0].cfg
+	triplets := make(map[[3]string]bool, len(group))
+	nets := make(map[netip.Prefix]bool, len(group))
+	pairs := make(map[[2]string]bool, len(group))
+	for _, r := range group {
+		k := &r.k
+		if !sameDurations(r.cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
+			!pgText(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) {
+			return false
+		}
+		t := [3]string{k.ClientKey, k.Sender, k.Recipient}
+		if triplets[t] {
+			return false
+		}
+		triplets[t] = true
+		if cfg.AWLClientPasses > 0 {
+			if nets[k.Net] {
+				return false
+			}
+			nets[k.Net] = true
+		}
+		if cfg.AWLPair && k.SenderDomain != "" {
+			p := [2]string{k.ClientKey, k.SenderDomain}
+			if pairs[p] {
+				return false
+			}
+			pairs[p] = true
+		}
+	}
+	return true
+}
+
+// sameDurations reports whether a and b decide alike: pgDecideSet takes
+// one set of durations for the whole group.
+func sameDurations(a, b *Config) bool {
+	return a == b || (a.Delay == b.Delay && a.RetryWindow == b.RetryWindow && a.MaxAge == b.MaxAge &&
+		a.AWLCountInterval == b.AWLCountInterval && a.AWLClientPasses == b.AWLClientPasses && a.AWLPair == b.AWLPair)
+}
+
+// pgText reports whether PostgreSQL's text type takes every s: valid
+// UTF-8 (the database's encoding, migrations) without NUL.
+func pgText(ss ...string) bool {
+	for _, s := range ss {
+		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // pgStatementError marks an error caused by request row's own values: a

@@ -241,3 +241,96 @@ func (s *PGStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (
 	}
 	return p.verdict(c), nil
 }
+
+// pgDecideSet is pgDecide for many decisions in one statement: row i of
+// the arrays $1 to $9 is decision i, and result row i its answer (ordered
+// by ord). It runs the same steps as pgDecide, each a set-based statement
+// over all the rows, so the executor starts once per group instead of
+// once per decision. It is only sent for a group in which no two
+// decisions share a triplet, a client network (with awl_client_passes on)
+// or a (client key, sender domain) pair (with awl_pair on): then no two
+// rows touch the same database row, each CTE modifies every row at most
+// once, as PostgreSQL requires, and the result is the one the decisions
+// would get one after the other (pgSetEligible). The durations are the
+// same for the whole group ($10 to $13, intervals); each row's cutoffs
+// are its own time minus them, as newCutoffs computes them.
+const pgDecideSet = `
+WITH input AS (
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::cidr[], $6::inet[],
+		$7::text[], $8::text[], $9::timestamptz[])
+		WITH ORDINALITY AS i (client_key, sender, recipient, key_kind, client_net, client_addr,
+			raw_sender, sender_domain, now, ord)
+), awl_client AS (
+	UPDATE greylist_awl_client AS a SET last_seen = i.now
+	FROM input i
+	WHERE $14::int > 0 AND a.client_net = i.client_net AND a.passes >= $14::int
+		AND a.last_seen >= i.now - $12::interval
+	RETURNING i.ord
+), awl_pair AS (
+	UPDATE greylist_awl_pair AS p SET last_seen = i.now, client_addr = i.client_addr
+	FROM input i
+	WHERE $15::bool AND i.sender_domain <> '' AND p.client_key = i.client_key
+		AND p.sender_domain = i.sender_domain AND p.last_seen >= i.now - $12::interval
+		AND NOT EXISTS (SELECT FROM awl_client c WHERE c.ord = i.ord)
+	RETURNING i.ord
+), triplet AS (
+	INSERT INTO greylist_triplet AS g (client_key, sender, recipient, key_kind, client_net, client_addr,
+		raw_sender, first_seen, last_seen, passed_at, attempts, passes)
+	SELECT i.client_key, i.sender, i.recipient, i.key_kind, i.client_net, i.client_addr, i.raw_sender,
+		i.now, i.now, NULL, 1, 0
+	FROM input i
+	WHERE NOT EXISTS (SELECT FROM awl_client c WHERE c.ord = i.ord)
+		AND NOT EXISTS (SELECT FROM awl_pair p WHERE p.ord = i.ord)
+	ORDER BY i.ord
+	ON CONFLICT (client_key, sender, recipient) DO UPDATE SET
+		first_seen = CASE WHEN ` + pgSetExpired + ` THEN EXCLUDED.last_seen ELSE g.first_seen END,
+		passed_at = CASE WHEN ` + pgSetExpired + ` THEN NULL
+			WHEN g.passed_at IS NOT NULL THEN g.passed_at
+			WHEN g.first_seen <= EXCLUDED.last_seen - $10::interval THEN EXCLUDED.last_seen END,
+		attempts = CASE WHEN ` + pgSetExpired + ` THEN 1 ELSE g.attempts + 1 END,
+		passes = CASE WHEN ` + pgSetExpired + ` THEN 0
+			WHEN g.passed_at IS NOT NULL OR g.first_seen <= EXCLUDED.last_seen - $10::interval THEN g.passes + 1
+			ELSE g.passes END,
+		last_seen = EXCLUDED.last_seen, client_net = EXCLUDED.client_net, client_addr = EXCLUDED.client_addr,
+		raw_sender = EXCLUDED.raw_sender
+	RETURNING g.client_key, g.sender, g.recipient, g.first_seen, g.passed_at, g.attempts, g.passes
+), counted AS (
+	SELECT i.* FROM input i
+	WHERE EXISTS (SELECT FROM triplet t WHERE t.client_key = i.client_key AND t.sender = i.sender
+			AND t.recipient = i.recipient AND t.passes > 0)
+		OR EXISTS (SELECT FROM awl_pair p WHERE p.ord = i.ord)
+), count_client AS (
+	INSERT INTO greylist_awl_client AS a (client_net, client_addr, first_seen, last_seen, last_counted, passes)
+	SELECT i.client_net, i.client_addr, i.now, i.now, i.now, 1
+	FROM counted i
+	WHERE $14 > 0
+	ORDER BY i.ord
+	ON CONFLICT (client_net) DO UPDATE SET
+		passes = CASE WHEN a.last_seen < EXCLUDED.last_seen - $12 THEN 1
+			WHEN a.last_counted <= EXCLUDED.last_seen - $13::interval THEN a.passes + 1 ELSE a.passes END,
+		last_counted = CASE WHEN a.last_seen < EXCLUDED.last_seen - $12
+			OR a.last_counted <= EXCLUDED.last_seen - $13 THEN EXCLUDED.last_seen ELSE a.last_counted END,
+		first_seen = CASE WHEN a.last_seen < EXCLUDED.last_seen - $12 THEN EXCLUDED.last_seen ELSE a.first_seen END,
+		last_seen = EXCLUDED.last_seen, client_addr = EXCLUDED.client_addr
+), count_pair AS (
+	INSERT INTO greylist_awl_pair AS p (client_key, sender_domain, key_kind, client_net, client_addr, first_seen, last_seen)
+	SELECT i.client_key, i.sender_domain, i.key_kind, i.client_net, i.client_addr, i.now, i.now
+	FROM input i
+	WHERE $15 AND i.sender_domain <> '' AND EXISTS (SELECT FROM triplet t WHERE t.client_key = i.client_key
+		AND t.sender = i.sender AND t.recipient = i.recipient AND t.passes > 0)
+	ORDER BY i.ord
+	ON CONFLICT (client_key, sender_domain) DO UPDATE SET
+		first_seen = CASE WHEN p.last_seen < EXCLUDED.last_seen - $12 THEN EXCLUDED.last_seen ELSE p.first_seen END,
+		last_seen = EXCLUDED.last_seen, client_net = EXCLUDED.client_net, client_addr = EXCLUDED.client_addr
+)
+SELECT EXISTS (SELECT FROM awl_client c WHERE c.ord = i.ord), EXISTS (SELECT FROM awl_pair p WHERE p.ord = i.ord),
+	t.first_seen, t.passed_at, t.attempts, t.passes
+FROM (SELECT set_config('synchronous_commit', 'off', true)) AS sc
+CROSS JOIN input i
+LEFT JOIN triplet t ON t.client_key = i.client_key AND t.sender = i.sender AND t.recipient = i.recipient
+ORDER BY i.ord`
+
+// pgSetExpired is pgExpired with the row's own cutoffs ($11 the retry
+// window, $12 max age).
+const pgSetExpired = `((g.passed_at IS NULL AND g.first_seen < EXCLUDED.last_seen - $11::interval)
+	OR (g.passed_at IS NOT NULL AND g.last_seen < EXCLUDED.last_seen - $12::interval))`

@@ -1,0 +1,143 @@
+package greylist
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
+)
+
+// The set statement decides a group as the decisions one after the other
+// would: a random workload with few clients, senders and recipients (so
+// triplets pass, expire and auto-whitelist their clients and pairs) goes
+// one statement per decision (pgDecide) to one database and in eligible
+// groups (pgDecideSet) to another; every outcome and, at the end, every
+// row must agree.
+func TestPGDecideSetMatchesOneByOne(t *testing.T) {
+	one, set := dbtest.Open(t, db.Postgres), dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
+	seq, batch := NewPGStore(one.PG), &PGBatchStore{PGStore: NewPGStore(set.PG)}
+	cfg := DefaultConfig()
+	cfg.AWLClientPasses, cfg.AWLCountInterval = 3, 30*time.Minute
+	rng := rand.New(rand.NewPCG(1, 2))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var sets int
+	seen := map[Verdict]int{}
+	var prev []*request
+	for round := range 1000 {
+		now = now.Add(time.Duration(rng.IntN(int(cfg.Delay*3/2/time.Second))) * time.Second)
+		switch round % 331 {
+		case 96, 193:
+			now = now.Add(cfg.RetryWindow) // pending rounds expire
+		case 330:
+			now = now.Add(cfg.MaxAge) // passes and auto-whitelistings expire
+		}
+		group := randomGroup(rng, &cfg, now)
+		if prev != nil && rng.IntN(3) == 0 {
+			group[0].k = prev[rng.IntN(len(prev))].k // a retry, often early
+		}
+		prev = group
+		if !pgSetEligible(group) {
+			continue
+		}
+		sets++
+		got, err := batch.sendSet(ctx, group, pgLockOrder(group))
+		if err != nil {
+			t.Fatalf("round %d: set statement: %v", round, err)
+		}
+		for i, r := range group {
+			want, err := seq.Decide(ctx, r.now, r.cfg, r.k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got[i].err != nil || got[i].o != want {
+				t.Fatalf("round %d, %s: set %+v (%v), one by one %+v", round, r.k.ClientKey+" "+r.k.Sender+" "+r.k.Recipient, got[i].o, got[i].err, want)
+			}
+			seen[want.Verdict]++
+		}
+	}
+	if sets < 300 || len(seen) != len(verdictNames) {
+		t.Fatalf("%d eligible groups, verdicts %v: the workload tests too little", sets, seen)
+	}
+	for _, table := range []string{"greylist_triplet", "greylist_awl_client", "greylist_awl_pair"} {
+		if a, b := dumpTable(t, one, table), dumpTable(t, set, table); a != b {
+			t.Errorf("%s differs:\none by one:\n%s\nset:\n%s", table, a, b)
+		}
+	}
+}
+
+// randomGroup is one to six decisions at about now among 24 client
+// networks, 6 senders in 3 domains or the null sender, and 4 recipients.
+func randomGroup(rng *rand.Rand, cfg *Config, now time.Time) []*request {
+	group := make([]*request, 1+rng.IntN(6))
+	for i := range group {
+		addr := netip.AddrFrom4([4]byte{192, 0, byte(2 + rng.IntN(24)), 10})
+		sender := fmt.Sprintf("u%d@d%d.example", rng.IntN(6), rng.IntN(3))
+		if rng.IntN(5) == 0 {
+			sender = "" // no pair auto-whitelist: passes become "known"
+		}
+		spf := ""
+		if rng.IntN(4) == 0 {
+			spf = "pool.example"
+		}
+		k := cfg.KeyFor(addr, sender, fmt.Sprintf("r%d@local.test", rng.IntN(4)), spf)
+		group[i] = &request{now: now.Add(time.Duration(rng.IntN(3)) * time.Second), cfg: cfg, k: k}
+	}
+	return group
+}
+
+func dumpTable(t *testing.T, d *db.DB, table string) string {
+	t.Helper()
+	rows, err := d.PG.Query(dbtest.Context(t), "SELECT t::text FROM "+table+" t ORDER BY 1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(s + "\n")
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+func TestPGSetEligible(t *testing.T) {
+	cfg := DefaultConfig()
+	other := cfg
+	other.Delay++
+	at := func(ip, sender, rcpt string) Key {
+		return cfg.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")
+	}
+	req := func(k Key) *request { return &request{cfg: &cfg, k: k} }
+	bad := at("192.0.2.9", "a@x.example", "r@y.example")
+	bad.Kind = "bogus"
+	nul := at("192.0.2.9", "a\x00@x.example", "r@y.example")
+	for _, c := range []struct {
+		name  string
+		group []*request
+		want  bool
+	}{
+		{"distinct", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("198.51.100.1", "b@z.example", "r@y.example"))}, true},
+		{"one triplet twice", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("192.0.2.2", "a@x.example", "r@y.example"))}, false},
+		{"one client network", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("192.0.2.2", "b@z.example", "s@y.example"))}, false},
+		{"one pair", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), {cfg: &cfg, k: cfg.KeyFor(netip.MustParseAddr("192.0.2.1"), "b@x.example", "s@y.example", "")}}, false},
+		{"other durations", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), {cfg: &other, k: at("198.51.100.1", "b@z.example", "r@y.example")}}, false},
+		{"key kind the schema refuses", []*request{req(bad)}, false},
+		{"NUL", []*request{req(nul)}, false},
+	} {
+		if got := pgSetEligible(c.group); got != c.want {
+			t.Errorf("%s: eligible %v, want %v", c.name, got, c.want)
+		}
+	}
+}
