@@ -18,9 +18,9 @@ import (
 )
 
 // PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
-// calls are sent together, as one pgDecideSet statement for the whole
-// group when no two of them share a row (pgSetEligible), else as one pgx
-// batch of the pgDecide statement, one per decision. pgx sends a batch as one pipeline ending in a single Sync,
+// calls are sent together, in one pgx batch: one pgDecideSet statement for
+// the decisions of the group that share no row (pgSetSplit), then one
+// pgDecide statement for each of the others. pgx sends a batch as one pipeline ending in a single Sync,
 // so it is one round trip and, without BEGIN in it, one implicit
 // transaction with one commit (pgx Conn.SendBatch; PostgreSQL docs,
 // "Frontend/Backend Protocol", "Message Flow", "Pipelining"). The
@@ -60,21 +60,17 @@ func (s *PGBatchStore) BatchStats() BatchStats { return s.b.stats() }
 // committed nothing and failed for a reason a new attempt may not meet.
 func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, error) {
 	order := pgLockOrder(group)
-	send := s.sendBatch
-	if pgSetEligible(group) {
-		send = s.sendSet
-	}
-	res, err := send(ctx, group, order)
+	res, err := s.sendGroup(ctx, group, order, true)
 	if err != nil && pgResend(err) && ctx.Err() == nil {
-		res, err = send(ctx, group, order)
+		res, err = s.sendGroup(ctx, group, order, true)
 	}
-	if err != nil && pgStatementError(err, -1) != err && ctx.Err() == nil {
+	var re *rowError
+	if errors.As(err, &re) && re.row < 0 && ctx.Err() == nil {
 		// The set statement failed on some row's values: one statement per
 		// decision tells which (the failed transaction committed nothing).
-		res, err = s.sendBatch(ctx, group, order)
+		res, err = s.sendGroup(ctx, group, order, false)
 	}
 	if err != nil {
-		var re *rowError
 		if errors.As(err, &re) {
 			re.err = fmt.Errorf("greylist: postgres batch decide: %w", re.err)
 			return nil, re
@@ -103,17 +99,36 @@ func pgLockOrder(group []*request) []int {
 	return order
 }
 
-// sendBatch runs the group in one round trip. Outcomes are only returned
-// once Close has read the Sync's answer, that is after the commit.
-func (s *PGBatchStore) sendBatch(ctx context.Context, group []*request, order []int) ([]result, error) {
+// sendGroup runs the group in one round trip and one transaction: with
+// set, the decisions pgSetSplit picks as one pgDecideSet statement, then
+// the others one pgDecide each, in lock order; without, every decision
+// one pgDecide. The decisions of the set statement share no row, so they
+// are decided as if one after the other, and the rest come after them.
+// Outcomes are only returned once Close has read the Sync's answer, that
+// is after the commit. A failing statement's error is a *rowError naming
+// its decision, or row -1 for the set statement.
+func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []int, set bool) ([]result, error) {
+	inSet, rest := []int(nil), order
+	if set {
+		inSet, rest = pgSetSplit(group, order)
+	}
 	batch := &pgx.Batch{}
-	for _, i := range order {
+	if len(inSet) > 0 {
+		batch.Queue(pgDecideSet, pgDecideSetArgs(group, inSet)...)
+	}
+	for _, i := range rest {
 		r := group[i]
 		batch.Queue(pgDecide, pgDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k)...)
 	}
 	br := s.pool.SendBatch(ctx, batch)
 	res := make([]result, len(group))
-	for _, i := range order {
+	if len(inSet) > 0 {
+		if err := scanSet(br, inSet, res); err != nil {
+			_ = br.Close()
+			return nil, pgStatementError(err, -1)
+		}
+	}
+	for _, i := range rest {
 		var row pgDecideRow
 		if err := br.QueryRow().Scan(row.dest()...); err != nil {
 			_ = br.Close()
@@ -127,10 +142,39 @@ func (s *PGBatchStore) sendBatch(ctx context.Context, group []*request, order []
 	return res, nil
 }
 
-// sendSet runs the group as one pgDecideSet statement, in lock order.
-func (s *PGBatchStore) sendSet(ctx context.Context, group []*request, order []int) ([]result, error) {
-	cfg := group[0].cfg
-	n := len(group)
+// scanSet reads pgDecideSet's rows, one per decision of inSet, in order.
+func scanSet(br pgx.BatchResults, inSet []int, res []result) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	j := 0
+	for ; rows.Next(); j++ {
+		if j >= len(inSet) {
+			return fmt.Errorf("set statement returned more than %d rows", len(inSet))
+		}
+		var row pgDecideRow
+		if err := rows.Scan(row.dest()...); err != nil {
+			return err
+		}
+		res[inSet[j]].o, res[inSet[j]].err = row.outcome()
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if j != len(inSet) {
+		return fmt.Errorf("set statement returned %d rows for %d decisions", j, len(inSet))
+	}
+	return nil
+}
+
+// pgDecideSetArgs are pgDecideSet's parameters for the decisions inSet of
+// group: the arrays $1 to $9, then the durations and the auto-whitelist
+// settings, which pgSetSplit made the same for all of them.
+func pgDecideSetArgs(group []*request, inSet []int) []any {
+	cfg := group[inSet[0]].cfg
+	n := len(inSet)
 	var (
 		clientKeys, senders, rcpts, kinds, raws, domains = make([]string, n), make([]string, n),
 			make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -138,38 +182,15 @@ func (s *PGBatchStore) sendSet(ctx context.Context, group []*request, order []in
 		addrs = make([]netip.Addr, n)
 		nows  = make([]time.Time, n)
 	)
-	for j, i := range order {
+	for j, i := range inSet {
 		k := &group[i].k
 		clientKeys[j], senders[j], rcpts[j], kinds[j] = k.ClientKey, k.Sender, k.Recipient, k.Kind
 		nets[j], addrs[j], raws[j], domains[j] = k.Net, k.Addr, k.RawSender, k.SenderDomain
 		nows[j] = newCutoffs(group[i].now, cfg).now
 	}
-	rows, err := s.pool.Query(ctx, pgDecideSet, clientKeys, senders, rcpts, kinds, nets, addrs, raws, domains, nows,
+	return []any{clientKeys, senders, rcpts, kinds, nets, addrs, raws, domains, nows,
 		pgInterval(cfg.Delay), pgInterval(cfg.RetryWindow), pgInterval(cfg.MaxAge), pgInterval(cfg.AWLCountInterval),
-		cfg.AWLClientPasses, cfg.AWLPair)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	res := make([]result, n)
-	j := 0
-	for ; rows.Next(); j++ {
-		var row pgDecideRow
-		if j >= n {
-			return nil, fmt.Errorf("set statement returned more than %d rows", n)
-		}
-		if err := rows.Scan(row.dest()...); err != nil {
-			return nil, err
-		}
-		res[order[j]].o, res[order[j]].err = row.outcome()
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if j != n {
-		return nil, fmt.Errorf("set statement returned %d rows for %d decisions", j, n)
-	}
-	return res, nil
+		cfg.AWLClientPasses, cfg.AWLPair}
 }
 
 // pgInterval writes d as an interval PostgreSQL parses exactly, to the
@@ -178,44 +199,34 @@ func pgInterval(d time.Duration) string {
 	return strconv.FormatInt(d.Microseconds(), 10) + " microseconds"
 }
 
-// pgSetEligible reports whether pgDecideSet may decide group: every
-// decision runs with the same durations, no two share a triplet, a client
-// network (when the client auto-whitelist counts) or a (client key,
-// sender domain) pair (when the pair auto-whitelist is on), and every
-// value is one the schema takes (valid UTF-8 without NUL, a known key
-// kind), so a failing row is rare enough to be found by resending the
-// group one statement per decision.
-func pgSetEligible(group []*request) bool {
-	cfg := group[0].cfg
-	triplets := make(map[[3]string]bool, len(group))
-	nets := make(map[netip.Prefix]bool, len(group))
-	pairs := make(map[[2]string]bool, len(group))
-	for _, r := range group {
-		k := &r.k
-		if !sameDurations(r.cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
-			!pgText(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) {
-			return false
+// pgSetSplit divides order (the group in lock order) into the decisions
+// one pgDecideSet statement may take and the rest, each in lock order.
+// The set takes, in order, every decision that runs with the durations
+// of the first, whose values the schema takes (pgText, a known key kind),
+// and that shares no triplet, client network (when the client
+// auto-whitelist counts) or (client key, sender domain) pair (when the
+// pair auto-whitelist is on) with one already taken: so no two of them
+// touch the same row. The rest (a retry of a triplet in the set, another
+// message from one of its client networks) follow one statement each.
+func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
+	cfg := group[order[0]].cfg
+	triplets := make(map[[3]string]bool, len(order))
+	nets := make(map[netip.Prefix]bool, len(order))
+	pairs := make(map[[2]string]bool, len(order))
+	for _, i := range order {
+		k := &group[i].k
+		t, p := [3]string{k.ClientKey, k.Sender, k.Recipient}, [2]string{k.ClientKey, k.SenderDomain}
+		usesNet, usesPair := cfg.AWLClientPasses > 0, cfg.AWLPair && k.SenderDomain != ""
+		if !sameDurations(group[i].cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
+			!pgText(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) ||
+			triplets[t] || (usesNet && nets[k.Net]) || (usesPair && pairs[p]) {
+			rest = append(rest, i)
+			continue
 		}
-		t := [3]string{k.ClientKey, k.Sender, k.Recipient}
-		if triplets[t] {
-			return false
-		}
-		triplets[t] = true
-		if cfg.AWLClientPasses > 0 {
-			if nets[k.Net] {
-				return false
-			}
-			nets[k.Net] = true
-		}
-		if cfg.AWLPair && k.SenderDomain != "" {
-			p := [2]string{k.ClientKey, k.SenderDomain}
-			if pairs[p] {
-				return false
-			}
-			pairs[p] = true
-		}
+		inSet = append(inSet, i)
+		triplets[t], nets[k.Net], pairs[p] = true, usesNet, usesPair
 	}
-	return true
+	return inSet, rest
 }
 
 // sameDurations reports whether a and b decide alike: pgDecideSet takes

@@ -12,13 +12,14 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
 
-// The set statement decides a group as the decisions one after the other
-// would: a random workload with few clients, senders and recipients (so
-// triplets pass, expire and auto-whitelist their clients and pairs) goes
-// one statement per decision (pgDecide) to one database and in eligible
-// groups (pgDecideSet) to another; every outcome and, at the end, every
-// row must agree.
-func TestPGDecideSetMatchesOneByOne(t *testing.T) {
+// A group decides as its decisions one after the other would: the set
+// statement's first, then the rest. A random workload with few clients,
+// senders and recipients (so triplets are retried early, pass, expire and
+// auto-whitelist their clients and pairs, and groups hold the same
+// triplet or client network twice) goes in groups to one database
+// (sendGroup) and one statement per decision (pgDecide) to another, in
+// that order; every outcome and, at the end, every row must agree.
+func TestPGGroupMatchesOneByOne(t *testing.T) {
 	one, set := dbtest.Open(t, db.Postgres), dbtest.Open(t, db.Postgres)
 	ctx := dbtest.Context(t)
 	seq, batch := NewPGStore(one.PG), &PGBatchStore{PGStore: NewPGStore(set.PG)}
@@ -26,9 +27,9 @@ func TestPGDecideSetMatchesOneByOne(t *testing.T) {
 	cfg.AWLClientPasses, cfg.AWLCountInterval = 3, 30*time.Minute
 	rng := rand.New(rand.NewPCG(1, 2))
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	var sets int
 	seen := map[Verdict]int{}
 	var prev []*request
+	var split int
 	for round := range 1000 {
 		now = now.Add(time.Duration(rng.IntN(int(cfg.Delay*3/2/time.Second))) * time.Second)
 		switch round % 331 {
@@ -42,31 +43,33 @@ func TestPGDecideSetMatchesOneByOne(t *testing.T) {
 			group[0].k = prev[rng.IntN(len(prev))].k // a retry, often early
 		}
 		prev = group
-		if !pgSetEligible(group) {
-			continue
-		}
-		sets++
-		got, err := batch.sendSet(ctx, group, pgLockOrder(group))
+		order := pgLockOrder(group)
+		got, err := batch.sendGroup(ctx, group, order, true)
 		if err != nil {
-			t.Fatalf("round %d: set statement: %v", round, err)
+			t.Fatalf("round %d: %v", round, err)
 		}
-		for i, r := range group {
+		inSet, rest := pgSetSplit(group, order)
+		if len(inSet) > 0 && len(rest) > 0 {
+			split++
+		}
+		for _, i := range append(inSet, rest...) {
+			r := group[i]
 			want, err := seq.Decide(ctx, r.now, r.cfg, r.k)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got[i].err != nil || got[i].o != want {
-				t.Fatalf("round %d, %s: set %+v (%v), one by one %+v", round, r.k.ClientKey+" "+r.k.Sender+" "+r.k.Recipient, got[i].o, got[i].err, want)
+				t.Fatalf("round %d, %s %s %s: group %+v (%v), one by one %+v", round, r.k.ClientKey, r.k.Sender, r.k.Recipient, got[i].o, got[i].err, want)
 			}
 			seen[want.Verdict]++
 		}
 	}
-	if sets < 300 || len(seen) != len(verdictNames) {
-		t.Fatalf("%d eligible groups, verdicts %v: the workload tests too little", sets, seen)
+	if split < 100 || len(seen) != len(verdictNames) {
+		t.Fatalf("%d groups split, verdicts %v: the workload tests too little", split, seen)
 	}
 	for _, table := range []string{"greylist_triplet", "greylist_awl_client", "greylist_awl_pair"} {
 		if a, b := dumpTable(t, one, table), dumpTable(t, set, table); a != b {
-			t.Errorf("%s differs:\none by one:\n%s\nset:\n%s", table, a, b)
+			t.Errorf("%s differs:\none by one:\n%s\ngroups:\n%s", table, a, b)
 		}
 	}
 }
@@ -112,32 +115,33 @@ func dumpTable(t *testing.T, d *db.DB, table string) string {
 	return b.String()
 }
 
-func TestPGSetEligible(t *testing.T) {
+func TestPGSetSplit(t *testing.T) {
 	cfg := DefaultConfig()
 	other := cfg
 	other.Delay++
-	at := func(ip, sender, rcpt string) Key {
-		return cfg.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")
+	at := func(ip, sender, rcpt string) *request {
+		return &request{cfg: &cfg, k: cfg.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")}
 	}
-	req := func(k Key) *request { return &request{cfg: &cfg, k: k} }
-	bad := at("192.0.2.9", "a@x.example", "r@y.example")
-	bad.Kind = "bogus"
-	nul := at("192.0.2.9", "a\x00@x.example", "r@y.example")
+	bogus := at("192.0.2.9", "a@x.example", "r@y.example")
+	bogus.k.Kind = "bogus"
+	otherDurations := at("203.0.113.1", "b@z.example", "r@y.example")
+	otherDurations.cfg = &other
 	for _, c := range []struct {
 		name  string
 		group []*request
-		want  bool
+		set   int // how many of the group, from the first, the set takes
 	}{
-		{"distinct", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("198.51.100.1", "b@z.example", "r@y.example"))}, true},
-		{"one triplet twice", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("192.0.2.2", "a@x.example", "r@y.example"))}, false},
-		{"one client network", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), req(at("192.0.2.2", "b@z.example", "s@y.example"))}, false},
-		{"one pair", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), {cfg: &cfg, k: cfg.KeyFor(netip.MustParseAddr("192.0.2.1"), "b@x.example", "s@y.example", "")}}, false},
-		{"other durations", []*request{req(at("192.0.2.1", "a@x.example", "r@y.example")), {cfg: &other, k: at("198.51.100.1", "b@z.example", "r@y.example")}}, false},
-		{"key kind the schema refuses", []*request{req(bad)}, false},
-		{"NUL", []*request{req(nul)}, false},
+		{"distinct", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), at("198.51.100.1", "b@z.example", "r@y.example")}, 2},
+		{"one triplet twice", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), at("192.0.2.2", "a@x.example", "r@y.example")}, 1},
+		{"one client network", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), at("192.0.2.2", "b@z.example", "s@y.example")}, 1},
+		{"one pair", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), at("192.0.2.1", "b@x.example", "s@y.example")}, 1},
+		{"other durations", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), otherDurations}, 1},
+		{"key kind the schema refuses", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), bogus}, 1},
+		{"NUL", []*request{at("192.0.2.1", "a@x.example", "r@y.example"), at("192.0.2.9", "a\x00@x.example", "r@y.example")}, 1},
 	} {
-		if got := pgSetEligible(c.group); got != c.want {
-			t.Errorf("%s: eligible %v, want %v", c.name, got, c.want)
+		inSet, rest := pgSetSplit(c.group, []int{0, 1})
+		if len(inSet) != c.set || len(rest) != len(c.group)-c.set || inSet[0] != 0 {
+			t.Errorf("%s: set %v, rest %v; want the first %d in the set", c.name, inSet, rest, c.set)
 		}
 	}
 }

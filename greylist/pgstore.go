@@ -246,14 +246,14 @@ func (s *PGStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (
 // the arrays $1 to $9 is decision i, and result row i its answer (ordered
 // by ord). It runs the same steps as pgDecide, each a set-based statement
 // over all the rows, so the executor starts once per group instead of
-// once per decision. It is only sent for a group in which no two
-// decisions share a triplet, a client network (with awl_client_passes on)
-// or a (client key, sender domain) pair (with awl_pair on): then no two
-// rows touch the same database row, each CTE modifies every row at most
-// once, as PostgreSQL requires, and the result is the one the decisions
-// would get one after the other (pgSetEligible). The durations are the
-// same for the whole group ($10 to $13, intervals); each row's cutoffs
-// are its own time minus them, as newCutoffs computes them.
+// once per decision. It only gets decisions of which no two share a
+// triplet, a client network (with awl_client_passes on) or a (client key,
+// sender domain) pair (with awl_pair on), pgSetSplit: then no two rows
+// touch the same database row, each CTE modifies every row at most once,
+// as PostgreSQL requires, and each decision gets what it would get alone.
+// The durations are the same for all of them ($10 to $13, intervals);
+// each row's cutoffs are its own time minus them, as newCutoffs computes
+// them.
 const pgDecideSet = `
 WITH input AS (
 	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::cidr[], $6::inet[],
