@@ -53,6 +53,7 @@ type Server struct {
 	base       context.Context // every request's ctx; Shutdown cancels it
 	cancelBase context.CancelFunc
 	warns      *warnLimiter
+	poller     *poller       // parks idle connections; nil: each waits in a goroutine
 	grace      time.Duration // Shutdown's wait for cancelled decisions
 	idleSeq    atomic.Uint64 // stamps connections as they turn idle
 	shutdown   atomic.Bool
@@ -120,6 +121,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	if s.listeners == nil {
 		s.listeners = map[net.Listener]struct{}{}
 	}
+	if s.poller == nil {
+		s.poller = newPoller()
+	}
 	s.listeners[ln] = struct{}{}
 	s.mu.Unlock()
 	defer s.forgetListener(ln)
@@ -162,7 +166,9 @@ func (s *Server) accept(nc net.Conn) {
 			"refused connection from a client outside allowed_clients")
 		return
 	}
-	c := &conn{srv: s, nc: nc, idle: true}
+	// Postfix connects when it has a request and sends it at once; only
+	// between requests may a connection wait as long as IdleTimeout.
+	c := &conn{srv: s, nc: nc, idle: true, first: true, deadline: time.Now().Add(s.ReadTimeout)}
 	c.markIdle()
 	s.mu.Lock()
 	if s.shutdown.Load() {
@@ -190,7 +196,9 @@ func (s *Server) accept(nc net.Conn) {
 	if s.Conns != nil {
 		s.Conns.ConnOpened()
 	}
-	go c.serve()
+	if !c.park() {
+		go c.serve()
+	}
 }
 
 // evictIdle closes the connection idle the longest and forgets it, to
@@ -282,6 +290,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.init()
 	defer s.cancelBase()
+	defer s.poller.close() // no connection parks once the idle ones are closed below
 	for ln := range s.listeners {
 		ln.Close()
 	}

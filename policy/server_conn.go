@@ -13,14 +13,27 @@ import (
 )
 
 // conn is one Postfix smtpd process's persistent policy connection.
+// Between requests it is parked (Server.poller): no goroutine serves it
+// until its next request begins, its deadline passes or the server closes
+// it, and then a new one does (resume). Where there is no poller, its
+// goroutine waits in Read instead.
 type conn struct {
 	srv *Server
 	nc  net.Conn
 
 	mu        sync.Mutex
 	idle      bool      // waiting for a request: Shutdown or eviction may close it
+	closed    bool      // closed by closeIfIdle
+	parked    bool      // idle with no goroutine: in srv.poller, timer armed
 	idleSince time.Time // when it last became idle
 	idleSeq   uint64    // orders idleSince strictly (Server.idleSeq)
+	deadline  time.Time // when the wait for the next request ends
+	timer     *time.Timer
+	pollID    uint64 // its key in srv.poller; 0 until first parked
+
+	// Kept by the goroutine serving the connection, and across parking.
+	first bool     // no request yet
+	msg   *Message // the message the last request belonged to
 
 	// An idle connection holds only in: the first byte of its next
 	// request is read into it, and only then does the connection take a
@@ -30,14 +43,20 @@ type conn struct {
 }
 
 // closeIfIdle closes the connection unless a request is in flight, and
-// reports whether it did.
+// reports whether it did. A parked connection gets a goroutine again,
+// which finds the socket closed and ends the connection.
 func (c *conn) closeIfIdle() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idle {
+	idle := c.idle
+	if idle {
 		c.nc.Close()
+		c.closed = true
 	}
-	return c.idle
+	c.mu.Unlock()
+	if idle {
+		c.resume(false)
+	}
+	return idle
 }
 
 func (c *conn) idleTime() (since time.Time, seq uint64, idle bool) {
@@ -52,13 +71,21 @@ func (c *conn) markIdle() {
 	c.idleSince, c.idleSeq = time.Now(), c.srv.idleSeq.Add(1)
 }
 
-// setIdle marks the connection idle or busy; it reports false when the
-// server is shutting down and the connection should end instead of idling.
-func (c *conn) setIdle(idle bool) bool {
+// waitNext marks the connection idle for at most wait; it reports false
+// when the server is shutting down and the connection should end instead
+// of idling.
+func (c *conn) waitNext(wait time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.idle = idle
-	return !(idle && c.srv.shutdown.Load())
+	c.idle, c.deadline = true, time.Now().Add(wait)
+	return !c.srv.shutdown.Load()
+}
+
+// setBusy marks a request in flight: Shutdown lets it finish.
+func (c *conn) setBusy() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.idle = false
 }
 
 // stampReply stamps the connection's idle time as its reply goes out,
@@ -72,27 +99,74 @@ func (c *conn) stampReply() {
 	c.markIdle()
 }
 
+// park hands the idle connection to the poller until c.deadline, and
+// reports whether it did; the calling goroutine must then let go of c.
+func (c *conn) park() bool {
+	p := c.srv.poller
+	if p == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || !p.add(c) {
+		return false
+	}
+	c.parked = true
+	if c.timer == nil {
+		c.timer = time.AfterFunc(time.Until(c.deadline), c.expire)
+	} else {
+		c.timer.Reset(time.Until(c.deadline))
+	}
+	return true
+}
+
+// expire resumes the connection when its deadline has passed; next then
+// reports the timeout. A timer that fired as the connection woke finds it
+// parked again, with a later deadline, and leaves it.
+func (c *conn) expire() { c.resume(true) }
+
+// resume takes c from the poller, if it is parked, and serves it in a new
+// goroutine.
+func (c *conn) resume(timedOut bool) {
+	c.mu.Lock()
+	ok := c.parked && !(timedOut && time.Now().Before(c.deadline))
+	if ok {
+		c.parked = false
+		c.timer.Stop()
+		c.srv.poller.forget(c)
+	}
+	c.mu.Unlock()
+	if ok {
+		go c.serve()
+	}
+}
+
+// serve serves requests until the connection ends or is parked.
 func (c *conn) serve() {
+	if !c.handle() {
+		c.end()
+	}
+}
+
+// handle reads requests and answers them until the connection waits for
+// its next request parked, and reports whether it is; false: it is to end.
+func (c *conn) handle() (parked bool) {
+	defer c.recoverPanic()
 	s := c.srv
-	defer c.end()
 	var br *bufio.Reader // held only while a request is read, or input is left over
 	defer func() { putReader(br) }()
-	var msg *Message
-	// Postfix connects when it has a request and sends it at once; only
-	// between requests may a connection wait as long as IdleTimeout.
-	first, wait := true, s.ReadTimeout
 	for {
 		var req *Request
 		var err error
-		req, br, err = c.next(br, wait)
+		req, br, err = c.next(br)
 		if err != nil {
-			c.logReadError(err, first)
-			return
+			c.logReadError(err, c.first)
+			return false
 		}
-		if msg == nil || req.Instance == "" || req.Instance != msg.Instance {
+		if c.msg == nil || req.Instance == "" || req.Instance != c.msg.Instance {
 			// A clone: the request's values share one string
 			// (ReadRequest), which the message would keep alive.
-			msg = NewMessage(strings.Clone(req.Instance))
+			c.msg = NewMessage(strings.Clone(req.Instance))
 		}
 		if br.Buffered() == 0 {
 			// Postfix waits for each reply before it sends more, so
@@ -101,24 +175,50 @@ func (c *conn) serve() {
 			putReader(br)
 			br = nil
 		}
-		a := s.Decider.Decide(s.base, req, msg)
+		a := s.Decider.Decide(s.base, req, c.msg)
 		c.stampReply()
 		if !c.reply(a) {
-			return
+			return false
 		}
-		if !c.setIdle(true) {
-			return // shutting down: the reply is out, close now
+		c.first = false
+		if !c.waitNext(s.IdleTimeout) {
+			return false // shutting down: the reply is out, close now
 		}
-		first, wait = false, s.IdleTimeout
+		if br == nil && !c.requestWithin(parkAfter) && c.park() {
+			return true
+		}
+	}
+}
+
+// parkAfter is how long a connection just answered waits for its next
+// request in its own goroutine before it is parked. Postfix sends the
+// next request of a message (RCPT, DATA, END-OF-MESSAGE) as soon as its
+// SMTP client sends the command, often within milliseconds, and the
+// goroutine's stack has grown to what a request needs, where a new
+// goroutine would grow its own again (runtime.copystack).
+const parkAfter = 50 * time.Millisecond
+
+// requestWithin waits up to d for the next request to begin, in this
+// goroutine, and reports false if none did; true also when the wait ended
+// otherwise (closed, c.deadline passed), which next then reports.
+func (c *conn) requestWithin(d time.Duration) bool {
+	until := time.Now().Add(d)
+	if c.srv.poller == nil || !until.Before(c.deadline) {
+		return true // next waits in this goroutine until c.deadline
+	}
+	c.nc.SetReadDeadline(until)
+	return !errors.Is(c.waitFirst(), os.ErrDeadlineExceeded)
+}
+
+func (c *conn) recoverPanic() {
+	if p := recover(); p != nil {
+		c.srv.Logger.Error("panic serving connection", "panic", p, "stack", string(debug.Stack()))
 	}
 }
 
 // end releases the connection when serve returns, whatever the reason.
 func (c *conn) end() {
 	s := c.srv
-	if p := recover(); p != nil {
-		s.Logger.Error("panic serving connection", "panic", p, "stack", string(debug.Stack()))
-	}
 	c.nc.Close()
 	s.mu.Lock()
 	delete(s.conns, c) // already gone if evicted
@@ -129,21 +229,24 @@ func (c *conn) end() {
 	s.active.Done()
 }
 
-// next waits up to wait for a request to begin, then up to ReadTimeout
-// for the rest of it. br is the reader still holding input of an earlier
-// request, or nil; next returns the reader the request was read with.
-func (c *conn) next(br *bufio.Reader, wait time.Duration) (*Request, *bufio.Reader, error) {
+// next waits until c.deadline for a request to begin, then up to
+// ReadTimeout for the rest of it. br is the reader still holding input of
+// an earlier request, or nil; next returns the reader the request was read
+// with.
+func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 	s := c.srv
-	c.nc.SetReadDeadline(time.Now().Add(wait))
+	c.nc.SetReadDeadline(c.deadline)
 	if br == nil {
-		if err := c.waitFirst(); err != nil {
-			return nil, nil, err
+		if !c.src.pending {
+			if err := c.waitFirst(); err != nil {
+				return nil, nil, err
+			}
 		}
 		br = getReader(&c.src, s.Limits.MaxLine)
 	} else if _, err := br.Peek(1); err != nil {
 		return nil, br, err
 	}
-	c.setIdle(false) // a request is in flight: Shutdown lets it finish
+	c.setBusy()
 	c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
 	req, err := ReadRequest(br, s.Limits)
 	return req, br, err

@@ -1,7 +1,12 @@
 package policy
 
 import (
+	"bufio"
+	"context"
 	"io"
+	"log/slog"
+	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -40,5 +45,126 @@ func TestServerPooledReaderKeepsLineLimit(t *testing.T) {
 		c, br = dial(t, small)
 		io.WriteString(c, long)
 		expectClosed(t, br)
+	}
+}
+
+// Between requests a connection is parked in the server's poller and
+// holds no goroutine, whether it has yet to send a request or has been
+// answered; it is served again when its next request arrives.
+func TestServerIdleConnsHoldNoGoroutine(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the poller is epoll(7), Linux only")
+	}
+	obs := &countObserver{}
+	addr := startServer(t, &Server{Decider: &echoDecider{}, Conns: obs})
+	before := runtime.NumGoroutine()
+	const n = 200
+	var used []net.Conn
+	var usedR []*bufio.Reader
+	for i := range n {
+		c, br := dial(t, addr)
+		if i%2 == 0 {
+			askOK(t, c, br, "a@x")
+			used, usedR = append(used, c), append(usedR, br)
+		}
+	}
+	for wait := time.Now().Add(5 * time.Second); obs.open() < n || runtime.NumGoroutine() > before+n/10; {
+		if time.Now().After(wait) {
+			t.Fatalf("%d connections open, %d goroutines more than before them: want %d open, fewer than %d",
+				obs.open(), runtime.NumGoroutine()-before, n, n/10)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, c := range used {
+		askOK(t, c, usedR[i], "b@x")
+	}
+}
+
+// plainConn hides the socket (syscall.Conn) from the server, which then
+// cannot park the connection and waits for its requests in a goroutine.
+type plainConn struct{ net.Conn }
+
+type plainListener struct{ net.Listener }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return plainConn{c}, nil
+}
+
+// A connection the server cannot park keeps the same behaviour: message
+// state across requests, the first request's deadline, the idle timeout
+// and eviction of the longest idle.
+func TestServerUnparkedConn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, obs := &echoDecider{}, &countObserver{}
+	addr := serveOn(t, &Server{Decider: d, Conns: obs, ServerConfig: ServerConfig{
+		ReadTimeout: 200 * time.Millisecond, IdleTimeout: 500 * time.Millisecond, MaxConnections: 2}},
+		plainListener{ln})
+	used, usedR := dial(t, addr)
+	askOK(t, used, usedR, "a@x")
+	_, silentR := dial(t, addr)
+	expectClosed(t, silentR)     // after ReadTimeout, counted from its accept
+	askOK(t, used, usedR, "b@x") // idle longer than ReadTimeout, not IdleTimeout
+	d.mu.Lock()
+	if d.msgs[0] != d.msgs[1] {
+		t.Error("per-message state lost between requests")
+	}
+	d.mu.Unlock()
+	start := time.Now()
+	expectClosed(t, usedR)
+	if idle := time.Since(start); idle < 400*time.Millisecond {
+		t.Errorf("closed after %v idle, want IdleTimeout", idle)
+	}
+	for obs.open() > 0 { // the server forgets a connection just after closing it
+		time.Sleep(time.Millisecond)
+	}
+
+	first, firstR := dial(t, addr)
+	askOK(t, first, firstR, "c@x")
+	second, secondR := dial(t, addr)
+	askOK(t, second, secondR, "d@x")
+	third, thirdR := dial(t, addr)
+	askOK(t, third, thirdR, "e@x")
+	expectClosed(t, firstR) // the longest idle made room
+	if evicted, _ := obs.counts(); evicted != 1 {
+		t.Errorf("evicted %d, want 1", evicted)
+	}
+}
+
+// BenchmarkServerPersistentConn is the server's own cost per request:
+// one persistent connection asking as soon as it is answered, as a busy
+// smtpd does, and a decider that answers at once.
+func BenchmarkServerPersistentConn(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := &Server{Decider: &echoDecider{}, Logger: slog.New(slog.DiscardHandler)}
+	go s.Serve(ln)
+	defer s.Shutdown(context.Background())
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	req := []byte(block("a@x", "s@x", "m1"))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.ReadSlice('\n'); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.ReadByte(); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

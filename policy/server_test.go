@@ -48,6 +48,12 @@ func startServer(t *testing.T, s *Server) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, s, ln)
+}
+
+// serveOn serves ln until the test ends, and returns its address.
+func serveOn(t *testing.T, s *Server, ln net.Listener) string {
+	t.Helper()
 	if s.Logger == nil {
 		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -273,6 +279,13 @@ func (o *countObserver) ConnRefused(reason string) {
 		o.refused = map[string]int{}
 	}
 	o.refused[reason]++
+}
+
+// open is how many connections are open.
+func (o *countObserver) open() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.opened - o.closed
 }
 
 func (o *countObserver) counts() (evicted int, refused map[string]int) {
