@@ -171,7 +171,7 @@ func (c *Checker) deadline(ctx context.Context) (context.Context, context.Cancel
 // pair is one entry asked about one subject.
 type pair struct {
 	e     *entry
-	s     subject
+	s     *subject // in the request's subjects
 	qname string
 }
 
@@ -179,13 +179,14 @@ type pair struct {
 // to. Entries sharing a zone share query names, so each name is asked once.
 // A list failing its self-check is left out: not listed (selfcheck.go).
 func (c *Checker) plan(subs []subject) ([]pair, map[string]*zoneState) {
-	var pairs []pair
-	qnames := map[string]*zoneState{}
+	pairs := make([]pair, 0, len(c.entries)*len(subs))
+	qnames := make(map[string]*zoneState, len(c.entries)*len(subs))
 	for _, e := range c.entries {
 		if !c.zones[e.zone].usable() {
 			continue
 		}
-		for _, s := range subs {
+		for i := range subs {
+			s := &subs[i]
 			if s.kind != e.kind || (s.kind == KindDomain && !e.asks(s.id)) {
 				continue
 			}

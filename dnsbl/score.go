@@ -23,7 +23,7 @@ type subject struct {
 // non-ASCII) are skipped rather than queried: DBL answers an IP query with
 // an error code, and a malformed name only wastes a query.
 func subjects(r *policy.Request) []subject {
-	var out []subject
+	out := make([]subject, 0, 4)
 	if a := r.ClientAddress.Unmap(); a.IsValid() {
 		out = append(out, subject{kind: KindIP, key: reverse(a), class: "Client host", what: a.String()})
 	}
