@@ -2,7 +2,10 @@ package decisionlog
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"math/bits"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +38,18 @@ type pgLog struct{ d *db.DB }
 
 // sqliteLog is the SQLite decision log: one table.
 type sqliteLog struct{ d *db.DB }
+
+// txRowsOf is the most rows the Writer puts in one transaction: the whole
+// batch on PostgreSQL, whose COPY holds none of the connections the
+// greylist decisions use; on SQLite, sqliteTxRows, because the transaction
+// holds the one connection, and greylist decisions wait for it (a batch
+// of 500 rows held it for 10 to 30 ms under load).
+func txRowsOf(d *db.DB, batch int) int {
+	if d == nil || d.IsPostgres() {
+		return batch
+	}
+	return min(batch, sqliteTxRows)
+}
 
 // Insert writes rows in one batch: a binary COPY on PostgreSQL (the
 // cheapest way in, and rows route to their daily partitions), one
@@ -70,40 +85,80 @@ func pgValues(r *Row) []any {
 	}
 }
 
-const insertSQLiteStmt = `INSERT INTO decisions (time, host, client, client_name, helo, sender,
-	recipient, instance, queue_id, check_name, action, would_action, verb, reason,
-	delay_seconds, duration_us, observe, whitelist, errors)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the
+// largest, is the most rows the Writer puts in one SQLite transaction.
+// One multi-row INSERT ... VALUES (...), (...) is bound and stepped once
+// for its rows, where a one-row statement pays database/sql's and the
+// driver's round per row (https://www.sqlite.org/lang_insert.html). The
+// sizes are powers of two, so a batch of any size takes at most one
+// statement per size, each compiled once per database (db.Stmts); 128
+// rows bind 2,432 parameters, far below SQLite's limit of 32,766
+// (https://www.sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER).
+//
+// OR FAIL: a statement that writes several rows and may fail on a
+// constraint needs a statement journal to undo its own earlier rows
+// (https://www.sqlite.org/tempfiles.html, "Statement Journal Files").
+// FAIL keeps them instead (https://www.sqlite.org/lang_conflict.html);
+// the batch is still all or nothing, because insert then rolls back the
+// whole transaction.
+var sqliteInserts = func() (q [8]string) {
+	row := "(" + strings.Repeat("?, ", len(columns)-1) + "?)"
+	head := "INSERT OR FAIL INTO decisions (" + strings.Join(columns, ", ") + ") VALUES "
+	for i := range q {
+		q[i] = head + strings.Repeat(row+", ", 1<<i-1) + row
+	}
+	return q
+}()
+
+const sqliteTxRows = 1 << (len(sqliteInserts) - 1)
+
+// sqliteChunk is the index in sqliteInserts of the largest INSERT for n
+// rows (n > 0).
+func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) - 1 }
 
 func (l sqliteLog) insert(ctx context.Context, rows []Row) error {
+	// Prepared before BEGIN: the one connection is the transaction's.
+	var stmts [len(sqliteInserts)]*sql.Stmt
+	for rest := rows; len(rest) > 0; rest = rest[1<<sqliteChunk(len(rest)):] {
+		i := sqliteChunk(len(rest))
+		if stmts[i] != nil {
+			continue
+		}
+		st, err := l.d.Stmts().Prepare(ctx, sqliteInserts[i])
+		if err != nil {
+			return err
+		}
+		stmts[i] = st
+	}
 	tx, err := l.d.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	st, err := tx.PrepareContext(ctx, insertSQLiteStmt)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	for i := range rows {
-		if _, err := st.ExecContext(ctx, sqliteValues(&rows[i])...); err != nil {
+	args := make([]any, 0, len(columns)*min(len(rows), sqliteTxRows))
+	for len(rows) > 0 {
+		i := sqliteChunk(len(rows))
+		args = args[:0]
+		for j := range 1 << i {
+			args = appendSQLiteValues(args, &rows[j])
+		}
+		if _, err := tx.StmtContext(ctx, stmts[i]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		rows = rows[1<<i:]
 	}
 	return tx.Commit()
 }
 
-func sqliteValues(r *Row) []any {
+func appendSQLiteValues(args []any, r *Row) []any {
 	client := ""
 	if r.Client.IsValid() {
 		client = r.Client.String()
 	}
-	return []any{
+	return append(args,
 		r.Time.Unix(), r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
 		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb,
-		r.Reason, seconds(r), micros(r), r.Observe, r.Whitelist, r.Errors,
-	}
+		r.Reason, seconds(r), micros(r), r.Observe, r.Whitelist, r.Errors)
 }
 
 // seconds rounds the greylisting delay to whole seconds, as the

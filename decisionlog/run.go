@@ -96,27 +96,36 @@ func (w *Writer) drain() {
 	}
 }
 
-// write stores the batch within WriteTimeout, or drops and counts it,
-// and empties it for reuse.
+// write stores the batch within WriteTimeout, in transactions of at most
+// txRows rows, or drops and counts the rows of a transaction that failed,
+// and empties the batch for reuse.
 func (w *Writer) write() {
 	if len(w.batch) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.cfg.WriteTimeout)
-	err := w.insert(ctx, w.db, w.batch)
-	cancel()
-	n := len(w.batch)
-	if err != nil {
-		w.dropWriteError(n)
-		w.lastErr = err
-	} else {
-		w.written.Add(uint64(n))
-		if w.opt.Observer != nil {
-			w.opt.Observer.LogRowsWritten(n)
-		}
+	defer cancel()
+	all := w.batch
+	for len(w.batch) > 0 {
+		// Only the rows not yet sent stay in w.batch: a panic counts them.
+		n := min(len(w.batch), w.txRows)
+		w.writeTx(ctx, w.batch[:n])
+		w.batch = w.batch[n:]
 	}
-	clear(w.batch) // release the rows' strings
-	w.batch = w.batch[:0]
+	clear(all) // release the rows' strings
+	w.batch = all[:0]
+}
+
+func (w *Writer) writeTx(ctx context.Context, rows []Row) {
+	if err := w.insert(ctx, w.db, rows); err != nil {
+		w.dropWriteError(len(rows))
+		w.lastErr = err
+		return
+	}
+	w.written.Add(uint64(len(rows)))
+	if w.opt.Observer != nil {
+		w.opt.Observer.LogRowsWritten(len(rows))
+	}
 }
 
 func (w *Writer) dropWriteError(n int) {

@@ -61,8 +61,10 @@ type Writer struct {
 
 	written, queueFull, writeErr atomic.Uint64
 
-	// insert writes one batch: Insert, or a stand-in in tests.
+	// insert writes one transaction: Insert, or a stand-in in tests.
 	insert func(context.Context, *db.DB, []Row) error
+	// txRows is the most rows of one transaction (txRowsOf).
+	txRows int
 
 	// Owned by the run goroutine.
 	batch      []Row // rows waiting for the next write
@@ -86,7 +88,7 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 		opt.Now = time.Now
 	}
 	w := &Writer{
-		db: d, cfg: cfg, opt: opt, insert: insert,
+		db: d, cfg: cfg, opt: opt, insert: insert, txRows: txRowsOf(d, cfg.BatchSize),
 		rows:  make(chan Row, cfg.QueueSize),
 		flush: make(chan chan struct{}),
 		quit:  make(chan struct{}),

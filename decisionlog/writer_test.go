@@ -87,6 +87,24 @@ func countRows(t *testing.T, d *db.DB) int {
 	return n
 }
 
+// tickUntilBatch ticks until a batch is written and returns its size.
+// One tick is not enough: when the row and the tick are both waiting, the
+// writer's select may take the tick first, with nothing to write yet.
+func tickUntilBatch(t *testing.T, tick chan time.Time, obs *counter) int {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		tick <- t0
+		select {
+		case n := <-obs.batches:
+			return n
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("no batch written within 10s")
+		}
+	}
+}
+
 func TestWriterBatchesAndFlushes(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		ctx := dbtest.Context(t)
@@ -100,8 +118,7 @@ func TestWriterBatchesAndFlushes(t *testing.T) {
 			t.Fatalf("full batch: wrote %d, table has %d rows; want 3", n, countRows(t, d))
 		}
 		w.Record(decision(3)) // a partial batch waits for the tick
-		tick <- t0
-		if n := obs.waitBatch(t); n != 1 {
+		if n := tickUntilBatch(t, tick, obs); n != 1 {
 			t.Fatalf("tick wrote %d rows, want 1", n)
 		}
 		for i := 4; i < 6; i++ {
@@ -164,6 +181,49 @@ func TestInsertRoundTrip(t *testing.T) {
 			if g != w {
 				t.Errorf("column %d = %q, want %q", i, g, w)
 			}
+		}
+	})
+}
+
+// Every row of a batch is stored with its own values, whatever the batch's
+// size (SQLite writes it as multi-row INSERTs of several sizes), and a
+// batch with one bad row stores nothing.
+func TestInsertSizes(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		total := 0
+		for _, n := range []int{1, 7, sqliteTxRows, 2*sqliteTxRows + 45} {
+			rows := make([]Row, n)
+			for i := range rows {
+				rows[i] = FromDecision(decision(total+i), "mx1")
+			}
+			if err := Insert(ctx, d, rows); err != nil {
+				t.Fatalf("%d rows: %v", n, err)
+			}
+			total += n
+		}
+		q := "SELECT count(*), count(DISTINCT instance) FROM decisions WHERE instance = 'inst' || (time - $1) AND sender = 's' || (time - $1) || '@example.net'"
+		var same, distinct int
+		var err error
+		if d.IsPostgres() {
+			q = strings.ReplaceAll(q, "(time - $1)", "(extract(epoch FROM time)::bigint - $1)")
+			err = d.PG.QueryRow(ctx, q, t0.Unix()).Scan(&same, &distinct)
+		} else {
+			err = d.SQL.QueryRowContext(ctx, strings.ReplaceAll(q, "$1", "?1"), t0.Unix()).Scan(&same, &distinct)
+		}
+		if err != nil || same != total || distinct != total {
+			t.Fatalf("%d rows match their own values, %d distinct, err %v; want %d", same, distinct, err, total)
+		}
+		bad := make([]Row, sqliteTxRows+3)
+		for i := range bad {
+			bad[i] = FromDecision(decision(total+i), "mx1")
+		}
+		bad[len(bad)-2].Verb = "BOGUS"
+		if err := Insert(ctx, d, bad); err == nil {
+			t.Fatal("a batch with a bad verb was stored")
+		}
+		if n := countRows(t, d); n != total {
+			t.Errorf("%d rows after the failed batch, want %d", n, total)
 		}
 	})
 }
@@ -344,6 +404,40 @@ func TestWriterSurvivesPanic(t *testing.T) {
 		}
 		if n := strings.Count(logs.String(), "decision log: writer panicked"); n != 3 {
 			t.Fatalf("%d panics logged, want 3:\n%s", n, logs.String())
+		}
+	})
+}
+
+// On SQLite a batch is written in transactions of at most sqliteTxRows
+// rows, so greylist decisions wait for the one connection only that long;
+// on PostgreSQL it is one COPY.
+func TestWriterTransactionSize(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		var sizes []int // written by the writer goroutine, read after Flush
+		insert := func(ctx context.Context, d *db.DB, rows []Row) error {
+			sizes = append(sizes, len(rows))
+			return Insert(ctx, d, rows)
+		}
+		cfg := DefaultConfig()
+		cfg.BatchSize = 2*sqliteTxRows + 44
+		w := start(d, cfg, Options{Tick: make(chan time.Time)}, insert)
+		defer w.Close(ctx)
+		for i := range cfg.BatchSize {
+			w.Record(decision(i))
+		}
+		if err := w.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprint([]int{sqliteTxRows, sqliteTxRows, 44})
+		if d.IsPostgres() {
+			want = fmt.Sprint([]int{cfg.BatchSize})
+		}
+		if got := fmt.Sprint(sizes); got != want {
+			t.Errorf("transactions of %s rows, want %s", got, want)
+		}
+		if n := countRows(t, d); n != cfg.BatchSize || w.Stats().Written != uint64(cfg.BatchSize) {
+			t.Errorf("%d rows stored, %d counted; want %d", n, w.Stats().Written, cfg.BatchSize)
 		}
 	})
 }

@@ -33,13 +33,19 @@ const (
 
 // DB is an open store. Exactly one of PG and SQL is set, as Kind says.
 type DB struct {
-	PG   *pgxpool.Pool // PostgreSQL
-	SQL  *sql.DB       // SQLite
-	kind string
-	log  *slog.Logger
-	conn *connector // Start on PostgreSQL: the readiness; nil is always ready
-	stop func()     // stops the connector
+	PG    *pgxpool.Pool // PostgreSQL
+	SQL   *sql.DB       // SQLite
+	stmts *Stmts        // SQLite: statements prepared on SQL, released by Close
+	kind  string
+	log   *slog.Logger
+	conn  *connector // Start on PostgreSQL: the readiness; nil is always ready
+	stop  func()     // stops the connector
 }
+
+// Stmts keeps statements prepared on the SQLite database for the life of
+// the DB (see Stmts); nil on PostgreSQL, where pgx caches them per
+// connection.
+func (d *DB) Stmts() *Stmts { return d.stmts }
 
 // Kind is Postgres or SQLite.
 func (d *DB) Kind() string { return d.kind }
@@ -200,7 +206,7 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
-	return &DB{SQL: sdb, kind: SQLite}, nil
+	return &DB{SQL: sdb, stmts: NewStmts(sdb), kind: SQLite}, nil
 }
 
 // Ping checks that the store answers.
@@ -226,6 +232,7 @@ func (d *DB) Close() {
 		d.PG.Close()
 	}
 	if d.SQL != nil {
+		d.stmts.Close()
 		if err := d.SQL.Close(); err != nil && d.log != nil {
 			d.log.Warn("closing SQLite database", "err", err)
 		}
