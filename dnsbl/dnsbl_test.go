@@ -405,3 +405,33 @@ func reverseV4(ip string) string {
 	slices.Reverse(p)
 	return strings.Join(p, ".")
 }
+
+// Quick scores a request whose every answer is cached, as Check would,
+// counting each as a cache hit; a name not cached, and a score that
+// rejects (its reply may need the list's TXT record), are left to Check.
+func TestQuick(t *testing.T) {
+	f := newFixture(t, lists("zen.test=127.0.0.[2..11]*2", "wl.test=127.0.[0..255].[1..3]*-5"))
+	if res, ok := f.check.Quick(req("192.0.2.10", "", "", "")); ok {
+		t.Fatalf("nothing cached, yet answered from memory: %+v", res)
+	}
+	f.run(t, req("192.0.2.10", "", "", "")) // on zen and on wl: cached
+	hits := f.obs.get(f.obs.cached, "zen.test")
+	st := req("192.0.2.10", "", "", "")
+	res, ok := f.check.Quick(st)
+	if !ok || !res.Action.IsDunno() || st.Facts.DNSScore != -3 || !st.Facts.DNSAllow || !strings.Contains(res.Reason, "allowlisted wl.test") {
+		t.Fatalf("cached answers: %+v, %v, facts %+v; want Check's allowlisted pass", res, ok, st.Facts)
+	}
+	if n := f.obs.get(f.obs.cached, "zen.test") - hits; n != 1 {
+		t.Errorf("%d cache hits counted, want 1", n)
+	}
+	f.wantQueries(t, "10.2.0.192.zen.test", 1, "Quick asks no query")
+
+	f.run(t, req("192.0.2.12", "", "", "")) // on zen only: rejects
+	st = req("192.0.2.12", "", "", "")
+	if res, ok := f.check.Quick(st); ok || st.Facts.DNSScore != 0 {
+		t.Fatalf("a rejecting score answered from memory: %+v, facts %+v", res, st.Facts)
+	}
+	if res, ok := f.check.Quick(req("", "", "", "")); !ok || !res.Action.IsDunno() {
+		t.Fatalf("nothing to ask about: %+v, %v; want a pass", res, ok)
+	}
+}

@@ -336,3 +336,32 @@ func (o *storeObserver) StoreOp(op string, _ time.Duration, err error) {
 		o.errs++
 	}
 }
+
+// Quick answers what the cache knows, as Check would, without the store;
+// a triplet the cache does not know is left to Check, with nothing
+// written to the message.
+func TestQuick(t *testing.T) {
+	g, cs := newCheck(t, greylist.DefaultConfig())
+	req := request("192.0.2.10", "alice@example.org", "bob@example.net")
+	msg := policy.NewMessage(req.Instance)
+	st := &policy.State{Req: req, Msg: msg, Now: start}
+	if res, ok := g.Quick(st); ok {
+		t.Fatalf("unknown triplet answered from memory: %+v", res)
+	}
+	if cs.n.Load() != 0 {
+		t.Fatalf("Quick asked the store")
+	}
+	run(t, g, 0, req, nil, policy.Facts{})
+	run(t, g, 3*time.Minute, req, nil, policy.Facts{})
+	before := cs.n.Load()
+	st = &policy.State{Req: req, Msg: policy.NewMessage("next.0"), Now: start.Add(4 * time.Minute)}
+	res, ok := g.Quick(st)
+	if !ok || !res.Action.IsDunno() || !strings.HasSuffix(res.Reason, "(cached)") || cs.n.Load() != before {
+		t.Fatalf("cached pass: %+v, %v, %d store calls; want a pass from memory", res, ok, cs.n.Load()-before)
+	}
+	exempt := request("192.0.2.10", "alice@example.org", "bob@example.net")
+	exempt.ClientAddress = netip.Addr{}
+	if res, ok := g.Quick(&policy.State{Req: exempt, Msg: msg, Now: start}); !ok || res.Reason != "no client address" {
+		t.Fatalf("exempt request: %+v, %v", res, ok)
+	}
+}

@@ -246,3 +246,25 @@ func TestSafeKey(t *testing.T) {
 		t.Errorf("long key: %d chars", len(got))
 	}
 }
+
+// Quick passes a request no rule applies to, and leaves to Check every
+// request a rule applies to (it charges the store).
+func TestQuick(t *testing.T) {
+	cfg, err := load(t, example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(cfg, newMem(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quick := func(r *policy.Request) (policy.Result, bool) {
+		return c.Quick(&policy.State{Req: r, Msg: policy.NewMessage(r.Instance), Now: t0})
+	}
+	if res, ok := quick(req("RCPT", "", "192.0.2.1", "m1")); !ok || !res.Action.IsDunno() || res.Reason != "" {
+		t.Errorf("unauthenticated: %+v %v, want a plain pass from memory", res, ok)
+	}
+	if res, ok := quick(req("RCPT", "alice", "192.0.2.1", "m2")); ok {
+		t.Errorf("authenticated, under the user rules: answered from memory: %+v", res)
+	}
+}

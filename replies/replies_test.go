@@ -281,3 +281,31 @@ func TestConfigValidate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Quick passes what needs no lookup (a cached miss, no pair to look up)
+// and leaves a lookup and every submission to Check.
+func TestQuick(t *testing.T) {
+	r := newRig(t, replies.DefaultConfig(), false)
+	quick := func(st *policy.State) bool {
+		res, ok := r.c.Quick(st)
+		if ok && (!res.Action.IsDunno() || st.Facts.Skip.Has(greylist.Name)) {
+			t.Errorf("Quick %s -> %s: %+v, skip %v; want a plain pass", st.Req.Sender, st.Req.Recipient, res, st.Facts.Skip)
+		}
+		return ok
+	}
+	if quick(state(0, "bob@example.net", "alice@example.org")) {
+		t.Error("a pair never looked up is answered without a lookup")
+	}
+	r.receive(0, "bob@example.net", "alice@example.org") // a miss, cached
+	if !quick(state(time.Second, "bob@example.net", "alice@example.org")) {
+		t.Error("a cached miss needs a lookup")
+	}
+	if !quick(state(0, "", "alice@example.org")) {
+		t.Error("the null sender, never a correspondent, needs a lookup")
+	}
+	sub := state(0, "alice@example.org", "bob@example.net")
+	sub.Req.SASLUsername = "alice"
+	if quick(sub) {
+		t.Error("a submission, which records its pair, is answered without the store")
+	}
+}

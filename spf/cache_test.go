@@ -3,6 +3,7 @@ package spf_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -132,4 +133,51 @@ func TestVerdictNotCached(t *testing.T) {
 	if st, _, err := check(t, c, "192.0.2.99", "a@slow.test", "h.test"); err != nil || st.Facts.SPF != "fail" {
 		t.Fatalf("slow.test answered: %s %v, want a new evaluation's fail", st.Facts.SPF, err)
 	}
+}
+
+// TestQuick: a message whose HELO and MAIL FROM verdicts are cached is
+// answered from memory with what Check gives it, its header included, and
+// a later recipient reuses its message's outcome; a verdict not cached, or
+// a fail (explained anew per message), is left to Check, with nothing
+// written.
+func TestQuick(t *testing.T) {
+	c, _, queries := cachingChecker(t)
+	// header is the PREPEND the message has queued: what an engine with no
+	// step of its own answers.
+	header := func(st *policy.State) string {
+		return policy.NewEngine(policy.Options{}, nil).Evaluate(context.Background(), st.Req, st.Msg).Action.String()
+	}
+	declines := func(st *policy.State) bool {
+		res, ok := c.Quick(st)
+		if ok {
+			t.Errorf("%s from %s answered from memory: %+v", st.Req.Sender, st.Req.ClientAddress, res)
+		} else if st.Facts.SPF != "" || header(st) != "DUNNO" {
+			t.Errorf("Quick declined but wrote facts %+v or a header", st.Facts)
+		}
+		return !ok
+	}
+	declines(state("192.0.2.1", "a@pass.test", "h.test", "i", policy.NewMessage("i")))
+	first, want, err := check(t, c, "192.0.2.1", "a@pass.test", "h.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt := queries("pass.test", dns.TypeTXT)
+	st := state("192.0.2.1", "a@pass.test", "h.test", "j", policy.NewMessage("j"))
+	res, ok := c.Quick(st)
+	got, wantHeader := header(st), header(first)
+	if !strings.HasPrefix(wantHeader, "PREPEND Received-SPF: pass") {
+		t.Fatalf("Check queued %q, want the Received-SPF header", wantHeader)
+	}
+	if !ok || res != want || st.Facts.SPF != first.Facts.SPF || st.Facts.SPFDomain != first.Facts.SPFDomain || got != wantHeader {
+		t.Fatalf("cached verdict: %+v %v, facts %+v, %s; want Check's %+v, %+v, %s", res, ok, st.Facts, got, want, first.Facts, wantHeader)
+	}
+	if n := queries("pass.test", dns.TypeTXT); n != txt {
+		t.Errorf("Quick asked %d TXT queries", n-txt)
+	}
+	next := state("192.0.2.1", "a@pass.test", "h.test", "j", st.Msg) // the message's next recipient
+	if res, ok := c.Quick(next); !ok || res != want {
+		t.Errorf("next recipient: %+v %v, want the message's outcome", res, ok)
+	}
+	check(t, c, "192.0.2.99", "a@expl.test", "h.test") // a fail, cached
+	declines(state("192.0.2.99", "a@expl.test", "h.test", "k", policy.NewMessage("k")))
 }
