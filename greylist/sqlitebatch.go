@@ -70,7 +70,7 @@ func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []r
 		}
 	}()
 	res = make([]result, len(group))
-	ltx := &liteTx{ctx: ctx, tx: tx, stmts: stmts}
+	ltx := newLiteTx(ctx, tx, stmts)
 	for i, r := range group {
 		o, err := liteDecide(ltx, liteDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k), r.cfg)
 		if err != nil {

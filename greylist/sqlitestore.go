@@ -21,12 +21,25 @@ type SQLiteStore struct {
 // NewSQLiteStore returns a Store on a migrated database.
 func NewSQLiteStore(d *sql.DB) *SQLiteStore { return &SQLiteStore{db: d, stmts: db.NewStmts(d)} }
 
-// liteTx runs a decision's prepared statements in one transaction.
+// liteTx runs decisions' prepared statements in one transaction.
 type liteTx struct {
-	ctx   context.Context
+	ctx   context.Context // the transaction's: checked before each decision
+	run   context.Context // the statements': never cancelled (newLiteTx)
 	tx    *sql.Tx
 	stmts *liteStmts
 	bound liteStmts // stmts bound to tx, as they are used
+}
+
+// newLiteTx runs stmts in tx, begun on ctx. The statements themselves run
+// on a context that is never cancelled: modernc.org/sqlite watches a
+// cancellable one with a goroutine per statement, which cost more than
+// the lookups themselves. A statement of a transaction begun with BEGIN
+// IMMEDIATE holds the write lock already and never waits for another
+// (https://www.sqlite.org/lang_transaction.html), so it ends in
+// microseconds; ctx still ends the transaction (database/sql rolls it
+// back), and liteDecide checks it before each decision.
+func newLiteTx(ctx context.Context, tx *sql.Tx, stmts *liteStmts) *liteTx {
+	return &liteTx{ctx: ctx, run: context.WithoutCancel(ctx), tx: tx, stmts: stmts}
 }
 
 // liteStmts are the statements of liteQueries, prepared.
@@ -62,7 +75,7 @@ func (s *SQLiteStore) prepared(ctx context.Context) (*liteStmts, error) {
 // transaction's end closes it.
 func (t *liteTx) stmt(i int) *sql.Stmt {
 	if t.bound[i] == nil {
-		t.bound[i] = t.tx.StmtContext(t.ctx, t.stmts[i])
+		t.bound[i] = t.tx.StmtContext(t.run, t.stmts[i])
 	}
 	return t.bound[i]
 }
@@ -123,7 +136,7 @@ func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k 
 	stmts, err := s.prepared(ctx)
 	if err == nil {
 		err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
-			o, err = liteDecide(&liteTx{ctx: ctx, tx: tx, stmts: stmts}, args, cfg)
+			o, err = liteDecide(newLiteTx(ctx, tx, stmts), args, cfg)
 			return err
 		})
 	}
@@ -142,6 +155,9 @@ func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
 }
 
 func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
+	if err := tx.ctx.Err(); err != nil {
+		return Outcome{}, err
+	}
 	if hit, err := tx.touched(stAWLClient, args); err != nil || hit {
 		return Outcome{Verdict: VerdictAWLClient}, err
 	}
@@ -159,12 +175,12 @@ func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
 		return o, nil
 	}
 	if cfg.AWLClientPasses > 0 {
-		if _, err := tx.stmt(stCountClient).ExecContext(tx.ctx, args...); err != nil {
+		if _, err := tx.stmt(stCountClient).ExecContext(tx.run, args...); err != nil {
 			return Outcome{}, err
 		}
 	}
 	if !pairHit && cfg.AWLPair && args[7] != "" {
-		if _, err := tx.stmt(stCountPair).ExecContext(tx.ctx, args...); err != nil {
+		if _, err := tx.stmt(stCountPair).ExecContext(tx.run, args...); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -173,7 +189,7 @@ func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
 
 // touched runs the UPDATE statement i and reports whether it changed a row.
 func (t *liteTx) touched(i int, args []any) (bool, error) {
-	res, err := t.stmt(i).ExecContext(t.ctx, args...)
+	res, err := t.stmt(i).ExecContext(t.run, args...)
 	if err != nil {
 		return false, err
 	}
@@ -186,7 +202,7 @@ func (t *liteTx) tripletUpsert(args []any) (Outcome, error) {
 		first, attempts, passes int64
 		passed                  sql.NullInt64
 	)
-	if err := t.stmt(stTriplet).QueryRowContext(t.ctx, args...).Scan(&first, &passed, &attempts, &passes); err != nil {
+	if err := t.stmt(stTriplet).QueryRowContext(t.run, args...).Scan(&first, &passed, &attempts, &passes); err != nil {
 		return Outcome{}, err
 	}
 	var pt *time.Time
