@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -142,9 +143,12 @@ const logFlushTimeout = 2 * time.Second
 
 // newDaemonLogger is serve's logger. Records reach stderr through
 // asynclog's queue, so a stuck stderr costs log lines, never a reply
-// (Postfix waits only smtpd_policy_service_timeout for one, postconf(5)).
+// (Postfix waits only smtpd_policy_service_timeout for one, postconf(5)),
+// and through its buffer, so a busy daemon writes its decision lines
+// many to a write(2).
 func newDaemonLogger(cfg *config.Config) (*slog.Logger, *asynclog.Handler) {
-	h := asynclog.New(cfg.Logger(os.Stderr).Handler(), asynclog.Options{})
+	h := asynclog.NewBuffered(os.Stderr, func(w io.Writer) slog.Handler { return cfg.Logger(w).Handler() },
+		asynclog.Options{})
 	return slog.New(h), h
 }
 

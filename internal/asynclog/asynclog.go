@@ -52,7 +52,10 @@ type item struct {
 
 // New starts the writer goroutine in front of inner. Call Close to flush
 // the queue and stop it.
-func New(inner slog.Handler, opt Options) *Handler {
+func New(inner slog.Handler, opt Options) *Handler { return start(inner, opt, nil) }
+
+// start is New, with out the buffer inner writes to (NewBuffered), or nil.
+func start(inner slog.Handler, opt Options, out *buffer) *Handler {
 	if opt.QueueSize <= 0 {
 		opt.QueueSize = DefaultQueueSize
 	}
@@ -62,6 +65,7 @@ func New(inner slog.Handler, opt Options) *Handler {
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
 		obs:   opt.Observer,
+		out:   out,
 	}
 	go s.run()
 	return &Handler{inner: inner, s: s}
@@ -134,6 +138,7 @@ func (h *Handler) Close(ctx context.Context) error {
 // sink is the state every derived Handler shares.
 type sink struct {
 	base  slog.Handler // the handler given to New: the summary goes here
+	out   *buffer      // what base writes to (NewBuffered), or nil; writer goroutine only
 	queue chan item
 	quit  chan struct{}
 	done  chan struct{}
@@ -200,11 +205,15 @@ func (s *sink) run() {
 		select {
 		case it := <-s.queue:
 			s.write(it)
+			if len(s.queue) == 0 || (s.out != nil && len(s.out.buf) >= flushAt) {
+				s.flush()
+			}
 		case <-s.quit:
 			for n := len(s.queue); n > 0; n-- {
 				s.write(<-s.queue)
 			}
 			s.summarize()
+			s.flush()
 			return
 		}
 	}
@@ -219,7 +228,18 @@ func (s *sink) write(it item) {
 		s.drop(1)
 		return
 	}
+	if s.out != nil {
+		s.out.records++
+	}
 	s.summarize()
+}
+
+// flush writes the buffer, if there is one, counting what a failed write
+// lost.
+func (s *sink) flush() {
+	if s.out != nil {
+		s.drop(s.out.flush())
+	}
 }
 
 // summarize writes one Warn record with the number of records dropped
