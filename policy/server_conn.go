@@ -153,7 +153,7 @@ func (c *conn) serve() {
 func (c *conn) handle() (parked bool) {
 	defer c.recoverPanic()
 	s := c.srv
-	var br *bufio.Reader // held only while a request is read, or input is left over
+	var br *bufio.Reader // held while a request is read or awaited busy (requestWithin), or input is left over
 	defer func() { putReader(br) }()
 	for {
 		var req *Request
@@ -184,8 +184,11 @@ func (c *conn) handle() (parked bool) {
 		if !c.waitNext(s.IdleTimeout) {
 			return false // shutting down: the reply is out, close now
 		}
-		if br == nil && !c.requestWithin(parkAfter) && c.park() {
-			return true
+		if br == nil {
+			var begun bool
+			if br, begun = c.requestWithin(parkAfter); !begun && c.park() {
+				return true
+			}
 		}
 	}
 }
@@ -200,14 +203,22 @@ const parkAfter = 50 * time.Millisecond
 
 // requestWithin waits up to d for the next request to begin, in this
 // goroutine, and reports false if none did; true also when the wait ended
-// otherwise (closed, c.deadline passed), which next then reports.
-func (c *conn) requestWithin(d time.Duration) bool {
+// otherwise (closed, c.deadline passed), which next then reports. What
+// arrived is read into a pooled reader, which it returns for next to
+// parse: a busy connection reads each request with one read, and holds a
+// buffer only while it is busy.
+func (c *conn) requestWithin(d time.Duration) (*bufio.Reader, bool) {
 	until := time.Now().Add(d)
 	if c.srv.poller == nil || !until.Before(c.deadline) {
-		return true // next waits in this goroutine until c.deadline
+		return nil, true // next waits in this goroutine until c.deadline
 	}
 	c.nc.SetReadDeadline(until)
-	return !errors.Is(c.waitFirst(), os.ErrDeadlineExceeded)
+	br := getReader(c.nc, c.srv.Limits.MaxLine)
+	if _, err := br.Peek(1); errors.Is(err, os.ErrDeadlineExceeded) {
+		putReader(br)
+		return nil, false
+	}
+	return br, true
 }
 
 func (c *conn) recoverPanic() {
@@ -235,7 +246,9 @@ func (c *conn) end() {
 // with.
 func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 	s := c.srv
-	c.nc.SetReadDeadline(c.deadline)
+	if br == nil || br.Buffered() == 0 {
+		c.nc.SetReadDeadline(c.deadline)
+	}
 	if br == nil {
 		if !c.src.pending {
 			if err := c.waitFirst(); err != nil {
