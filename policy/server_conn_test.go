@@ -3,11 +3,13 @@ package policy
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -134,6 +136,59 @@ func TestServerUnparkedConn(t *testing.T) {
 	expectClosed(t, firstR) // the longest idle made room
 	if evicted, _ := obs.counts(); evicted != 1 {
 		t.Errorf("evicted %d, want 1", evicted)
+	}
+}
+
+// readCounter is a socket (it keeps *net.TCPConn's SyscallConn, so the
+// server can park it) that counts the server's reads.
+type readCounter struct {
+	*net.TCPConn
+	reads *atomic.Int64
+}
+
+func (c readCounter) Read(p []byte) (int, error) {
+	c.reads.Add(1)
+	return c.TCPConn.Read(p)
+}
+
+type countingListener struct {
+	net.Listener
+	reads *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return readCounter{c.(*net.TCPConn), l.reads}, nil
+}
+
+// A busy connection, asked again as soon as it is answered, reads each
+// request whole with one read: no byte alone in front of it.
+func TestServerBusyConnReadsOncePerRequest(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("without the poller, a connection waits with a one-byte read")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reads atomic.Int64
+	addr := serveOn(t, &Server{Decider: &echoDecider{}}, countingListener{ln, &reads})
+	c, br := dial(t, addr)
+	askOK(t, c, br, "a@x") // the first request: accepted, waited for alone
+	const n = 50
+	before := reads.Load()
+	for i := range n {
+		askOK(t, c, br, fmt.Sprintf("r%d@x", i))
+	}
+	// A read that finds nothing yet (EAGAIN) is retried inside the
+	// runtime, not through Read: each request is one Read, or now and
+	// then two when it reaches the socket in two parts; a byte read alone
+	// would make it two each.
+	if got := reads.Load() - before; got < n || got > n+n/5 {
+		t.Errorf("%d reads for %d requests, want about one each", got, n)
 	}
 }
 
