@@ -19,9 +19,9 @@ type BatchOptions struct {
 	MaxRows int
 	// Window is how long the first decision of a group waits for others
 	// before the group is sent, unless it fills first; negative sends what
-	// is already queued without waiting. Default: 1 ms on PostgreSQL, no
-	// wait on SQLite, whose single writer groups whatever queued up while
-	// it was committing.
+	// is already queued without waiting. Default: 1 ms on both stores.
+	// On SQLite, without a window, most groups held one decision and each
+	// paid a transaction of its own (NewSQLiteBatchStore).
 	Window time.Duration
 	// MaxInFlight is how many groups may be in the database at once
 	// (default 4 on PostgreSQL; always 1 on SQLite, which has one writer).

@@ -12,8 +12,8 @@ import (
 )
 
 // SQLiteBatchStore is the embedded Store with group commit: one writer
-// goroutine takes the decisions queued while it was busy (up to MaxRows)
-// and runs each one's SQLiteStore statements, in order, in one
+// goroutine takes the decisions that arrive within the window (up to
+// MaxRows) and runs each one's SQLiteStore statements, in order, in one
 // transaction, then commits once. A commit takes the write lock and
 // appends every page the transaction changed to the WAL (sqlite.org
 // "Write-Ahead Logging"), so decisions sharing the same table and index
@@ -31,7 +31,12 @@ type SQLiteBatchStore struct {
 // starts its writer goroutine; Close stops it.
 func NewSQLiteBatchStore(db *sql.DB, opts BatchOptions) *SQLiteBatchStore {
 	s := &SQLiteBatchStore{SQLiteStore: NewSQLiteStore(db)}
-	opts = opts.withDefaults(-1, 1)
+	// A window, as on PostgreSQL: with none, a busy daemon still sent most
+	// decisions alone (the writer had usually finished before the next
+	// one arrived), and a transaction's BEGIN, COMMIT and its pages in the
+	// WAL were paid per decision. 1 ms gathered about 35 decisions a group
+	// with 64 busy connections, and the CPU per decision fell by a sixth.
+	opts = opts.withDefaults(time.Millisecond, 1)
 	opts.MaxInFlight = 1 // one writer: a second group would only wait for the connection
 	s.b = newBatcher(opts, s.flush)
 	return s
