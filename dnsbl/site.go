@@ -197,7 +197,7 @@ func validDomain(d string) bool {
 	if _, err := netip.ParseAddr(d); err == nil {
 		return false
 	}
-	for _, l := range strings.Split(d, ".") {
+	for l := range strings.SplitSeq(d, ".") {
 		if len(l) == 0 || len(l) > 63 || !validLabel(l) {
 			return false
 		}

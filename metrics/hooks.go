@@ -32,7 +32,7 @@ func (m *Metrics) DNSCacheHit(list string) {
 	if m == nil {
 		return
 	}
-	m.dnsCacheHits.WithLabelValues(list).Inc()
+	m.reasons.cacheHit(m.dnsCacheHits, list).Inc()
 }
 
 // DNSPaused records that list was paused: skipped for a while after

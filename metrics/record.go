@@ -69,6 +69,7 @@ type reasonSet struct {
 	cacheMu  sync.RWMutex
 	counters map[decisionKey]prometheus.Counter // by the decision's reason, not its label
 	timers   map[string]prometheus.Observer     // check_duration_seconds by check
+	hits     map[string]prometheus.Counter      // dns_cache_hits_total by list
 }
 
 // decisionKey is a decision as Record counts it: mode, action class,
@@ -89,6 +90,15 @@ func (r *reasonSet) counter(vec *prometheus.CounterVec, k decisionKey) prometheu
 func (r *reasonSet) timer(vec *prometheus.HistogramVec, check string) prometheus.Observer {
 	return cachedSeries(&r.cacheMu, &r.timers, check, func() prometheus.Observer {
 		return vec.WithLabelValues(check)
+	})
+}
+
+// cacheHit returns the DNS list cache hit counter of list from vec. List
+// names come from the configuration, so they are few; every cached answer
+// of every request counts one.
+func (r *reasonSet) cacheHit(vec *prometheus.CounterVec, list string) prometheus.Counter {
+	return cachedSeries(&r.cacheMu, &r.hits, list, func() prometheus.Counter {
+		return vec.WithLabelValues(list)
 	})
 }
 
