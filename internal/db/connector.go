@@ -193,8 +193,9 @@ type StartOptions struct {
 // Start opens dsn for the daemon without waiting for PostgreSQL: it
 // returns at once, and store calls fail fast with ErrUnavailable until a
 // background connector has reached the server and run Prepare. A SQLite
-// file that cannot be opened is an error, as it is a local fault. Close
-// stops the connector.
+// file that cannot be opened is an error, as it is a local fault; it is
+// checkpointed in the background (checkpoint.go). Close stops the
+// connector or the checkpoints.
 func Start(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
@@ -212,6 +213,10 @@ func Start(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
 			return nil, err
 		}
 		if err := opt.Prepare(ctx, d); err != nil {
+			d.Close()
+			return nil, err
+		}
+		if d.stop, err = startCheckpointer(ctx, d, SQLitePath(dsn), opt.Logger); err != nil {
 			d.Close()
 			return nil, err
 		}

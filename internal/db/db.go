@@ -39,7 +39,7 @@ type DB struct {
 	kind  string
 	log   *slog.Logger
 	conn  *connector // Start on PostgreSQL: the readiness; nil is always ready
-	stop  func()     // stops the connector
+	stop  func()     // stops the connector (PostgreSQL) or the checkpoints (SQLite)
 }
 
 // Stmts keeps statements prepared on the SQLite database for the life of
@@ -171,28 +171,17 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("db: empty database DSN or SQLite path")
 	}
-	q := url.Values{}
-	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeout))
 	if readOnly {
-		// mode=ro never creates the file (SQLite "URI Filenames");
-		// query_only refuses writes even to a file we could write.
+		// mode=ro never creates the file (SQLite "URI Filenames").
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("db: SQLite database %s: %w", path, err)
 		}
-		q.Set("mode", "ro")
-		q.Add("_pragma", "query_only(1)")
-	} else {
-		if dir := filepath.Dir(path); dir != "." {
-			if err := os.MkdirAll(dir, 0o750); err != nil {
-				return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
-			}
+	} else if dir := filepath.Dir(path); dir != "." {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("db: create directory for %s: %w", path, err)
 		}
-		q.Set("_journal_mode", "WAL")   // readers never block the writer
-		q.Set("_synchronous", "NORMAL") // safe with WAL; a crash loses at most the last commits
-		q.Set("_txlock", "immediate")   // take the write lock at BEGIN, so no deadlock-on-upgrade BUSY
 	}
-	q.Set("_foreign_keys", "1")
-	sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	sdb, err := sql.Open("sqlite", sqliteDSN(path, readOnly))
 	if err != nil {
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
@@ -207,6 +196,24 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
 	return &DB{SQL: sdb, stmts: NewStmts(sdb), kind: SQLite}, nil
+}
+
+// sqliteDSN is the driver's name for the file at path, with the settings
+// every connection gets.
+func sqliteDSN(path string, readOnly bool) string {
+	q := url.Values{}
+	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeout))
+	if readOnly {
+		// query_only refuses writes even to a file we could write.
+		q.Set("mode", "ro")
+		q.Add("_pragma", "query_only(1)")
+	} else {
+		q.Set("_journal_mode", "WAL")   // readers never block the writer
+		q.Set("_synchronous", "NORMAL") // safe with WAL; a crash loses at most the last commits
+		q.Set("_txlock", "immediate")   // take the write lock at BEGIN, so no deadlock-on-upgrade BUSY
+	}
+	q.Set("_foreign_keys", "1")
+	return "file:" + path + "?" + q.Encode()
 }
 
 // Ping checks that the store answers.
