@@ -55,6 +55,9 @@ type Checker struct {
 	helos    *cache[heloKey, *evaluation]
 	senders  *cache[senderKey, verdict]
 	log      *slog.Logger
+	// fixed are the actions whose templates fill in nothing ("DUNNO",
+	// most of them), parsed once instead of per message.
+	fixed map[string]policy.Action
 }
 
 // New validates cfg and returns the check. resolver is normally a
@@ -68,6 +71,11 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 		helos:   newCache[heloKey, *evaluation](heloTTL, cacheMax),
 		senders: newCache[senderKey, verdict](senderTTL, cacheMax)}
 	c.authserv = cfg.authservID(c.receiver)
+	c.fixed = map[string]policy.Action{}
+	for key := range defaultActions() {
+		c.fixAction(key)
+	}
+	c.fixAction(HeloFail)
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -441,11 +449,23 @@ func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, v var
 	return res == gospf.Pass
 }
 
+// fixAction keeps key's action parsed when its template fills in nothing.
+func (c *Checker) fixAction(key string) {
+	if tmpl := c.cfg.actionFor(key); !strings.Contains(tmpl, "{") {
+		if a, err := render(tmpl, "", vars{}); err == nil {
+			c.fixed[key] = a
+		}
+	}
+}
+
 // action renders the configured reply for key (a result, or helo_fail);
 // a template that cannot render with this message's values (odd
 // characters in the sender) falls back to the default for the result,
 // then to DUNNO.
 func (c *Checker) action(v vars, key string) policy.Action {
+	if a, ok := c.fixed[key]; ok {
+		return a
+	}
 	a, err := render(c.cfg.actionFor(key), c.cfg.Explanation, v)
 	if err == nil {
 		return a
