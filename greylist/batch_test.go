@@ -290,3 +290,18 @@ func TestLiteRowErrors(t *testing.T) {
 		t.Errorf("missing table %v: a row error", syntax)
 	}
 }
+
+// Each SQLite statement binds only the parameters it uses, renumbered in
+// order, and takes them from the right place in liteDecideArgs.
+func TestCompactParams(t *testing.T) {
+	q := compactParams("a = ?12 AND b = ?3 OR c = ?12 AND d = ?1")
+	if want := "a = ?3 AND b = ?2 OR c = ?3 AND d = ?1"; q.text != want {
+		t.Errorf("text %q, want %q", q.text, want)
+	}
+	if got := fmt.Sprint(q.args); got != "[0 2 11]" {
+		t.Errorf("args %s, want [0 2 11]", got)
+	}
+	if got := fmt.Sprint(liteQueries[stAWLClient].args); got != "[4 8 11 13]" {
+		t.Errorf("client lookup binds %s, want ?5 ?9 ?12 ?14: [4 8 11 13]", got)
+	}
+}
