@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,13 +110,13 @@ func (c *Checker) Name() string { return Name }
 // marked temporary when the lists failed for a reason that passes (a
 // timeout, SERVFAIL, a pause).
 func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
-	pairs, qnames := c.plan(subjects(st.Req))
-	if len(qnames) == 0 {
+	pairs, qs := c.plan(subjects(st.Req))
+	if len(qs) == 0 {
 		return policy.Pass(""), nil
 	}
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
-	answers, err := c.resolveAll(ctx, qnames)
+	answers, err := c.resolveAll(ctx, qs)
 	if err != nil {
 		return policy.Result{}, classify(err)
 	}
@@ -131,11 +132,11 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 // cached, the request is scored without a query. A score that rejects is
 // left to Check, which may fetch the list's TXT record for the reply.
 func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
-	pairs, qnames := c.plan(subjects(st.Req))
-	if len(qnames) == 0 {
+	pairs, qs := c.plan(subjects(st.Req))
+	if len(qs) == 0 {
 		return policy.Pass(""), true
 	}
-	answers, misses := c.fromCache(qnames)
+	answers, misses := c.fromCache(qs)
 	if len(misses) > 0 {
 		return policy.Result{}, false
 	}
@@ -143,7 +144,7 @@ func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
 	if sc.total >= c.cfg.RejectThreshold && sc.best != nil {
 		return policy.Result{}, false
 	}
-	c.countHits(qnames, answers)
+	c.countHits(qs, answers)
 	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
 	return policy.Pass(sc.reason()), true
 }
@@ -173,14 +174,15 @@ type pair struct {
 	e     *entry
 	s     *subject // in the request's subjects
 	qname string
+	q     int // the index of qname in plan's queries
 }
 
 // plan lists what to ask: every entry against every subject it applies
 // to. Entries sharing a zone share query names, so each name is asked once.
 // A list failing its self-check is left out: not listed (selfcheck.go).
-func (c *Checker) plan(subs []subject) ([]pair, map[string]*zoneState) {
+func (c *Checker) plan(subs []subject) ([]pair, []query) {
 	pairs := make([]pair, 0, len(c.entries)*len(subs))
-	qnames := make(map[string]*zoneState, len(c.entries)*len(subs))
+	qs := make([]query, 0, len(c.entries)*len(subs))
 	for _, e := range c.entries {
 		if !c.zones[e.zone].usable() {
 			continue
@@ -190,15 +192,18 @@ func (c *Checker) plan(subs []subject) ([]pair, map[string]*zoneState) {
 			if s.kind != e.kind || (s.kind == KindDomain && !e.asks(s.id)) {
 				continue
 			}
-			q := s.key + "." + e.zone
-			if len(q) > 253 {
+			name := s.key + "." + e.zone
+			if len(name) > 253 {
 				continue
 			}
-			pairs = append(pairs, pair{e, s, q})
-			qnames[q] = c.zones[e.zone]
+			q := slices.IndexFunc(qs, func(q query) bool { return q.name == name })
+			if q < 0 {
+				q, qs = len(qs), append(qs, query{name, c.zones[e.zone]})
+			}
+			pairs = append(pairs, pair{e, s, name, q})
 		}
 	}
-	return pairs, qnames
+	return pairs, qs
 }
 
 // reply renders the reject action for the best hit, with the list's TXT

@@ -12,32 +12,46 @@ import (
 	"github.com/miekg/dns"
 )
 
-// resolveAll answers every query name, from the cache where possible and
-// otherwise in parallel, and returns within ctx. A name missing from the
-// result got no usable answer. The error is set only if none answered.
-func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) (map[string][]netip.Addr, error) {
-	out, misses := c.fromCache(qnames)
-	c.countHits(qnames, out)
+// query is one name to ask and the list it asks.
+type query struct {
+	name string
+	z    *zoneState
+}
+
+// answerSet is the addresses each query got, by its index; answered[i]
+// is false for a query with no usable answer (a listing is addresses, an
+// unlisted name none).
+type answerSet struct {
+	addrs    [][]netip.Addr
+	answered []bool
+}
+
+// resolveAll answers every query, from the cache where possible and
+// otherwise in parallel, and returns within ctx. The error is set only if
+// none answered.
+func (c *Checker) resolveAll(ctx context.Context, qs []query) (answerSet, error) {
+	out, misses := c.fromCache(qs)
+	c.countHits(qs, out)
 	if len(misses) == 0 {
 		return out, nil
 	}
 	type result struct {
-		qname string
+		i     int
 		addrs []netip.Addr
 		err   error
 	}
 	ch := make(chan result, len(misses))
-	for _, q := range misses {
+	for _, i := range misses {
 		go func() {
 			// A panic (in the DNS library, an observer) is this list's
 			// failure, never the daemon's crash.
 			defer func() {
 				if p := recover(); p != nil {
-					ch <- result{q, nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", qnames[q].name, p)}
+					ch <- result{i, nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", qs[i].z.name, p)}
 				}
 			}()
-			addrs, err := c.lookup(ctx, qnames[q], q)
-			ch <- result{q, addrs, err}
+			addrs, err := c.lookup(ctx, qs[i].z, qs[i].name)
+			ch <- result{i, addrs, err}
 		}()
 	}
 	var errs []error
@@ -47,33 +61,36 @@ func (c *Checker) resolveAll(ctx context.Context, qnames map[string]*zoneState) 
 			errs = append(errs, r.err)
 			continue
 		}
-		out[r.qname] = r.addrs
+		out.addrs[r.i], out.answered[r.i] = r.addrs, true
 	}
-	if len(out) == 0 {
-		return nil, fmt.Errorf("dnsbl: no list answered: %w", errors.Join(errs...))
+	if len(errs) == len(qs) {
+		return answerSet{}, fmt.Errorf("dnsbl: no list answered: %w", errors.Join(errs...))
 	}
 	return out, nil
 }
 
-// fromCache is the cached answers of qnames and the names that are not
-// cached. countHits counts the answers as the cache hits they were.
-func (c *Checker) fromCache(qnames map[string]*zoneState) (map[string][]netip.Addr, []string) {
-	out := make(map[string][]netip.Addr, len(qnames))
+// fromCache is the cached answers of qs and the indexes of the queries
+// that are not cached. countHits counts the answers as the cache hits
+// they were.
+func (c *Checker) fromCache(qs []query) (answerSet, []int) {
+	out := answerSet{addrs: make([][]netip.Addr, len(qs)), answered: make([]bool, len(qs))}
 	now := c.now()
-	var misses []string
-	for q := range qnames {
-		if a, ok := c.cache.get(q, now); ok {
-			out[q] = a.addrs
+	var misses []int
+	for i, q := range qs {
+		if a, ok := c.cache.get(q.name, now); ok {
+			out.addrs[i], out.answered[i] = a.addrs, true
 		} else {
-			misses = append(misses, q)
+			misses = append(misses, i)
 		}
 	}
 	return out, misses
 }
 
-func (c *Checker) countHits(qnames map[string]*zoneState, hits map[string][]netip.Addr) {
-	for q := range hits {
-		c.obs.DNSCacheHit(qnames[q].name)
+func (c *Checker) countHits(qs []query, hits answerSet) {
+	for i, q := range qs {
+		if hits.answered[i] {
+			c.obs.DNSCacheHit(q.z.name)
+		}
 	}
 }
 

@@ -79,7 +79,7 @@ type scoreCard struct {
 // score adds each matching entry's weight once, however many subjects or
 // reply codes matched it (postscreen_dnsbl_sites semantics). Error codes
 // never match.
-func score(pairs []pair, answers map[string][]netip.Addr) scoreCard {
+func score(pairs []pair, answers answerSet) scoreCard {
 	var sc scoreCard
 	var done []*entry
 	for i := range pairs {
@@ -87,7 +87,7 @@ func score(pairs []pair, answers map[string][]netip.Addr) scoreCard {
 		if slices.Contains(done, p.e) {
 			continue
 		}
-		code, ok := matchCode(p.e, answers[p.qname])
+		code, ok := matchCode(p.e, answers.addrs[p.q])
 		if !ok {
 			continue
 		}
