@@ -15,6 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/batch"
 )
 
 // PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
@@ -33,7 +35,7 @@ import (
 // GC and Peek are PGStore's.
 type PGBatchStore struct {
 	*PGStore
-	b *batcher
+	b *batch.Batcher[decideArg, Outcome]
 }
 
 // NewPGBatchStore returns a batched Store on a migrated database and
@@ -46,15 +48,15 @@ func NewPGBatchStore(pool *pgxpool.Pool, opts BatchOptions) *PGBatchStore {
 
 // Decide records one attempt, in the next group, and returns the verdict.
 func (s *PGBatchStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
-	return s.b.decide(ctx, now, cfg, k)
+	return s.b.Do(ctx, decideArg{now, cfg, k})
 }
 
 // Close sends what is queued, waits for the groups in flight, and makes
 // later Decide calls fail. It does not close the pool.
-func (s *PGBatchStore) Close() { s.b.close() }
+func (s *PGBatchStore) Close() { s.b.Close() }
 
 // BatchStats reports the transactions sent so far.
-func (s *PGBatchStore) BatchStats() BatchStats { return s.b.stats() }
+func (s *PGBatchStore) BatchStats() BatchStats { return s.b.Stats() }
 
 // flush sends the group, once more if the first attempt certainly
 // committed nothing and failed for a reason a new attempt may not meet.
@@ -64,15 +66,15 @@ func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, e
 	if err != nil && pgResend(err) && ctx.Err() == nil {
 		res, err = s.sendGroup(ctx, group, order, true)
 	}
-	var re *rowError
-	if errors.As(err, &re) && re.row < 0 && ctx.Err() == nil {
+	var re *batch.RowError
+	if errors.As(err, &re) && re.Row < 0 && ctx.Err() == nil {
 		// The set statement failed on some row's values: one statement per
 		// decision tells which (the failed transaction committed nothing).
 		res, err = s.sendGroup(ctx, group, order, false)
 	}
 	if err != nil {
 		if errors.As(err, &re) {
-			re.err = fmt.Errorf("greylist: postgres batch decide: %w", re.err)
+			re.Err = fmt.Errorf("greylist: postgres batch decide: %w", re.Err)
 			return nil, re
 		}
 		return nil, fmt.Errorf("greylist: postgres batch decide: %w", err)
@@ -92,7 +94,7 @@ func pgLockOrder(group []*request) []int {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int {
-		ka, kb := &group[a].k, &group[b].k
+		ka, kb := &group[a].Arg.k, &group[b].Arg.k
 		return cmp.Or(strings.Compare(ka.ClientKey, kb.ClientKey),
 			strings.Compare(ka.Sender, kb.Sender), strings.Compare(ka.Recipient, kb.Recipient))
 	})
@@ -105,22 +107,22 @@ func pgLockOrder(group []*request) []int {
 // one pgDecide. The decisions of the set statement share no row, so they
 // are decided as if one after the other, and the rest come after them.
 // Outcomes are only returned once Close has read the Sync's answer, that
-// is after the commit. A failing statement's error is a *rowError naming
+// is after the commit. A failing statement's error is a *batch.RowError naming
 // its decision, or row -1 for the set statement.
 func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []int, set bool) ([]result, error) {
 	inSet, rest := []int(nil), order
 	if set {
 		inSet, rest = pgSetSplit(group, order)
 	}
-	batch := &pgx.Batch{}
+	pb := &pgx.Batch{}
 	if len(inSet) > 0 {
-		batch.Queue(pgDecideSet, pgDecideSetArgs(group, inSet)...)
+		pb.Queue(pgDecideSet, pgDecideSetArgs(group, inSet)...)
 	}
 	for _, i := range rest {
 		r := group[i]
-		batch.Queue(pgDecide, pgDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k)...)
+		pb.Queue(pgDecide, pgDecideArgs(newCutoffs(r.Arg.now, r.Arg.cfg), r.Arg.cfg, r.Arg.k)...)
 	}
-	br := s.pool.SendBatch(ctx, batch)
+	br := s.pool.SendBatch(ctx, pb)
 	res := make([]result, len(group))
 	if len(inSet) > 0 {
 		if err := scanSet(br, inSet, res); err != nil {
@@ -134,7 +136,7 @@ func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []
 			_ = br.Close()
 			return nil, pgStatementError(err, i)
 		}
-		res[i].o, res[i].err = row.outcome()
+		res[i].Val, res[i].Err = row.outcome()
 	}
 	if err := br.Close(); err != nil {
 		return nil, err
@@ -158,7 +160,7 @@ func scanSet(br pgx.BatchResults, inSet []int, res []result) error {
 		if err := rows.Scan(row.dest()...); err != nil {
 			return err
 		}
-		res[inSet[j]].o, res[inSet[j]].err = row.outcome()
+		res[inSet[j]].Val, res[inSet[j]].Err = row.outcome()
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -173,7 +175,7 @@ func scanSet(br pgx.BatchResults, inSet []int, res []result) error {
 // group: the arrays $1 to $9, then the durations and the auto-whitelist
 // settings, which pgSetSplit made the same for all of them.
 func pgDecideSetArgs(group []*request, inSet []int) []any {
-	cfg := group[inSet[0]].cfg
+	cfg := group[inSet[0]].Arg.cfg
 	n := len(inSet)
 	var (
 		clientKeys, senders, rcpts, kinds, raws, domains = make([]string, n), make([]string, n),
@@ -183,10 +185,10 @@ func pgDecideSetArgs(group []*request, inSet []int) []any {
 		nows  = make([]time.Time, n)
 	)
 	for j, i := range inSet {
-		k := &group[i].k
+		k := &group[i].Arg.k
 		clientKeys[j], senders[j], rcpts[j], kinds[j] = k.ClientKey, k.Sender, k.Recipient, k.Kind
 		nets[j], addrs[j], raws[j], domains[j] = k.Net, k.Addr, k.RawSender, k.SenderDomain
-		nows[j] = newCutoffs(group[i].now, cfg).now
+		nows[j] = newCutoffs(group[i].Arg.now, cfg).now
 	}
 	return []any{clientKeys, senders, rcpts, kinds, nets, addrs, raws, domains, nows,
 		pgInterval(cfg.Delay), pgInterval(cfg.RetryWindow), pgInterval(cfg.MaxAge), pgInterval(cfg.AWLCountInterval),
@@ -209,15 +211,15 @@ func pgInterval(d time.Duration) string {
 // touch the same row. The rest (a retry of a triplet in the set, another
 // message from one of its client networks) follow one statement each.
 func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
-	cfg := group[order[0]].cfg
+	cfg := group[order[0]].Arg.cfg
 	triplets := make(map[[3]string]bool, len(order))
 	nets := make(map[netip.Prefix]bool, len(order))
 	pairs := make(map[[2]string]bool, len(order))
 	for _, i := range order {
-		k := &group[i].k
+		k := &group[i].Arg.k
 		t, p := [3]string{k.ClientKey, k.Sender, k.Recipient}, [2]string{k.ClientKey, k.SenderDomain}
 		usesNet, usesPair := cfg.AWLClientPasses > 0, cfg.AWLPair && k.SenderDomain != ""
-		if !sameDurations(group[i].cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
+		if !sameDurations(group[i].Arg.cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
 			!pgText(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) ||
 			triplets[t] || (usesNet && nets[k.Net]) || (usesPair && pairs[p]) {
 			rest = append(rest, i)
@@ -255,7 +257,7 @@ func pgText(ss ...string) bool {
 func pgStatementError(err error, row int) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
-		return &rowError{row: row, err: err}
+		return &batch.RowError{Row: row, Err: err}
 	}
 	return err
 }

@@ -40,7 +40,7 @@ func TestPGGroupMatchesOneByOne(t *testing.T) {
 		}
 		group := randomGroup(rng, &cfg, now)
 		if prev != nil && rng.IntN(3) == 0 {
-			group[0].k = prev[rng.IntN(len(prev))].k // a retry, often early
+			group[0].Arg.k = prev[rng.IntN(len(prev))].Arg.k // a retry, often early
 		}
 		prev = group
 		order := pgLockOrder(group)
@@ -54,12 +54,12 @@ func TestPGGroupMatchesOneByOne(t *testing.T) {
 		}
 		for _, i := range append(inSet, rest...) {
 			r := group[i]
-			want, err := seq.Decide(ctx, r.now, r.cfg, r.k)
+			want, err := seq.Decide(ctx, r.Arg.now, r.Arg.cfg, r.Arg.k)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got[i].err != nil || got[i].o != want {
-				t.Fatalf("round %d, %s %s %s: group %+v (%v), one by one %+v", round, r.k.ClientKey, r.k.Sender, r.k.Recipient, got[i].o, got[i].err, want)
+			if got[i].Err != nil || got[i].Val != want {
+				t.Fatalf("round %d, %s %s %s: group %+v (%v), one by one %+v", round, r.Arg.k.ClientKey, r.Arg.k.Sender, r.Arg.k.Recipient, got[i].Val, got[i].Err, want)
 			}
 			seen[want.Verdict]++
 		}
@@ -89,7 +89,7 @@ func randomGroup(rng *rand.Rand, cfg *Config, now time.Time) []*request {
 			spf = "pool.example"
 		}
 		k := cfg.KeyFor(addr, sender, fmt.Sprintf("r%d@local.test", rng.IntN(4)), spf)
-		group[i] = &request{now: now.Add(time.Duration(rng.IntN(3)) * time.Second), cfg: cfg, k: k}
+		group[i] = &request{Arg: decideArg{now: now.Add(time.Duration(rng.IntN(3)) * time.Second), cfg: cfg, k: k}}
 	}
 	return group
 }
@@ -120,12 +120,12 @@ func TestPGSetSplit(t *testing.T) {
 	other := cfg
 	other.Delay++
 	at := func(ip, sender, rcpt string) *request {
-		return &request{cfg: &cfg, k: cfg.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")}
+		return &request{Arg: decideArg{cfg: &cfg, k: cfg.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")}}
 	}
 	bogus := at("192.0.2.9", "a@x.example", "r@y.example")
-	bogus.k.Kind = "bogus"
+	bogus.Arg.k.Kind = "bogus"
 	otherDurations := at("203.0.113.1", "b@z.example", "r@y.example")
-	otherDurations.cfg = &other
+	otherDurations.Arg.cfg = &other
 	for _, c := range []struct {
 		name  string
 		group []*request

@@ -9,6 +9,8 @@ import (
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/batch"
 )
 
 // SQLiteBatchStore is the embedded Store with group commit: one writer
@@ -24,7 +26,7 @@ import (
 // GC and Peek are SQLiteStore's.
 type SQLiteBatchStore struct {
 	*SQLiteStore
-	b *batcher
+	b *batch.Batcher[decideArg, Outcome]
 }
 
 // NewSQLiteBatchStore returns a batched Store on a migrated database and
@@ -45,18 +47,18 @@ func NewSQLiteBatchStore(db *sql.DB, opts BatchOptions) *SQLiteBatchStore {
 // Decide records one attempt, in the writer's next transaction, and
 // returns the verdict.
 func (s *SQLiteBatchStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error) {
-	return s.b.decide(ctx, now, cfg, k)
+	return s.b.Do(ctx, decideArg{now, cfg, k})
 }
 
 // Close commits what is queued and makes later Decide calls fail. It does
 // not close the database.
 func (s *SQLiteBatchStore) Close() {
-	s.b.close()
+	s.b.Close()
 	s.stmts.Close()
 }
 
 // BatchStats reports the transactions run so far.
-func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.stats() }
+func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.Stats() }
 
 // flush runs the group in one transaction; results are returned only
 // after the commit.
@@ -77,11 +79,11 @@ func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []r
 	res = make([]result, len(group))
 	ltx := newLiteTx(ctx, tx, stmts)
 	for i, r := range group {
-		o, err := liteDecide(ltx, liteDecideArgs(newCutoffs(r.now, r.cfg), r.cfg, r.k), r.cfg)
+		o, err := liteDecide(ltx, liteDecideArgs(newCutoffs(r.Arg.now, r.Arg.cfg), r.Arg.cfg, r.Arg.k), r.Arg.cfg)
 		if err != nil {
 			return nil, liteStatementError(fmt.Errorf("greylist: sqlite batch decide: %w", err), i)
 		}
-		res[i].o = o
+		res[i].Val = o
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("greylist: sqlite batch decide: commit: %w", err)
@@ -101,7 +103,7 @@ func liteStatementError(err error, row int) error {
 	}
 	switch e.Code() & 0xff { // the primary code of an extended one
 	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
-		return &rowError{row: row, err: err}
+		return &batch.RowError{Row: row, Err: err}
 	}
 	return err
 }
