@@ -70,6 +70,9 @@ func (s pgStore) Record(ctx context.Context, now time.Time, p Pair) error {
 
 func (s pgStore) Match(ctx context.Context, since time.Time, p Pair, byDomain bool) (bool, error) {
 	q, key := matchQuery(pgMatchAddress, pgMatchDomain, p, byDomain)
+	if !storable(p.Local) || !storable(key) {
+		return false, nil // what the text type cannot hold was never recorded
+	}
 	var hit bool
 	err := s.pool.QueryRow(ctx, q, p.Local, key, since.Truncate(time.Second)).Scan(&hit)
 	return hit, wrap("postgres match", err)

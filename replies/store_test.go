@@ -23,11 +23,32 @@ var (
 	other = replies.Pair{Local: "alice@example.org", Outside: "dave@example.com", OutsideDomain: "example.com"}
 )
 
-// TestStore is the conformance suite: both dialects record, match, expire
-// and collect alike.
+// stores are the two ways to open a store; each passes the same tests.
+var stores = []struct {
+	name string
+	open func(*testing.T, *db.DB) replies.Store
+}{
+	{"plain", func(_ *testing.T, d *db.DB) replies.Store { return replies.NewStore(d) }},
+	{"batched", func(t *testing.T, d *db.DB) replies.Store {
+		s, stop := replies.NewBatchStore(d)
+		t.Cleanup(stop)
+		return s
+	}},
+}
+
+// eachStore runs f on every dialect, plain and batched.
+func eachStore(t *testing.T, f func(t *testing.T, s replies.Store)) {
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			dbtest.Each(t, func(t *testing.T, d *db.DB) { f(t, st.open(t, d)) })
+		})
+	}
+}
+
+// TestStore is the conformance suite: both dialects, plain and batched,
+// record, match, expire and collect alike.
 func TestStore(t *testing.T) {
-	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		s := replies.NewStore(d)
+	eachStore(t, func(t *testing.T, s replies.Store) {
 		ctx := dbtest.Context(t)
 		match := func(since time.Time, p replies.Pair, byDomain bool) bool {
 			t.Helper()
@@ -72,8 +93,7 @@ func TestStore(t *testing.T) {
 }
 
 func TestStoreGC(t *testing.T) {
-	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		s := replies.NewStore(d)
+	eachStore(t, func(t *testing.T, s replies.Store) {
 		ctx := dbtest.Context(t)
 		for i, p := range []replies.Pair{alice, carol, other} {
 			if err := s.Record(ctx, t0.Add(time.Duration(i)*time.Hour), p); err != nil {
@@ -99,8 +119,7 @@ func TestStoreGC(t *testing.T) {
 // TestStoreConcurrentRecord: many sends of one pair at once, as from
 // several hosts, all succeed and leave one row.
 func TestStoreConcurrentRecord(t *testing.T) {
-	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		s := replies.NewStore(d)
+	eachStore(t, func(t *testing.T, s replies.Store) {
 		ctx := dbtest.Context(t)
 		var wg sync.WaitGroup
 		errs := make(chan error, 16)
@@ -121,5 +140,37 @@ func TestStoreConcurrentRecord(t *testing.T) {
 		if n, err := s.GC(ctx, t0.Add(time.Hour), 100, true); err != nil || n != 1 {
 			t.Errorf("rows after concurrent records: %d, %v; want 1", n, err)
 		}
+	})
+}
+
+// TestStoreBatchedMatches: concurrent lookups of recorded and unrecorded
+// pairs, in both modes, as the batched store sends them together, each
+// get their own answer; a value the database cannot hold is no match.
+func TestStoreBatchedMatches(t *testing.T) {
+	eachStore(t, func(t *testing.T, s replies.Store) {
+		ctx := dbtest.Context(t)
+		if err := s.Record(ctx, t0, alice); err != nil {
+			t.Fatal(err)
+		}
+		cases := []struct {
+			p        replies.Pair
+			byDomain bool
+			want     bool
+		}{
+			{alice, false, true}, {carol, false, false}, {carol, true, true}, {other, true, false},
+			{replies.Pair{Local: "alice@example.org", Outside: "b\xffad@example.net", OutsideDomain: "example.net"}, false, false},
+			{replies.Pair{Local: "al\x00ice@example.org", Outside: "bob@example.net", OutsideDomain: "example.net"}, false, false},
+		}
+		var wg sync.WaitGroup
+		for range 8 {
+			for _, c := range cases {
+				wg.Go(func() {
+					if hit, err := s.Match(ctx, t0, c.p, c.byDomain); err != nil || hit != c.want {
+						t.Errorf("%+v by domain %v: %v, %v; want %v", c.p, c.byDomain, hit, err, c.want)
+					}
+				})
+			}
+		}
+		wg.Wait()
 	})
 }

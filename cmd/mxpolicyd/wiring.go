@@ -38,6 +38,7 @@ type wiring struct {
 	glChanges *greylist.Changes // greylistChanges
 	dnsbl     dnsblRun
 	greylist  greylist.Store // batched, made once: reloads keep it, close stops it
+	replies   replies.Store  // likewise
 }
 
 // newWiring prepares what the checks share. steps builds the checks.
@@ -119,7 +120,7 @@ func (w *wiring) spfCheck(_ context.Context, cfg *config.Config) (policy.Check, 
 // repliesCheck makes the replies check: pairs last as long as a passed
 // triplet (greylist.max_age); read-only for check.
 func (w *wiring) repliesCheck(_ context.Context, cfg *config.Config) (policy.Check, error) {
-	return replies.New(cfg.Replies, replies.NewStore(w.db), replies.Options{MaxAge: cfg.Greylist.MaxAge,
+	return replies.New(cfg.Replies, w.repliesStore(), replies.Options{MaxAge: cfg.Greylist.MaxAge,
 		Logger: w.log, Observer: w.metrics, ReadOnly: w.readOnly})
 }
 
@@ -181,6 +182,21 @@ func (w *wiring) greylistStore() greylist.Store {
 		w.closers = append(w.closers, stop)
 	}
 	return w.greylist
+}
+
+// repliesStore is the replies store with batched lookups
+// (replies.NewBatchStore), made once and stopped by close, as
+// greylistStore is; check only reads, one lookup at a time.
+func (w *wiring) repliesStore() replies.Store {
+	if w.readOnly {
+		return replies.NewStore(w.db)
+	}
+	if w.replies == nil {
+		s, stop := replies.NewBatchStore(w.db)
+		w.replies = s
+		w.closers = append(w.closers, stop)
+	}
+	return w.replies
 }
 
 // startDecisionLog starts the writer that records decisions in batches,
