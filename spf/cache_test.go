@@ -3,6 +3,7 @@ package spf_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -180,4 +181,19 @@ func TestQuick(t *testing.T) {
 	}
 	check(t, c, "192.0.2.99", "a@expl.test", "h.test") // a fail, cached
 	declines(state("192.0.2.99", "a@expl.test", "h.test", "k", policy.NewMessage("k")))
+}
+
+// TestExplanationTime: %{t} in a domain's explanation is the request's
+// time (RFC 7208 §7.3), for a verdict reused from the cache too.
+func TestExplanationTime(t *testing.T) {
+	c, srv := newChecker(t, nil)
+	srv.Add(`texp.test. 300 IN TXT "v=spf1 -all exp=why.texp.test"`, `why.texp.test. 300 IN TXT "refused at %{t}"`)
+	for _, at := range []int64{1700000000, 1700000010} { // the second reuses the first's verdict
+		st := state("192.0.2.99", "a@texp.test", "h.test", fmt.Sprint(at), nil)
+		st.Now = time.Unix(at, 0)
+		res, err := c.Check(context.Background(), st)
+		if want := fmt.Sprintf("550 5.7.23 refused at %d", at); err != nil || res.Action.String() != want {
+			t.Errorf("at %d: %q, %v; want %q", at, res.Action, err, want)
+		}
+	}
 }

@@ -146,9 +146,13 @@ func (c Config) receiver() string {
 // vars fill the action templates. exp is the domain's own explanation
 // (exp=), already expanded and made one printable line; "" when it
 // published none.
-type vars struct{ result, domain, sender, ip, helo, identity, exp string }
+type vars struct {
+	result, domain, sender, ip, helo, identity, exp string
+	now                                             time.Time // the request's, for an explanation's %{t} (explain.go)
+}
 
-var sampleVars = vars{"fail", "example.com", "user@example.com", "192.0.2.1", "mail.example.com", "mailfrom", ""}
+var sampleVars = vars{result: "fail", domain: "example.com", sender: "user@example.com", ip: "192.0.2.1",
+	helo: "mail.example.com", identity: "mailfrom"}
 
 // render fills tmpl; {explanation} is the domain's explanation if it
 // gave one, else ours (spf.explanation) filled the same way.

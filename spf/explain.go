@@ -166,5 +166,9 @@ func oneLine(text string) string {
 
 // envFor is the macro environment of an evaluation.
 func envFor(v vars, ip netip.Addr, receiver string) macroEnv {
-	return macroEnv{sender: v.sender, domain: v.domain, ip: ip, helo: v.helo, receiver: receiver, now: time.Now()}
+	now := v.now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	return macroEnv{sender: v.sender, domain: v.domain, ip: ip, helo: v.helo, receiver: receiver, now: now}
 }

@@ -158,7 +158,7 @@ func (c *Checker) outcome(ctx context.Context, st *policy.State) *outcome {
 	if !ip.IsValid() {
 		return nil
 	}
-	o := c.evaluate(ctx, st.Req, ip)
+	o := c.evaluate(ctx, st.Req, ip, st.Now)
 	outcomeKey.Set(st.Msg, o)
 	return o
 }
@@ -179,7 +179,7 @@ type evaluation struct {
 // share, and the answer would depend on whether the HELO result was
 // already cached. Running MAIL FROM when HELO fails costs a lookup, never
 // a verdict: HELO's fail still decides.
-func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr) *outcome {
+func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr, now time.Time) *outcome {
 	if c.cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
@@ -193,10 +193,12 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 			helo = e
 		} else {
 			helos = make(chan *evaluation, 1)
-			go c.heloAside(ctx, r, ip, helos)
+			go c.heloAside(ctx, r, ip, now, helos)
 		}
 	}
-	mf := c.mailFromCheck(ctx, identity(r, ip), ip)
+	v := identity(r, ip)
+	v.now = now
+	mf := c.mailFromCheck(ctx, v, ip)
 	if helos != nil {
 		helo = <-helos
 	}
@@ -248,14 +250,14 @@ func (c *Checker) combine(helo, mf *evaluation, sender string) *outcome {
 // heloAside runs heloCheck on its own goroutine and sends its evaluation,
 // nil if it panicked: go/spf is foreign code, and a panic there must not
 // end the process.
-func (c *Checker) heloAside(ctx context.Context, r *policy.Request, ip netip.Addr, out chan<- *evaluation) {
+func (c *Checker) heloAside(ctx context.Context, r *policy.Request, ip netip.Addr, now time.Time, out chan<- *evaluation) {
 	defer func() {
 		if p := recover(); p != nil {
 			c.log.Error("spf: HELO evaluation panicked", slog.Any("panic", p))
 			out <- nil
 		}
 	}()
-	out <- c.heloCheck(ctx, r, ip)
+	out <- c.heloCheck(ctx, r, ip, now)
 }
 
 // answer renders the action for an evaluation's result.
@@ -285,8 +287,9 @@ func (c *Checker) heloCached(r *policy.Request, ip netip.Addr) (*evaluation, boo
 // of the same smtpd (SMTPD_POLICY_README, "Protocol description"). An
 // evaluation our resolver could not finish is not kept, and only marks
 // the HELO identity unchecked: MAIL FROM still decides.
-func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Addr) *evaluation {
+func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Addr, now time.Time) *evaluation {
 	v := heloIdentity(r, ip)
+	v.now = now
 	if v.domain == "" {
 		return nil
 	}
