@@ -97,7 +97,6 @@ type outcome struct {
 	vars    vars // of the identity that answers
 	headers []string
 	action  policy.Action
-	took    time.Duration
 	err     error // wraps ErrResolver: no result, on_error decides
 }
 
@@ -185,7 +184,6 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
 	}
-	start := time.Now()
 	var helo *evaluation
 	var helos chan *evaluation
 	if r.SenderDomain() != "" {
@@ -203,14 +201,12 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 		helo = <-helos
 	}
 	o := c.combine(helo, mf, r.Sender)
-	o.took = time.Since(start)
 	return o
 }
 
 // cachedOutcome is evaluate from the caches alone: false when either
 // identity would need a lookup, or MAIL FROM's verdict is a fail.
 func (c *Checker) cachedOutcome(r *policy.Request, ip netip.Addr) (*outcome, bool) {
-	start := time.Now()
 	var helo *evaluation
 	if r.SenderDomain() != "" {
 		e, ok := c.heloCached(r, ip)
@@ -227,7 +223,6 @@ func (c *Checker) cachedOutcome(r *policy.Request, ip netip.Addr) (*outcome, boo
 	mf := &evaluation{vars: v, result: vd.result, vouches: vd.vouches}
 	mf.vars.result = string(vd.result)
 	o := c.combine(helo, mf, r.Sender)
-	o.took = time.Since(start)
 	return o, true
 }
 

@@ -171,12 +171,3 @@ func IsTemporary(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
-
-// IsTimeout reports whether err is a query that ran out of time.
-func IsTimeout(err error) bool {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Timeout
-	}
-	return errors.Is(err, context.DeadlineExceeded)
-}

@@ -84,9 +84,9 @@ func TestExchangeErrors(t *testing.T) {
 		if !errors.As(err, &e) {
 			t.Fatalf("%s: want *resolver.Error, got %v", tt.name, err)
 		}
-		if resolver.IsTemporary(err) != tt.temporary || resolver.IsTimeout(err) != tt.tout {
+		if resolver.IsTemporary(err) != tt.temporary || e.Timeout != tt.tout {
 			t.Errorf("%s: temporary=%v timeout=%v, want %v %v (%v)", tt.name,
-				resolver.IsTemporary(err), resolver.IsTimeout(err), tt.temporary, tt.tout, err)
+				resolver.IsTemporary(err), e.Timeout, tt.temporary, tt.tout, err)
 		}
 		if d := time.Since(start); d > time.Second {
 			t.Errorf("%s: took %v, the timeout is 150ms", tt.name, d)
@@ -102,7 +102,8 @@ func TestExchangeContextDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := r.Exchange(ctx, "slow.test", dns.TypeA)
-	if !resolver.IsTimeout(err) || time.Since(start) > time.Second {
+	var e *resolver.Error
+	if !errors.As(err, &e) || !e.Timeout || time.Since(start) > time.Second {
 		t.Fatalf("a caller's deadline must bound the query: %v after %v", err, time.Since(start))
 	}
 }
