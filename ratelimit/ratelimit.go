@@ -153,19 +153,22 @@ func (c *Checker) take(ctx context.Context, st *policy.State, cells []Cell, rule
 	}
 	var hits []over
 	counted, _ := countedKey.Get(st.Msg)
-	next := maps.Clone(counted)
+	var next map[string]bool // a copy of counted, made when a rule is added: the message's value is never changed in place
 	for i, r := range rules {
 		switch {
 		case !ok[i]:
 			hits = append(hits, over{rule: r, key: cells[i].Key, reason: r.Name + reasonRate})
-		case r.count() == CountMessages:
+		case r.count() == CountMessages && !counted[r.Name]:
+			if next == nil {
+				next = maps.Clone(counted)
+			}
 			if next == nil {
 				next = map[string]bool{}
 			}
 			next[r.Name] = true
 		}
 	}
-	if len(next) != len(counted) {
+	if next != nil {
 		countedKey.Set(st.Msg, next)
 	}
 	return hits, nil
