@@ -22,10 +22,17 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	q := req.Question[0]
 	name := canon(q.Name)
-	delay, rcode, trunc := s.behaviour(name, q.Qtype)
+	delay, gate, rcode, trunc := s.behaviour(name, q.Qtype)
 	if delay > 0 {
 		select {
 		case <-time.After(delay):
+		case <-s.closed:
+			return
+		}
+	}
+	if gate != nil {
+		select {
+		case <-gate:
 		case <-s.closed:
 			return
 		}
@@ -42,11 +49,11 @@ func (s *Server) handle(w dns.ResponseWriter, req *dns.Msg) {
 }
 
 // behaviour counts the query and returns what was configured for name.
-func (s *Server) behaviour(name string, qtype uint16) (time.Duration, int, bool) {
+func (s *Server) behaviour(name string, qtype uint16) (time.Duration, <-chan struct{}, int, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.queries[qkey{name, qtype}]++
-	return s.delays[name], s.rcodes[name], s.trunc[name]
+	return s.delays[name], s.gates[name], s.rcodes[name], s.trunc[name]
 }
 
 func (s *Server) answer(m *dns.Msg, name string, qtype uint16) {

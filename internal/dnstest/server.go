@@ -31,6 +31,7 @@ type Server struct {
 	rrs     map[string][]dns.RR // by lowercased FQDN owner name
 	rcodes  map[string]int
 	delays  map[string]time.Duration
+	gates   map[string]<-chan struct{}
 	trunc   map[string]bool
 	queries map[qkey]int
 }
@@ -49,6 +50,7 @@ func Start(records ...string) (*Server, error) {
 		rrs:     map[string][]dns.RR{},
 		rcodes:  map[string]int{},
 		delays:  map[string]time.Duration{},
+		gates:   map[string]<-chan struct{}{},
 		trunc:   map[string]bool{},
 		queries: map[qkey]int{},
 	}
@@ -170,6 +172,15 @@ func (s *Server) SetDelay(name string, d time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delays[canon(name)] = d
+}
+
+// SetGate makes answers for name wait until gate is closed: a test
+// opens it when what it waits for has happened (both of two queries
+// arrived), where a delay would be a guess about time.
+func (s *Server) SetGate(name string, gate <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gates[canon(name)] = gate
 }
 
 // SetTruncate makes UDP answers for name empty with TC set, so clients
