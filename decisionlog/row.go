@@ -53,7 +53,7 @@ func FromDecision(d *policy.Decision, host string) Row {
 		Time:     d.Time.UTC(),
 		Host:     host,
 		Check:    d.Check,
-		Action:   d.Action.String(),
+		Action:   d.ActionText(),
 		Reason:   d.Reason,
 		Delay:    d.Delay,
 		Duration: d.Duration,

@@ -42,6 +42,19 @@ type Decision struct {
 	Timings  []CheckTiming // per-check latency
 	Observe  bool          // the action was computed but not enforced
 	Facts    Facts
+
+	actionText string // ActionText's, worked out once
+}
+
+// ActionText is Action as text (Action.String), made once for the log
+// line and the decision log alike: a PREPEND carries its whole header.
+// Decide hands the decision to its log and recorders one after the other,
+// so the first call makes it.
+func (d *Decision) ActionText() string {
+	if d.actionText == "" {
+		d.actionText = d.Action.String()
+	}
+	return d.actionText
 }
 
 // CheckError says which check failed and how.
@@ -461,7 +474,7 @@ func (e *Engine) log(d *Decision) {
 		slog.String("instance", d.Req.Instance),
 		slog.String("queue_id", d.Req.QueueID),
 		slog.String("check", d.Check),
-		slog.String("action", d.Action.String()),
+		slog.String("action", d.ActionText()),
 		slog.String("reason", d.Reason),
 		slog.Duration("dur", d.Duration),
 	}
