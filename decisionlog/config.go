@@ -16,10 +16,11 @@ type Config struct {
 	// that pauses for a few seconds loses nothing; beyond that rows are
 	// dropped and counted rather than held in memory without bound.
 	QueueSize int `yaml:"queue_size"`
-	// BatchSize is the most rows written in one statement. Default 500:
-	// large enough that COPY (PostgreSQL) or one transaction (SQLite) makes
-	// a row cost microseconds, small enough that one batch holds the
-	// SQLite store's single connection for only a few milliseconds.
+	// BatchSize is the most rows written in one batch. Default 500: large
+	// enough that one COPY (PostgreSQL) makes a row cost microseconds. On
+	// SQLite a batch goes in transactions of at most 64 rows of multi-row
+	// INSERTs (insert.go, txRowsOf), so that it holds the store's single
+	// connection, which greylisting shares, for a few milliseconds.
 	BatchSize int `yaml:"batch_size"`
 	// FlushInterval is how long a row may wait for its batch to fill.
 	// Default 1s, so `mxpolicyd report` and ad-hoc queries see decisions

@@ -68,24 +68,39 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 }
 
 func (p pgLog) insert(ctx context.Context, rows []Row) error {
-	n, err := p.d.PG.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns,
-		pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) { return pgValues(&rows[i]), nil }))
+	n, err := p.d.PG.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns, &pgSource{rows: rows})
 	if err == nil && n != int64(len(rows)) {
 		err = fmt.Errorf("copied %d rows of %d", n, len(rows))
 	}
 	return err
 }
 
-func pgValues(r *Row) []any {
+// pgSource is rows as COPY reads them (pgx.CopyFromSource): a row's
+// values are pointers into the row, in one slice reused for every row, so
+// a row costs no allocation; pgx encodes a row's values before it asks
+// for the next.
+type pgSource struct {
+	rows    []Row
+	i       int
+	sec, us int32 // the row's computed columns
+	vals    []any
+}
+
+func (s *pgSource) Next() bool { s.i++; return s.i <= len(s.rows) }
+func (s *pgSource) Err() error { return nil }
+
+func (s *pgSource) Values() ([]any, error) {
+	r := &s.rows[s.i-1]
+	s.sec, s.us = seconds(r), micros(r)
 	var client any // NULL when Postfix sent no address
 	if r.Client.IsValid() {
-		client = r.Client
+		client = &r.Client
 	}
-	return []any{
-		r.Time, r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
-		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb,
-		r.Reason, seconds(r), micros(r), r.Observe, r.Whitelist, r.Errors,
-	}
+	s.vals = append(s.vals[:0],
+		&r.Time, &r.Host, client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
+		&r.Instance, &r.QueueID, &r.Check, &r.Action, &r.WouldAction, &r.Verb,
+		&r.Reason, &s.sec, &s.us, &r.Observe, &r.Whitelist, &r.Errors)
+	return s.vals, nil
 }
 
 // sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the

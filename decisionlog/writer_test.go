@@ -441,3 +441,30 @@ func TestWriterTransactionSize(t *testing.T) {
 		}
 	})
 }
+
+// A decision without a client address is stored with client NULL, beside
+// one with an address, in one batch.
+func TestInsertNullClient(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		with, without := FromDecision(decision(1), "mx1"), FromDecision(decision(2), "mx1")
+		without.Client = netip.Addr{}
+		if err := Insert(ctx, d, []Row{with, without}); err != nil {
+			t.Fatal(err)
+		}
+		q := "SELECT count(*) FROM decisions WHERE client IS NULL OR client = ''"
+		if d.IsPostgres() {
+			q = "SELECT count(*) FROM decisions WHERE client IS NULL"
+		}
+		var n int
+		var err error
+		if d.IsPostgres() {
+			err = d.PG.QueryRow(ctx, q).Scan(&n)
+		} else {
+			err = d.SQL.QueryRowContext(ctx, q).Scan(&n)
+		}
+		if err != nil || n != 1 {
+			t.Fatalf("rows without a client: %d, %v; want 1", n, err)
+		}
+	})
+}
