@@ -39,18 +39,8 @@ func BenchmarkDecide(b *testing.B) {
 	for name, open := range benchStores(b) {
 		cfg := greylist.DefaultConfig()
 		b.Run(name+"/new", func(b *testing.B) {
-			s := open(b)
-			var n atomic.Int64
 			b.SetParallelism(4) // several smtpd processes ask at once
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					if _, err := s.Decide(ctx, start, &cfg, benchKey(&cfg, n.Add(1))); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			decideNew(b, open(b), &cfg)
 		})
 		b.Run(name+"/known-db", func(b *testing.B) {
 			s := open(b)
@@ -87,21 +77,26 @@ func BenchmarkDecideBatched(b *testing.B) {
 		b.Run(name+"/new", func(b *testing.B) {
 			s, stop := greylist.NewBatchStore(openDB(b, dsn(b)), greylist.BatchOptions{})
 			defer stop()
-			var n atomic.Int64
 			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
 			before := cpuTime()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					if _, err := s.Decide(ctx, start, &cfg, benchKey(&cfg, n.Add(1))); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
+			decideNew(b, s, &cfg)
 			b.ReportMetric(float64((cpuTime()-before).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
+}
+
+// decideNew decides b.N new triplets on s from b's parallel callers.
+func decideNew(b *testing.B, s greylist.Store, cfg *greylist.Config) {
+	var n atomic.Int64
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := s.Decide(ctx, start, cfg, benchKey(cfg, n.Add(1))); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // cpuTime is the process's user and system time so far.
