@@ -22,15 +22,16 @@ import (
 // PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
 // calls are sent together, in one pgx batch: one pgDecideSet statement for
 // the decisions of the group that share no row (pgSetSplit), then one
-// pgDecide statement for each of the others. pgx sends a batch as one pipeline ending in a single Sync,
-// so it is one round trip and, without BEGIN in it, one implicit
-// transaction with one commit (pgx Conn.SendBatch; PostgreSQL docs,
-// "Frontend/Backend Protocol", "Message Flow", "Pipelining"). The
-// statements run in order, so two decisions for one triplet in a group
-// resolve as if they came one after the other, and across groups and
-// daemons the triplet's row lock still lets exactly one see "new".
-// Each statement turns synchronous_commit off for its transaction, as in
-// PGStore, so the one commit does not wait for the WAL flush.
+// pgDecide statement for each of the others. pgx sends a batch as one
+// pipeline ending in a single Sync, so it is one round trip and, without
+// BEGIN in it, one implicit transaction with one commit (pgx
+// Conn.SendBatch; PostgreSQL docs, "Frontend/Backend Protocol", "Message
+// Flow", "Pipelining"). The statements run in order, so two decisions for
+// one triplet in a group resolve as if they came one after the other, and
+// across groups and daemons the triplet's row lock still lets exactly one
+// see "new". Each statement turns synchronous_commit off for its
+// transaction, as in PGStore, so the one commit does not wait for the WAL
+// flush.
 //
 // GC and Peek are PGStore's.
 type PGBatchStore struct {
@@ -107,8 +108,8 @@ func pgLockOrder(group []*request) []int {
 // one pgDecide. The decisions of the set statement share no row, so they
 // are decided as if one after the other, and the rest come after them.
 // Outcomes are only returned once Close has read the Sync's answer, that
-// is after the commit. A failing statement's error is a *batch.RowError naming
-// its decision, or row -1 for the set statement.
+// is after the commit. A failing statement's error is a *batch.RowError
+// naming its decision, or row -1 for the set statement.
 func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []int, set bool) ([]result, error) {
 	inSet, rest := []int(nil), order
 	if set {
