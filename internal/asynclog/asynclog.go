@@ -208,6 +208,9 @@ func (s *sink) run() {
 			if len(s.queue) == 0 || (s.out != nil && len(s.out.buf) >= flushAt) {
 				s.flush()
 			}
+			if len(s.queue) == 0 && s.out != nil {
+				s.pause()
+			}
 		case <-s.quit:
 			for n := len(s.queue); n > 0; n-- {
 				s.write(<-s.queue)
@@ -218,6 +221,24 @@ func (s *sink) run() {
 		}
 	}
 }
+
+// pause lets records gather for a moment after the queue ran empty, so a
+// busy daemon wakes the writer once per many records instead of once per
+// record; a record that comes alone waits at most pauseFor. Close ends
+// the pause at once.
+func (s *sink) pause() {
+	t := time.NewTimer(pauseFor)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.quit:
+	}
+}
+
+// pauseFor is how long the writer lets records gather once it has written
+// every queued one: at a busy MX's thousands of decisions a second, a
+// few dozen records.
+const pauseFor = time.Millisecond
 
 // write passes the record on and, once the sink has taken it, announces
 // the records dropped meanwhile. A record the inner handler fails on, or

@@ -7,10 +7,12 @@ import (
 
 // NewBuffered is New for a handler that writes to w, which build makes:
 // its output goes through a buffer the writer goroutine flushes whenever
-// the queue is empty (or the buffer holds flushAt bytes). Under load one
-// write(2) carries many records instead of one each; when records come
-// one at a time, each is written as it comes. A flush that fails loses
-// the records in it, and they are counted as dropped.
+// the queue is empty (or the buffer holds flushAt bytes), and once the
+// queue is empty the writer lets records gather for pauseFor before it
+// looks again. Under load one wake-up and one write(2) carry many records
+// instead of one each; a record that comes alone is written within a
+// millisecond. A flush that fails loses the records in it, and they are
+// counted as dropped.
 func NewBuffered(w io.Writer, build func(io.Writer) slog.Handler, opt Options) *Handler {
 	out := &buffer{w: w}
 	return start(build(out), opt, out)

@@ -74,8 +74,15 @@ func TestBufferedWritesALoneRecordAtOnce(t *testing.T) {
 	defer pr.Close()
 	h := NewBuffered(pw, text, Options{})
 	defer h.Close(context.Background())
+	lines := readLines(pr)
 	slog.New(h).Info("alone", "k", "v")
-	if line, _ := nextWith(t, readLines(pr), "msg=alone"); line != "level=INFO msg=alone k=v" {
+	if line, _ := nextWith(t, lines, "msg=alone"); line != "level=INFO msg=alone k=v" {
+		t.Fatalf("got %q", line)
+	}
+	// The next one comes while the writer pauses, or after: either way
+	// it is written without another record behind it.
+	slog.New(h).Info("next")
+	if line, _ := nextWith(t, lines, "msg=next"); line != "level=INFO msg=next" {
 		t.Fatalf("got %q", line)
 	}
 }
