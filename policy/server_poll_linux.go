@@ -93,6 +93,7 @@ func (p *poller) lookup(id uint64) *conn {
 
 // run resumes the connections whose sockets have input, until close.
 func (p *poller) run() {
+	defer p.abandon()
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		return
@@ -118,6 +119,28 @@ func (p *poller) run() {
 				c.resume(false)
 			}
 		}
+	}
+}
+
+// abandon ends the poller when its loop stops: after close, or if the
+// epoll descriptor ever fails. No connection may then wait in it for an
+// event that will not come, since Postfix would wait for the reply to a
+// request nobody reads: add fails from then on, and every connection
+// still parked is resumed, to wait for its next request in a goroutine of
+// its own, as where there is no poller.
+func (p *poller) abandon() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		p.f.Close()
+	}
+	parked := make([]*conn, 0, len(p.conns))
+	for _, c := range p.conns {
+		parked = append(parked, c)
+	}
+	p.mu.Unlock()
+	for _, c := range parked {
+		c.resume(false)
 	}
 }
 
