@@ -10,13 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/batch"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // PGBatchStore is the PostgreSQL Store for high rates: concurrent Decide
@@ -205,7 +205,7 @@ func pgInterval(d time.Duration) string {
 // pgSetSplit divides order (the group in lock order) into the decisions
 // one pgDecideSet statement may take and the rest, each in lock order.
 // The set takes, in order, every decision that runs with the durations
-// of the first, whose values the schema takes (pgText, a known key kind),
+// of the first, whose values the schema takes (db.Storable, a known key kind),
 // and that shares no triplet, client network (when the client
 // auto-whitelist counts) or (client key, sender domain) pair (when the
 // pair auto-whitelist is on) with one already taken: so no two of them
@@ -221,7 +221,7 @@ func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
 		t, p := [3]string{k.ClientKey, k.Sender, k.Recipient}, [2]string{k.ClientKey, k.SenderDomain}
 		usesNet, usesPair := cfg.AWLClientPasses > 0, cfg.AWLPair && k.SenderDomain != ""
 		if !sameDurations(group[i].Arg.cfg, cfg) || (k.Kind != KindNet && k.Kind != KindSPF) ||
-			!pgText(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) ||
+			!db.Storable(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) ||
 			triplets[t] || (usesNet && nets[k.Net]) || (usesPair && pairs[p]) {
 			rest = append(rest, i)
 			continue
@@ -237,17 +237,6 @@ func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
 func sameDurations(a, b *Config) bool {
 	return a == b || (a.Delay == b.Delay && a.RetryWindow == b.RetryWindow && a.MaxAge == b.MaxAge &&
 		a.AWLCountInterval == b.AWLCountInterval && a.AWLClientPasses == b.AWLClientPasses && a.AWLPair == b.AWLPair)
-}
-
-// pgText reports whether PostgreSQL's text type takes every s: valid
-// UTF-8 (the database's encoding, migrations) without NUL.
-func pgText(ss ...string) bool {
-	for _, s := range ss {
-		if !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // pgStatementError marks an error caused by request row's own values: a

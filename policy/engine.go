@@ -392,11 +392,11 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 		}
 		return Result{}, used, o.err
 	}
-	if !quick {
+	if !quick { // a quick check wrote to st itself
 		o.st.Msg.commit()
 		o.st.Msg = st.Msg
+		*st = o.st
 	}
-	*st = o.st
 	return o.res, used, nil
 }
 
@@ -414,7 +414,7 @@ func (e *Engine) quick(c Check, st *State) (o attempt, ok bool) {
 		}
 	}()
 	res, ok := q.Quick(st) // it changes st only when it decides
-	return attempt{res: res, st: *st, returned: true}, ok
+	return attempt{res: res, returned: true}, ok
 }
 
 // attempt is what one check run produced; returned is false for a run

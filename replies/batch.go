@@ -2,9 +2,7 @@ package replies
 
 import (
 	"context"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/batch"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -46,8 +44,8 @@ type match struct {
 }
 
 func (s *pgBatchStore) Match(ctx context.Context, since time.Time, p Pair, byDomain bool) (bool, error) {
-	_, key := matchQuery("", "", p, byDomain)
-	if !storable(p.Local) || !storable(key) {
+	key := matchKey(p, byDomain)
+	if !db.Storable(p.Local, key) {
 		return false, nil // what the text type cannot hold was never recorded
 	}
 	hit, err := s.b.Do(ctx, match{p.Local, key, byDomain, since.Truncate(time.Second)})
@@ -84,8 +82,3 @@ func (s *pgBatchStore) flush(ctx context.Context, group []*batch.Call[match, boo
 	}
 	return res, rows.Err()
 }
-
-// storable reports whether PostgreSQL's text type holds s: valid UTF-8
-// without NUL. A value it cannot hold would fail the whole group's
-// statement.
-func storable(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }

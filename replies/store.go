@@ -70,7 +70,7 @@ func (s pgStore) Record(ctx context.Context, now time.Time, p Pair) error {
 
 func (s pgStore) Match(ctx context.Context, since time.Time, p Pair, byDomain bool) (bool, error) {
 	q, key := matchQuery(pgMatchAddress, pgMatchDomain, p, byDomain)
-	if !storable(p.Local) || !storable(key) {
+	if !db.Storable(p.Local, key) {
 		return false, nil // what the text type cannot hold was never recorded
 	}
 	var hit bool
@@ -147,10 +147,20 @@ func (s liteStore) GC(ctx context.Context, cutoff time.Time, batch int, dryRun b
 
 // matchQuery picks a dialect's statement and its key for the match mode.
 func matchQuery(byAddress, byDomainQ string, p Pair, byDomain bool) (string, string) {
+	q := byAddress
 	if byDomain {
-		return byDomainQ, p.OutsideDomain
+		q = byDomainQ
 	}
-	return byAddress, p.Outside
+	return q, matchKey(p, byDomain)
+}
+
+// matchKey is what a lookup of p compares with the stored pairs: the
+// outside address, or its domain.
+func matchKey(p Pair, byDomain bool) string {
+	if byDomain {
+		return p.OutsideDomain
+	}
+	return p.Outside
 }
 
 func wrap(op string, err error) error {

@@ -92,9 +92,9 @@ type Batcher[A, R any] struct {
 	closeOnce sync.Once
 	txns      atomic.Int64
 	rows      atomic.Int64
-	// Gathered, when set before the first call, is called with the
+	// gathered, when set before the first call, is called with the
 	// group's size after each call gathered: a test seam.
-	Gathered func(n int)
+	gathered func(n int)
 }
 
 // New starts a batcher's gathering goroutine; Close stops it.
@@ -221,8 +221,8 @@ func (b *Batcher[A, R]) gather() (group []*Call[A, R], open bool) {
 
 func (b *Batcher[A, R]) add(group []*Call[A, R], c *Call[A, R]) []*Call[A, R] {
 	group = append(group, c)
-	if b.Gathered != nil {
-		b.Gathered(len(group))
+	if b.gathered != nil {
+		b.gathered(len(group))
 	}
 	return group
 }

@@ -76,7 +76,7 @@ func goDo(ctx context.Context, b *Batcher[string, string], arg string) <-chan an
 // call is made.
 func gatheredCh(b *Batcher[string, string]) <-chan int {
 	ch := make(chan int, 64)
-	b.Gathered = func(n int) { ch <- n }
+	b.gathered = func(n int) { ch <- n }
 	return ch
 }
 
