@@ -1,14 +1,13 @@
 package decisionlog
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"math/bits"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
@@ -55,7 +54,8 @@ func txRowsOf(d *db.DB, batch int) int {
 }
 
 // Insert writes rows in one batch: a binary COPY on PostgreSQL (the
-// cheapest way in, and rows route to their daily partitions), one
+// cheapest way in, and rows route to their daily partitions; pgcopy.go
+// encodes it), one
 // transaction of prepared inserts on SQLite. The batch is all or nothing.
 func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 	if len(rows) == 0 {
@@ -68,39 +68,19 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 }
 
 func (p pgLog) insert(ctx context.Context, rows []Row) error {
-	n, err := p.d.PG.CopyFrom(ctx, pgx.Identifier{"decisions"}, columns, &pgSource{rows: rows})
-	if err == nil && n != int64(len(rows)) {
-		err = fmt.Errorf("copied %d rows of %d", n, len(rows))
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	*bp = encodeCopy((*bp)[:0], rows)
+	conn, err := p.d.PG.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*bp), copySQL)
+	if err == nil && tag.RowsAffected() != int64(len(rows)) {
+		err = fmt.Errorf("copied %d rows of %d", tag.RowsAffected(), len(rows))
 	}
 	return err
-}
-
-// pgSource is rows as COPY reads them (pgx.CopyFromSource): a row's
-// values are pointers into the row, in one slice reused for every row, so
-// a row costs no allocation; pgx encodes a row's values before it asks
-// for the next.
-type pgSource struct {
-	rows    []Row
-	i       int
-	sec, us int32 // the row's computed columns
-	vals    []any
-}
-
-func (s *pgSource) Next() bool { s.i++; return s.i <= len(s.rows) }
-func (s *pgSource) Err() error { return nil }
-
-func (s *pgSource) Values() ([]any, error) {
-	r := &s.rows[s.i-1]
-	s.sec, s.us = seconds(r), micros(r)
-	var client any // NULL when Postfix sent no address
-	if r.Client.IsValid() {
-		client = &r.Client
-	}
-	s.vals = append(s.vals[:0],
-		&r.Time, &r.Host, client, &r.ClientName, &r.Helo, &r.Sender, &r.Recipient,
-		&r.Instance, &r.QueueID, &r.Check, &r.Action, &r.WouldAction, &r.Verb,
-		&r.Reason, &s.sec, &s.us, &r.Observe, &r.Whitelist, &r.Errors)
-	return s.vals, nil
 }
 
 // sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the
