@@ -1,0 +1,233 @@
+// Package textlog is slog.TextHandler's output, made faster for the
+// records a busy daemon writes most: one decision line per request, every
+// attribute a string, number, bool or duration.
+//
+// Such a record is formatted here in one pass into a reused buffer.
+// TextHandler (log/slog, text_handler.go and handler.go) gives each
+// attribute a deferred recover and a resolve step and writes through a
+// per-record state, which made formatting the decision line the largest
+// single cost of a cached decision. Every other record, and every
+// handler derived with WithAttrs or WithGroup, or with ReplaceAttr or
+// AddSource set, goes to a TextHandler as before; the two write through
+// one lock. A differential test holds the output byte for byte to
+// TextHandler's.
+package textlog
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Handler writes records in slog's text format (key=value pairs).
+type Handler struct {
+	slow  slog.Handler // TextHandler on the same writer: every record not fast
+	level slog.Leveler
+	out   *lockedWriter
+	fast  bool // no ReplaceAttr, no AddSource, no attributes or groups added
+	clock clock
+}
+
+// New returns a handler writing to w with opts (nil: defaults), whose
+// output is slog.NewTextHandler(w, opts)'s.
+func New(w io.Writer, opts *slog.HandlerOptions) *Handler {
+	if opts == nil {
+		opts = &slog.HandlerOptions{}
+	}
+	out := &lockedWriter{w: w}
+	level := opts.Level
+	if level == nil {
+		level = slog.LevelInfo
+	}
+	return &Handler{
+		slow:  slog.NewTextHandler(out, opts),
+		level: level,
+		out:   out,
+		fast:  opts.ReplaceAttr == nil && !opts.AddSource,
+	}
+}
+
+// Enabled reports whether l is at or above the handler's level.
+func (h *Handler) Enabled(_ context.Context, l slog.Level) bool {
+	return l >= h.level.Level()
+}
+
+// WithAttrs returns a TextHandler's: derived handlers are not fast.
+func (h *Handler) WithAttrs(as []slog.Attr) slog.Handler { return h.slow.WithAttrs(as) }
+
+// WithGroup returns a TextHandler's: derived handlers are not fast.
+func (h *Handler) WithGroup(name string) slog.Handler { return h.slow.WithGroup(name) }
+
+// Handle writes r as one line.
+func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	if !h.fast || !simple(r) {
+		return h.slow.Handle(ctx, r)
+	}
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	b := (*bp)[:0]
+	if !r.Time.IsZero() {
+		b = append(b, "time="...)
+		b = h.appendTime(b, r.Time)
+		b = append(b, ' ')
+	}
+	b = append(b, "level="...)
+	b = appendString(b, r.Level.String())
+	b = append(b, " msg="...)
+	b = appendString(b, r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		b = append(b, ' ')
+		b = appendString(b, a.Key)
+		b = append(b, '=')
+		b = appendValue(b, a.Value)
+		return true
+	})
+	b = append(b, '\n')
+	*bp = b
+	_, err := h.out.Write(b)
+	return err
+}
+
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// simple reports whether r is formatted here: a time TextHandler's layout
+// covers, and attributes each with a key and of a kind written as is
+// (no group, no value that resolves or marshals itself).
+func simple(r slog.Record) bool {
+	if y := r.Time.Year(); !r.Time.IsZero() && (y < 0 || y > 9999) {
+		return false
+	}
+	ok := true
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Value.Kind() {
+		case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindFloat64,
+			slog.KindBool, slog.KindDuration:
+			ok = a.Key != ""
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
+func appendValue(b []byte, v slog.Value) []byte {
+	switch v.Kind() {
+	case slog.KindString:
+		return appendString(b, v.String())
+	case slog.KindInt64:
+		return strconv.AppendInt(b, v.Int64(), 10)
+	case slog.KindUint64:
+		return strconv.AppendUint(b, v.Uint64(), 10)
+	case slog.KindFloat64:
+		return strconv.AppendFloat(b, v.Float64(), 'g', -1, 64)
+	case slog.KindBool:
+		return strconv.AppendBool(b, v.Bool())
+	default: // KindDuration, as simple admits
+		return appendDuration(b, v.Duration())
+	}
+}
+
+// appendDuration is d.String(), written as is, never quoted, as
+// TextHandler writes a duration.
+func appendDuration(b []byte, d time.Duration) []byte {
+	return append(b, d.String()...)
+}
+
+// appendTime is TextHandler's time: RFC 3339 with exactly three digits
+// of milliseconds, truncated. The part up to the second, and the zone,
+// are formatted once a second (t.AppendFormat is most of the cost of a
+// line); the milliseconds are appended each time.
+func (h *Handler) appendTime(b []byte, t time.Time) []byte {
+	sec, loc := t.Unix(), t.Location()
+	c := &h.clock
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sec != sec || c.loc != loc || c.text == nil {
+		c.sec, c.loc = sec, loc
+		c.text = t.Truncate(time.Second).AppendFormat(c.text[:0], "2006-01-02T15:04:05")
+		c.zone = t.AppendFormat(c.zone[:0], "Z07:00")
+	}
+	ms := t.Nanosecond() / int(time.Millisecond)
+	b = append(b, c.text...)
+	b = append(b, '.', byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10))
+	return append(b, c.zone...)
+}
+
+// clock is the formatted second appendTime last wrote.
+type clock struct {
+	mu         sync.Mutex
+	sec        int64
+	loc        *time.Location
+	text, zone []byte
+}
+
+// appendString writes s bare, or quoted as strconv.Quote does when
+// TextHandler would quote it: when it is empty, or holds a space, an "=",
+// a quote, a control character or a byte that is not UTF-8.
+func appendString(b []byte, s string) []byte {
+	if needsQuoting(s) {
+		return strconv.AppendQuote(b, s)
+	}
+	return append(b, s...)
+}
+
+func needsQuoting(s string) bool {
+	if s == "" {
+		return true
+	}
+	for i := 0; i < len(s); {
+		switch class[s[i]] {
+		case plain:
+			i++
+		case quoted:
+			return true
+		default:
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+				return true
+			}
+			i += size
+		}
+	}
+	return false
+}
+
+// The classes of a byte for needsQuoting.
+const (
+	plain    = iota // written bare
+	quoted          // makes the string quoted
+	multiple        // starts a rune of more than one byte: look at the rune
+)
+
+// class holds each byte's class. TextHandler writes the printable ASCII
+// bytes bare but for space, "=" and the quote (a backslash stays bare),
+// and also DEL, which its table of JSON-safe bytes lets through.
+var class = func() (t [256]uint8) {
+	for c := range t {
+		switch {
+		case c >= utf8.RuneSelf:
+			t[c] = multiple
+		case c <= ' ' || c == '=' || c == '"':
+			t[c] = quoted
+		}
+	}
+	return t
+}()
+
+// lockedWriter serializes the writes of both paths.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
