@@ -464,8 +464,18 @@ func joinReason(a, b string) string {
 
 // log writes the one Info line per decision. Client-supplied values are
 // attributes only, never part of the message.
+//
+// The record is built here and handed to the handler, which is what
+// Logger.LogAttrs does but for the caller's program counter it looks up
+// on every call (runtime.Callers), which no handler of ours prints.
 func (e *Engine) log(d *Decision) {
-	attrs := []slog.Attr{
+	ctx := context.Background()
+	h := e.opt.Logger.Handler()
+	if !h.Enabled(ctx, slog.LevelInfo) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), slog.LevelInfo, "decision", 0)
+	r.AddAttrs(
 		slog.String("client", addrString(d.Req)),
 		slog.String("client_name", d.Req.ClientName),
 		slog.String("helo", d.Req.HeloName),
@@ -477,18 +487,18 @@ func (e *Engine) log(d *Decision) {
 		slog.String("action", d.ActionText()),
 		slog.String("reason", d.Reason),
 		slog.Duration("dur", d.Duration),
-	}
+	)
 	if d.Delay > 0 {
-		attrs = append(attrs, slog.Duration("delay", d.Delay))
+		r.AddAttrs(slog.Duration("delay", d.Delay))
 	}
 	if d.Observe {
-		attrs = append(attrs, slog.String("would", d.Would.String()))
+		r.AddAttrs(slog.String("would", d.Would.String()))
 	}
 	for _, ce := range d.Errors {
-		attrs = append(attrs, slog.String("error_"+ce.Check, ce.Err.Error()),
+		r.AddAttrs(slog.String("error_"+ce.Check, ce.Err.Error()),
 			slog.String("error_"+ce.Check+"_kind", string(ce.Kind)))
 	}
-	e.opt.Logger.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
+	_ = h.Handle(ctx, r) // a handler's error is its own to count (asynclog)
 }
 
 func addrString(r *Request) string {
