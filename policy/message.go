@@ -18,9 +18,10 @@ import "sync"
 type Message struct {
 	Instance string
 
-	mu      sync.Mutex
-	values  map[any]any // by *MessageKey[T], each holding a T
-	headers []string    // queued for PREPEND, in order
+	mu     sync.Mutex
+	values []keyed // by *MessageKey[T], each holding a T; a few per message
+
+	headers []string // queued for PREPEND, in order
 	sent    map[string]bool
 
 	// base is the message a staged view reads through to and commits
@@ -69,12 +70,31 @@ func (m *Message) value(key any) (any, bool) {
 		return nil, false
 	}
 	m.mu.Lock()
-	v, ok := m.values[key]
+	i := m.find(key)
+	var v any
+	if i >= 0 {
+		v = m.values[i].v
+	}
 	m.mu.Unlock()
-	if !ok && m.base != nil {
+	if i < 0 && m.base != nil {
 		return m.base.value(key)
 	}
-	return v, ok
+	return v, i >= 0
+}
+
+// keyed is one per-message value with its key.
+type keyed struct{ key, v any }
+
+// find is the index of key's value in m.values, or -1. Called with mu
+// held. A slice, not a map: a message holds a handful of values, and a
+// map per message cost an allocation of its buckets for each.
+func (m *Message) find(key any) int {
+	for i := range m.values {
+		if m.values[i].key == key {
+			return i
+		}
+	}
+	return -1
 }
 
 func (m *Message) setValue(key, v any) {
@@ -83,10 +103,11 @@ func (m *Message) setValue(key, v any) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.values == nil {
-		m.values = map[any]any{}
+	if i := m.find(key); i >= 0 {
+		m.values[i].v = v
+		return
 	}
-	m.values[key] = v
+	m.values = append(m.values, keyed{key, v})
 }
 
 // AddHeader queues a header to prepend to this message, once: a header
@@ -142,8 +163,8 @@ func (m *Message) commit() {
 	values, headers := m.values, m.headers
 	m.values, m.headers = nil, nil
 	m.mu.Unlock()
-	for k, v := range values {
-		m.base.setValue(k, v)
+	for _, kv := range values {
+		m.base.setValue(kv.key, kv.v)
 	}
 	for _, h := range headers {
 		m.base.AddHeader(h)
