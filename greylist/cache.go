@@ -38,25 +38,27 @@ func newPassCache(size int) *passCache {
 	return &passCache{max: (size + 1) / 2, cur: map[string]time.Time{}}
 }
 
-// passes reports whether key is known to pass at now.
-func (c *passCache) passes(key string, now time.Time) bool {
+// passes reports whether key is known to pass at now. The lookups
+// convert key without copying it (the Go compiler's map[string] index by
+// string(b)); only a hit copied forward from the old map stores a copy.
+func (c *passCache) passes(key []byte, now time.Time) bool {
 	if c == nil {
 		return false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.sync()
-	until, ok := c.cur[key]
+	until, ok := c.cur[string(key)]
 	if !ok {
-		if until, ok = c.old[key]; ok && now.Before(until) {
-			c.store(key, until)
+		if until, ok = c.old[string(key)]; ok && now.Before(until) {
+			c.store(string(key), until)
 		}
 	}
 	return ok && now.Before(until)
 }
 
 // put records that key passes until until.
-func (c *passCache) put(key string, until time.Time) {
+func (c *passCache) put(key []byte, until time.Time) {
 	if c == nil {
 		return
 	}
@@ -65,7 +67,7 @@ func (c *passCache) put(key string, until time.Time) {
 	if c.sync(); c.changes != nil && until.Add(-c.refresh).Before(c.changes.since()) {
 		return // decided before the last change was seen: it may predate it
 	}
-	c.store(key, until)
+	c.store(string(key), until)
 }
 
 func (c *passCache) store(key string, until time.Time) {

@@ -218,31 +218,50 @@ func (c Config) KeyFor(client netip.Addr, sender, rcpt, spfPass string) Key {
 	}
 	nw, _ := addr.Prefix(bits)
 	k := Key{
-		ClientKey: KindNet + ":" + nw.String(), Kind: KindNet, Net: nw, Addr: addr,
+		Kind: KindNet, Net: nw, Addr: addr,
 		RawSender: sender, Sender: Normalize(sender), Recipient: strings.ToLower(rcpt),
 	}
 	k.SenderDomain = policy.Domain(k.Sender)
 	if d := strings.ToLower(strings.TrimSuffix(spfPass, ".")); c.PoolAware && d != "" {
 		k.ClientKey, k.Kind = KindSPF+":"+d, KindSPF
+	} else {
+		var b [64]byte // "net:" and the longest IPv6 prefix fit: one allocation, not two
+		k.ClientKey = string(nw.AppendTo(append(b[:0], KindNet+":"...)))
 	}
 	return k
 }
 
-// Cache keys, one namespace per kind of pass.
-func clientCacheKey(k Key) string { return "c\x00" + k.Net.String() }
-func pairCacheKey(k Key) string   { return "p\x00" + k.ClientKey + "\x00" + k.SenderDomain }
-func tripletCacheKey(k Key) string {
-	return "t\x00" + k.ClientKey + "\x00" + k.Sender + "\x00" + k.Recipient
+// Cache keys, one namespace per kind of pass, appended to b: a lookup
+// builds its key in a buffer on the stack and costs no allocation
+// (passCache.passes), only a stored key becomes a string.
+func clientCacheKey(b []byte, k Key) []byte { return k.Net.AppendTo(append(b, "c\x00"...)) }
+func pairCacheKey(b []byte, k Key) []byte {
+	return join(append(b, "p\x00"...), k.ClientKey, k.SenderDomain)
+}
+func tripletCacheKey(b []byte, k Key) []byte {
+	return join(append(b, "t\x00"...), k.ClientKey, k.Sender, k.Recipient)
+}
+
+// join appends parts to b, NUL between them.
+func join(b []byte, parts ...string) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			b = append(b, 0)
+		}
+		b = append(b, p...)
+	}
+	return b
 }
 
 // cached is the verdict of a pass the cache remembers.
 func (g *Checker) cached(k Key, now time.Time) (Verdict, bool) {
+	var buf [256]byte
 	switch {
-	case g.cfg.AWLClientPasses > 0 && g.cache.passes(clientCacheKey(k), now):
+	case g.cfg.AWLClientPasses > 0 && g.cache.passes(clientCacheKey(buf[:0], k), now):
 		return VerdictAWLClient, true
-	case g.cfg.AWLPair && k.SenderDomain != "" && g.cache.passes(pairCacheKey(k), now):
+	case g.cfg.AWLPair && k.SenderDomain != "" && g.cache.passes(pairCacheKey(buf[:0], k), now):
 		return VerdictAWLPair, true
-	case g.cache.passes(tripletCacheKey(k), now):
+	case g.cache.passes(tripletCacheKey(buf[:0], k), now):
 		return VerdictKnown, true
 	}
 	return 0, false
@@ -257,13 +276,13 @@ func (g *Checker) remember(k Key, o Outcome, now time.Time) {
 	until := now.Add(g.cfg.CacheRefresh)
 	switch o.Verdict {
 	case VerdictAWLClient:
-		g.cache.put(clientCacheKey(k), until)
+		g.cache.put(clientCacheKey(nil, k), until)
 	case VerdictAWLPair:
-		g.cache.put(pairCacheKey(k), until)
+		g.cache.put(pairCacheKey(nil, k), until)
 	default:
-		g.cache.put(tripletCacheKey(k), until)
+		g.cache.put(tripletCacheKey(nil, k), until)
 		if g.cfg.AWLPair && k.SenderDomain != "" {
-			g.cache.put(pairCacheKey(k), until) // the store recorded the pair with this pass
+			g.cache.put(pairCacheKey(nil, k), until) // the store recorded the pair with this pass
 		}
 	}
 }

@@ -39,7 +39,11 @@ func Normalize(sender string) string {
 	if i < 0 {
 		return normalizeLocal(s)
 	}
-	return normalizeLocal(s[:i]) + "@" + strings.TrimSuffix(s[i+1:], ".")
+	local, domain := normalizeLocal(s[:i]), strings.TrimSuffix(s[i+1:], ".")
+	if local == s[:i] && len(domain) == len(s)-i-1 {
+		return s // nothing changed: no new string for the common address
+	}
+	return local + "@" + domain
 }
 
 // normalizeLocal applies the rules to a local part. The cheap byte tests
@@ -112,6 +116,13 @@ func isSep(c byte) bool { return c == '.' || c == '-' || c == '_' || c == '=' }
 // collapseTokens replaces per-message tokens between separators with "#",
 // merging a run of them (with their separators) into one "#".
 func collapseTokens(l string) string {
+	if !hasVariable(l) {
+		return trimSeps(l) // what collapseAll returns, without building it
+	}
+	return collapseAll(l)
+}
+
+func collapseAll(l string) string {
 	var b strings.Builder
 	lastHash := false
 	start := 0
@@ -141,6 +152,30 @@ func collapseTokens(l string) string {
 		return out
 	}
 	return l // only separators: keep it as it is
+}
+
+// trimSeps drops trailing separators; only separators stay as they are.
+func trimSeps(l string) string {
+	if out := strings.TrimRight(l, ".-_="); out != "" {
+		return out
+	}
+	return l
+}
+
+// hasVariable reports whether collapseTokens would replace a token of l;
+// when not, l needs no new string.
+func hasVariable(l string) bool {
+	start := 0
+	for i := 0; i <= len(l); i++ {
+		if i < len(l) && !isSep(l[i]) {
+			continue
+		}
+		if tok := l[start:i]; tok == "#" || variable(tok) {
+			return true
+		}
+		start = i + 1
+	}
+	return false
 }
 
 // variable reports whether a token looks generated per message rather than
