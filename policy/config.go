@@ -49,7 +49,10 @@ type ServerConfig struct {
 	// (attr_clnt.c, auto_clnt.c), so a client that stays silent after
 	// connecting, or stalls mid-request, is broken or hostile. Default 10s.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
-	// WriteTimeout bounds writing one reply. Default 10s.
+	// WriteTimeout bounds writing one reply: a write blocked that long
+	// fails and ends the connection. The deadline is moved forward once
+	// half of it has passed rather than for every reply, so a write may
+	// also fail after half of it. Default 10s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// Limits on one request; defaults in DefaultLimits.
 	Limits `yaml:",inline"`

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -32,8 +33,9 @@ type conn struct {
 	pollID    uint64 // its key in srv.poller; 0 until first parked
 
 	// Kept by the goroutine serving the connection, and across parking.
-	first bool     // no request yet
-	msg   *Message // the message the last request belonged to
+	first   bool      // no request yet
+	msg     *Message  // the message the last request belonged to
+	writeBy time.Time // the write deadline set on nc (reply)
 
 	// An idle connection holds only in: the first byte of its next
 	// request is read into it, and only then does the connection take a
@@ -260,9 +262,22 @@ func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 		return nil, br, err
 	}
 	c.setBusy()
-	c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+	if !holdsRequest(br) {
+		c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+	}
 	req, err := ReadRequest(br, s.Limits)
 	return req, br, err
+}
+
+// holdsRequest reports whether br's buffer holds a whole request, an
+// attribute line and the empty line that ends it, so ReadRequest reads
+// nothing more and needs no read deadline: the common case of a busy
+// connection, whose request came in one read (requestWithin). A deadline
+// is a runtime timer to move, per request.
+func holdsRequest(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	b = bytes.TrimLeft(b, "\n") // stray empty lines before it (ReadRequest)
+	return bytes.Contains(b, []byte("\n\n"))
 }
 
 // waitFirst reads the first byte of the next request into c.in and sets
@@ -326,12 +341,23 @@ func (c *conn) reply(a Action) bool {
 	bp := replies.Get().(*[]byte)
 	defer replies.Put(bp)
 	*bp = a.AppendWire((*bp)[:0])
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.WriteTimeout))
+	c.writeDeadline()
 	if _, err := c.nc.Write(*bp); err != nil {
 		c.srv.Logger.Warn("writing reply failed", "remote", c.remote(), "err", err)
 		return false
 	}
 	return true
+}
+
+// writeDeadline makes sure a write on nc ends within WriteTimeout and
+// lasts at least half of it: the deadline is moved only once half of it
+// has passed, not for every reply (a runtime timer to move each time).
+func (c *conn) writeDeadline() {
+	now, t := time.Now(), c.srv.WriteTimeout
+	if c.writeBy.Sub(now) < t/2 {
+		c.writeBy = now.Add(t)
+		c.nc.SetWriteDeadline(c.writeBy)
+	}
 }
 
 // replies holds buffers to render replies in, shared by all connections

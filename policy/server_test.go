@@ -178,6 +178,46 @@ func TestServerStalledClient(t *testing.T) {
 	}
 }
 
+// A request that stalls behind one that came whole in the same read still
+// gets ReadTimeout, not the idle timeout: only a request the buffer holds
+// whole is read without a deadline of its own.
+func TestServerStalledAfterWholeRequest(t *testing.T) {
+	for name, lead := range map[string]string{"after a request": "", "after stray empty lines": "\n\n"} {
+		t.Run(name, func(t *testing.T) {
+			addr := startServer(t, &Server{Decider: &echoDecider{},
+				ServerConfig: ServerConfig{ReadTimeout: 200 * time.Millisecond, IdleTimeout: time.Minute}})
+			c, br := dial(t, addr)
+			io.WriteString(c, block("a@x", "", "1")+lead+"request=smtpd_access_policy\nprotocol_state=RC")
+			if got := readReply(t, br); got != "action=DEFER_IF_PERMIT rcpt a@x" {
+				t.Fatalf("first reply %q", got)
+			}
+			start := time.Now()
+			expectClosed(t, br)
+			if time.Since(start) > 5*time.Second {
+				t.Error("a stalled request held the connection past the read timeout")
+			}
+		})
+	}
+}
+
+func TestHoldsRequest(t *testing.T) {
+	for in, want := range map[string]bool{
+		"":                              false,
+		"request=smtpd_access_policy\n": false,
+		"a=b\n\n":                       true,
+		"a=b\n\nc=d":                    true,
+		"\n\n\na=b\n":                   false,
+		"\n\na=b\n\n":                   true,
+		"a=b\r\n\r\n":                   false, // hand-written clients: read with a deadline
+	} {
+		br := bufio.NewReader(strings.NewReader(in))
+		br.Peek(1)
+		if got := holdsRequest(br); got != want {
+			t.Errorf("holdsRequest(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
 func TestServerIdleTimeout(t *testing.T) {
 	addr := startServer(t, &Server{Decider: &echoDecider{}, ServerConfig: ServerConfig{IdleTimeout: 100 * time.Millisecond}})
 	c, br := dial(t, addr)
