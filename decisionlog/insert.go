@@ -67,6 +67,13 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 	return nil
 }
 
+// insert sends the batch as one COPY inside an explicit transaction.
+// COPY on its own commits as soon as the server has read the data: a
+// batch whose write timed out on our side (a locked table, a frozen
+// server) would still be stored once the server got to it, after it was
+// counted as dropped. Inside a transaction it is stored only by the
+// COMMIT this sends after the COPY succeeded; a connection given up
+// before that rolls it back.
 func (p pgLog) insert(ctx context.Context, rows []Row) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -75,12 +82,20 @@ func (p pgLog) insert(ctx context.Context, rows []Row) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer conn.Release() // the pool closes a connection left in a transaction
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
 	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*bp), copySQL)
 	if err == nil && tag.RowsAffected() != int64(len(rows)) {
 		err = fmt.Errorf("copied %d rows of %d", tag.RowsAffected(), len(rows))
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }
 
 // sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the
