@@ -18,8 +18,11 @@ const warnEvery = time.Minute
 // partitions exist; a cheap catalog lookup when they do.
 const upkeepEvery = time.Hour
 
-// run is the writer goroutine: it collects rows into a batch and writes
-// the batch when it is full, on every tick, on Flush and on Close. A
+// run is the writer goroutine: it writes the queued rows in batches when
+// a batch's worth is queued (Record says so on w.full), on every tick, on
+// Flush and on Close. It takes no row from the queue before then: woken
+// for every row, as a loop receiving each would be, the writer cost the
+// daemon a goroutine switch per decision. A
 // panic in code it calls (the pgx or SQLite driver) costs the batch in
 // hand, never the process: the loop starts again.
 func (w *Writer) run() {
@@ -39,10 +42,10 @@ func (w *Writer) loop() (again bool) {
 	}()
 	for {
 		select {
-		case r := <-w.rows:
-			w.add(r)
+		case <-w.full:
+			w.writeFull()
 		case <-w.opt.Tick:
-			w.write()
+			w.drain()
 			w.upkeep()
 			w.warn(false)
 		case ack := <-w.flush:
@@ -67,6 +70,16 @@ func (w *Writer) recovered(p any) bool {
 	w.opt.Logger.Error("decision log: writer panicked; batch dropped",
 		"rows", n, "panic", p, "stack", string(debug.Stack()))
 	return !w.stopping
+}
+
+// writeFull writes batches while a whole one is queued.
+func (w *Writer) writeFull() {
+	for len(w.rows) >= w.cfg.BatchSize {
+		for range w.cfg.BatchSize - len(w.batch) {
+			w.batch = append(w.batch, <-w.rows) // only this goroutine receives
+		}
+		w.write()
+	}
 }
 
 func (w *Writer) add(r Row) {

@@ -50,6 +50,7 @@ type Writer struct {
 	cfg    Config
 	opt    Options
 	rows   chan Row
+	full   chan struct{} // a batch's worth is queued
 	flush  chan chan struct{}
 	quit   chan struct{}
 	done   chan struct{}
@@ -90,6 +91,7 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 	w := &Writer{
 		db: d, cfg: cfg, opt: opt, insert: insert, txRows: txRowsOf(d, cfg.BatchSize),
 		rows:  make(chan Row, cfg.QueueSize),
+		full:  make(chan struct{}, 1),
 		flush: make(chan chan struct{}),
 		quit:  make(chan struct{}),
 		done:  make(chan struct{}),
@@ -112,6 +114,12 @@ func (w *Writer) Record(d *policy.Decision) {
 	}
 	select {
 	case w.rows <- FromDecision(d, w.opt.Host):
+		if len(w.rows) >= w.cfg.BatchSize {
+			select {
+			case w.full <- struct{}{}:
+			default: // the writer has been told already
+			}
+		}
 	default:
 		w.dropQueueFull(1)
 	}

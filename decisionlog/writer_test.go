@@ -88,8 +88,6 @@ func countRows(t *testing.T, d *db.DB) int {
 }
 
 // tickUntilBatch ticks until a batch is written and returns its size.
-// One tick is not enough: when the row and the tick are both waiting, the
-// writer's select may take the tick first, with nothing to write yet.
 func tickUntilBatch(t *testing.T, tick chan time.Time, obs *counter) int {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
