@@ -171,10 +171,31 @@ type clock struct {
 // TextHandler would quote it: when it is empty, or holds a space, an "=",
 // a quote, a control character or a byte that is not UTF-8.
 func appendString(b []byte, s string) []byte {
-	if needsQuoting(s) {
+	if !needsQuoting(s) {
+		return append(b, s...)
+	}
+	if !printableASCII(s) {
 		return strconv.AppendQuote(b, s)
 	}
-	return append(b, s...)
+	// strconv.Quote of printable ASCII: only the quote and the backslash
+	// are escaped. Most quoted values are these ("passed (cached)").
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' {
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return append(b, '"')
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 func needsQuoting(s string) bool {
