@@ -28,19 +28,39 @@ func newCache[K comparable, V any](ttl time.Duration, max int) *cache[K, V] {
 }
 
 func (c *cache[K, V]) get(k K) (V, bool) {
+	v, _, ok := c.getUntil(k)
+	return v, ok
+}
+
+// getUntil is get, with when the entry expires.
+func (c *cache[K, V]) getUntil(k K) (V, time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ent, ok := c.m[k]
 	if !ok || c.now().After(ent.expires) {
 		var zero V
-		return zero, false
+		return zero, time.Time{}, false
 	}
-	return ent.v, true
+	return ent.v, ent.expires, true
 }
 
 func (c *cache[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.putLocked(k, v, c.now().Add(c.ttl))
+}
+
+// putUntil keeps v until expires, which may be sooner than the TTL.
+func (c *cache[K, V]) putUntil(k K, v V, expires time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit := c.now().Add(c.ttl); limit.Before(expires) {
+		expires = limit
+	}
+	c.putLocked(k, v, expires)
+}
+
+func (c *cache[K, V]) putLocked(k K, v V, expires time.Time) {
 	now := c.now()
 	if len(c.m) >= c.max {
 		for k, ent := range c.m {
@@ -52,7 +72,7 @@ func (c *cache[K, V]) put(k K, v V) {
 			clear(c.m)
 		}
 	}
-	c.m[k] = cached[V]{v, now.Add(c.ttl)}
+	c.m[k] = cached[V]{v, expires}
 }
 
 // heloTTL is how long a HELO identity's result is reused: longer than an
@@ -95,6 +115,15 @@ type verdict struct {
 	result  Result
 	vouches bool
 	dns     *memoResolver
+}
+
+// memoKey is what a message's outcome built from cached evaluations
+// depends on (cachedOutcome): the client, the HELO name and the sender as
+// Postfix sent them, which the HELO and MAIL FROM identities, the action
+// and the headers are made from.
+type memoKey struct {
+	ip           netip.Addr
+	helo, sender string
 }
 
 // cacheMax bounds each cache.

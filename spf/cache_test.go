@@ -197,3 +197,29 @@ func TestExplanationTime(t *testing.T) {
 		}
 	}
 }
+
+// TestQuickOutcomeLife: an outcome built from cached verdicts is shared by
+// later messages of the same client, HELO name and sender, with the same
+// reply and header, and lives no longer than the verdicts it was built
+// from.
+func TestQuickOutcomeLife(t *testing.T) {
+	c, clk, _ := cachingChecker(t)
+	first, want, err := check(t, c, "192.0.2.1", "a@pass.test", "h.test") // MAIL FROM verdict until +30s
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHeader := policy.NewEngine(policy.Options{}, nil).Evaluate(context.Background(), first.Req, first.Msg).Action.String()
+	clk.Advance(20 * time.Second)
+	for _, inst := range []string{"j", "k"} { // k shares the outcome j built
+		st := state("192.0.2.1", "a@pass.test", "h.test", inst, policy.NewMessage(inst))
+		res, ok := c.Quick(st)
+		header := policy.NewEngine(policy.Options{}, nil).Evaluate(context.Background(), st.Req, st.Msg).Action.String()
+		if !ok || res != want || st.Facts.SPF != first.Facts.SPF || st.Facts.SPFDomain != first.Facts.SPFDomain || header != wantHeader {
+			t.Fatalf("message %s: %+v %v, facts %+v, %s; want %+v, %+v, %s", inst, res, ok, st.Facts, header, want, first.Facts, wantHeader)
+		}
+	}
+	clk.Advance(11 * time.Second) // the verdict has expired; the outcome built at +20s with it
+	if res, ok := c.Quick(state("192.0.2.1", "a@pass.test", "h.test", "l", policy.NewMessage("l"))); ok {
+		t.Errorf("after the verdict's life: answered from memory %+v", res)
+	}
+}

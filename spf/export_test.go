@@ -6,4 +6,5 @@ import "time"
 func SetClock(c *Checker, now func() time.Time) {
 	c.helos.now = now
 	c.senders.now = now
+	c.outcomes.now = now
 }

@@ -54,6 +54,10 @@ type Checker struct {
 	authserv string
 	helos    *cache[heloKey, *evaluation]
 	senders  *cache[senderKey, verdict]
+	// outcomes are the outcomes cachedOutcome built, until the first of
+	// the evaluations they were built from expires: a repeated sender
+	// costs a lookup, not its headers and action again.
+	outcomes *cache[memoKey, *outcome]
 	log      *slog.Logger
 	// fixed are the actions whose templates fill in nothing ("DUNNO",
 	// most of them), parsed once instead of per message.
@@ -68,8 +72,9 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 		return nil, err
 	}
 	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), log: opt.Logger,
-		helos:   newCache[heloKey, *evaluation](heloTTL, cacheMax),
-		senders: newCache[senderKey, verdict](senderTTL, cacheMax)}
+		helos:    newCache[heloKey, *evaluation](heloTTL, cacheMax),
+		senders:  newCache[senderKey, verdict](senderTTL, cacheMax),
+		outcomes: newCache[memoKey, *outcome](senderTTL, cacheMax)}
 	c.authserv = cfg.authservID(c.receiver)
 	c.fixed = map[string]policy.Action{}
 	for key := range defaultActions() {
@@ -205,24 +210,35 @@ func (c *Checker) evaluate(ctx context.Context, r *policy.Request, ip netip.Addr
 }
 
 // cachedOutcome is evaluate from the caches alone: false when either
-// identity would need a lookup, or MAIL FROM's verdict is a fail.
+// identity would need a lookup, or MAIL FROM's verdict is a fail. An
+// outcome built once is shared by the messages of the same client, HELO
+// name and sender (c.outcomes); nothing changes an outcome once built.
 func (c *Checker) cachedOutcome(r *policy.Request, ip netip.Addr) (*outcome, bool) {
+	mk := memoKey{ip, r.HeloName, r.Sender}
+	if o, ok := c.outcomes.get(mk); ok {
+		return o, true
+	}
 	var helo *evaluation
+	var until time.Time // the first expiry of what the outcome is built from
 	if r.SenderDomain() != "" {
-		e, ok := c.heloCached(r, ip)
+		e, exp, ok := c.heloCachedUntil(r, ip)
 		if !ok {
 			return nil, false
 		}
-		helo = e
+		helo, until = e, exp
 	}
 	v := identity(r, ip)
-	vd, ok := c.cachedVerdict(ip, v)
+	vd, exp, ok := c.cachedVerdict(ip, v)
 	if !ok || vd.result == policy.SPFFail {
 		return nil, false
+	}
+	if until.IsZero() || exp.Before(until) {
+		until = exp
 	}
 	mf := &evaluation{vars: v, result: vd.result, vouches: vd.vouches}
 	mf.vars.result = string(vd.result)
 	o := c.combine(helo, mf, r.Sender)
+	c.outcomes.putUntil(mk, o, until)
 	return o, true
 }
 
@@ -266,11 +282,18 @@ func (c *Checker) answer(e *evaluation) policy.Action {
 // heloCached returns the HELO identity's evaluation when it needs no
 // lookup: kept by heloCheck, or nil for a HELO name SPF cannot check.
 func (c *Checker) heloCached(r *policy.Request, ip netip.Addr) (*evaluation, bool) {
+	e, _, ok := c.heloCachedUntil(r, ip)
+	return e, ok
+}
+
+// heloCachedUntil is heloCached, with when the kept evaluation expires
+// (zero for a HELO name SPF cannot check, which never does).
+func (c *Checker) heloCachedUntil(r *policy.Request, ip netip.Addr) (*evaluation, time.Time, bool) {
 	v := heloIdentity(r, ip)
 	if v.domain == "" {
-		return nil, true
+		return nil, time.Time{}, true
 	}
-	return c.helos.get(heloKey{ip, v.domain})
+	return c.helos.getUntil(heloKey{ip, v.domain})
 }
 
 // heloCheck evaluates the HELO identity of a message with a sender. Its
@@ -309,7 +332,7 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 // kept: never a temperror, nor one with a lookup that failed or ran out
 // of time (memoResolver.complete), nor one whose deadline passed.
 func (c *Checker) mailFromCheck(ctx context.Context, v vars, ip netip.Addr) *evaluation {
-	if vd, ok := c.cachedVerdict(ip, v); ok {
+	if vd, _, ok := c.cachedVerdict(ip, v); ok {
 		return c.reuse(ctx, vd, v, ip)
 	}
 	e, dns := c.check(ctx, v, ip, true)
@@ -326,13 +349,13 @@ func (c *Checker) mailFromCheck(ctx context.Context, v vars, ip netip.Addr) *eva
 
 // cachedVerdict is a recent MAIL FROM verdict for v's client, HELO name
 // and sender domain, or for its sender when the record named it.
-func (c *Checker) cachedVerdict(ip netip.Addr, v vars) (verdict, bool) {
+func (c *Checker) cachedVerdict(ip netip.Addr, v vars) (verdict, time.Time, bool) {
 	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
-	if vd, ok := c.senders.get(k); ok {
-		return vd, true
+	if vd, exp, ok := c.senders.getUntil(k); ok {
+		return vd, exp, true
 	}
 	k.sender = v.sender
-	return c.senders.get(k)
+	return c.senders.getUntil(k)
 }
 
 // reuse is an earlier message's verdict with this message's values. A
