@@ -66,6 +66,7 @@ type Checker struct {
 	obs     Observer
 	tick    func(time.Duration) (<-chan time.Time, func())
 	cache   *cache
+	plans   plans
 	flight  singleflight.Group
 }
 
@@ -110,7 +111,7 @@ func (c *Checker) Name() string { return Name }
 // marked temporary when the lists failed for a reason that passes (a
 // timeout, SERVFAIL, a pause).
 func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
-	pairs, qs := c.plan(subjects(st.Req))
+	pairs, qs := c.planFor(st.Req)
 	if len(qs) == 0 {
 		return policy.Pass(""), nil
 	}
@@ -132,7 +133,7 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 // cached, the request is scored without a query. A score that rejects is
 // left to Check, which may fetch the list's TXT record for the reply.
 func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
-	pairs, qs := c.plan(subjects(st.Req))
+	pairs, qs := c.planFor(st.Req)
 	if len(qs) == 0 {
 		return policy.Pass(""), true
 	}

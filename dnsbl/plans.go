@@ -1,0 +1,78 @@
+package dnsbl
+
+import (
+	"net/netip"
+	"sync"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
+)
+
+// plans keeps the plan (subjects and queries) of recent requests: a
+// busy client sends message after message with the same address, HELO
+// name and sender domain, and its plan, a few strings per list, is the
+// same each time. A plan is kept with the self-check state of the zones
+// it was made under and made again when that changed. Bounded like the
+// answer cache: when full, it starts over. Safe for concurrent use.
+type plans struct {
+	mu sync.Mutex
+	m  map[planKey]*planned
+}
+
+// planKey is what subjects reads of a request.
+type planKey struct {
+	ip                 netip.Addr
+	sender, helo, name string // name: the client name, when verified
+}
+
+type planned struct {
+	pairs []pair
+	qs    []query
+	sick  uint64 // sickMask when made
+}
+
+// plansMax bounds the plans kept.
+const plansMax = 4096
+
+// planFor is plan(subjects(r)), from c.plans when the request's subjects
+// and the zones' self-check state are those of a kept plan. The slices
+// returned are shared: callers only read them.
+func (c *Checker) planFor(r *policy.Request) ([]pair, []query) {
+	sick, ok := c.sickMask()
+	if !ok {
+		return c.plan(subjects(r))
+	}
+	k := planKey{ip: r.ClientAddress.Unmap(), sender: r.SenderDomain(), helo: r.HeloName}
+	if r.ClientVerified() {
+		k.name = r.ClientName
+	}
+	c.plans.mu.Lock()
+	p := c.plans.m[k]
+	c.plans.mu.Unlock()
+	if p != nil && p.sick == sick {
+		return p.pairs, p.qs
+	}
+	p = &planned{sick: sick}
+	p.pairs, p.qs = c.plan(subjects(r))
+	c.plans.mu.Lock()
+	if c.plans.m == nil || len(c.plans.m) >= plansMax {
+		c.plans.m = make(map[planKey]*planned)
+	}
+	c.plans.m[k] = p
+	c.plans.mu.Unlock()
+	return p.pairs, p.qs
+}
+
+// sickMask is one bit per zone failing its self-check, in configuration
+// order; false when there are too many zones for the bits.
+func (c *Checker) sickMask() (uint64, bool) {
+	if len(c.order) > 64 {
+		return 0, false
+	}
+	var m uint64
+	for i, z := range c.order {
+		if !z.usable() {
+			m |= 1 << i
+		}
+	}
+	return m, true
+}
