@@ -16,6 +16,8 @@ func TestActionWire(t *testing.T) {
 		{Action{Verb: Code, Code: "450", Text: "  "}, "action=DUNNO\n\n"},
 		// A newline would end the reply early and inject an attribute.
 		{Action{Verb: Reject, Text: "bad\naction=OK"}, "action=DUNNO\n\n"},
+		{Action{Verb: Reject, Text: "bad\raction=OK"}, "action=DUNNO\n\n"},
+		{Action{Verb: Prepend, Text: "X-A: b\x00c"}, "action=DUNNO\n\n"},
 		{Action{Verb: Prepend, Text: "no colon"}, "action=DUNNO\n\n"},
 		{Action{Verb: "OK"}, "action=DUNNO\n\n"},
 		{Action{Verb: Code, Code: "250", Text: "ok"}, "action=DUNNO\n\n"},
