@@ -269,15 +269,18 @@ func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 	return req, br, err
 }
 
-// holdsRequest reports whether br's buffer holds a whole request, an
-// attribute line and the empty line that ends it, so ReadRequest reads
-// nothing more and needs no read deadline: the common case of a busy
-// connection, whose request came in one read (requestWithin). A deadline
-// is a runtime timer to move, per request.
+// holdsRequest reports whether br's buffer holds a whole request, so
+// ReadRequest reads nothing more and needs no read deadline: the common
+// case of a busy connection, whose request came in one read
+// (requestWithin). A deadline is a runtime timer to move, per request.
+// The test is the buffer's end, not a search through it: text after
+// stray empty lines that ends with the empty line closing a request.
+// A buffer that ends elsewhere (a request in two reads, a second one
+// begun) is read with a deadline.
 func holdsRequest(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	b = bytes.TrimLeft(b, "\n") // stray empty lines before it (ReadRequest)
-	return bytes.Contains(b, []byte("\n\n"))
+	return len(b) > 0 && bytes.HasSuffix(b, []byte("\n\n"))
 }
 
 // waitFirst reads the first byte of the next request into c.in and sets

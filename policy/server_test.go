@@ -205,7 +205,8 @@ func TestHoldsRequest(t *testing.T) {
 		"":                              false,
 		"request=smtpd_access_policy\n": false,
 		"a=b\n\n":                       true,
-		"a=b\n\nc=d":                    true,
+		"a=b\n\nc=d":                    false, // the second request is read with a deadline
+		"a=b\n\nc=d\n\n":                true,
 		"\n\n\na=b\n":                   false,
 		"\n\na=b\n\n":                   true,
 		"a=b\r\n\r\n":                   false, // hand-written clients: read with a deadline
