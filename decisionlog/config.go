@@ -18,9 +18,10 @@ type Config struct {
 	QueueSize int `yaml:"queue_size"`
 	// BatchSize is the most rows written in one batch. Default 500: large
 	// enough that one COPY (PostgreSQL) makes a row cost microseconds. On
-	// SQLite a batch goes in transactions of at most 64 rows of multi-row
-	// INSERTs (insert.go, txRowsOf), so that it holds the store's single
-	// connection, which greylisting shares, for a few milliseconds.
+	// SQLite a batch goes in multi-row INSERTs, in one transaction, or in
+	// transactions of at most 64 rows while greylisting waits for the
+	// store's single connection, which it shares, so that it waits a few
+	// milliseconds at most (insert.go, txRows).
 	BatchSize int `yaml:"batch_size"`
 	// FlushInterval is how long a row may wait for its batch to fill.
 	// Default 1s, so `mxpolicyd report` and ad-hoc queries see decisions

@@ -22,7 +22,11 @@ var columns = []string{
 // dialect is one store kind's way to keep the decisions table, chosen per
 // call by dialectOf (db.Dialect).
 type dialect interface {
-	insert(ctx context.Context, rows []Row) error
+	// insert writes rows in one transaction and returns how many rows
+	// it held (written, or lost with the error). On SQLite, waits (when
+	// not nil) counts what waited for the store's connection: when the
+	// count moves during the transaction, it ends early.
+	insert(ctx context.Context, rows []Row, waits func() int64) (int, error)
 	// ensurePartitions creates the missing daily partitions of days.
 	ensurePartitions(ctx context.Context, days []time.Time) ([]string, error)
 	prune(ctx context.Context, res *PruneResult, dryRun bool) error
@@ -38,33 +42,28 @@ type pgLog struct{ d *db.DB }
 // sqliteLog is the SQLite decision log: one table.
 type sqliteLog struct{ d *db.DB }
 
-// txRowsOf is the most rows the Writer puts in one transaction: the whole
-// batch on PostgreSQL, whose COPY holds none of the connections the
-// greylist decisions use; on SQLite, sqliteTxRows, because the transaction
-// holds the one connection, and greylist decisions wait for it. Measured
-// with 64 busy connections: a batch of 500 rows held it 10 to 30 ms; 128
-// rows 4 ms at the median and 11-12 ms at p99, 64 rows 2 ms and 9 ms
-// (request p99 19.5-21.4 -> 18.6-18.7 ms), for about a fifth more of the
-// connection's time spent on the log.
-func txRowsOf(d *db.DB, batch int) int {
-	if d == nil || d.IsPostgres() {
-		return batch
-	}
-	return min(batch, sqliteTxRows)
-}
-
 // Insert writes rows in one batch: a binary COPY on PostgreSQL (the
 // cheapest way in, and rows route to their daily partitions; pgcopy.go
-// encodes it), one
-// transaction of prepared inserts on SQLite. The batch is all or nothing.
+// encodes it), one transaction of multi-row inserts on SQLite. The batch
+// is all or nothing.
 func Insert(ctx context.Context, d *db.DB, rows []Row) error {
+	_, err := insertSome(ctx, d, rows, nil)
+	return err
+}
+
+// insertSome is the Writer's Insert: on SQLite the transaction ends early
+// when something waits for the connection (waits, the Writer's count of
+// waits; sqliteLog.insert), and insertSome returns how many of rows its
+// transaction held, written or, with the error, lost.
+func insertSome(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
 	if len(rows) == 0 {
-		return nil
+		return 0, nil
 	}
-	if err := dialectOf(d).insert(ctx, rows); err != nil {
-		return fmt.Errorf("decisionlog: insert %d rows: %w", len(rows), err)
+	n, err := dialectOf(d).insert(ctx, rows, waits)
+	if err != nil {
+		return n, fmt.Errorf("decisionlog: insert %d rows: %w", n, err)
 	}
-	return nil
+	return n, nil
 }
 
 // insert sends the batch as one COPY inside an explicit transaction.
@@ -74,7 +73,11 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 // counted as dropped. Inside a transaction it is stored only by the
 // COMMIT this sends after the COPY succeeded; a connection given up
 // before that rolls it back.
-func (p pgLog) insert(ctx context.Context, rows []Row) error {
+func (p pgLog) insert(ctx context.Context, rows []Row, _ func() int64) (int, error) {
+	return len(rows), p.copy(ctx, rows)
+}
+
+func (p pgLog) copy(ctx context.Context, rows []Row) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
 	*bp = encodeCopy((*bp)[:0], rows)
@@ -129,7 +132,17 @@ const sqliteTxRows = 1 << (len(sqliteInserts) - 1)
 // rows (n > 0).
 func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) - 1 }
 
-func (l sqliteLog) insert(ctx context.Context, rows []Row) error {
+// insert writes rows in one transaction of multi-row INSERTs. The
+// transaction holds the store's one connection, which greylisting
+// shares: when waits has moved since BEGIN after a statement of
+// sqliteTxRows rows (something waits for the connection), it commits the
+// rows so far and returns,
+// so a greylist decision waits for one statement of at most sqliteTxRows
+// rows (about 2 ms, 9 at p99, measured with 64 busy connections), not a
+// whole batch (500 rows held the connection 10 to 30 ms). When nothing
+// waits, the whole batch is one transaction: a commit per 64 rows cost
+// the daemon an eighth of its CPU on cached decisions.
+func (l sqliteLog) insert(ctx context.Context, rows []Row, waits func() int64) (int, error) {
 	// Prepared before BEGIN: the one connection is the transaction's.
 	var stmts [len(sqliteInserts)]*sql.Stmt
 	for rest := rows; len(rest) > 0; rest = rest[1<<sqliteChunk(len(rest)):] {
@@ -139,28 +152,38 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row) error {
 		}
 		st, err := l.d.Stmts().Prepare(ctx, sqliteInserts[i])
 		if err != nil {
-			return err
+			return len(rows), err
 		}
 		stmts[i] = st
 	}
 	tx, err := l.d.SQL.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return len(rows), err
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
+	var mark int64      // after BEGIN: the transaction's own wait is not a waiter
+	if waits != nil {
+		mark = waits()
+	}
 	args := make([]any, 0, len(columns)*min(len(rows), sqliteTxRows))
-	for len(rows) > 0 {
-		i := sqliteChunk(len(rows))
+	n := 0
+	for n < len(rows) {
+		i := sqliteChunk(len(rows) - n)
 		args = args[:0]
 		for j := range 1 << i {
-			args = appendSQLiteValues(args, &rows[j])
+			args = appendSQLiteValues(args, &rows[n+j])
 		}
+		n += 1 << i
 		if _, err := tx.StmtContext(ctx, stmts[i]).ExecContext(ctx, args...); err != nil {
-			return err
+			return n, err
 		}
-		rows = rows[1<<i:]
+		// A batch's tail (under sqliteTxRows rows, in statements of
+		// decreasing size) stays in the transaction of its last full one.
+		if waits != nil && n < len(rows) && 1<<i == sqliteTxRows && waits() != mark {
+			break
+		}
 	}
-	return tx.Commit()
+	return n, tx.Commit()
 }
 
 func appendSQLiteValues(args []any, r *Row) []any {

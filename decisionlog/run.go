@@ -109,9 +109,10 @@ func (w *Writer) drain() {
 	}
 }
 
-// write stores the batch within WriteTimeout, in transactions of at most
-// txRows rows, or drops and counts the rows of a transaction that failed,
-// and empties the batch for reuse.
+// write stores the batch within WriteTimeout, in one transaction or, on
+// SQLite while greylisting waits for the connection, several
+// (sqliteLog.insert), or drops and counts the rows of a transaction that
+// failed, and empties the batch for reuse.
 func (w *Writer) write() {
 	if len(w.batch) == 0 {
 		return
@@ -121,24 +122,29 @@ func (w *Writer) write() {
 	all := w.batch
 	for len(w.batch) > 0 {
 		// Only the rows not yet sent stay in w.batch: a panic counts them.
-		n := min(len(w.batch), w.txRows)
-		w.writeTx(ctx, w.batch[:n])
-		w.batch = w.batch[n:]
+		w.batch = w.batch[w.writeTx(ctx, w.batch):]
 	}
 	clear(all) // release the rows' strings
 	w.batch = all[:0]
 }
 
-func (w *Writer) writeTx(ctx context.Context, rows []Row) {
-	if err := w.insert(ctx, w.db, rows); err != nil {
-		w.dropWriteError(len(rows))
+// writeTx writes one transaction of rows, at most all of them, and
+// returns how many it held.
+func (w *Writer) writeTx(ctx context.Context, rows []Row) int {
+	n, err := w.insert(ctx, w.db, rows, w.waits)
+	if n <= 0 || n > len(rows) {
+		n = len(rows) // a stand-in's mistake must not stall the loop
+	}
+	if err != nil {
+		w.dropWriteError(n)
 		w.lastErr = err
-		return
+		return n
 	}
-	w.written.Add(uint64(len(rows)))
+	w.written.Add(uint64(n))
 	if w.opt.Observer != nil {
-		w.opt.Observer.LogRowsWritten(len(rows))
+		w.opt.Observer.LogRowsWritten(n)
 	}
+	return n
 }
 
 func (w *Writer) dropWriteError(n int) {

@@ -63,9 +63,11 @@ type Writer struct {
 	written, queueFull, writeErr atomic.Uint64
 
 	// insert writes one transaction: Insert, or a stand-in in tests.
-	insert func(context.Context, *db.DB, []Row) error
-	// txRows is the most rows of one transaction (txRowsOf).
-	txRows int
+	insert func(context.Context, *db.DB, []Row, func() int64) (int, error)
+	// waits counts the waits for the SQLite store's connection
+	// (database/sql's DBStats.WaitCount; sqliteLog.insert); nil on
+	// PostgreSQL.
+	waits func() int64
 
 	// Owned by the run goroutine.
 	batch      []Row // rows waiting for the next write
@@ -78,10 +80,10 @@ type Writer struct {
 
 // New starts a writer. Call Close to flush and stop it.
 func New(d *db.DB, cfg Config, opt Options) *Writer {
-	return start(d, cfg, opt, Insert)
+	return start(d, cfg, opt, insertSome)
 }
 
-func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.DB, []Row) error) *Writer {
+func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.DB, []Row, func() int64) (int, error)) *Writer {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -89,7 +91,7 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 		opt.Now = time.Now
 	}
 	w := &Writer{
-		db: d, cfg: cfg, opt: opt, insert: insert, txRows: txRowsOf(d, cfg.BatchSize),
+		db: d, cfg: cfg, opt: opt, insert: insert,
 		rows:  make(chan Row, cfg.QueueSize),
 		full:  make(chan struct{}, 1),
 		flush: make(chan chan struct{}),
@@ -97,6 +99,9 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 		done:  make(chan struct{}),
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
+	if d != nil && d.SQL != nil {
+		w.waits = func() int64 { return d.SQL.Stats().WaitCount }
+	}
 	if w.opt.Tick == nil {
 		w.ticker = time.NewTicker(cfg.FlushInterval)
 		w.opt.Tick = w.ticker.C

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -364,11 +366,11 @@ func TestWriterSurvivesPanic(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		ctx := dbtest.Context(t)
 		var calls atomic.Int32
-		insert := func(ctx context.Context, d *db.DB, rows []Row) error {
+		insert := func(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
 			if calls.Add(1) != 2 { // only the second batch is written
 				panic("driver bug")
 			}
-			return Insert(ctx, d, rows)
+			return insertSome(ctx, d, rows, waits)
 		}
 		var logs bytes.Buffer
 		obs := newCounter()
@@ -406,38 +408,84 @@ func TestWriterSurvivesPanic(t *testing.T) {
 	})
 }
 
-// On SQLite a batch is written in transactions of at most sqliteTxRows
-// rows, so greylist decisions wait for the one connection only that long;
-// on PostgreSQL it is one COPY.
+// A batch is one transaction, unless on SQLite something waits for the
+// store's one connection: then the transaction ends after the statement
+// in progress (at most sqliteTxRows rows), so greylist decisions wait
+// only that long. On PostgreSQL it is one COPY whatever waits.
 func TestWriterTransactionSize(t *testing.T) {
-	dbtest.Each(t, func(t *testing.T, d *db.DB) {
-		ctx := dbtest.Context(t)
-		var sizes []int // written by the writer goroutine, read after Flush
-		insert := func(ctx context.Context, d *db.DB, rows []Row) error {
-			sizes = append(sizes, len(rows))
-			return Insert(ctx, d, rows)
-		}
-		cfg := DefaultConfig()
-		cfg.BatchSize = 2*sqliteTxRows + 44
-		w := start(d, cfg, Options{Tick: make(chan time.Time)}, insert)
-		defer w.Close(ctx)
-		for i := range cfg.BatchSize {
-			w.Record(decision(i))
-		}
-		if err := w.Flush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		want := fmt.Sprint([]int{sqliteTxRows, sqliteTxRows, 44})
-		if d.IsPostgres() {
-			want = fmt.Sprint([]int{cfg.BatchSize})
-		}
-		if got := fmt.Sprint(sizes); got != want {
-			t.Errorf("transactions of %s rows, want %s", got, want)
-		}
-		if n := countRows(t, d); n != cfg.BatchSize || w.Stats().Written != uint64(cfg.BatchSize) {
-			t.Errorf("%d rows stored, %d counted; want %d", n, w.Stats().Written, cfg.BatchSize)
-		}
-	})
+	for _, waiting := range []bool{false, true} {
+		t.Run(fmt.Sprint("waiting=", waiting), func(t *testing.T) {
+			dbtest.Each(t, func(t *testing.T, d *db.DB) {
+				ctx := dbtest.Context(t)
+				var sizes []int // written by the writer goroutine, read after Flush
+				insert := func(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
+					n, err := insertSome(ctx, d, rows, waits)
+					sizes = append(sizes, n)
+					return n, err
+				}
+				cfg := DefaultConfig()
+				cfg.BatchSize = 2*sqliteTxRows + 44
+				w := start(d, cfg, Options{Tick: make(chan time.Time)}, insert)
+				if waiting {
+					var n atomic.Int64 // a new wait at every look
+					w.waits = func() int64 { return n.Add(1) }
+				}
+				defer w.Close(ctx)
+				for i := range cfg.BatchSize {
+					w.Record(decision(i))
+				}
+				if err := w.Flush(ctx); err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprint([]int{cfg.BatchSize})
+				if waiting && !d.IsPostgres() {
+					want = fmt.Sprint([]int{sqliteTxRows, sqliteTxRows, 44})
+				}
+				if got := fmt.Sprint(sizes); got != want {
+					t.Errorf("transactions of %s rows, want %s", got, want)
+				}
+				if n := countRows(t, d); n != cfg.BatchSize || w.Stats().Written != uint64(cfg.BatchSize) {
+					t.Errorf("%d rows stored, %d counted; want %d", n, w.Stats().Written, cfg.BatchSize)
+				}
+			})
+		})
+	}
+}
+
+// A statement that waits for the SQLite store's one connection ends the
+// decision log's transaction at its next statement of sqliteTxRows rows:
+// the writer's count of waits is database/sql's.
+func TestWriterYieldsToWaiter(t *testing.T) {
+	d := dbtest.Open(t, db.SQLite)
+	ctx := dbtest.Context(t)
+	rows := make([]Row, 3*sqliteTxRows)
+	for i := range rows {
+		rows[i] = FromDecision(decision(i), "mx1")
+	}
+	w := start(d, DefaultConfig(), Options{Tick: make(chan time.Time)}, insertSome)
+	defer w.Close(ctx)
+	if n, err := insertSome(ctx, d, rows, w.waits); n != len(rows) || err != nil {
+		t.Fatalf("nothing waiting: a transaction of %d rows, %v; want all %d", n, err, len(rows))
+	}
+	// A statement waits while the first INSERT runs: waits moves after BEGIN.
+	var once sync.Once
+	done := make(chan error, 1)
+	waits := func() int64 {
+		n := w.waits()
+		once.Do(func() {
+			go func() { _, err := d.SQL.ExecContext(ctx, "SELECT 1"); done <- err }()
+			for w.waits() == n {
+				runtime.Gosched()
+			}
+		})
+		return n
+	}
+	if n, err := insertSome(ctx, d, rows, waits); n != sqliteTxRows || err != nil {
+		t.Errorf("a statement waiting: a transaction of %d rows, %v; want %d", n, err, sqliteTxRows)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }
 
 // A decision without a client address is stored with client NULL, beside
