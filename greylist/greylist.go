@@ -149,7 +149,7 @@ func (g *Checker) fromMemory(st *policy.State) (policy.Result, Key, bool) {
 	}
 	k := g.Key(st)
 	if v, ok := g.cached(k, st.Now); ok {
-		return g.answer(st, k, Outcome{Verdict: v}, " (cached)"), k, true
+		return g.answer(st, k, Outcome{Verdict: v}, cachedNote), k, true
 	}
 	return policy.Result{}, k, false
 }
@@ -287,15 +287,38 @@ func (g *Checker) remember(k Key, o Outcome, now time.Time) {
 	}
 }
 
-func (v Verdict) reason() string {
-	return [...]string{"new triplet", "early retry", "passed after delay", "passed before",
-		"client auto-whitelisted", "sender domain auto-whitelisted for client"}[v]
+func (v Verdict) reason() string { return reasons[v] }
+
+var reasons = [...]string{"new triplet", "early retry", "passed after delay", "passed before",
+	"client auto-whitelisted", "sender domain auto-whitelisted for client"}
+
+// cachedNote marks a verdict answered from the pass cache.
+const cachedNote = " (cached)"
+
+// cachedReasons are the reasons with cachedNote, made once rather than
+// per cached decision.
+var cachedReasons = func() (r [len(reasons)]string) {
+	for i, s := range reasons {
+		r[i] = s + cachedNote
+	}
+	return r
+}()
+
+// why is v's reason with note (answer's: "" or cachedNote).
+func (v Verdict) why(note string) string {
+	switch note {
+	case "":
+		return v.reason()
+	case cachedNote:
+		return cachedReasons[v]
+	}
+	return v.reason() + note
 }
 
 // pass is the result of a recipient whose triplet passes and whose
 // message is not deferred: the delay it waited, and the header it earns.
 func (g *Checker) pass(st *policy.State, o Outcome, note string) policy.Result {
-	r := policy.Pass(o.Verdict.reason() + note)
+	r := policy.Pass(o.Verdict.why(note))
 	if o.Verdict == VerdictPassed {
 		r.Delay = o.Delay
 		g.addHeader(st, o.Delay)
@@ -360,7 +383,7 @@ func (g *Checker) waitForData(now time.Time) bool {
 // o; note marks a verdict from the cache.
 func (g *Checker) answer(st *policy.State, k Key, o Outcome, note string) policy.Result {
 	m, _ := messageVerdict.Get(st.Msg)
-	reason := o.Verdict.reason() + note
+	reason := o.Verdict.why(note)
 	if !o.Verdict.Passes() {
 		if !m.deferred {
 			m.deferred, m.rcpt = true, k.Recipient
