@@ -19,7 +19,8 @@ type Message struct {
 	Instance string
 
 	mu     sync.Mutex
-	values []keyed // by *MessageKey[T], each holding a T; a few per message
+	values []keyed  // by *MessageKey[T], each holding a T; a few per message
+	inline [4]keyed // values' first array: no allocation for the usual few
 
 	headers []string // queued for PREPEND, in order
 	sent    map[string]bool
@@ -107,6 +108,9 @@ func (m *Message) setValue(key, v any) {
 		m.values[i].v = v
 		return
 	}
+	if m.values == nil {
+		m.values = m.inline[:0]
+	}
 	m.values = append(m.values, keyed{key, v})
 }
 
@@ -161,7 +165,9 @@ func (m *Message) commit() {
 	}
 	m.mu.Lock()
 	values, headers := m.values, m.headers
-	m.values, m.headers = nil, nil
+	// Not nil: a write after this takes a new array, never inline's,
+	// which values still reads.
+	m.values, m.headers = m.inline[len(m.inline):], nil
 	m.mu.Unlock()
 	for _, kv := range values {
 		m.base.setValue(kv.key, kv.v)
