@@ -186,8 +186,9 @@ func TestServerBusyConnReadsOncePerRequest(t *testing.T) {
 	// A read that finds nothing yet (EAGAIN) is retried inside the
 	// runtime, not through Read: each request is one Read, or now and
 	// then two when it reaches the socket in two parts; a byte read alone
-	// would make it two each.
-	if got := reads.Load() - before; got < n || got > n+n/5 {
+	// would make it two each. The read that gets the first of the n may
+	// have begun, and been counted, before before was taken.
+	if got := reads.Load() - before; got < n-1 || got > n+n/5 {
 		t.Errorf("%d reads for %d requests, want about one each", got, n)
 	}
 }
