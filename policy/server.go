@@ -168,8 +168,9 @@ func (s *Server) accept(nc net.Conn) {
 	}
 	// Postfix connects when it has a request and sends it at once; only
 	// between requests may a connection wait as long as IdleTimeout.
-	c := &conn{srv: s, nc: nc, idle: true, first: true, deadline: time.Now().Add(s.ReadTimeout)}
-	c.markIdle()
+	now := time.Now()
+	c := &conn{srv: s, nc: nc, idle: true, first: true, deadline: now.Add(s.ReadTimeout)}
+	c.markIdle(now)
 	s.mu.Lock()
 	if s.shutdown.Load() {
 		s.mu.Unlock()

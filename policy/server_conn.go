@@ -67,19 +67,19 @@ func (c *conn) idleTime() (since time.Time, seq uint64, idle bool) {
 	return c.idleSince, c.idleSeq, c.idle
 }
 
-// markIdle stamps the moment the connection became idle; c.mu is held or
-// c is not yet shared.
-func (c *conn) markIdle() {
-	c.idleSince, c.idleSeq = time.Now(), c.srv.idleSeq.Add(1)
+// markIdle stamps now as the moment the connection became idle; c.mu
+// is held or c is not yet shared.
+func (c *conn) markIdle(now time.Time) {
+	c.idleSince, c.idleSeq = now, c.srv.idleSeq.Add(1)
 }
 
-// waitNext marks the connection idle for at most wait; it reports false
-// when the server is shutting down and the connection should end instead
-// of idling.
-func (c *conn) waitNext(wait time.Duration) bool {
+// waitNext marks the connection idle for at most wait from now; it
+// reports false when the server is shutting down and the connection
+// should end instead of idling.
+func (c *conn) waitNext(wait time.Duration, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.idle, c.deadline = true, time.Now().Add(wait)
+	c.idle, c.deadline = true, now.Add(wait)
 	return !c.srv.shutdown.Load()
 }
 
@@ -95,10 +95,10 @@ func (c *conn) setBusy() {
 // connection may open, as soon as the reply arrives, and eviction must
 // order connections by when they fell quiet as the clients saw it, not by
 // when this goroutine got to run again.
-func (c *conn) stampReply() {
+func (c *conn) stampReply(now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.markIdle()
+	c.markIdle(now)
 }
 
 // park hands the idle connection to the poller until c.deadline, and
@@ -178,17 +178,21 @@ func (c *conn) handle() (parked bool) {
 			br = nil
 		}
 		a := s.Decider.Decide(s.base, req, c.msg)
-		c.stampReply()
-		if !c.reply(a) {
+		// One reading of the clock for the reply and the wait after it:
+		// the write takes microseconds, the deadlines are milliseconds
+		// and more.
+		now := time.Now()
+		c.stampReply(now)
+		if !c.reply(a, now) {
 			return false
 		}
 		c.first = false
-		if !c.waitNext(s.IdleTimeout) {
+		if !c.waitNext(s.IdleTimeout, now) {
 			return false // shutting down: the reply is out, close now
 		}
 		if br == nil {
 			var begun bool
-			if br, begun = c.requestWithin(parkAfter); !begun && c.park() {
+			if br, begun = c.requestWithin(parkAfter, now); !begun && c.park() {
 				return true
 			}
 		}
@@ -203,14 +207,14 @@ func (c *conn) handle() (parked bool) {
 // goroutine would grow its own again (runtime.copystack).
 const parkAfter = 50 * time.Millisecond
 
-// requestWithin waits up to d for the next request to begin, in this
-// goroutine, and reports false if none did; true also when the wait ended
+// requestWithin waits up to d from now for the next request to begin,
+// in this goroutine, and reports false if none did; true also when the wait ended
 // otherwise (closed, c.deadline passed), which next then reports. What
 // arrived is read into a pooled reader, which it returns for next to
 // parse: a busy connection reads each request with one read, and holds a
 // buffer only while it is busy.
-func (c *conn) requestWithin(d time.Duration) (*bufio.Reader, bool) {
-	until := time.Now().Add(d)
+func (c *conn) requestWithin(d time.Duration, now time.Time) (*bufio.Reader, bool) {
+	until := now.Add(d)
 	if c.srv.poller == nil || !until.Before(c.deadline) {
 		return nil, true // next waits in this goroutine until c.deadline
 	}
@@ -340,11 +344,11 @@ func putReader(br *bufio.Reader) {
 	readers.Put(br)
 }
 
-func (c *conn) reply(a Action) bool {
+func (c *conn) reply(a Action, now time.Time) bool {
 	bp := replies.Get().(*[]byte)
 	defer replies.Put(bp)
 	*bp = a.AppendWire((*bp)[:0])
-	c.writeDeadline()
+	c.writeDeadline(now)
 	if _, err := c.nc.Write(*bp); err != nil {
 		c.srv.Logger.Warn("writing reply failed", "remote", c.remote(), "err", err)
 		return false
@@ -355,8 +359,8 @@ func (c *conn) reply(a Action) bool {
 // writeDeadline makes sure a write on nc ends within WriteTimeout and
 // lasts at least half of it: the deadline is moved only once half of it
 // has passed, not for every reply (a runtime timer to move each time).
-func (c *conn) writeDeadline() {
-	now, t := time.Now(), c.srv.WriteTimeout
+func (c *conn) writeDeadline(now time.Time) {
+	t := c.srv.WriteTimeout
 	if c.writeBy.Sub(now) < t/2 {
 		c.writeBy = now.Add(t)
 		c.nc.SetWriteDeadline(c.writeBy)
