@@ -474,7 +474,11 @@ func (e *Engine) log(d *Decision) {
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, "decision", 0)
+	at := time.Now()
+	if e.opt.wallClock { // Evaluate read the clock as it finished: no need to again
+		at = d.Time.Add(d.Duration)
+	}
+	r := slog.NewRecord(at, slog.LevelInfo, "decision", 0)
 	r.AddAttrs(
 		slog.String("client", addrString(d.Req)),
 		slog.String("client_name", d.Req.ClientName),
