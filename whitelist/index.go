@@ -188,7 +188,7 @@ func (ix *index) matchClient(a netip.Addr, now time.Time) *Entry {
 // matchHost matches only the name Postfix verified (client_name), never
 // reverse_client_name: a PTR record alone is whatever its owner wants.
 func (ix *index) matchHost(req *policy.Request, now time.Time) *Entry {
-	if !req.ClientVerified() {
+	if !req.ClientVerified() || ix.hosts.empty() && len(ix.hostRes) == 0 {
 		return nil
 	}
 	name := strings.ToLower(strings.TrimSuffix(req.ClientName, "."))
@@ -198,9 +198,17 @@ func (ix *index) matchHost(req *policy.Request, now time.Time) *Entry {
 	return firstRegex(ix.hostRes, name, now)
 }
 
+// empty reports a set without patterns, which matches nothing: most
+// sites list few kinds, and every request asks each set.
+func (d *domainSet) empty() bool { return len(d.exact) == 0 && len(d.whole) == 0 && len(d.sub) == 0 }
+
+func (s *mailSet) empty() bool {
+	return len(s.addrs) == 0 && len(s.locals) == 0 && s.domains.empty() && len(s.res) == 0
+}
+
 // match walks name and its parent domains: one map probe per label.
 func (d *domainSet) match(name string, now time.Time) *Entry {
-	if name == "" {
+	if name == "" || d.empty() {
 		return nil
 	}
 	if e := d.exact.first(name, now); e != nil {
@@ -224,6 +232,9 @@ func (d *domainSet) match(name string, now time.Time) *Entry {
 // match looks addr up the way postgrey's whitelist_recipients does:
 // user@domain and user@ also match user+extension.
 func (s *mailSet) match(addr string, now time.Time) *Entry {
+	if s.empty() {
+		return nil
+	}
 	addr = strings.TrimSuffix(strings.ToLower(addr), ".")
 	local, domain := addr, ""
 	if i := strings.LastIndexByte(addr, '@'); i >= 0 {
