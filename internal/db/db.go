@@ -191,11 +191,32 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 	sdb.SetMaxOpenConns(1)
 	sdb.SetMaxIdleConns(1)
 	sdb.SetConnMaxLifetime(0)
-	if err := sdb.PingContext(ctx); err != nil {
+	if err := pingSQLite(ctx, sdb); err != nil {
 		sdb.Close()
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
 	return &DB{SQL: sdb, stmts: NewStmts(sdb), kind: SQLite}, nil
+}
+
+// pingSQLite opens the first connection, which sets the DSN's pragmas,
+// WAL mode among them. Processes opening one new file at once race to
+// switch it to WAL, and SQLite answers the loser SQLITE_BUSY at once,
+// without waiting in its busy handler, when waiting could deadlock
+// (https://www.sqlite.org/c3ref/busy_handler.html). So a busy answer is
+// tried again, for as long as the busy timeout would have waited.
+func pingSQLite(ctx context.Context, sdb *sql.DB) error {
+	deadline := time.Now().Add(sqliteBusyTimeout * time.Millisecond)
+	for {
+		err := sdb.PingContext(ctx)
+		if err == nil || !sqliteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // sqliteDSN is the driver's name for the file at path, with the settings

@@ -49,13 +49,23 @@ func IsTemporary(err error) bool {
 	}
 	var sqlErr *sqlite.Error
 	if errors.As(err, &sqlErr) {
-		switch sqlErr.Code() & 0xff { // primary result code
-		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
-			return true
-		}
-		return false
+		return sqliteBusy(sqlErr)
 	}
 	return isNetErr(err)
+}
+
+// sqliteBusy reports SQLITE_BUSY or SQLITE_LOCKED: another connection
+// holds the lock this one needs.
+func sqliteBusy(err error) bool {
+	var sqlErr *sqlite.Error
+	if !errors.As(err, &sqlErr) {
+		return false
+	}
+	switch sqlErr.Code() & 0xff { // primary result code
+	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+		return true
+	}
+	return false
 }
 
 func isNetErr(err error) bool {
