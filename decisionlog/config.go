@@ -21,7 +21,7 @@ type Config struct {
 	// SQLite a batch goes in multi-row INSERTs, in one transaction, or in
 	// transactions of at most 64 rows while greylisting waits for the
 	// store's single connection, which it shares, so that it waits a few
-	// milliseconds at most (insert.go, txRows).
+	// milliseconds at most (sqliteLog.insert).
 	BatchSize int `yaml:"batch_size"`
 	// FlushInterval is how long a row may wait for its batch to fill.
 	// Default 1s, so `mxpolicyd report` and ad-hoc queries see decisions

@@ -136,12 +136,12 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // transaction holds the store's one connection, which greylisting
 // shares: when waits has moved since BEGIN after a statement of
 // sqliteTxRows rows (something waits for the connection), it commits the
-// rows so far and returns,
-// so a greylist decision waits for one statement of at most sqliteTxRows
-// rows (about 2 ms, 9 at p99, measured with 64 busy connections), not a
-// whole batch (500 rows held the connection 10 to 30 ms). When nothing
-// waits, the whole batch is one transaction: a commit per 64 rows cost
-// the daemon an eighth of its CPU on cached decisions.
+// rows so far and returns, so a greylist decision waits for one
+// statement of at most sqliteTxRows rows (about 2 ms, 9 at p99, measured
+// with 64 busy connections), not a whole batch (500 rows held the
+// connection 10 to 30 ms). When nothing waits, the whole batch is one
+// transaction: a commit per 64 rows cost the daemon an eighth of its CPU
+// on cached decisions.
 func (l sqliteLog) insert(ctx context.Context, rows []Row, waits func() int64) (int, error) {
 	// Prepared before BEGIN: the one connection is the transaction's.
 	var stmts [len(sqliteInserts)]*sql.Stmt

@@ -208,8 +208,8 @@ func (c *conn) handle() (parked bool) {
 const parkAfter = 50 * time.Millisecond
 
 // requestWithin waits up to d from now for the next request to begin,
-// in this goroutine, and reports false if none did; true also when the wait ended
-// otherwise (closed, c.deadline passed), which next then reports. What
+// in this goroutine, and reports false if none did; true also when the
+// wait ended otherwise (closed, c.deadline passed), which next then reports. What
 // arrived is read into a pooled reader, which it returns for next to
 // parse: a busy connection reads each request with one read, and holds a
 // buffer only while it is busy.

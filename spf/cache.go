@@ -47,21 +47,24 @@ func (c *cache[K, V]) getUntil(k K) (V, time.Time, bool) {
 func (c *cache[K, V]) put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(k, v, c.now().Add(c.ttl))
+	now := c.now()
+	c.putLocked(k, v, now, now.Add(c.ttl))
 }
 
 // putUntil keeps v until expires, which may be sooner than the TTL.
 func (c *cache[K, V]) putUntil(k K, v V, expires time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if limit := c.now().Add(c.ttl); limit.Before(expires) {
+	now := c.now()
+	if limit := now.Add(c.ttl); limit.Before(expires) {
 		expires = limit
 	}
-	c.putLocked(k, v, expires)
+	c.putLocked(k, v, now, expires)
 }
 
-func (c *cache[K, V]) putLocked(k K, v V, expires time.Time) {
-	now := c.now()
+// putLocked stores v until expires, first making room when the cache is
+// full; c.mu is held.
+func (c *cache[K, V]) putLocked(k K, v V, now, expires time.Time) {
 	if len(c.m) >= c.max {
 		for k, ent := range c.m {
 			if now.After(ent.expires) {
