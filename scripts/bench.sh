@@ -220,6 +220,15 @@ DSN=$(scripts/pg-cluster.sh start "$PGDIR")
 if ((PG_DURABLE)); then
 	"$PSQL" -qX "$DSN" -c "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET full_page_writes = on" \
 		-c "ALTER SYSTEM SET synchronous_commit = on" -c "SELECT pg_reload_conf()" >/dev/null
+	# The reload is a signal: wait until the server reads the settings as
+	# on, and stop if it never does (the numbers would claim durability
+	# they did not pay for).
+	for i in $(seq 50); do
+		on=$("$PSQL" -qXAt "$DSN" -c "SELECT count(*) FROM pg_settings WHERE name IN ('fsync', 'full_page_writes', 'synchronous_commit') AND setting = 'on'")
+		[[ $on == 3 ]] && break
+		sleep 0.1
+	done
+	[[ $on == 3 ]] || die "PostgreSQL did not turn fsync, full_page_writes and synchronous_commit on"
 	PGMODE="fsync, full_page_writes and synchronous_commit on (the statement turns synchronous_commit off for its own transaction, greylist/pgstore.go)"
 else
 	PGMODE="scripts/pg-cluster.sh's throwaway settings: fsync, full_page_writes and synchronous_commit off"

@@ -11,7 +11,11 @@
 #
 # Needs the Debian package "postgresql" (initdb and pg_ctl). As root, the
 # cluster runs as the "postgres" user, because initdb refuses to run as root.
-# Durability is off (fsync, full_page_writes): the data is disposable.
+# Durability is off (fsync, full_page_writes, synchronous_commit): the data
+# is disposable. The three are written to postgresql.conf, not given on
+# the command line, so ALTER SYSTEM can turn them back on (scripts/bench.sh
+# does): a setting from the command line outranks postgresql.auto.conf
+# (PostgreSQL documentation, "Setting Parameters", 20.1).
 set -eu
 
 usage() { echo "usage: $0 start|stop DIR" >&2; exit 2; }
@@ -61,8 +65,9 @@ start)
 		cat "$dir/initdb.log" >&2
 		exit 1
 	}
+	printf '%s\n' "fsync = off" "full_page_writes = off" "synchronous_commit = off" >>"$dir/data/postgresql.conf"
 	(cd "$dir" && as_pg "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 60 \
-		-o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=300" \
+		-o "-c listen_addresses=127.0.0.1 -p $port -k $dir/sock -c max_connections=300" \
 		start >/dev/null) || {
 		cat "$dir/log" >&2
 		exit 1
