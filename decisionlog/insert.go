@@ -73,6 +73,13 @@ func insertSome(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (
 // counted as dropped. Inside a transaction it is stored only by the
 // COMMIT this sends after the COPY succeeded; a connection given up
 // before that rolls it back.
+//
+// The transaction commits with synchronous_commit off, as the greylist
+// statements do (greylist/pgstore.go): the COMMIT does not wait for its
+// WAL to reach disk. A crash of the server can lose the last moments of
+// rows, never the table's consistency ("Asynchronous Commit", PostgreSQL
+// documentation 28.4); a durable commit would cost one WAL flush per
+// batch for rows that are a report's, not mail's.
 func (p pgLog) insert(ctx context.Context, rows []Row, _ func() int64) (int, error) {
 	return len(rows), p.copy(ctx, rows)
 }
@@ -91,6 +98,9 @@ func (p pgLog) copy(ctx context.Context, rows []Row) error {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	if _, err := tx.Exec(ctx, asyncCommitSQL); err != nil {
+		return err
+	}
 	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*bp), copySQL)
 	if err == nil && tag.RowsAffected() != int64(len(rows)) {
 		err = fmt.Errorf("copied %d rows of %d", tag.RowsAffected(), len(rows))
@@ -100,6 +110,10 @@ func (p pgLog) copy(ctx context.Context, rows []Row) error {
 	}
 	return tx.Commit(ctx)
 }
+
+// asyncCommitSQL makes the COPY's transaction commit without waiting for
+// its WAL flush (pgLog.insert).
+const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 
 // sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the
 // largest, is the most rows the Writer puts in one SQLite transaction.
