@@ -65,7 +65,7 @@ func (h *Handler) WithGroup(name string) slog.Handler { return h.slow.WithGroup(
 
 // Handle writes r as one line.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
-	if !h.fast || !simple(r) {
+	if !h.fast || !simpleTime(r.Time) {
 		return h.slow.Handle(ctx, r)
 	}
 	bp := bufs.Get().(*[]byte)
@@ -80,13 +80,20 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	b = appendString(b, r.Level.String())
 	b = append(b, " msg="...)
 	b = appendString(b, r.Message)
+	ok := true
 	r.Attrs(func(a slog.Attr) bool {
-		b = append(b, ' ')
-		b = appendString(b, a.Key)
-		b = append(b, '=')
-		b = appendValue(b, a.Value)
-		return true
+		if ok = simpleAttr(a); ok {
+			b = append(b, ' ')
+			b = appendString(b, a.Key)
+			b = append(b, '=')
+			b = appendValue(b, a.Value)
+		}
+		return ok
 	})
+	*bp = b
+	if !ok { // found in the one pass over the attributes: what was written goes
+		return h.slow.Handle(ctx, r)
+	}
 	b = append(b, '\n')
 	*bp = b
 	_, err := h.out.Write(b)
@@ -95,25 +102,32 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-// simple reports whether r is formatted here: a time TextHandler's layout
-// covers, and attributes each with a key and of a kind written as is
-// (no group, no value that resolves or marshals itself).
+// simple reports whether r is formatted here: simpleTime and every
+// attribute simpleAttr.
 func simple(r slog.Record) bool {
-	if y := r.Time.Year(); !r.Time.IsZero() && (y < 0 || y > 9999) {
-		return false
-	}
-	ok := true
+	ok := simpleTime(r.Time)
 	r.Attrs(func(a slog.Attr) bool {
-		switch a.Value.Kind() {
-		case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindFloat64,
-			slog.KindBool, slog.KindDuration:
-			ok = a.Key != ""
-		default:
-			ok = false
-		}
+		ok = ok && simpleAttr(a)
 		return ok
 	})
 	return ok
+}
+
+// simpleTime reports whether TextHandler's layout covers t.
+func simpleTime(t time.Time) bool {
+	y := t.Year()
+	return t.IsZero() || (y >= 0 && y <= 9999)
+}
+
+// simpleAttr reports whether a is written as is: it has a key and a kind
+// with no group and no value that resolves or marshals itself.
+func simpleAttr(a slog.Attr) bool {
+	switch a.Value.Kind() {
+	case slog.KindString, slog.KindInt64, slog.KindUint64, slog.KindFloat64,
+		slog.KindBool, slog.KindDuration:
+		return a.Key != ""
+	}
+	return false
 }
 
 func appendValue(b []byte, v slog.Value) []byte {
