@@ -111,17 +111,17 @@ func (c *Checker) Name() string { return Name }
 // marked temporary when the lists failed for a reason that passes (a
 // timeout, SERVFAIL, a pause).
 func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, error) {
-	pairs, qs := c.planFor(st.Req)
-	if len(qs) == 0 {
+	p := c.planFor(st.Req)
+	if len(p.qs) == 0 {
 		return policy.Pass(""), nil
 	}
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
-	answers, err := c.resolveAll(ctx, qs)
+	answers, err := c.resolveAll(ctx, p.qs)
 	if err != nil {
 		return policy.Result{}, classify(err)
 	}
-	sc := score(pairs, answers)
+	sc := score(p.pairs, answers)
 	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
 	if sc.total < c.cfg.RejectThreshold || sc.best == nil {
 		return policy.Pass(sc.reason()), nil
@@ -132,22 +132,31 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 // Quick implements policy.QuickCheck: when every list's answer is
 // cached, the request is scored without a query. A score that rejects is
 // left to Check, which may fetch the list's TXT record for the reply.
+// A plan's passing score is kept until the first of the answers it came
+// from expires, so a busy client is scored once per TTL (plans.go).
 func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
-	pairs, qs := c.planFor(st.Req)
-	if len(qs) == 0 {
+	p := c.planFor(st.Req)
+	if len(p.qs) == 0 {
 		return policy.Pass(""), true
 	}
-	answers, misses := c.fromCache(qs)
+	now := c.now()
+	if ps := p.passed.Load(); ps != nil && now.Before(ps.until) {
+		c.countAllHits(p.qs)
+		return ps.apply(st), true
+	}
+	answers, misses := c.fromCache(p.qs, now)
 	if len(misses) > 0 {
 		return policy.Result{}, false
 	}
-	sc := score(pairs, answers)
+	sc := score(p.pairs, answers)
 	if sc.total >= c.cfg.RejectThreshold && sc.best != nil {
 		return policy.Result{}, false
 	}
-	c.countHits(qs, answers)
-	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = sc.total, sc.listed, sc.allow
-	return policy.Pass(sc.reason()), true
+	c.countHits(p.qs, answers)
+	ps := &passing{res: policy.Pass(sc.reason()), total: sc.total,
+		listed: slices.Clip(sc.listed), allow: sc.allow, until: answers.until}
+	p.passed.Store(ps)
+	return ps.apply(st), true
 }
 
 var _ policy.QuickCheck = (*Checker)(nil)

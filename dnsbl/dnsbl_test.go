@@ -447,3 +447,38 @@ func TestQuick(t *testing.T) {
 		t.Fatalf("nothing to ask about: %+v, %v; want a pass", res, ok)
 	}
 }
+
+// Quick keeps a client's passing score until the first of the answers it
+// came from expires, and no longer: the score is Check's throughout, and
+// each request still counts its cache hits.
+func TestQuickKeepsScoreWhileAnswersLast(t *testing.T) {
+	f := newFixture(t, lists("zen.test=127.0.0.[2..11]*0.5", "wl.test=127.0.[0..255].[1..3]*-5"))
+	// zen answers 192.0.2.5 with a 5 s TTL, cached for min_ttl (60 s);
+	// wl.test has no such name, a negative answer cached for the SOA's
+	// 120 s. The kept score lasts as long as the shorter.
+	want := f.run(t, req("192.0.2.5", "", "", ""))
+	if want.Reason != "listed zen.test (score 0.5)" {
+		t.Fatalf("Check: %+v", want)
+	}
+	for _, at := range []time.Duration{0, 30 * time.Second, 59 * time.Second} {
+		f.clock.Set(t0.Add(at))
+		hits := f.obs.get(f.obs.cached, "zen.test")
+		st := req("192.0.2.5", "", "", "")
+		res, ok := f.check.Quick(st)
+		if !ok || res != want || st.Facts.DNSScore != 0.5 || !slices.Equal(st.Facts.DNSListed, []string{"zen.test"}) {
+			t.Fatalf("at %s: %+v, %v, facts %+v; want Check's %+v", at, res, ok, st.Facts, want)
+		}
+		if n := f.obs.get(f.obs.cached, "zen.test") - hits; n != 1 {
+			t.Errorf("at %s: %d cache hits counted, want 1", at, n)
+		}
+	}
+	f.clock.Set(t0.Add(61 * time.Second))
+	if res, ok := f.check.Quick(req("192.0.2.5", "", "", "")); ok {
+		t.Fatalf("zen's answer expired, yet the score was kept: %+v", res)
+	}
+	f.run(t, req("192.0.2.5", "", "", "")) // asks zen again
+	f.wantQueries(t, "5.2.0.192.zen.test", 2, "the expired answer is asked again")
+	if res, ok := f.check.Quick(req("192.0.2.5", "", "", "")); !ok || res != want {
+		t.Fatalf("after the new answer: %+v, %v; want %+v", res, ok, want)
+	}
+}

@@ -3,6 +3,8 @@ package dnsbl
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -28,18 +30,41 @@ type planned struct {
 	pairs []pair
 	qs    []query
 	sick  uint64 // sickMask when made
+
+	// passed is the plan's last passing score (Quick): valid until the
+	// first of the cached answers it was made from expires, since until
+	// then the same answers give the same score.
+	passed atomic.Pointer[passing]
+}
+
+// passing is a passing score, as Quick hands it to the request.
+type passing struct {
+	res    policy.Result
+	total  float64
+	listed []string // clipped: a reader appending to it copies
+	allow  bool
+	until  time.Time
+}
+
+// apply records the score in st's facts, as Check does, and returns the
+// result.
+func (ps *passing) apply(st *policy.State) policy.Result {
+	st.Facts.DNSScore, st.Facts.DNSListed, st.Facts.DNSAllow = ps.total, ps.listed, ps.allow
+	return ps.res
 }
 
 // plansMax bounds the plans kept.
 const plansMax = 4096
 
 // planFor is plan(subjects(r)), from c.plans when the request's subjects
-// and the zones' self-check state are those of a kept plan. The slices
-// returned are shared: callers only read them.
-func (c *Checker) planFor(r *policy.Request) ([]pair, []query) {
+// and the zones' self-check state are those of a kept plan. The plan
+// returned is shared: callers only read its slices.
+func (c *Checker) planFor(r *policy.Request) *planned {
 	sick, ok := c.sickMask()
 	if !ok {
-		return c.plan(subjects(r))
+		p := &planned{}
+		p.pairs, p.qs = c.plan(subjects(r))
+		return p
 	}
 	k := planKey{ip: r.ClientAddress.Unmap(), sender: r.SenderDomain(), helo: r.HeloName}
 	if r.ClientVerified() {
@@ -49,7 +74,7 @@ func (c *Checker) planFor(r *policy.Request) ([]pair, []query) {
 	p := c.plans.m[k]
 	c.plans.mu.Unlock()
 	if p != nil && p.sick == sick {
-		return p.pairs, p.qs
+		return p
 	}
 	p = &planned{sick: sick}
 	p.pairs, p.qs = c.plan(subjects(r))
@@ -59,7 +84,7 @@ func (c *Checker) planFor(r *policy.Request) ([]pair, []query) {
 	}
 	c.plans.m[k] = p
 	c.plans.mu.Unlock()
-	return p.pairs, p.qs
+	return p
 }
 
 // sickMask is one bit per zone failing its self-check, in configuration
