@@ -1,6 +1,9 @@
 package policy
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // Message is the state Postfix's "instance" attribute ties together: every
 // request of one message on one connection carries the same instance, and
@@ -22,8 +25,11 @@ type Message struct {
 	values []keyed  // by *MessageKey[T], each holding a T; a few per message
 	inline [4]keyed // values' first array: no allocation for the usual few
 
-	headers []string // queued for PREPEND, in order
-	sent    map[string]bool
+	// headers are the message's headers for PREPEND, in the order they
+	// were added: those before sent have gone out, the rest are queued.
+	// A message has a few, so a search beats a set.
+	headers []string
+	sent    int
 
 	// base is the message a staged view reads through to and commits
 	// into; nil for the message itself.
@@ -135,17 +141,7 @@ func (m *Message) has(h string) bool {
 	return m.hasLocked(h)
 }
 
-func (m *Message) hasLocked(h string) bool {
-	if m.sent[h] {
-		return true
-	}
-	for _, q := range m.headers {
-		if q == h {
-			return true
-		}
-	}
-	return false
-}
+func (m *Message) hasLocked(h string) bool { return slices.Contains(m.headers, h) }
 
 // stage returns a view of m for one check run: reads see m, writes stay
 // in the view until commit. A nil message stages as nil.
@@ -164,10 +160,10 @@ func (m *Message) commit() {
 		return
 	}
 	m.mu.Lock()
-	values, headers := m.values, m.headers
+	values, headers := m.values, m.headers[m.sent:]
 	// Not nil: a write after this takes a new array, never inline's,
 	// which values still reads.
-	m.values, m.headers = m.inline[len(m.inline):], nil
+	m.values, m.headers, m.sent = m.inline[len(m.inline):], nil, 0
 	m.mu.Unlock()
 	for _, kv := range values {
 		m.base.setValue(kv.key, kv.v)
@@ -181,14 +177,9 @@ func (m *Message) commit() {
 func (m *Message) nextHeader() (string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.headers) == 0 {
+	if m.sent == len(m.headers) {
 		return "", false
 	}
-	h := m.headers[0]
-	m.headers = m.headers[1:]
-	if m.sent == nil {
-		m.sent = map[string]bool{}
-	}
-	m.sent[h] = true
-	return h, true
+	m.sent++
+	return m.headers[m.sent-1], true
 }
