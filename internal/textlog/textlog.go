@@ -70,16 +70,7 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	}
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
-	b := (*bp)[:0]
-	if !r.Time.IsZero() {
-		b = append(b, "time="...)
-		b = h.appendTime(b, r.Time)
-		b = append(b, ' ')
-	}
-	b = append(b, "level="...)
-	b = appendString(b, r.Level.String())
-	b = append(b, " msg="...)
-	b = appendString(b, r.Message)
+	b := h.appendHead((*bp)[:0], r.Time, r.Level, r.Message)
 	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		if ok = simpleAttr(a); ok {
@@ -98,6 +89,59 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	*bp = b
 	_, err := h.out.Write(b)
 	return err
+}
+
+// Line is a record being written attribute by attribute (HandleFields).
+type Line struct{ b []byte }
+
+// String appends the attribute key=value, as Handle writes a string.
+func (l *Line) String(key, value string) {
+	l.b = append(l.b, ' ')
+	l.b = appendString(l.b, key)
+	l.b = append(l.b, '=')
+	l.b = appendString(l.b, value)
+}
+
+// Duration appends the attribute key=d, as Handle writes a duration.
+func (l *Line) Duration(key string, d time.Duration) {
+	l.b = append(l.b, ' ')
+	l.b = appendString(l.b, key)
+	l.b = append(l.b, '=')
+	l.b = appendDuration(l.b, d)
+}
+
+// HandleFields writes what Handle writes for a record at t of level and
+// msg with the attributes fill appends, without the record: for a caller
+// that has the values at hand, building the slog.Record and then reading
+// it back cost as much as the formatting. It returns false, having
+// written nothing, when Handle would not take the fast path (a handler
+// with ReplaceAttr or AddSource, a time out of TextHandler's layout);
+// the caller then builds the record. Keys must not be empty.
+func (h *Handler) HandleFields(t time.Time, level slog.Level, msg string, fill func(*Line)) (bool, error) {
+	if !h.fast || !simpleTime(t) {
+		return false, nil
+	}
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	l := Line{b: h.appendHead((*bp)[:0], t, level, msg)}
+	fill(&l)
+	l.b = append(l.b, '\n')
+	*bp = l.b
+	_, err := h.out.Write(l.b)
+	return true, err
+}
+
+// appendHead is a line's time, level and message.
+func (h *Handler) appendHead(b []byte, t time.Time, level slog.Level, msg string) []byte {
+	if !t.IsZero() {
+		b = append(b, "time="...)
+		b = h.appendTime(b, t)
+		b = append(b, ' ')
+	}
+	b = append(b, "level="...)
+	b = appendString(b, level.String())
+	b = append(b, " msg="...)
+	return appendString(b, msg)
 }
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -216,7 +260,10 @@ func needsQuoting(s string) bool {
 	if s == "" {
 		return true
 	}
-	for i := 0; i < len(s); {
+	i := 0
+	for ; i+8 <= len(s) && plain8(load8(s[i:])); i += 8 {
+	}
+	for i < len(s) {
 		switch class[s[i]] {
 		case plain:
 			i++
@@ -231,6 +278,30 @@ func needsQuoting(s string) bool {
 		}
 	}
 	return false
+}
+
+// load8 is s's first 8 bytes as a little-endian word (one load once the
+// compiler combines them).
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// plain8 reports whether the 8 bytes of w are all of class plain: ASCII
+// above the space, and neither "=" nor the quote. The tests for a byte
+// below a value and for a zero byte are the classic word-at-a-time ones
+// (Hacker's Delight, 6-1), exact here because no byte has its high bit
+// set once the first test has passed.
+func plain8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	if w&highs != 0 {
+		return false
+	}
+	below := (w - 0x21*ones) & ^w & highs // a byte < 0x21
+	eq := (w ^ '='*ones - ones) & ^(w ^ '='*ones) & highs
+	quote := (w ^ '"'*ones - ones) & ^(w ^ '"'*ones) & highs
+	return below|eq|quote == 0
 }
 
 // The classes of a byte for needsQuoting.

@@ -133,6 +133,57 @@ func TestMatchesTextHandler(t *testing.T) {
 	}
 }
 
+// HandleFields writes what TextHandler writes for the record of the same
+// fields: strings and durations, random keys and values.
+func TestHandleFieldsMatchesTextHandler(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 5))
+	var got, want bytes.Buffer
+	h, ref := New(&got, nil), slog.NewTextHandler(&want, nil)
+	for i := range 20000 {
+		r := randomRecord(rng, true)
+		level, msg := r.Level, r.Message
+		r = slog.NewRecord(r.Time, level, msg, 0) // only the kinds HandleFields writes
+		var attrs []slog.Attr
+		for range rng.IntN(16) {
+			key := randomString(rng) + "k"
+			if rng.IntN(4) == 0 {
+				attrs = append(attrs, slog.Duration(key, time.Duration(rng.Int64N(int64(100*time.Hour)))-time.Hour))
+			} else {
+				attrs = append(attrs, slog.String(key, randomString(rng)))
+			}
+		}
+		r.AddAttrs(attrs...)
+		got.Reset()
+		want.Reset()
+		ok, err := h.HandleFields(r.Time, level, msg, func(l *Line) {
+			for _, a := range attrs {
+				if a.Value.Kind() == slog.KindDuration {
+					l.Duration(a.Key, a.Value.Duration())
+				} else {
+					l.String(a.Key, a.Value.String())
+				}
+			}
+		})
+		if !ok || err != nil {
+			t.Fatalf("record %d: HandleFields: %v, %v", i, ok, err)
+		}
+		_ = ref.Handle(context.Background(), r)
+		if got.String() != want.String() {
+			t.Fatalf("record %d:\n got %q\nwant %q", i, got.String(), want.String())
+		}
+	}
+	// What Handle leaves to TextHandler, HandleFields leaves to its caller.
+	for _, opts := range []*slog.HandlerOptions{{AddSource: true}, {ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return a }}} {
+		got.Reset()
+		if ok, _ := New(&got, opts).HandleFields(time.Now(), slog.LevelInfo, "m", func(*Line) {}); ok || got.Len() > 0 {
+			t.Errorf("opts %+v: HandleFields wrote %q", opts, got.String())
+		}
+	}
+	if ok, _ := h.HandleFields(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), slog.LevelInfo, "m", func(*Line) {}); ok {
+		t.Error("HandleFields took a year TextHandler's layout does not cover")
+	}
+}
+
 // Options and derived handlers that the fast path does not cover still
 // write what TextHandler writes; Enabled agrees with it.
 func TestOptionsAndDerived(t *testing.T) {
@@ -201,5 +252,26 @@ func BenchmarkHandle(b *testing.B) {
 				_ = h.Handle(context.Background(), r)
 			}
 		})
+	}
+}
+
+// plain8 agrees with the byte classes on every word of bytes drawn from
+// each class's edges.
+func TestPlain8(t *testing.T) {
+	edges := []byte{0, 1, 0x1f, ' ', '!', '"', '#', '<', '=', '>', 'a', '~', 0x7f, 0x80, 0xc3, 0xff}
+	rng := rand.New(rand.NewPCG(9, 9))
+	for range 200000 {
+		var b [8]byte
+		want := true
+		for i := range b {
+			b[i] = edges[rng.IntN(len(edges))]
+			if rng.IntN(3) == 0 {
+				b[i] = byte('!' + rng.IntN(0x7f-'!'))
+			}
+			want = want && class[b[i]] == plain
+		}
+		if got := plain8(load8(string(b[:]))); got != want {
+			t.Fatalf("plain8(%q) = %v, want %v", b, got, want)
+		}
 	}
 }
