@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/textlog"
 )
 
 // Step is one configured check with its own time limit and its failure
@@ -465,9 +467,15 @@ func joinReason(a, b string) string {
 // log writes the one Info line per decision. Client-supplied values are
 // attributes only, never part of the message.
 //
-// The record is built here and handed to the handler, which is what
-// Logger.LogAttrs does but for the caller's program counter it looks up
-// on every call (runtime.Callers), which no handler of ours prints.
+// Two costs are cut from what Logger.LogAttrs would do: the caller's
+// program counter it looks up on every call (runtime.Callers), which no
+// handler of ours prints; and, when the handler is asynclog's over
+// textlog's (serve's, with log.format text), the slog.Record itself:
+// asynclog runs the line's writing on its own goroutine, and textlog
+// formats the attributes as they are given (HandleFields). Building the
+// record and reading it back cost as much as formatting it. The writer
+// reads d after Decide returns, which only reads it from then on; its
+// action text is worked out here, before anything else reads it.
 func (e *Engine) log(d *Decision) {
 	ctx := context.Background()
 	h := e.opt.Logger.Handler()
@@ -478,32 +486,76 @@ func (e *Engine) log(d *Decision) {
 	if e.opt.wallClock { // Evaluate read the clock as it finished: no need to again
 		at = d.Time.Add(d.Duration)
 	}
+	d.ActionText()
+	if q, ok := h.(queueHandler); ok {
+		q.HandleFunc(func(inner slog.Handler) error { return writeLine(inner, d, at) })
+		return
+	}
+	_ = writeLine(h, d, at) // a handler's error is its own to count (asynclog)
+}
+
+// queueHandler is a handler that runs a function writing a record on
+// the goroutine it writes records on (asynclog.Handler).
+type queueHandler interface {
+	HandleFunc(fn func(slog.Handler) error)
+}
+
+// fieldsHandler is a handler that writes a record from its attributes
+// as given, without an slog.Record (textlog.Handler), or says it cannot.
+type fieldsHandler interface {
+	HandleFields(t time.Time, level slog.Level, msg string, fill func(*textlog.Line)) (bool, error)
+}
+
+// writeLine writes d's decision line at time at to h.
+func writeLine(h slog.Handler, d *Decision, at time.Time) error {
+	if fh, ok := h.(fieldsHandler); ok {
+		if done, err := fh.HandleFields(at, slog.LevelInfo, "decision", func(l *textlog.Line) { lineAttrs(l, d) }); done {
+			return err
+		}
+	}
 	r := slog.NewRecord(at, slog.LevelInfo, "decision", 0)
-	r.AddAttrs(
-		slog.String("client", addrString(d.Req)),
-		slog.String("client_name", d.Req.ClientName),
-		slog.String("helo", d.Req.HeloName),
-		slog.String("sender", d.Req.Sender),
-		slog.String("rcpt", d.Req.Recipient),
-		slog.String("instance", d.Req.Instance),
-		slog.String("queue_id", d.Req.QueueID),
-		slog.String("check", d.Check),
-		slog.String("action", d.ActionText()),
-		slog.String("reason", d.Reason),
-		slog.Duration("dur", d.Duration),
-	)
+	lineAttrs(recordAttrs{&r}, d)
+	return h.Handle(context.Background(), r)
+}
+
+// attrWriter takes a line's attributes in order: *textlog.Line, or
+// recordAttrs for any other handler.
+type attrWriter interface {
+	String(key, value string)
+	Duration(key string, d time.Duration)
+}
+
+// lineAttrs is the decision line's attributes, in order.
+func lineAttrs(w attrWriter, d *Decision) {
+	w.String("client", addrString(d.Req))
+	w.String("client_name", d.Req.ClientName)
+	w.String("helo", d.Req.HeloName)
+	w.String("sender", d.Req.Sender)
+	w.String("rcpt", d.Req.Recipient)
+	w.String("instance", d.Req.Instance)
+	w.String("queue_id", d.Req.QueueID)
+	w.String("check", d.Check)
+	w.String("action", d.ActionText())
+	w.String("reason", d.Reason)
+	w.Duration("dur", d.Duration)
 	if d.Delay > 0 {
-		r.AddAttrs(slog.Duration("delay", d.Delay))
+		w.Duration("delay", d.Delay)
 	}
 	if d.Observe {
-		r.AddAttrs(slog.String("would", d.Would.String()))
+		w.String("would", d.Would.String())
 	}
 	for _, ce := range d.Errors {
-		r.AddAttrs(slog.String("error_"+ce.Check, ce.Err.Error()),
-			slog.String("error_"+ce.Check+"_kind", string(ce.Kind)))
+		w.String("error_"+ce.Check, ce.Err.Error())
+		w.String("error_"+ce.Check+"_kind", string(ce.Kind))
 	}
-	_ = h.Handle(ctx, r) // a handler's error is its own to count (asynclog)
 }
+
+// recordAttrs adds the attributes to a record.
+type recordAttrs struct{ r *slog.Record }
+
+func (a recordAttrs) String(key, value string) { a.r.AddAttrs(slog.String(key, value)) }
+
+func (a recordAttrs) Duration(key string, d time.Duration) { a.r.AddAttrs(slog.Duration(key, d)) }
 
 func addrString(r *Request) string {
 	if !r.ClientAddress.IsValid() {

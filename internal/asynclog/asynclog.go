@@ -43,11 +43,13 @@ type Handler struct {
 }
 
 // item is one queued record with the handler it is for, so derived
-// handlers keep their attributes and groups.
+// handlers keep their attributes and groups; or, from HandleFunc, a
+// function that writes its record to h itself.
 type item struct {
 	ctx context.Context
 	h   slog.Handler
 	r   slog.Record
+	fn  func(slog.Handler) error
 }
 
 // New starts the writer goroutine in front of inner. Call Close to flush
@@ -96,6 +98,22 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		h.s.drop(1)
 	}
 	return nil
+}
+
+// HandleFunc queues fn, which the writer calls with the handler a
+// record given to Handle would go to: for a caller that writes its
+// record to that handler itself, after the call returns (so fn must only
+// read what it captured). It is dropped and counted as a record would be.
+func (h *Handler) HandleFunc(fn func(slog.Handler) error) {
+	if h.s.closed.Load() {
+		h.s.drop(1)
+		return
+	}
+	select {
+	case h.s.queue <- item{h: h.inner, fn: fn}:
+	default:
+		h.s.drop(1)
+	}
 }
 
 // WithAttrs returns a handler with attrs that shares h's queue.
@@ -245,7 +263,7 @@ const pauseFor = time.Millisecond
 // panics on, is counted as dropped: the sink may be the very thing
 // failing, so nothing is logged about it.
 func (s *sink) write(it item) {
-	if !s.handle(it.ctx, it.h, it.r) {
+	if !s.handle(it) {
 		s.drop(1)
 		return
 	}
@@ -278,18 +296,22 @@ func (s *sink) summarize() {
 	}
 	r := slog.NewRecord(time.Now(), slog.LevelWarn, "log records dropped", 0)
 	r.AddAttrs(slog.Uint64("count", n))
-	if s.handle(ctx, s.base, r) {
+	if s.handle(item{ctx: ctx, h: s.base, r: r}) {
 		s.reported += n
 	}
 }
 
-// handle calls h.Handle and reports whether it succeeded; a panic is a
-// failure, not the end of the writer.
-func (s *sink) handle(ctx context.Context, h slog.Handler, r slog.Record) (ok bool) {
+// handle writes it, with its function or its handler's Handle, and
+// reports whether that succeeded; a panic is a failure, not the end of
+// the writer.
+func (s *sink) handle(it item) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
 		}
 	}()
-	return h.Handle(ctx, r) == nil
+	if it.fn != nil {
+		return it.fn(it.h) == nil
+	}
+	return it.h.Handle(it.ctx, it.r) == nil
 }

@@ -283,3 +283,39 @@ func TestSetObserverReportsEarlierDrops(t *testing.T) {
 		t.Fatalf("Dropped() = %d, observer saw %d; want the same, at least 18", h.Dropped(), obs.n.Load())
 	}
 }
+
+// HandleFunc's functions run on the writer in queue order with the
+// records, each given the handler its Handler passes records to (a
+// derived one's, with its attributes); one that fails or panics is
+// counted as a dropped record.
+func TestHandleFunc(t *testing.T) {
+	var buf bytes.Buffer
+	obs := &countObs{}
+	h := NewBuffered(&buf, func(w io.Writer) slog.Handler {
+		return slog.NewTextHandler(w, &slog.HandlerOptions{ReplaceAttr: noTime})
+	}, Options{Observer: obs})
+	log := slog.New(h)
+	write := func(h *Handler, msg string) {
+		h.HandleFunc(func(inner slog.Handler) error {
+			return inner.Handle(context.Background(), slog.NewRecord(time.Time{}, slog.LevelInfo, msg, 0))
+		})
+	}
+	log.Info("first")
+	write(h, "second")
+	write(log.With("conn", 7).Handler().(*Handler), "derived")
+	h.HandleFunc(func(slog.Handler) error { return errors.New("sink failed") })
+	h.HandleFunc(func(slog.Handler) error { panic("boom") })
+	log.Info("last")
+	if err := h.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := "level=INFO msg=first\nlevel=INFO msg=second\nlevel=INFO msg=derived conn=7\nlevel=INFO msg=last\n" +
+		"level=WARN msg=\"log records dropped\" count=2\n"
+	if buf.String() != want || h.Dropped() != 2 || obs.n.Load() != 2 {
+		t.Fatalf("output\n%s\ndropped %d, observer %d; want\n%s\ndropped 2", buf.String(), h.Dropped(), obs.n.Load(), want)
+	}
+	write(h, "after close")
+	if h.Dropped() != 3 {
+		t.Errorf("a function queued after Close: dropped %d, want 3", h.Dropped())
+	}
+}
