@@ -74,17 +74,20 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		if ok = simpleAttr(a); ok {
-			b = append(b, ' ')
-			b = appendString(b, a.Key)
-			b = append(b, '=')
-			b = appendValue(b, a.Value)
+			b = appendValue(appendKey(b, a.Key), a.Value)
 		}
 		return ok
 	})
-	*bp = b
 	if !ok { // found in the one pass over the attributes: what was written goes
+		*bp = b
 		return h.slow.Handle(ctx, r)
 	}
+	return h.write(bp, b)
+}
+
+// write ends the line in b, writes it and keeps b's array in bp for the
+// next line.
+func (h *Handler) write(bp *[]byte, b []byte) error {
 	b = append(b, '\n')
 	*bp = b
 	_, err := h.out.Write(b)
@@ -95,19 +98,16 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 type Line struct{ b []byte }
 
 // String appends the attribute key=value, as Handle writes a string.
-func (l *Line) String(key, value string) {
-	l.b = append(l.b, ' ')
-	l.b = appendString(l.b, key)
-	l.b = append(l.b, '=')
-	l.b = appendString(l.b, value)
-}
+func (l *Line) String(key, value string) { l.b = appendString(appendKey(l.b, key), value) }
 
 // Duration appends the attribute key=d, as Handle writes a duration.
-func (l *Line) Duration(key string, d time.Duration) {
-	l.b = append(l.b, ' ')
-	l.b = appendString(l.b, key)
-	l.b = append(l.b, '=')
-	l.b = appendDuration(l.b, d)
+func (l *Line) Duration(key string, d time.Duration) { l.b = appendDuration(appendKey(l.b, key), d) }
+
+// appendKey is an attribute's " key=".
+func appendKey(b []byte, key string) []byte {
+	b = append(b, ' ')
+	b = appendString(b, key)
+	return append(b, '=')
 }
 
 // HandleFields writes what Handle writes for a record at t of level and
@@ -125,10 +125,7 @@ func (h *Handler) HandleFields(t time.Time, level slog.Level, msg string, fill f
 	defer bufs.Put(bp)
 	l := Line{b: h.appendHead((*bp)[:0], t, level, msg)}
 	fill(&l)
-	l.b = append(l.b, '\n')
-	*bp = l.b
-	_, err := h.out.Write(l.b)
-	return true, err
+	return true, h.write(bp, l.b)
 }
 
 // appendHead is a line's time, level and message.
@@ -145,17 +142,6 @@ func (h *Handler) appendHead(b []byte, t time.Time, level slog.Level, msg string
 }
 
 var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// simple reports whether r is formatted here: simpleTime and every
-// attribute simpleAttr.
-func simple(r slog.Record) bool {
-	ok := simpleTime(r.Time)
-	r.Attrs(func(a slog.Attr) bool {
-		ok = ok && simpleAttr(a)
-		return ok
-	})
-	return ok
-}
 
 // simpleTime reports whether TextHandler's layout covers t.
 func simpleTime(t time.Time) bool {

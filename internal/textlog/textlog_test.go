@@ -100,6 +100,17 @@ func randomRecord(rng *rand.Rand, fastOnly bool) slog.Record {
 	return r
 }
 
+// simple reports whether Handle formats r itself: simpleTime and every
+// attribute simpleAttr.
+func simple(r slog.Record) bool {
+	ok := simpleTime(r.Time)
+	r.Attrs(func(a slog.Attr) bool {
+		ok = ok && simpleAttr(a)
+		return ok
+	})
+	return ok
+}
+
 var fastKind = map[slog.Kind]bool{slog.KindString: true, slog.KindInt64: true, slog.KindUint64: true,
 	slog.KindFloat64: true, slog.KindBool: true, slog.KindDuration: true}
 
