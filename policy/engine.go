@@ -182,7 +182,11 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 	if tune.Observe {
 		d.Would, d.Action = d.Action, DunnoAction
 	}
-	d.Duration = e.opt.Now().Sub(start)
+	end := v.at // on the wall clock, the last step's end
+	if !e.opt.wallClock || end.IsZero() {
+		end = e.opt.Now()
+	}
+	d.Duration = end.Sub(start)
 	return d
 }
 
@@ -201,6 +205,10 @@ type verdict struct {
 	facts   Facts
 	errors  []CheckError
 	timings []CheckTiming
+	// at is when the last step ended, read from the wall clock (run):
+	// the next step's start and, after the last, the decision's end, so
+	// that each step costs one reading of the clock, not two.
+	at time.Time
 }
 
 // MessageCheck is a Check that also decides the message as a whole, once
@@ -289,7 +297,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 		}
 	}
 	st := &State{Req: req, Msg: msg, Now: now}
-	v := verdict{timings: make([]CheckTiming, 0, len(steps))}
+	v := verdict{timings: make([]CheckTiming, 0, len(steps)), at: now}
 	if sasl {
 		v.res.Reason = "SASL authenticated" // and the checks that still ran say why
 	}
@@ -372,15 +380,16 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 		v.errors = append(v.errors, CheckError{Check: name, Err: err, Kind: KindOf(err)})
 		return Result{}, 0, err
 	}
-	start, clock := time.Now(), time.Time{}
+	start, clock := v.at, time.Time{} // on the wall clock, the previous step's end
 	if !e.opt.wallClock {
-		clock = e.opt.Now()
+		start, clock = time.Now(), e.opt.Now()
 	}
 	o, quick := e.quick(step.Check, st)
 	if !quick {
 		o = e.call(ctx, step.Check, share, st)
 	}
-	took := time.Since(start)
+	v.at = time.Now()
+	took := v.at.Sub(start)
 	used := took // on the engine's clock, which is time.Now unless a test set one
 	if !e.opt.wallClock {
 		used = e.opt.Now().Sub(clock)
