@@ -36,6 +36,7 @@ type conn struct {
 	first   bool      // no request yet
 	msg     *Message  // the message the last request belonged to
 	writeBy time.Time // the write deadline set on nc (reply)
+	readBy  time.Time // the read deadline set on nc (setReadDeadline)
 
 	// An idle connection holds only in: the first byte of its next
 	// request is read into it, and only then does the connection take a
@@ -200,25 +201,31 @@ func (c *conn) handle() (parked bool) {
 }
 
 // parkAfter is how long a connection just answered waits for its next
-// request in its own goroutine before it is parked. Postfix sends the
+// request in its own goroutine before it is parked (at least half of
+// it: requestWithin). Postfix sends the
 // next request of a message (RCPT, DATA, END-OF-MESSAGE) as soon as its
 // SMTP client sends the command, often within milliseconds, and the
 // goroutine's stack has grown to what a request needs, where a new
 // goroutine would grow its own again (runtime.copystack).
 const parkAfter = 50 * time.Millisecond
 
-// requestWithin waits up to d from now for the next request to begin,
-// in this goroutine, and reports false if none did; true also when the
-// wait ended otherwise (closed, c.deadline passed), which next then reports. What
-// arrived is read into a pooled reader, which it returns for next to
-// parse: a busy connection reads each request with one read, and holds a
-// buffer only while it is busy.
+// requestWithin waits up to d from now (at least d/2) for the next
+// request to begin, in this goroutine, and reports false if none did;
+// true also when the wait ended otherwise (closed, c.deadline passed),
+// which next then reports. What arrived is read into a pooled reader,
+// which it returns for next to parse: a busy connection reads each
+// request with one read, and holds a buffer only while it is busy. As
+// with the write deadline (writeDeadline), a busy connection keeps the
+// read deadline it has while at least d/2 of it is left, instead of
+// moving a runtime timer for every request.
 func (c *conn) requestWithin(d time.Duration, now time.Time) (*bufio.Reader, bool) {
 	until := now.Add(d)
 	if c.srv.poller == nil || !until.Before(c.deadline) {
 		return nil, true // next waits in this goroutine until c.deadline
 	}
-	c.nc.SetReadDeadline(until)
+	if left := c.readBy.Sub(now); left < d/2 || left > d {
+		c.setReadDeadline(until)
+	}
 	br := getReader(c.nc, c.srv.Limits.MaxLine)
 	if _, err := br.Peek(1); errors.Is(err, os.ErrDeadlineExceeded) {
 		putReader(br)
@@ -253,7 +260,7 @@ func (c *conn) end() {
 func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 	s := c.srv
 	if br == nil || br.Buffered() == 0 {
-		c.nc.SetReadDeadline(c.deadline)
+		c.setReadDeadline(c.deadline)
 	}
 	if br == nil {
 		if !c.src.pending {
@@ -267,10 +274,16 @@ func (c *conn) next(br *bufio.Reader) (*Request, *bufio.Reader, error) {
 	}
 	c.setBusy()
 	if !holdsRequest(br) {
-		c.nc.SetReadDeadline(time.Now().Add(s.ReadTimeout))
+		c.setReadDeadline(time.Now().Add(s.ReadTimeout))
 	}
 	req, err := ReadRequest(br, s.Limits)
 	return req, br, err
+}
+
+// setReadDeadline sets nc's read deadline and remembers it.
+func (c *conn) setReadDeadline(t time.Time) {
+	c.readBy = t
+	c.nc.SetReadDeadline(t)
 }
 
 // holdsRequest reports whether br's buffer holds a whole request, so
