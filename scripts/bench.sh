@@ -432,7 +432,8 @@ mx() {
 	[[ $config == *dns.yaml ]] && extra=(--dns "$DNS_ADDR") && label="$label, SPF + 3 lists"
 	local measured=1 # a case with a target of its own
 	[[ $config == *replies.yaml ]] && label="$label, greylisting + replies" && measured=0
-	[[ $config == *unrecorded.yaml ]] && measured=0
+	local unrecorded=0
+	[[ $config == *unrecorded.yaml ]] && unrecorded=1
 	say "$name"
 	daemon "$name" "$config" "$database" "${extra[@]}"
 	[[ $kind == known ]] && warm "$DADDR"
@@ -466,7 +467,7 @@ mx() {
 	else
 		ratio=$(ratio "$rps" "${RPS[bare]}")
 		label="$label, known passing (cached)"
-		if ((!measured)); then
+		if ((unrecorded)); then
 			# What recording costs: the recorded case's rate against this one's.
 			local recorded=${RPS[mx-$store-known-greylist]}
 			label="$label, not recorded (decision log off, decision line at warn)"
