@@ -491,9 +491,9 @@ func (e *Engine) log(d *Decision) {
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	at := time.Now()
-	if e.opt.wallClock { // Evaluate read the clock as it finished: no need to again
-		at = d.Time.Add(d.Duration)
+	at := d.Time.Add(d.Duration) // Evaluate read the wall clock as it finished
+	if !e.opt.wallClock {
+		at = time.Now() // a test's clock: the line still carries the real time
 	}
 	d.ActionText()
 	if q, ok := h.(queueHandler); ok {
