@@ -10,8 +10,9 @@
 -- CHECK constraint in place, so the table is rebuilt as in 0004 ("Making
 -- Other Kinds Of Table Schema Changes", sqlite.org/lang_altertable.html).
 -- The rebuild copies every row: about 5 s for a million (measured with
--- `mxpolicyd migrate` on a 200 MB file), during which serve's store is
--- not ready and greylisting fails open (auto_migrate, README).
+-- `mxpolicyd migrate` on a 200 MB file). serve migrates a SQLite store
+-- before it listens, so meanwhile Postfix applies the check's
+-- default_action (DUNNO in the README's main.cf).
 DROP VIEW report_daily;
 DROP VIEW report_never_retried;
 DROP VIEW report_retry_delay;
