@@ -232,7 +232,7 @@ func TestInsertSizes(t *testing.T) {
 // SQLite's INSERT of a batch builds no index while it runs: a CHECK
 // written as IN over more than two values made it fill an ephemeral
 // index for every row (migrations/sqlite/0007_decisions_verb_check.sql),
-// a sixth of the insert's cost. EXPLAIN lists the statement's program.
+// about 5% of the insert's cost. EXPLAIN lists the statement's program.
 func TestSQLiteInsertBuildsNoIndexPerRow(t *testing.T) {
 	d := dbtest.Open(t, db.SQLite)
 	ctx := dbtest.Context(t)

@@ -3,6 +3,7 @@ package migrations
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -24,7 +25,10 @@ func TestSQLiteVerbCheckRebuildKeepsRows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	i := indexOf(t, ms, "0007_decisions_verb_check")
+	i := slices.IndexFunc(ms, func(m Migration) bool { return m.Name == "0007_decisions_verb_check" })
+	if i < 0 {
+		t.Fatal("no migration 0007_decisions_verb_check")
+	}
 	if _, err := apply(ctx, d, ms[:i]); err != nil {
 		t.Fatal(err)
 	}
@@ -54,15 +58,4 @@ func TestSQLiteVerbCheckRebuildKeepsRows(t *testing.T) {
 			t.Errorf("after 0007, verb %q: err %v, want accepted %v", v, err, ok)
 		}
 	}
-}
-
-func indexOf(t *testing.T, ms []Migration, name string) int {
-	t.Helper()
-	for i, m := range ms {
-		if m.Name == name {
-			return i
-		}
-	}
-	t.Fatalf("no migration %s", name)
-	return 0
 }
