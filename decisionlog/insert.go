@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math/bits"
+	"runtime"
 	"strings"
 	"time"
 
@@ -26,7 +27,7 @@ type dialect interface {
 	// it held (written, or lost with the error). On SQLite, waits (when
 	// not nil) counts what waited for the store's connection: when the
 	// count moves during the transaction, it ends early.
-	insert(ctx context.Context, rows []Row, waits func() int64) (int, error)
+	insert(ctx context.Context, rows []Row, waits *storeWaits) (int, error)
 	// ensurePartitions creates the missing daily partitions of days.
 	ensurePartitions(ctx context.Context, days []time.Time) ([]string, error)
 	prune(ctx context.Context, res *PruneResult, dryRun bool) error
@@ -55,7 +56,7 @@ func Insert(ctx context.Context, d *db.DB, rows []Row) error {
 // when something waits for the connection (waits, the Writer's count of
 // waits; sqliteLog.insert), and insertSome returns how many of rows its
 // transaction held, written or, with the error, lost.
-func insertSome(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
+func insertSome(ctx context.Context, d *db.DB, rows []Row, waits *storeWaits) (int, error) {
 	if len(rows) == 0 {
 		return 0, nil
 	}
@@ -80,7 +81,7 @@ func insertSome(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (
 // rows, never the table's consistency ("Asynchronous Commit", PostgreSQL
 // documentation 28.4); a durable commit would cost one WAL flush per
 // batch for rows that are a report's, not mail's.
-func (p pgLog) insert(ctx context.Context, rows []Row, _ func() int64) (int, error) {
+func (p pgLog) insert(ctx context.Context, rows []Row, _ *storeWaits) (int, error) {
 	return len(rows), p.copy(ctx, rows)
 }
 
@@ -156,7 +157,17 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // connection 10 to 30 ms). When nothing waits, the whole batch is one
 // transaction: a commit per 64 rows cost the daemon an eighth of its CPU
 // on cached decisions.
-func (l sqliteLog) insert(ctx context.Context, rows []Row, waits func() int64) (int, error) {
+//
+// When nothing has waited for the connection since the writer's previous
+// transaction (greylisting answers from memory: known triplets), the
+// writer also yields the CPU between statements (storeWaits.yield). A
+// statement is about a millisecond of the SQLite library's work in this
+// goroutine, and Go's scheduler takes a P back from a running goroutine
+// only after 10 ms (forcePreemptNS, src/runtime/proc.go): a 500-row
+// transaction held one of the daemon's two Ps for its whole run, and the
+// requests waited for the other. While greylisting does use the store, a
+// yield would hold its connection longer instead, so there is none.
+func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (int, error) {
 	// Prepared before BEGIN: the one connection is the transaction's.
 	var stmts [len(sqliteInserts)]*sql.Stmt
 	for rest := rows; len(rest) > 0; rest = rest[1<<sqliteChunk(len(rest)):] {
@@ -176,8 +187,11 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits func() int64) (
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	var mark int64      // after BEGIN: the transaction's own wait is not a waiter
+	quiet := false      // nothing waited since the previous transaction
 	if waits != nil {
-		mark = waits()
+		mark = waits.count()
+		quiet = mark == waits.last
+		defer func() { waits.last = waits.count() }()
 	}
 	args := make([]any, 0, len(columns)*min(len(rows), sqliteTxRows))
 	n := 0
@@ -191,13 +205,31 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits func() int64) (
 		if _, err := tx.StmtContext(ctx, stmts[i]).ExecContext(ctx, args...); err != nil {
 			return n, err
 		}
+		if n == len(rows) {
+			break
+		}
 		// A batch's tail (under sqliteTxRows rows, in statements of
 		// decreasing size) stays in the transaction of its last full one.
-		if waits != nil && n < len(rows) && 1<<i == sqliteTxRows && waits() != mark {
+		if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
 			break
+		}
+		if quiet && waits.count() == mark {
+			waits.yield()
 		}
 	}
 	return n, tx.Commit()
+}
+
+// storeWaits is what the Writer knows about the waits for the SQLite
+// store's one connection (sqliteLog.insert).
+type storeWaits struct {
+	count func() int64 // database/sql's DBStats.WaitCount
+	last  int64        // count as the writer's previous transaction ended
+	yield func()       // runtime.Gosched; tests count the calls
+}
+
+func newStoreWaits(d *sql.DB) *storeWaits {
+	return &storeWaits{count: func() int64 { return d.Stats().WaitCount }, yield: runtime.Gosched}
 }
 
 func appendSQLiteValues(args []any, r *Row) []any {

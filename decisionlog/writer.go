@@ -63,11 +63,10 @@ type Writer struct {
 	written, queueFull, writeErr atomic.Uint64
 
 	// insert writes one transaction: Insert, or a stand-in in tests.
-	insert func(context.Context, *db.DB, []Row, func() int64) (int, error)
+	insert func(context.Context, *db.DB, []Row, *storeWaits) (int, error)
 	// waits counts the waits for the SQLite store's connection
-	// (database/sql's DBStats.WaitCount; sqliteLog.insert); nil on
-	// PostgreSQL.
-	waits func() int64
+	// (sqliteLog.insert); nil on PostgreSQL.
+	waits *storeWaits
 
 	// Owned by the run goroutine.
 	batch      []Row // rows waiting for the next write
@@ -83,7 +82,7 @@ func New(d *db.DB, cfg Config, opt Options) *Writer {
 	return start(d, cfg, opt, insertSome)
 }
 
-func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.DB, []Row, func() int64) (int, error)) *Writer {
+func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.DB, []Row, *storeWaits) (int, error)) *Writer {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,7 +99,7 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 	}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	if d != nil && d.SQL != nil {
-		w.waits = func() int64 { return d.SQL.Stats().WaitCount }
+		w.waits = newStoreWaits(d.SQL)
 	}
 	if w.opt.Tick == nil {
 		w.ticker = time.NewTicker(cfg.FlushInterval)

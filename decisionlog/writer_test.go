@@ -399,7 +399,7 @@ func TestWriterSurvivesPanic(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		ctx := dbtest.Context(t)
 		var calls atomic.Int32
-		insert := func(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
+		insert := func(ctx context.Context, d *db.DB, rows []Row, waits *storeWaits) (int, error) {
 			if calls.Add(1) != 2 { // only the second batch is written
 				panic("driver bug")
 			}
@@ -451,7 +451,7 @@ func TestWriterTransactionSize(t *testing.T) {
 			dbtest.Each(t, func(t *testing.T, d *db.DB) {
 				ctx := dbtest.Context(t)
 				var sizes []int // written by the writer goroutine, read after Flush
-				insert := func(ctx context.Context, d *db.DB, rows []Row, waits func() int64) (int, error) {
+				insert := func(ctx context.Context, d *db.DB, rows []Row, waits *storeWaits) (int, error) {
 					n, err := insertSome(ctx, d, rows, waits)
 					sizes = append(sizes, n)
 					return n, err
@@ -461,7 +461,7 @@ func TestWriterTransactionSize(t *testing.T) {
 				w := start(d, cfg, Options{Tick: make(chan time.Time)}, insert)
 				if waiting {
 					var n atomic.Int64 // a new wait at every look
-					w.waits = func() int64 { return n.Add(1) }
+					w.waits = &storeWaits{count: func() int64 { return n.Add(1) }, yield: runtime.Gosched}
 				}
 				defer w.Close(ctx)
 				for i := range cfg.BatchSize {
@@ -503,21 +503,48 @@ func TestWriterYieldsToWaiter(t *testing.T) {
 	// A statement waits while the first INSERT runs: waits moves after BEGIN.
 	var once sync.Once
 	done := make(chan error, 1)
-	waits := func() int64 {
-		n := w.waits()
+	waits := &storeWaits{yield: runtime.Gosched, count: func() int64 {
+		n := w.waits.count()
 		once.Do(func() {
 			go func() { _, err := d.SQL.ExecContext(ctx, "SELECT 1"); done <- err }()
-			for w.waits() == n {
+			for w.waits.count() == n {
 				runtime.Gosched()
 			}
 		})
 		return n
-	}
+	}}
 	if n, err := insertSome(ctx, d, rows, waits); n != sqliteTxRows || err != nil {
 		t.Errorf("a statement waiting: a transaction of %d rows, %v; want %d", n, err, sqliteTxRows)
 	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The SQLite writer yields the CPU between the statements of a
+// transaction (one fewer than it has) while nothing has waited for the
+// store's connection since its previous transaction, and not at all
+// after something did: then greylisting uses the store, and a yield
+// would keep its connection from it longer.
+func TestWriterYieldsCPUOnlyWhileStoreQuiet(t *testing.T) {
+	d := dbtest.Open(t, db.SQLite)
+	ctx := dbtest.Context(t)
+	rows := make([]Row, 3*sqliteTxRows+4) // statements of 64, 64, 64 and 4 rows
+	for i := range rows {
+		rows[i] = FromDecision(decision(i), "mx1")
+	}
+	yields := 0
+	waits := newStoreWaits(d.SQL)
+	waits.yield = func() { yields++ }
+	waits.last = waits.count() - 1 // a wait since the previous transaction
+	for _, want := range []int{0, 3, 3} {
+		yields = 0
+		if n, err := insertSome(ctx, d, rows, waits); n != len(rows) || err != nil {
+			t.Fatalf("a transaction of %d rows, %v; want all %d", n, err, len(rows))
+		}
+		if yields != want {
+			t.Errorf("%d yields, want %d", yields, want)
+		}
 	}
 }
 
