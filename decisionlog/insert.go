@@ -208,13 +208,15 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (i
 		if n == len(rows) {
 			break
 		}
-		// A batch's tail (under sqliteTxRows rows, in statements of
-		// decreasing size) stays in the transaction of its last full one.
-		if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
-			break
-		}
 		if quiet && waits.count() == mark {
 			waits.yield()
+		}
+		// Checked after the yield, so that what came to wait meanwhile
+		// waits no further statement. A batch's tail (under sqliteTxRows
+		// rows, in statements of decreasing size) stays in the transaction
+		// of its last full one.
+		if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
+			break
 		}
 	}
 	return n, tx.Commit()
