@@ -158,8 +158,8 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // transaction: a commit per 64 rows cost the daemon an eighth of its CPU
 // on cached decisions.
 //
-// When nothing has waited for the connection since the writer's previous
-// transaction (greylisting answers from memory: known triplets), the
+// When nothing has waited for the connection through the writer's last
+// few transactions (greylisting answers from memory: known triplets), the
 // writer also yields the CPU between statements (storeWaits.yield). A
 // statement is about a millisecond of the SQLite library's work in this
 // goroutine, and Go's scheduler takes a P back from a running goroutine
@@ -187,11 +187,10 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (i
 	}
 	defer tx.Rollback() //nolint:errcheck // no-op after Commit
 	var mark int64      // after BEGIN: the transaction's own wait is not a waiter
-	quiet := false      // nothing waited since the previous transaction
+	calm := false       // nothing waited through the last calmAfter transactions
 	if waits != nil {
 		mark = waits.count()
-		quiet = mark == waits.last
-		defer func() { waits.last = waits.count() }()
+		calm = waits.begin(mark)
 	}
 	args := make([]any, 0, len(columns)*min(len(rows), sqliteTxRows))
 	n := 0
@@ -208,7 +207,7 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (i
 		if n == len(rows) {
 			break
 		}
-		if quiet && waits.count() == mark {
+		if calm && waits.count() == mark {
 			waits.yield()
 		}
 		// Checked after the yield, so that what came to wait meanwhile
@@ -226,8 +225,28 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (i
 // store's one connection (sqliteLog.insert).
 type storeWaits struct {
 	count func() int64 // database/sql's DBStats.WaitCount
-	last  int64        // count as the writer's previous transaction ended
+	last  int64        // count as the writer's previous transaction began
+	calm  int          // transactions in a row, up to calmAfter, begun with no new wait
 	yield func()       // runtime.Gosched; tests count the calls
+}
+
+// calmAfter is how many transactions in a row must begin with nothing
+// having waited for the connection since the one before, for the writer
+// to yield between statements. Under greylisting's new triplets one
+// such start in five is chance (counted in A/B runs); several in a row
+// mean greylisting leaves the store alone.
+const calmAfter = 4
+
+// begin notes the count of waits, mark, as a transaction begins and says
+// whether the store is calm.
+func (w *storeWaits) begin(mark int64) bool {
+	if mark == w.last {
+		w.calm = min(w.calm+1, calmAfter)
+	} else {
+		w.calm = 0
+	}
+	w.last = mark
+	return w.calm >= calmAfter
 }
 
 func newStoreWaits(d *sql.DB) *storeWaits {
