@@ -232,9 +232,9 @@ type storeWaits struct {
 
 // calmAfter is how many transactions in a row must begin with nothing
 // having waited for the connection since the one before, for the writer
-// to yield between statements. Under greylisting's new triplets one
-// such start in five is chance (counted in A/B runs); several in a row
-// mean greylisting leaves the store alone.
+// to yield between statements. Under greylisting's new triplets about
+// one such start in five is chance (docs/PERFORMANCE.md, "Tails");
+// several in a row mean greylisting leaves the store alone.
 const calmAfter = 4
 
 // begin notes the count of waits, mark, as a transaction begins and says
