@@ -104,6 +104,14 @@ func (o *serveOpts) apply(cmd *cobra.Command) (func(*config.Config), error) {
 }
 
 func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Command) error {
+	// SIGHUP is caught from the start, before any socket accepts: the
+	// Go runtime's default for it is to exit (os/signal, "Default
+	// behavior of signals in Go programs"), and a reload sent as soon as
+	// the daemon answers must not stop it. One that comes during startup
+	// waits in the channel and reloads once the daemon runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	override, err := o.apply(cmd)
 	if err != nil {
 		return usageError{err}
@@ -126,9 +134,6 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 	if err != nil {
 		return err
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	go func() {
 		for range hup {
 			d.reload(ctx, cfgPath, override)

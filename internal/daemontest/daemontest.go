@@ -60,6 +60,15 @@ type Daemon struct {
 // stops it when the test ends, logging its output if the test failed.
 func Start(t testing.TB, bin string, opt Options) *Daemon {
 	t.Helper()
+	d := Launch(t, bin, opt)
+	d.WaitReady(t)
+	return d
+}
+
+// Launch starts the daemon as Start does, but returns at once, for a test
+// that acts while it is still starting; WaitReady then waits for it.
+func Launch(t testing.TB, bin string, opt Options) *Daemon {
+	t.Helper()
 	d := &Daemon{Addr: FreeAddr(t), Dir: opt.Dir, Log: &logtest.Buffer{}}
 	if d.Dir == "" {
 		d.Dir = t.TempDir()
@@ -97,7 +106,6 @@ func Start(t testing.TB, bin string, opt Options) *Daemon {
 			t.Logf("mxpolicyd log:\n%s", d.Log)
 		}
 	})
-	d.waitReady(t)
 	return d
 }
 
@@ -119,9 +127,9 @@ func writeFile(t testing.TB, path, data string) {
 	}
 }
 
-// waitReady dials Addr until the daemon accepts, which it does before the
-// database is reached.
-func (d *Daemon) waitReady(t testing.TB) {
+// WaitReady dials Addr until the daemon accepts, which it does before the
+// database is reached; the test fails if the daemon exits first.
+func (d *Daemon) WaitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -163,6 +171,9 @@ func (d *Daemon) Stop(t testing.TB) {
 		t.Errorf("mxpolicyd exited with status %d after SIGTERM", code)
 	}
 }
+
+// Exited is closed once the daemon has exited.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
 // Kill ends the daemon with SIGKILL, as a crash would, and waits for it.
 func (d *Daemon) Kill(t testing.TB) {
