@@ -89,6 +89,9 @@ func TestSystemdHardening(t *testing.T) {
 	}
 	s := loadUnit(t, "systemd/mxpolicyd.service")
 	for k, want := range map[string]string{
+		"Type":             "notify", // serve sends READY=1 (cmd/mxpolicyd/sdnotify_test.go)
+		"NotifyAccess":     "main",
+		"TimeoutStartSec":  "infinity", // a long SQLite migration must finish
 		"Restart":          "on-failure",
 		"ExecReload":       "/bin/kill -HUP $MAINPID",
 		"RuntimeDirectory": "mxpolicyd",

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
+	"github.com/mxpolicyd/mxpolicyd/internal/sdnotify"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -180,6 +181,7 @@ func serveUntilDone(ctx context.Context, srv *policy.Server, lns []net.Listener,
 		}()
 		logger.Info("listening", "addr", ln.Addr().String())
 	}
+	notifySystemd(logger, sdnotify.Ready)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -187,6 +189,7 @@ func serveUntilDone(ctx context.Context, srv *policy.Server, lns []net.Listener,
 	case err = <-errc:
 		logger.Error("listener failed", "err", err)
 	}
+	notifySystemd(logger, sdnotify.Stopping)
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if serr := srv.Shutdown(sctx); serr != nil {
@@ -198,6 +201,16 @@ func serveUntilDone(ctx context.Context, srv *policy.Server, lns []net.Listener,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// notifySystemd tells systemd the daemon's state when it runs under a
+// unit of Type=notify (contrib/systemd/mxpolicyd.service), so that
+// "systemctl start" returns, and units ordered after it (postfix) start,
+// once every listener accepts; elsewhere it does nothing.
+func notifySystemd(logger *slog.Logger, state string) {
+	if _, err := sdnotify.Send(state); err != nil {
+		logger.Warn("could not tell systemd the daemon's state", "state", state, "err", err)
+	}
 }
 
 // setMemoryLimit applies memory_limit_mib as the runtime's soft memory

@@ -39,6 +39,9 @@ type Options struct {
 	// Args are more serve flags, given after the harness's own so they win
 	// (a --database here replaces the default one).
 	Args []string
+	// Env adds variables (KEY=value) to the environment the daemon
+	// inherits from the test.
+	Env []string
 	// Stderr, when set, receives the daemon's log instead of Log: a pipe
 	// the test leaves unread stalls the log sink.
 	Stderr *os.File
@@ -92,6 +95,9 @@ func Launch(t testing.TB, bin string, opt Options) *Daemon {
 	}
 	d.Cmd = exec.Command(bin, append(args, opt.Args...)...)
 	d.Cmd.Stdout, d.Cmd.Stderr = d.Log, d.Log
+	if opt.Env != nil {
+		d.Cmd.Env = append(os.Environ(), opt.Env...)
+	}
 	if opt.Stderr != nil {
 		d.Cmd.Stderr = opt.Stderr
 	}
