@@ -11,6 +11,7 @@
 #   docker-compose                 `docker-compose config` on contrib/compose (no engine needed)
 #   buildah, podman, runc          the container image build and run (scripts/image.sh)
 #   lintian                        the Debian package's checks (scripts/package-test.sh)
+#   debootstrap, systemd-container the package under a real systemd (scripts/systemd-test.sh)
 #   postgrey, sqlgrey, db-util,    the switch-day import tests (e2e/import_test.go): the real
 #   libdbd-sqlite3-perl, libdbd-pg-perl  greylisters on loopback, db_dump for postgrey's files
 #
@@ -19,7 +20,7 @@
 set -euo pipefail
 
 packages=(postfix swaks postgresql clamav-daemon clamav-milter clamav systemd chromium
-	prometheus docker-compose buildah podman runc lintian
+	prometheus docker-compose buildah podman runc lintian debootstrap systemd-container
 	postgrey sqlgrey db-util libdbd-sqlite3-perl libdbd-pg-perl)
 
 installed() {

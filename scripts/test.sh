@@ -10,7 +10,8 @@
 # every Go test with -race (the real-Postfix end-to-end tests in e2e/
 # included), the container image built and run (scripts/image.sh), the
 # Debian package built, linted, installed and purged
-# (scripts/package-test.sh), and a short run of every fuzz target. Any
+# (scripts/package-test.sh) and run under systemd in a container
+# (scripts/systemd-test.sh), and a short run of every fuzz target. Any
 # missing component fails the run; nothing is skipped.
 #
 # Each fuzz target runs for a fixed number of executions (the table
@@ -61,6 +62,9 @@ go test -run='^$' -bench='Volume' -benchtime=1x ./report/
 
 step "Debian package: build, lintian, install, check, remove, purge"
 scripts/package-test.sh
+
+step "Debian package under a real systemd: start, reload, gc, stop"
+scripts/systemd-test.sh
 
 # Every fuzz target runs briefly, so CI stays short: each for a count of
 # executions that takes about 5 s on a 2-core machine, the request parser

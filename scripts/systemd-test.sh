@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# systemd-test.sh: runs the Debian package under a real systemd, as an admin
+# would. It builds the package (scripts/package.sh), makes a minimal Debian 12
+# root (debootstrap --variant=minbase, plus systemd), boots it with systemd as
+# PID 1 (systemd-nspawn, sharing this machine's network), installs the package
+# there with apt (so its Depends are fetched, not assumed), and checks:
+#
+#   - systemctl start returns only once the daemon answers (Type=notify: the
+#     first request, sent once with no retry, must get the greylisting
+#     deferral);
+#   - systemctl reload right after a restart reaches the new daemon, which
+#     reloads and keeps running;
+#   - the gc service runs to success;
+#   - systemctl stop ends the daemon with status 0.
+#
+# scripts/test.sh runs it; as root:
+#
+#   scripts/systemd-test.sh
+#
+# A missing tool (debootstrap, systemd-nspawn, nsenter) fails the test;
+# nothing is skipped. DEBIAN_MIRROR overrides the mirror debootstrap uses.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+
+fail() { echo "systemd-test.sh: $*" >&2; exit 1; }
+step() { printf -- '--- %s\n' "$*"; }
+
+for tool in debootstrap systemd-nspawn nsenter dpkg-deb; do
+	command -v "$tool" >/dev/null || fail "$tool is missing (scripts/install-test-deps.sh installs it)"
+done
+[ "$(id -u)" -eq 0 ] || fail "must run as root: it boots a container"
+
+tmp=$(mktemp -d /tmp/mxp-systemd-XXXXXX)
+root=$tmp/root
+machine=mxp-systemd-$$
+nspawn=""
+cleanup() {
+	if [ -n "$nspawn" ] && kill -0 "$nspawn" 2>/dev/null; then
+		# SIGTERM asks the container's systemd to power off (systemd-nspawn(1)).
+		kill -TERM "$nspawn" 2>/dev/null || true
+		for _ in $(seq 300); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.1; done
+		kill -KILL "$nspawn" 2>/dev/null || true
+		wait "$nspawn" 2>/dev/null || true
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+step "build the package"
+deb=$(scripts/package.sh "$tmp")
+
+step "a minimal Debian 12 root with systemd (debootstrap)"
+if ! debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" \
+	"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/debootstrap.log" 2>&1; then
+	tail -20 "$tmp/debootstrap.log" >&2
+	fail "debootstrap failed"
+fi
+cp "$deb" "$root/root/mxpolicyd.deb"
+
+step "boot it (systemd-nspawn)"
+# --register=no and --keep-unit: no machined or systemd on this side to
+# register with; the container shares this machine's network.
+systemd-nspawn -D "$root" -M "$machine" --register=no --keep-unit --console=read-only \
+	--resolv-conf=copy-host -b >"$tmp/console.log" 2>&1 </dev/null &
+nspawn=$!
+pid1=""
+for _ in $(seq 300); do
+	pid1=$(pgrep -P "$nspawn" -x systemd || true)
+	[ -n "$pid1" ] && break
+	kill -0 "$nspawn" 2>/dev/null || { cat "$tmp/console.log" >&2; fail "systemd-nspawn exited"; }
+	sleep 0.1
+done
+[ -n "$pid1" ] || { cat "$tmp/console.log" >&2; fail "no systemd in the container"; }
+inside() { nsenter -t "$pid1" -a -- "$@"; }
+# systemctl fails to connect until systemd has opened its socket; then
+# --wait returns once start-up is over.
+state=""
+for _ in $(seq 600); do
+	state=$(inside systemctl is-system-running --wait 2>/dev/null || true)
+	[ -z "$state" ] || break
+	sleep 0.2
+done
+case $state in
+running | degraded) echo "container: $state" ;;
+*) cat "$tmp/console.log" >&2; fail "the container's systemd is '$state'" ;;
+esac
+
+step "install the package with apt"
+inside apt-get update -q >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; fail "apt-get update failed"; }
+if ! inside env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	/root/mxpolicyd.deb >>"$tmp/apt.log" 2>&1; then
+	cat "$tmp/apt.log" >&2
+	fail "apt-get install of the package failed"
+fi
+inside systemctl --quiet is-enabled mxpolicyd.service && fail "the package enabled mxpolicyd.service"
+
+# The admin's edit of the installed config: free loopback ports (the
+# network is this machine's), SPF off (no DNS here), enforcing.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+inside sh -c 'cat >/etc/mxpolicyd/mxpolicyd.yaml' <<EOF
+listen: ["127.0.0.1:$port"]
+observe: false
+checks:
+  spf: {enabled: false}
+EOF
+
+# ask sends one greylisting request, once, and prints the action line.
+ask() {
+	local reply=""
+	if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
+		printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.org\nhelo_name=mail.example.org\nsender=alice@example.org\nrecipient=%s\n\n' "$1" >&3
+		IFS= read -r -t 10 reply <&3 || true
+		exec 3<&-
+	fi 2>/dev/null
+	echo "$reply"
+}
+show() { inside systemctl show -p "$1" --value "${2:-mxpolicyd.service}"; }
+
+step "systemctl start: returns once the daemon answers"
+inside systemctl start mxpolicyd.service
+[ "$(show Type)" = notify ] || fail "mxpolicyd.service has Type=$(show Type), want notify"
+reply=$(ask bob@example.net)
+case $reply in
+action=DEFER_IF_PERMIT*) echo "first request after start: $reply" ;;
+*) inside journalctl -u mxpolicyd --no-pager >&2; fail "first request after start got '$reply', want the deferral" ;;
+esac
+
+step "systemctl reload right after a restart"
+inside systemctl restart mxpolicyd.service
+inside systemctl reload mxpolicyd.service || { inside journalctl -u mxpolicyd --no-pager >&2; fail "systemctl reload failed"; }
+invocation=$(show InvocationID)
+for _ in $(seq 100); do
+	inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" | grep -q 'config reloaded' && break
+	sleep 0.1
+done
+inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" | grep -q 'config reloaded' ||
+	{ inside journalctl -u mxpolicyd --no-pager >&2; fail "the daemon never logged the reload"; }
+[ "$(show ActiveState)/$(show NRestarts)" = active/0 ] ||
+	fail "after the reload: $(show ActiveState), $(show NRestarts) restarts"
+reply=$(ask carol@example.net)
+[[ $reply == action=DEFER_IF_PERMIT* ]] || fail "request after the reload got '$reply'"
+
+step "the gc service"
+inside systemctl start mxpolicyd-gc.service ||
+	{ inside journalctl -u mxpolicyd-gc --no-pager >&2; fail "mxpolicyd-gc.service failed"; }
+[ "$(show Result mxpolicyd-gc.service)" = success ] || fail "mxpolicyd-gc.service: $(show Result mxpolicyd-gc.service)"
+
+step "systemctl stop: status 0"
+inside systemctl stop mxpolicyd.service
+[ "$(show Result)/$(show ExecMainStatus)" = success/0 ] ||
+	fail "after stop: Result=$(show Result) ExecMainStatus=$(show ExecMainStatus)"
+echo "systemd-test.sh: ok ($(basename "$deb"))"
