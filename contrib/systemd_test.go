@@ -89,7 +89,7 @@ func TestSystemdHardening(t *testing.T) {
 	}
 	s := loadUnit(t, "systemd/mxpolicyd.service")
 	for k, want := range map[string]string{
-		"Type":             "notify", // serve sends READY=1 (cmd/mxpolicyd/sdnotify_test.go)
+		"Type":             "notify", // serve sends READY=1 (cmd/mxpolicyd/startup_test.go)
 		"NotifyAccess":     "main",
 		"TimeoutStartSec":  "infinity", // a long SQLite migration must finish
 		"Restart":          "on-failure",
