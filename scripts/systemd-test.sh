@@ -51,11 +51,17 @@ step "build the package"
 deb=$(scripts/package.sh "$tmp")
 
 step "a minimal Debian 12 root with systemd (debootstrap)"
-if ! debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" \
-	"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/debootstrap.log" 2>&1; then
-	tail -20 "$tmp/debootstrap.log" >&2
-	fail "debootstrap failed"
-fi
+# debootstrap fetches about a hundred packages with no retry of its own
+# (apt, below, retries by itself: Acquire::Retries), so a failed attempt
+# is tried again from scratch, up to three times.
+for attempt in 1 2 3; do
+	rm -rf "$root"
+	debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" \
+		"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/debootstrap.log" 2>&1 && break
+	tail -5 "$tmp/debootstrap.log" >&2
+	[ "$attempt" -lt 3 ] || fail "debootstrap failed three times"
+	echo "systemd-test.sh: debootstrap attempt $attempt failed; trying again" >&2
+done
 cp "$deb" "$root/root/mxpolicyd.deb"
 
 step "boot it (systemd-nspawn)"
