@@ -43,7 +43,9 @@ cleanup() {
 		kill -KILL "$nspawn" 2>/dev/null || true
 		wait "$nspawn" 2>/dev/null || true
 	fi
-	rm -rf "$tmp"
+	# A debootstrap killed halfway leaves /proc and /sys mounted in the
+	# root; --one-file-system keeps rm out of them.
+	rm -rf --one-file-system "$tmp"
 }
 trap cleanup EXIT
 
@@ -55,7 +57,7 @@ step "a minimal Debian 12 root with systemd (debootstrap)"
 # (apt, below, retries by itself: Acquire::Retries), so a failed attempt
 # is tried again from scratch, up to three times.
 for attempt in 1 2 3; do
-	rm -rf "$root"
+	rm -rf --one-file-system "$root"
 	debootstrap --variant=minbase --include=systemd,systemd-sysv,dbus bookworm "$root" \
 		"${DEBIAN_MIRROR:-http://deb.debian.org/debian}" >"$tmp/debootstrap.log" 2>&1 && break
 	tail -5 "$tmp/debootstrap.log" >&2
