@@ -22,6 +22,7 @@
 # must pass; SIGTERM must end it with status 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/policy.sh
 
 save=""
 if [ "${1:-}" = "-o" ] && [ -n "${2:-}" ]; then
@@ -85,16 +86,7 @@ echo "image.sh: user $user, entrypoint $entry, health check $health, $((size / 1
 [ "$title" = mxpolicyd ] || fail "label org.opencontainers.image.title is '$title'"
 [ "$size" -lt $((max_mb * 1024 * 1024)) ] || fail "image is $size bytes, over $max_mb MB"
 
-# A free loopback port: nothing answers a connection to it now.
-port=""
-for _ in $(seq 50); do
-	p=$((20000 + RANDOM % 40000))
-	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-		port=$p
-		break
-	fi
-done
-[ -n "$port" ] || fail "no free loopback port"
+port=$(free_port) || fail "no free loopback port"
 cat >"$tmp/mxpolicyd.yaml" <<EOF
 listen: ["127.0.0.1:$port"]
 checks:
@@ -124,12 +116,7 @@ for _ in $(seq 100); do
 	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
 	sleep 0.1
 done
-reply=""
-if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
-	printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.org\nhelo_name=mail.example.org\nsender=alice@example.org\nrecipient=bob@example.net\n\n' >&3
-	IFS= read -r -t 10 reply <&3 || true
-	exec 3<&-
-fi
+reply=$(policy_ask "$port" bob@example.net)
 echo "image.sh: reply: $reply"
 case $reply in
 action=DEFER_IF_PERMIT*) ;;

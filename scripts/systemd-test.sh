@@ -21,6 +21,7 @@
 # nothing is skipped. DEBIAN_MIRROR overrides the mirror debootstrap uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/policy.sh
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 fail() { echo "systemd-test.sh: $*" >&2; exit 1; }
@@ -105,7 +106,7 @@ inside systemctl --quiet is-enabled mxpolicyd.service && fail "the package enabl
 
 # The admin's edit of the installed config: free loopback ports (the
 # network is this machine's), SPF off (no DNS here), enforcing.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port) || fail "no free loopback port"
 inside sh -c 'cat >/etc/mxpolicyd/mxpolicyd.yaml' <<EOF
 listen: ["127.0.0.1:$port"]
 observe: false
@@ -113,22 +114,12 @@ checks:
   spf: {enabled: false}
 EOF
 
-# ask sends one greylisting request, once, and prints the action line.
-ask() {
-	local reply=""
-	if exec 3<>"/dev/tcp/127.0.0.1/$port"; then
-		printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\nclient_name=mail.example.org\nhelo_name=mail.example.org\nsender=alice@example.org\nrecipient=%s\n\n' "$1" >&3
-		IFS= read -r -t 10 reply <&3 || true
-		exec 3<&-
-	fi 2>/dev/null
-	echo "$reply"
-}
 show() { inside systemctl show -p "$1" --value "${2:-mxpolicyd.service}"; }
 
 step "systemctl start: returns once the daemon answers"
 inside systemctl start mxpolicyd.service
 [ "$(show Type)" = notify ] || fail "mxpolicyd.service has Type=$(show Type), want notify"
-reply=$(ask bob@example.net)
+reply=$(policy_ask "$port" bob@example.net)
 case $reply in
 action=DEFER_IF_PERMIT*) echo "first request after start: $reply" ;;
 *) inside journalctl -u mxpolicyd --no-pager >&2; fail "first request after start got '$reply', want the deferral" ;;
@@ -146,7 +137,7 @@ inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" | grep 
 	{ inside journalctl -u mxpolicyd --no-pager >&2; fail "the daemon never logged the reload"; }
 [ "$(show ActiveState)/$(show NRestarts)" = active/0 ] ||
 	fail "after the reload: $(show ActiveState), $(show NRestarts) restarts"
-reply=$(ask carol@example.net)
+reply=$(policy_ask "$port" carol@example.net)
 [[ $reply == action=DEFER_IF_PERMIT* ]] || fail "request after the reload got '$reply'"
 
 step "the gc service"

@@ -14,8 +14,8 @@ import (
 
 // States serve sends (sd_notify(3), "Well-known assignments").
 const (
-	// Ready: start-up is finished; systemd then starts the units ordered
-	// after this one and runs the reloads queued for it.
+	// Ready: start-up is finished; systemd then counts the unit started
+	// and starts the units ordered after it.
 	Ready = "READY=1"
 	// Stopping: the daemon has begun to shut down.
 	Stopping = "STOPPING=1"
