@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,13 +145,20 @@ func (c *client) reply(line int) string {
 	return strings.TrimSuffix(l, "\n")
 }
 
+// expectClosed waits for the daemon to close the connection without a
+// reply. A close ends io.ReadAll with no error, or with a reset when our
+// unread request was still in the daemon's socket; a deadline means the
+// daemon kept the connection open.
 func (c *client) expectClosed(line int) {
 	c.flush()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	b, err := io.ReadAll(c.br)
 	if len(b) > 0 {
 		c.t.Errorf("line %d: got %q, want close without reply", line, b)
 	}
-	_ = err // EOF or reset both mean closed
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		c.t.Errorf("line %d: connection not closed: %v", line, err)
+	}
 }
 
 // TestObserveLogsWouldBe checks that observe mode logs what enforcing
