@@ -30,7 +30,8 @@ func listsServer(t *testing.T, extra ...string) *dnstest.Server {
 }
 
 // The wiring runs the self-check of the dnsbl check in use: a reload
-// swaps the probe and /readyz's lines with the check, and close stops it.
+// stops the old check's probe and starts the new one's, /readyz's lines
+// follow, and close stops the last probe.
 func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
 	srv := listsServer(t)
 	load := func(sites ...string) *config.Config {
@@ -53,6 +54,14 @@ func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
 	defer store.Close()
 	cfg := load("wild.test")
 	w := newWiring(ctx, cfg, slog.New(slog.DiscardHandler), store, metrics.New(), false)
+	// Each probe's ticker never fires; its stop, deferred by the probe's
+	// goroutine, says the probe ended.
+	var stopped []bool
+	w.dnsblTick = func(time.Duration) (<-chan time.Time, func()) {
+		i := len(stopped)
+		stopped = append(stopped, false)
+		return nil, func() { stopped[i] = true }
+	}
 	if _, err := w.steps(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -62,10 +71,13 @@ func TestDNSBLSelfCheckFollowsReload(t *testing.T) {
 	if _, err := w.steps(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+	if !slices.Equal(stopped, []bool{true, false}) {
+		t.Fatalf("after the reload, probes stopped %v, want the old one only", stopped)
+	}
 	waitHealth(t, w, []string{"dnsbl good.test: healthy"})
 	w.close()
-	if w.dnsbl.stopProbe != nil {
-		t.Error("close left the self-check running")
+	if !slices.Equal(stopped, []bool{true, true}) {
+		t.Errorf("after close, probes stopped %v, want both", stopped)
 	}
 	if n := srv.Queries("2.0.0.127.wild.test", dns.TypeA); n != 1 {
 		t.Errorf("wild.test probed %d times, want once, at start", n)

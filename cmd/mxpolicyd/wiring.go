@@ -39,6 +39,10 @@ type wiring struct {
 	dnsbl     dnsblRun
 	greylist  greylist.Store // batched, made once: reloads keep it, close stops it
 	replies   replies.Store  // likewise
+
+	// dnsblTick makes the DNS lists' self-check ticker
+	// (dnsbl.Options.Tick); nil: a real one. Tests set it.
+	dnsblTick func(time.Duration) (<-chan time.Time, func())
 }
 
 // newWiring prepares what the checks share. steps builds the checks.
@@ -103,7 +107,7 @@ func (w *wiring) dnsblCheck(_ context.Context, cfg *config.Config) (policy.Check
 	if len(cfg.DNSBL.Lists) == 0 {
 		return nil, nil
 	}
-	c, err := dnsbl.New(cfg.DNSBL, w.resolver, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: w.metrics})
+	c, err := dnsbl.New(cfg.DNSBL, w.resolver, dnsbl.Options{Logger: w.log, Now: time.Now, Observer: w.metrics, Tick: w.dnsblTick})
 	w.dnsbl.built = c
 	return c, err
 }
