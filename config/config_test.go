@@ -3,6 +3,7 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -33,8 +34,13 @@ func TestDefaultsValidate(t *testing.T) {
 }
 
 func TestEmptyFileIsDefaults(t *testing.T) {
-	if _, err := Load(write(t, ""), testChecks, nil); err != nil {
+	t.Setenv(EnvDatabase, "")
+	c, err := Load(write(t, ""), testChecks, nil)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if want := Default(testChecks); !reflect.DeepEqual(*c, want) {
+		t.Errorf("an empty file gave\n%+v\nwant the defaults\n%+v", *c, want)
 	}
 }
 

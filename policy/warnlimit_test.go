@@ -33,9 +33,12 @@ func TestWarnLimiter(t *testing.T) {
 			{10 * time.Second, warnEvicted, true, 0},
 			{10 * time.Second, warnBusy, true, 1},
 		},
-		"quiet spell resets the count": {
+		"after a quiet spell, the held-back count is told once": {
 			{0, warnSilent, true, 0},
-			{time.Hour, warnSilent, true, 0},
+			{time.Second, warnSilent, false, 0},
+			{2 * time.Second, warnSilent, false, 0},
+			{time.Hour, warnSilent, true, 2},
+			{2 * time.Hour, warnSilent, true, 0},
 		},
 	}
 	for name, steps := range tests {

@@ -79,7 +79,7 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"rules: [{name: a, key: [sender], limit: 1/1h}, {name: a, key: [sender], limit: 1/1h}]": "rules[1] (a).name",
 		"rules: [{name: a, key: [sender], limit: 1/1h, action: 'DEFER {nope}'}]":                "unknown placeholder",
 		"rules: [{name: a, key: [sender], limit: 1/1h, action: DUNNO}]":                         "must defer, reject, hold",
-		"rules: [{name: a, kind: distinct_networks, key: [client_network], limit: 3/1d}]":       "",
+		"rules: [{name: a, kind: distinct_networks, key: [client_network], limit: 3/24h}]":      "must not contain the client",
 		"rules: [{name: a, key: [recipient_domain], count: bytes, limit: 1/1h}]":                ".key",
 	}
 	for src, want := range cases {

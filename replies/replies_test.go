@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -170,11 +171,22 @@ func TestNotRecorded(t *testing.T) {
 	}
 }
 
+// The check command's read-only checker records nothing, and still
+// matches the pairs the daemon recorded.
 func TestReadOnlyRecordsNothing(t *testing.T) {
 	r := newRig(t, replies.DefaultConfig(), true)
 	r.send(0, "alice@example.org", "bob@example.net")
+	if r.obs.recorded != 0 || slices.Contains(r.obs.ops, replies.OpRecord) {
+		t.Errorf("read-only check: recorded %d, store calls %v; want no record", r.obs.recorded, r.obs.ops)
+	}
 	if r.receive(time.Hour, "bob@example.net", "alice@example.org") {
 		t.Error("read-only check recorded a pair")
+	}
+	if err := r.store.Record(context.Background(), t0, replies.Pair{Local: "alice@example.org", Outside: "carol@example.net", OutsideDomain: "example.net"}); err != nil {
+		t.Fatal(err)
+	}
+	if !r.receive(time.Hour, "carol@example.net", "alice@example.org") {
+		t.Error("read-only check does not match a recorded pair")
 	}
 }
 

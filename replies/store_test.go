@@ -107,11 +107,11 @@ func TestStoreGC(t *testing.T) {
 		if n, err := s.GC(ctx, cutoff, 1, false); err != nil || n != 2 {
 			t.Fatalf("gc in batches of 1: %d, %v; want 2", n, err)
 		}
-		if hit, _ := s.Match(ctx, t0.Add(-time.Hour), alice, false); hit {
-			t.Error("collected pair still matches")
+		if hit, err := s.Match(ctx, t0.Add(-time.Hour), alice, false); err != nil || hit {
+			t.Errorf("collected pair: Match = %v, %v; want false", hit, err)
 		}
-		if hit, _ := s.Match(ctx, cutoff, other, false); !hit {
-			t.Error("fresh pair collected")
+		if hit, err := s.Match(ctx, cutoff, other, false); err != nil || !hit {
+			t.Errorf("fresh pair: Match = %v, %v; want true", hit, err)
 		}
 	})
 }
