@@ -17,10 +17,11 @@
 //     goroutine of its own. The first decisive Result
 //     (anything but DUNNO) answers; a failed step answers its on_error
 //     action, or is passed over when that is DUNNO.
+//   - Before Decide returns, the engine logs the decision line and the
+//     Recorders (the decision log, the metrics) receive the Decision; each
+//     only queues it, so the reply waits for no I/O.
 //   - The Server writes the one reply, Action.Wire: "action=...", then an
 //     empty line.
-//   - Then the Recorders (the decision log, the metrics) receive the
-//     Decision; they must not block, and the reply never waits for them.
 //
 // The package knows no check by name: which checks exist, and their
 // order, is the daemon's check table (cmd/mxpolicyd/checks.go). What the

@@ -58,8 +58,11 @@ func (r gcResult) print(w io.Writer) {
 	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
 }
 
-// collectGarbage runs every store's gc. Each deletes in small batches, so
-// serving never stalls, and it is safe to run on several hosts at once.
+// collectGarbage runs every store's gc. The tables that grow with the
+// mail (triplets, reply pairs, rate counters) are deleted from in small
+// batches, so serving never stalls; whitelist entries, few, in one
+// statement; the decision log by whole days on PostgreSQL (Prune). It
+// is safe to run on several hosts at once.
 func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bool) (gcResult, error) {
 	start := time.Now()
 	res := gcResult{dryRun: dryRun}
