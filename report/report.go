@@ -31,9 +31,26 @@ const (
 // Options select what Run prints.
 type Options struct {
 	Since  time.Time // rows from this instant (daily views: its UTC day) on; zero: all
-	Format string    // text (default), json or csv
+	Format string    // text (default), json or csv; html is WriteHTML's
 	Report string    // daily, never-retried, retry-delay or all (default)
 	Limit  int       // never-retried: at most this many triplets, newest first; 0: all
+}
+
+// Validate checks what a user chose, before any database is opened: the
+// report, the format (html too, which is WriteHTML's) and the limit.
+func (o Options) Validate() error {
+	if _, err := reportNames(o.Report); err != nil {
+		return err
+	}
+	if o.Format != FormatHTML {
+		if _, err := formatter(o.Format); err != nil {
+			return err
+		}
+	}
+	if o.Limit < 0 {
+		return fmt.Errorf("report: limit %d: want 0 (all) or more", o.Limit)
+	}
+	return nil
 }
 
 // Run queries the chosen views and writes them to w. With several
@@ -81,7 +98,7 @@ func formatter(f string) (func(io.Writer, []*table) error, error) {
 	case FormatCSV:
 		return writeCSV, nil
 	}
-	return nil, fmt.Errorf("report: unknown format %q (want text, json or csv)", f)
+	return nil, fmt.Errorf("report: unknown format %q (want text, json, csv or html)", f)
 }
 
 func build(ctx context.Context, d *db.DB, name string, opt Options) (*table, error) {

@@ -36,6 +36,9 @@ The same views are in the database for your own SQL (README, "Reporting").`,
 				return usageError{err}
 			}
 			o.Since = t
+			if err := o.Validate(); err != nil {
+				return usageError{err}
+			}
 			cfg, err := s.load(g)
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -37,9 +38,12 @@ embedded file store), DNSBL/RHSBL/DNSWL scores, SPF and whitelists.
 Start it with "mxpolicyd serve" and add to Postfix's main.cf, after
 reject_unauth_destination:
   check_policy_service { inet:127.0.0.1:10040, timeout=10s, default_action=DUNNO }`,
-		SilenceUsage:  true, // runtime errors are one line, not a usage dump
-		SilenceErrors: true, // main prints the error once
-		Version:       version(),
+		SilenceUsage:               true, // runtime errors are one line, not a usage dump
+		SilenceErrors:              true, // main prints the error once
+		Version:                    version(),
+		Args:                       noSubcommand,
+		RunE:                       showHelp,
+		SuggestionsMinimumDistance: suggestDistance,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err}
@@ -64,10 +68,33 @@ reject_unauth_destination:
 // group returns a command that only holds its subcommands; run alone, it
 // prints its help.
 func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
-	cmd := &cobra.Command{Use: use, Short: short, Long: long}
+	cmd := &cobra.Command{Use: use, Short: short, Long: long,
+		Args: noSubcommand, RunE: showHelp, SuggestionsMinimumDistance: suggestDistance}
 	cmd.AddCommand(subs...)
 	return cmd
 }
+
+// noSubcommand is the argument check of a command that holds
+// subcommands: a word that names none of them is a usage error (exit 2),
+// with cobra's suggestions. Without it cobra reports the word as a plain
+// error (exit 1) at the top, and below it prints the help and succeeds.
+func noSubcommand(cmd *cobra.Command, a []string) error {
+	if len(a) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", a[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
+}
+
+// suggestDistance is how many edits a mistyped subcommand may be from the
+// ones suggested: cobra's own default, which SuggestionsFor does not apply.
+const suggestDistance = 2
+
+// showHelp runs a command that holds subcommands, given none: its help.
+func showHelp(cmd *cobra.Command, _ []string) error { return cmd.Help() }
 
 // args wraps a cobra positional-argument validator so that its error is
 // a usage error.

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A bad command line exits 2 and says what is wrong, before any database
+// is opened (the database named here cannot be created); a command that
+// only holds subcommands, given none, prints its help and succeeds.
+func TestExitCodes(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "mx.db")
+	cases := []struct {
+		args []string
+		code int
+		say  string // in the error, or in the output when code is 0
+	}{
+		{nil, 0, "Available Commands"},
+		{[]string{"greylist"}, 0, "Available Commands"},
+		{[]string{"nosuch"}, 2, `unknown command "nosuch" for "mxpolicyd"`},
+		{[]string{"serv"}, 2, "did you mean serve?"},
+		{[]string{"greylist", "nosuch"}, 2, `unknown command "nosuch" for "mxpolicyd greylist"`},
+		{[]string{"whitelist", "lst"}, 2, "did you mean list?"},
+		{[]string{"--nosuch"}, 2, "unknown flag"},
+		{[]string{"serve", "extra"}, 2, "unknown command"},
+		{[]string{"report", "--database", missing, "--format", "xml"}, 2, `unknown format "xml" (want text, json, csv or html)`},
+		{[]string{"report", "--database", missing, "--report", "bogus"}, 2, `unknown report "bogus"`},
+		{[]string{"report", "--database", missing, "--limit", "-1"}, 2, "limit -1"},
+		{[]string{"report", "--database", missing, "--since", "soon"}, 2, "want a duration"},
+		{[]string{"report", "--database", missing}, 1, "database"},
+	}
+	for _, c := range cases {
+		root := newRootCmd()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(c.args)
+		err := root.ExecuteContext(context.Background())
+		code := 0
+		if err != nil {
+			code = exitCode(err)
+		}
+		got := out.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if code != c.code || !strings.Contains(got, c.say) {
+			t.Errorf("mxpolicyd %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, got, c.code, c.say)
+		}
+	}
+}
