@@ -10,6 +10,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
+	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
 func newConfigCheckCmd(g *globalOpts) *cobra.Command {
@@ -18,9 +19,11 @@ func newConfigCheckCmd(g *globalOpts) *cobra.Command {
 		Use:   "check",
 		Short: "Validate the config file and print the effective config, secrets redacted",
 		Long: `Load the config file (--config), apply defaults and $` + config.EnvDatabase + `,
-validate every key, and print the effective configuration as YAML with the
-database password and DNS list secrets (Spamhaus DQS keys, zones of lists
-given a name) redacted. Exits non-zero naming the bad key if invalid.
+validate every key, read the whitelist files it names (as serve does at
+start and on each reload), and print the effective configuration as YAML
+with the database password and DNS list secrets (Spamhaus DQS keys, zones
+of lists given a name) redacted. Exits 2 naming the bad key, or the
+missing file or bad file:line, if invalid.
 
 With --probe, also run the DNS lists' self-check once through dns.server:
 each list is asked about its RFC 5782 section 5 test points (127.0.0.2 must
@@ -44,6 +47,9 @@ func runConfigCheck(ctx context.Context, w io.Writer, path string, probe bool) e
 	if err != nil {
 		return usageError{err}
 	}
+	if err := checkFiles(ctx, cfg); err != nil {
+		return usageError{err}
+	}
 	out, err := cfg.YAML()
 	if err != nil {
 		return err
@@ -53,6 +59,18 @@ func runConfigCheck(ctx context.Context, w io.Writer, path string, probe bool) e
 		return nil
 	}
 	return probeLists(ctx, w, cfg)
+}
+
+// checkFiles reads the files the config names, as serve does at start and
+// on each reload: the whitelist's, when the check is on. A file missing or
+// with a bad line fails serve, so it fails the check too, naming the
+// file:line.
+func checkFiles(ctx context.Context, cfg *config.Config) error {
+	if !cfg.Checks[whitelist.Name].On() {
+		return nil
+	}
+	_, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{})
+	return err
 }
 
 // probeLists runs the self-check of dnsbl/selfcheck.go once and prints

@@ -54,3 +54,42 @@ func TestConfigCheckProbe(t *testing.T) {
 		t.Errorf("wild.test's 127.0.0.1 asked %d times, want once (by the first run only)", n)
 	}
 }
+
+// config check reads the whitelist files as serve does: one missing, or
+// with a bad line, fails it (exit 2) naming the file; with the whitelist
+// off, its files are not read.
+func TestConfigCheckReadsWhitelistFiles(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "clients")
+	bad := filepath.Join(dir, "bad_clients")
+	if err := os.WriteFile(good, []byte("192.0.2.0/24\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("192.0.2.0/24\nnot a host\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing")
+	cases := []struct {
+		cfg  string
+		want string // in the error; "" for none
+	}{
+		{"whitelist: {clients_files: [" + good + "]}\n", ""},
+		{"whitelist: {clients_files: [" + missing + "]}\n", missing},
+		{"whitelist: {clients_files: [" + good + ", " + bad + "]}\n", bad + ":2"},
+		{"whitelist: {clients_files: [" + missing + "]}\nchecks: {whitelist: {enabled: false}}\n", ""},
+	}
+	for _, c := range cases {
+		path := filepath.Join(dir, "mxpolicyd.yaml")
+		if err := os.WriteFile(path, []byte(c.cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		err := runConfigCheck(context.Background(), &out, path, false)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v, want it accepted", c.cfg, err)
+		case c.want != "" && (err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want exit 2 naming %q", c.cfg, err, c.want)
+		}
+	}
+}
