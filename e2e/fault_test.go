@@ -149,6 +149,35 @@ func metricsConfig(t *testing.T) (string, string) {
 // (without labels), failing the test if it is absent.
 func metricValue(t *testing.T, url, name string) float64 {
 	t.Helper()
+	for _, line := range scrape(t, url) {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return sampleValue(t, line, v)
+		}
+	}
+	t.Fatalf("metric %s not exposed at %s", name, url)
+	return 0
+}
+
+// metricSum scrapes url and returns the sum of the samples of name whose
+// labels contain label (`check="spf"`); 0 when there are none.
+func metricSum(t *testing.T, url, name, label string) float64 {
+	t.Helper()
+	var sum float64
+	for _, line := range scrape(t, url) {
+		rest, ok := strings.CutPrefix(line, name+"{")
+		if !ok {
+			continue
+		}
+		if labels, v, ok := strings.Cut(rest, "} "); ok && strings.Contains(labels, label) {
+			sum += sampleValue(t, line, v)
+		}
+	}
+	return sum
+}
+
+// scrape returns the lines of url's exposition.
+func scrape(t *testing.T, url string) []string {
+	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
@@ -158,17 +187,16 @@ func metricValue(t *testing.T, url, name string) float64 {
 	if err != nil {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				t.Fatalf("metric %s: %q: %v", name, v, err)
-			}
-			return f
-		}
+	return strings.Split(string(body), "\n")
+}
+
+func sampleValue(t *testing.T, line, v string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		t.Fatalf("sample %q: %v", line, err)
 	}
-	t.Fatalf("metric %s not exposed at %s", name, url)
-	return 0
+	return f
 }
 
 // stalledLogRequests is how many requests meet the stalled log sink,
@@ -421,8 +449,21 @@ func TestFaultOwnResolver(t *testing.T) {
 	for name, server := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			d := startDaemon(t, daemontest.Options{Config: faultConfig(server(t))})
+			metrics, url := metricsConfig(t)
+			d := startDaemon(t, daemontest.Options{Config: metrics + faultConfig(server(t))})
 			actions := askRepeatedly(t, d.Addr, name, 10)
+			if name != "slow" {
+				// No answer at all: SPF and the list fail, each per its
+				// on_error (DUNNO), and each failure is counted.
+				if actions[0] != "DUNNO" {
+					t.Errorf("action %q, want DUNNO: SPF and the list fail open", actions[0])
+				}
+				for _, check := range []string{"spf", "dnsbl"} {
+					if n := metricSum(t, url, "mxpolicyd_check_errors_total", `check="`+check+`"`); n < 10 {
+						t.Errorf("mxpolicyd_check_errors_total{check=%q} = %v, want one per request (10)", check, n)
+					}
+				}
+			}
 			for i, a := range actions {
 				if deferral(a) {
 					t.Errorf("request %d: action %q: deferred because our own resolver failed", i, a)

@@ -40,7 +40,7 @@ const (
 	outage = 8 * time.Second
 	// resumeLimit bounds how long greylisting may take to come back once
 	// the server accepts connections again. The daemon retries a lost
-	// server with a backoff capped at 30 s (internal/db/connector.go), so
+	// server with a backoff capped at 5 s (internal/db/connector.go), so
 	// after these short outages its next attempt comes well within it.
 	resumeLimit = 30 * time.Second
 	verbDefer   = "DEFER_IF_PERMIT"
