@@ -12,8 +12,8 @@ A migration that changes a view drops it and includes this file again.
 -- UTC days.
 
 -- Per day: what the daemons answered. Observe-mode rows count only in
--- requests, whitelisted and the observe_* columns, since nothing was
--- enforced for them.
+-- requests, whitelisted, check_errors and the observe_* columns, since
+-- nothing was enforced for them.
 CREATE VIEW report_daily AS
 SELECT {{day "time"}} AS day,
        count(*) AS requests,
