@@ -13,6 +13,11 @@
 #   - the gc service runs to success;
 #   - systemctl stop ends the daemon with status 0.
 #
+# Then, with the package purged and its user deleted, it runs the README's
+# install from source ("As a service": its shell block, as printed there,
+# with the package's binary) and checks that the service it enables starts
+# with the example config and answers.
+#
 # scripts/test.sh runs it; as root:
 #
 #   scripts/systemd-test.sh
@@ -149,4 +154,39 @@ step "systemctl stop: status 0"
 inside systemctl stop mxpolicyd.service
 [ "$(show Result)/$(show ExecMainStatus)" = success/0 ] ||
 	fail "after stop: Result=$(show Result) ExecMainStatus=$(show ExecMainStatus)"
-echo "systemd-test.sh: ok ($(basename "$deb"))"
+
+step "the README's install from source, on a clean system"
+inside env DEBIAN_FRONTEND=noninteractive apt-get purge -y -q mxpolicyd >>"$tmp/apt.log" 2>&1 ||
+	{ cat "$tmp/apt.log" >&2; fail "apt-get purge failed"; }
+inside userdel mxpolicyd
+inside getent group mxpolicyd >/dev/null && inside groupdel mxpolicyd
+# The README's block, run from a copy of what it names: the binary (the
+# package's), contrib/ and the whitelist files. Only the example config's
+# port changes, to a free one (the network is this machine's).
+src=$root/root/src
+mkdir -p "$src/packaging/deb"
+dpkg-deb -x "$deb" "$tmp/deb"
+cp "$tmp/deb/usr/bin/mxpolicyd" "$src/"
+cp -r contrib "$src/"
+cp packaging/deb/whitelist_clients packaging/deb/whitelist_recipients "$src/packaging/deb/"
+port=$(free_port) || fail "no free loopback port"
+sed -i "s/127.0.0.1:10040/127.0.0.1:$port/" "$src/contrib/config/mxpolicyd.example.yaml"
+awk '/^- \*\*As a service\*\*/ { svc = 1 }
+	svc && /^  ```sh$/ { block = 1; next }
+	block && /^  ```$/ { exit }
+	block { sub(/^  /, ""); print }' README.md >"$src/install.sh"
+[ -s "$src/install.sh" ] || fail "no shell block under the README's \"As a service\""
+inside bash -euo pipefail -c 'cd /root/src && . ./install.sh' ||
+	{ inside journalctl -u mxpolicyd --no-pager >&2; fail "the README's install steps failed"; }
+[ "$(inside stat -c %G:%a /etc/mxpolicyd/mxpolicyd.yaml)" = mxpolicyd:640 ] ||
+	fail "the config is $(inside stat -c %G:%a /etc/mxpolicyd/mxpolicyd.yaml), want group mxpolicyd, mode 640"
+[ "$(show ActiveState)/$(show ActiveState mxpolicyd-gc.timer)" = active/active ] ||
+	{ inside journalctl -u mxpolicyd --no-pager >&2; fail "after the README's steps: mxpolicyd $(show ActiveState), timer $(show ActiveState mxpolicyd-gc.timer)"; }
+# The example config observes (answers DUNNO) and its DNS server is absent
+# here, which fails open.
+reply=$(policy_ask "$port" dave@example.net)
+[ "$reply" = action=DUNNO ] || { inside journalctl -u mxpolicyd --no-pager >&2; fail "the README's install answered '$reply', want action=DUNNO"; }
+inside systemctl stop mxpolicyd.service
+[ "$(show Result)/$(show ExecMainStatus)" = success/0 ] ||
+	fail "after stop: Result=$(show Result) ExecMainStatus=$(show ExecMainStatus)"
+echo "systemd-test.sh: ok ($(basename "$deb"), and the README's install from source)"
