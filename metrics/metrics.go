@@ -69,7 +69,7 @@ func New() *Metrics {
 
 func (m *Metrics) decisionMetrics() {
 	m.decisions = m.counterVec("decisions_total",
-		"Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.",
+		"Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject, hold), deciding check and reason. In observe mode action is what enforcing would have answered.",
 		"mode", "action", "check", "reason")
 	m.decisionDur = m.histogram("decision_duration_seconds",
 		"Time to decide one policy request, all checks included.")

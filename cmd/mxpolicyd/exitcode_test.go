@@ -20,6 +20,8 @@ func TestExitCodes(t *testing.T) {
 	}{
 		{nil, 0, "Available Commands"},
 		{[]string{"greylist"}, 0, "Available Commands"},
+		{[]string{"--version"}, 0, "mxpolicyd " + version() + "\n"},
+		{[]string{"version"}, 0, "mxpolicyd " + version() + "\n"},
 		{[]string{"nosuch"}, 2, `unknown command "nosuch" for "mxpolicyd"`},
 		{[]string{"serv"}, 2, "did you mean serve?"},
 		{[]string{"greylist", "nosuch"}, 2, `unknown command "nosuch" for "mxpolicyd greylist"`},

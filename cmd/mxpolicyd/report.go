@@ -25,7 +25,7 @@ func newReportCmd(g *globalOpts) *cobra.Command {
   retry-delay    how long legitimate senders took to retry, per day
   never-retried  triplets deferred by greylisting that never came back
   ratelimit      per day and rate-limit rule, what the rule answered (not in all)
-The same views are in the database for your own SQL (README, "Reporting").`,
+The same views are in the database for your own SQL (docs/reporting.md).`,
 		Example: `  mxpolicyd report --since 7d
   mxpolicyd report --report never-retried --since 2026-11-01 --format csv
   mxpolicyd report --format html > report.html`,

@@ -45,6 +45,7 @@ reject_unauth_destination:
 		RunE:                       showHelp,
 		SuggestionsMinimumDistance: suggestDistance,
 	}
+	root.SetVersionTemplate("mxpolicyd {{.Version}}\n") // as the version command prints it
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{err}
 	})
