@@ -87,7 +87,7 @@ func sampleDecisions(t *testing.T) []*policy.Decision {
 // decisionsHead is the HELP and TYPE lines of the decision counter's
 // exposition.
 const decisionsHead = `
-# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject), deciding check and reason. In observe mode action is what enforcing would have answered.
+# HELP mxpolicyd_decisions_total Policy decisions by mode (enforce or observe), action class (dunno, prepend, warn, defer, reject, hold), deciding check and reason. In observe mode action is what enforcing would have answered.
 # TYPE mxpolicyd_decisions_total counter`
 
 func TestRecordCountsDecisions(t *testing.T) {
