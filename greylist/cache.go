@@ -2,10 +2,14 @@ package greylist
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // passCache remembers what is known to pass (a triplet, a client network,
@@ -149,16 +153,41 @@ func (ch *Changes) Run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// Poll reads the version once and records a change if it moved.
+// pollTimeout bounds one read of the counter, so a connection that hangs
+// (a server frozen, not down) delays the next poll, never stops them.
+const pollTimeout = 2 * time.Second
+
+// Poll reads the version once and records a change if it moved. While the
+// counter cannot be read, admin changes do not reach this daemon's caches:
+// that is logged once when it starts and once when it ends.
 func (ch *Changes) Poll(ctx context.Context) {
-	v, err := ch.version(ctx)
+	var v int64
+	err := panics.Call(func() (err error) {
+		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		defer cancel()
+		v, err = ch.version(pctx)
+		return err
+	})
 	switch {
-	case err != nil && !ch.failing:
-		ch.log.Debug("greylist: reading the change counter failed; caches kept", "err", err)
-	case err == nil && v != ch.last:
+	case err != nil && ctx.Err() != nil:
+		return // shutting down
+	case errors.Is(err, db.ErrUnavailable):
+		// The connector logs the outage; no admin command runs either.
+		ch.log.Debug("greylist: change counter not read: database not ready", "err", err)
+		return
+	case err != nil:
+		if !ch.failing {
+			ch.log.Warn("greylist: reading the change counter failed; greylist release and forget do not reach this daemon's cache until it works", "err", err)
+		}
+		ch.failing = true
+		return
+	case ch.failing:
+		ch.log.Info("greylist: the change counter is read again")
+		ch.failing = false
+	}
+	if v != ch.last {
 		ch.last = v
 		ch.at.Store(time.Now().UnixNano())
 		ch.gen.Add(1)
 	}
-	ch.failing = err != nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/migrations"
 	"github.com/mxpolicyd/mxpolicyd/policy"
@@ -204,8 +205,22 @@ func (d *daemon) startGC(ctx context.Context) {
 // that turns it on.
 const gcOffRecheck = time.Minute
 
+// gcRunLimit bounds one scheduled gc run: gc deletes in short batches and
+// a run of a busy day's expiry takes seconds (greylist/BENCHMARKS.md).
+const gcRunLimit = 10 * time.Minute
+
+// runGC is one scheduled run, bounded by the interval (at most
+// gcRunLimit): a statement stuck on a half-dead connection ends with the
+// run instead of holding every later one; a panic in a driver fails the
+// run, not the daemon.
 func (d *daemon) runGC(ctx context.Context, cfg *config.Config) {
-	res, err := collectGarbage(ctx, cfg, d.db, false)
+	ctx, cancel := context.WithTimeout(ctx, min(cfg.GC.Interval, gcRunLimit))
+	defer cancel()
+	var res gcResult
+	err := panics.Call(func() (err error) {
+		res, err = collectGarbage(ctx, cfg, d.db, false)
+		return err
+	})
 	switch {
 	case errors.Is(err, db.ErrUnavailable):
 		d.log.Debug("scheduled gc skipped: database not ready", "err", err)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/internal/sdnotify"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -137,7 +138,11 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 	}
 	go func() {
 		for range hup {
-			d.reload(ctx, cfgPath, override)
+			// A panic while building the new checks (a parser fed the
+			// edited file) fails this reload, as a bad file does.
+			if err := panics.Call(func() error { d.reload(ctx, cfgPath, override); return nil }); err != nil {
+				logger.Error("reload failed, keeping the running config", "err", err)
+			}
 		}
 	}()
 	return serveUntilDone(ctx, srv, lns, logger)

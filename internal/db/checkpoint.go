@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // A commit appends pages to the write-ahead log, and a checkpoint copies
@@ -79,7 +81,10 @@ func checkpoints(ctx context.Context, ck *sql.DB, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		_, err := ck.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+		err := panics.Call(func() error {
+			_, err := ck.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+			return err
+		})
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			log.Warn("SQLite checkpoints failing; the writer checkpoints meanwhile", "err", err)

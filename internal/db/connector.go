@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // notReady is why the store takes no queries. Its text is shown by
@@ -87,7 +90,7 @@ func (c *connector) run(ctx context.Context) {
 	wait := backoffMin
 	for {
 		next := liveEvery
-		if err := c.attempt(ctx); err != nil {
+		if err := c.attemptSafely(ctx); err != nil {
 			next, wait = wait, min(2*wait, backoffMax)
 		} else {
 			wait = backoffMin
@@ -98,6 +101,18 @@ func (c *connector) run(ctx context.Context) {
 		case <-c.after(next):
 		}
 	}
+}
+
+// attemptSafely is attempt with a panic (in pgx, in a migration) made a
+// failed attempt: logged with its stack, the store not ready, retried
+// like any other failure instead of ending the connector for good.
+func (c *connector) attemptSafely(ctx context.Context) error {
+	err := panics.Call(func() error { return c.attempt(ctx) })
+	if pe := (*panics.Error)(nil); errors.As(err, &pe) && ctx.Err() == nil {
+		c.log.Error("database connector: panic; the store is not ready until the next attempt", "err", pe)
+		c.set(ErrUnavailable, err)
+	}
+	return err
 }
 
 // attempt probes the server and, if the store was not ready, prepares it.

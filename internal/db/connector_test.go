@@ -152,6 +152,45 @@ func TestConnectorStateMachine(t *testing.T) {
 	}
 }
 
+// A panic in an attempt (pgx, a migration) fails that attempt: logged
+// with its stack, the store not ready, retried with the backoff; the
+// next good attempt makes it ready again.
+func TestConnectorSurvivesPanic(t *testing.T) {
+	var boom atomic.Bool
+	boom.Store(true)
+	probe := func(context.Context) error {
+		if boom.Load() {
+			panic("driver bug")
+		}
+		return nil
+	}
+	srv := &fakeServer{}
+	clk := &fakeClock{waits: make(chan time.Duration), tick: make(chan time.Time)}
+	logs := &logtest.Buffer{}
+	c := newConnector(probe, srv.prepare, slog.New(slog.NewTextHandler(logs, nil)))
+	c.after = clk.after
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); c.run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	clk.step(t, backoffMin)
+	clk.next()
+	clk.step(t, 2*backoffMin)
+	if c.ready() != ErrUnavailable {
+		t.Fatalf("after panics: state %v, want ErrUnavailable", c.ready())
+	}
+	if !strings.Contains(logs.String(), "panic=\"driver bug\"") || !strings.Contains(logs.String(), "TestConnectorSurvivesPanic") {
+		t.Errorf("the panic is not logged with its stack:\n%s", logs)
+	}
+	boom.Store(false)
+	clk.next()
+	clk.step(t, liveEvery)
+	if c.ready() != nil {
+		t.Fatalf("after a good attempt: state %v, want ready", c.ready())
+	}
+}
+
 // While PostgreSQL is down, Start returns at once and every query fails
 // at once with the classified error; the password is never logged.
 func TestStartWhileDownFailsFast(t *testing.T) {
