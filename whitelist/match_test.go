@@ -282,9 +282,14 @@ func TestReconfigure(t *testing.T) {
 		t.Fatal("failed Reconfigure changed the lists")
 	}
 	cfg.RoleRecipients = []string{"hostmaster@"}
-	if err := w.Reconfigure(cfg); err != nil {
+	apply, err := w.Prepare(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
+	if len(w.Match(listed, t0).Entries) != 1 {
+		t.Fatal("Prepare changed the lists before apply")
+	}
+	apply()
 	if len(w.Match(listed, t0).Entries) != 0 {
 		t.Error("client from a file no longer configured still matches")
 	}

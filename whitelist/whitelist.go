@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -78,23 +79,37 @@ func (w *Checker) Reload() error {
 // that changed the config; on any error nothing changes. The refresh
 // interval is fixed at New: Run's ticker keeps it.
 func (w *Checker) Reconfigure(cfg Config) error {
-	if err := cfg.Validate(); err != nil {
+	apply, err := w.Prepare(cfg)
+	if err != nil {
 		return err
+	}
+	apply()
+	return nil
+}
+
+// Prepare reads cfg's files and role recipients and returns the function
+// that switches the checker to them. Nothing changes until apply runs, so
+// a reload that fails later, at another check, keeps the lists in use; on
+// error nothing changes at all.
+func (w *Checker) Prepare(cfg Config) (apply func(), err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	roles, err := cfg.roleEntries()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	files, err := readFiles(cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.cfg, w.roles, w.files = cfg, roles, files
-	w.rebuild()
-	w.log.Info("whitelist files loaded", "entries", len(files))
-	return nil
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.cfg, w.roles, w.files = cfg, roles, files
+		w.rebuild()
+		w.log.Info("whitelist files loaded", "entries", len(files))
+	}, nil
 }
 
 // readFiles reads every file cfg names, reporting all bad ones at once.
@@ -199,7 +214,8 @@ func (w *Checker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			w.noteRefresh(w.Refresh(ctx))
+			// The rows are operators' values, parsed and compiled here.
+			w.noteRefresh(panics.Call(func() error { return w.Refresh(ctx) }))
 		}
 	}
 }

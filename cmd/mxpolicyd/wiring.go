@@ -37,6 +37,7 @@ type wiring struct {
 	declog    *decisionlog.Writer
 	glChanges *greylist.Changes // greylistChanges
 	dnsbl     dnsblRun
+	apply     []func()       // what steps switches to once every check is built
 	greylist  greylist.Store // batched, made once: reloads keep it, close stops it
 	replies   replies.Store  // likewise
 
@@ -69,6 +70,7 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 	r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
 	w.resolver = r
 	w.dnsbl.built = nil
+	w.apply = nil
 	var out []policy.Step
 	for _, spec := range checkTable() {
 		s := cfg.Checks[spec.name]
@@ -83,6 +85,9 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError, ForSASL: spec.runsForSASL})
 		}
 	}
+	for _, apply := range w.apply {
+		apply()
+	}
 	w.dnsbl.commit(w)
 	return out, nil
 }
@@ -91,7 +96,12 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 // close; a reload re-reads its files.
 func (w *wiring) whitelistCheck(ctx context.Context, cfg *config.Config) (policy.Check, error) {
 	if w.whitelist != nil {
-		return w.whitelist, w.whitelist.Reconfigure(cfg.Whitelist)
+		apply, err := w.whitelist.Prepare(cfg.Whitelist)
+		if err != nil {
+			return nil, err
+		}
+		w.apply = append(w.apply, apply)
+		return w.whitelist, nil
 	}
 	wl, err := whitelist.New(ctx, cfg.Whitelist, whitelist.Options{Store: whitelist.NewStore(w.db, nil), Logger: w.log})
 	if err != nil {
