@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/internal/textlog"
 )
 
@@ -91,6 +92,8 @@ type Engine struct {
 	opt  Options
 	plan atomic.Pointer[plan]
 	tune atomic.Pointer[Tuning]
+
+	lastPanicLog atomic.Int64 // when a check's panic stack was last logged, Unix nanoseconds
 }
 
 // Tuning is what a reload may change besides the steps.
@@ -419,13 +422,30 @@ func (e *Engine) quick(c Check, st *State) (o attempt, ok bool) {
 	if !is {
 		return attempt{}, false
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			o, ok = attempt{err: fmt.Errorf("policy: check %s panicked: %v", c.Name(), p)}, true
-		}
-	}()
-	res, ok := q.Quick(st) // it changes st only when it decides
+	var res Result
+	err := panics.Call(func() error {
+		res, ok = q.Quick(st) // it changes st only when it decides
+		return nil
+	})
+	if err != nil {
+		return attempt{err: e.panicked(c.Name(), err)}, true
+	}
 	return attempt{res: res, returned: true}, ok
+}
+
+// panicStackEvery is how often a check's panic is logged with its stack:
+// a check that panics on every request would otherwise fill the log.
+const panicStackEvery = 10 * time.Second
+
+// panicked is the check's failure for a panic in it (err, a
+// *panics.Error): the decision line names it, and the stack, which the
+// line cannot hold, is logged at most once per panicStackEvery.
+func (e *Engine) panicked(name string, err error) error {
+	now := time.Now().UnixNano()
+	if last := e.lastPanicLog.Load(); now-last >= int64(panicStackEvery) && e.lastPanicLog.CompareAndSwap(last, now) {
+		e.opt.Logger.Error("check panicked; it failed, per its on_error", "check", name, "err", err)
+	}
+	return fmt.Errorf("policy: check %s panicked: %v", name, err.(*panics.Error).Value)
 }
 
 // attempt is what one check run produced; returned is false for a run
@@ -448,12 +468,12 @@ func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *Sta
 	local.Msg = st.Msg.stage()
 	ch := make(chan attempt, 1)
 	go func() {
-		defer func() {
-			if p := recover(); p != nil {
-				ch <- attempt{err: fmt.Errorf("policy: check %s panicked: %v", name, p)}
-			}
-		}()
-		r, err := c.Check(cctx, &local)
+		var r Result
+		var err error
+		if p := panics.Call(func() error { r, err = c.Check(cctx, &local); return nil }); p != nil {
+			ch <- attempt{err: e.panicked(name, p)}
+			return
+		}
 		ch <- attempt{res: r, st: local, err: err, returned: true}
 	}()
 	select {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 )
 
 // funcCheck adapts a function to Check; a seam the engine owns.
@@ -111,12 +113,20 @@ func TestEngineStepTimeout(t *testing.T) {
 	}
 }
 
+// A check that panics fails, per its on_error; its stack is logged, once
+// per panicStackEvery however many requests meet it.
 func TestEnginePanicIsAnError(t *testing.T) {
 	boom := funcCheck{"boom", func(context.Context, *State) (Result, error) { panic("bug") }}
-	e := NewEngine(Options{Logger: quiet()}, []Step{{Check: boom}})
-	d := e.Evaluate(context.Background(), rcpt(), nil)
-	if !d.Action.IsDunno() || len(d.Errors) != 1 {
-		t.Fatalf("got %+v", d)
+	logs := &logtest.Buffer{}
+	e := NewEngine(Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, []Step{{Check: boom}})
+	for range 3 {
+		d := e.Evaluate(context.Background(), rcpt(), nil)
+		if !d.Action.IsDunno() || len(d.Errors) != 1 || !strings.Contains(d.Errors[0].Err.Error(), "check boom panicked: bug") {
+			t.Fatalf("got %+v", d)
+		}
+	}
+	if n := strings.Count(logs.String(), "check panicked"); n != 1 || !strings.Contains(logs.String(), "TestEnginePanicIsAnError") {
+		t.Errorf("logged the panic %d times, want once with its stack:\n%s", n, logs)
 	}
 }
 
