@@ -89,7 +89,13 @@ func (pgDialect) session(ctx context.Context, d *db.DB) (applyFunc, func(), erro
 	if err != nil {
 		return nil, nil, err
 	}
-	end := func() { conn.Close(context.Background()) }
+	end := func() {
+		// Closing sends a Terminate message, bounded so a server that
+		// stopped answering cannot hold the command (pgx.Conn.Close).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", advisoryLockID); err != nil {
 		end()
 		return nil, nil, fmt.Errorf("advisory lock: %w", err)

@@ -45,8 +45,7 @@ func newRateLimitListCmd(g *globalOpts) *cobra.Command {
 			if format == "json" {
 				return writeJSON(cmd.OutOrStdout(), entries)
 			}
-			printUsage(cmd.OutOrStdout(), entries, now)
-			return nil
+			return printUsage(cmd.OutOrStdout(), entries, now)
 		},
 	}
 	s.add(cmd)
@@ -55,7 +54,7 @@ func newRateLimitListCmd(g *globalOpts) *cobra.Command {
 	return cmd
 }
 
-func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) {
+func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tKIND\tKEY\tUSED\tDETAIL")
 	for _, e := range entries {
@@ -69,7 +68,7 @@ func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Rule, e.Kind, e.Key, used, detail)
 	}
-	tw.Flush()
+	return tw.Flush() // a full disk or a closed pipe: not a success
 }
 
 func newRateLimitResetCmd(g *globalOpts) *cobra.Command {

@@ -160,8 +160,7 @@ func newWLListCmd(g *globalOpts) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			printEntries(cmd.OutOrStdout(), list)
-			return nil
+			return printEntries(cmd.OutOrStdout(), list)
 		},
 	}
 	o.storeFlags.add(cmd)
@@ -170,7 +169,7 @@ func newWLListCmd(g *globalOpts) *cobra.Command {
 	return cmd
 }
 
-func printEntries(w io.Writer, list []whitelist.Entry) {
+func printEntries(w io.Writer, list []whitelist.Entry) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "KIND\tVALUE\tEXPIRES\tBY\tCREATED\tCOMMENT")
 	for _, e := range list {
@@ -181,7 +180,7 @@ func printEntries(w io.Writer, list []whitelist.Entry) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", printable(string(e.Kind)), printable(e.Value), exp,
 			printable(e.CreatedBy), e.CreatedAt.Format(time.DateOnly), printable(e.Comment))
 	}
-	tw.Flush()
+	return tw.Flush() // a full disk or a closed pipe: not a success
 }
 
 func newWLImportCmd(g *globalOpts) *cobra.Command {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,18 @@ func TestPrintable(t *testing.T) {
 
 // Rows stored before control characters were refused, or written by hand
 // in SQL, print as one line each with every column in place.
+// A write that fails (a full disk, a closed pipe) fails the command.
+func TestPrintEntriesWriteError(t *testing.T) {
+	list := []whitelist.Entry{{Kind: whitelist.Client, Value: "192.0.2.0/24"}}
+	if err := printEntries(failingWriter{}, list); err == nil {
+		t.Error("printEntries to a failing writer succeeded")
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
 func TestPrintEntriesEscapes(t *testing.T) {
 	created := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
 	list := []whitelist.Entry{
@@ -40,7 +53,9 @@ func TestPrintEntriesEscapes(t *testing.T) {
 			Comment: "fine\nclient  evil.example  never  root  2025-01-01  forged row"},
 	}
 	var out bytes.Buffer
-	printEntries(&out, list)
+	if err := printEntries(&out, list); err != nil {
+		t.Fatal(err)
+	}
 	text := out.String()
 	if strings.ContainsAny(text, "\x1b\r\t") {
 		t.Errorf("output carries a control character:\n%q", text)

@@ -213,11 +213,18 @@ func (w *wiring) repliesStore() replies.Store {
 	return w.replies
 }
 
+// partitionsTimeout bounds start-up's creation of the decision log's
+// partitions: a server that stops answering must not hold serve from its
+// listeners; the store's preparation and gc create them later anyway.
+const partitionsTimeout = 10 * time.Second
+
 // startDecisionLog starts the writer that records decisions in batches,
 // off the reply path; close flushes it.
 func (w *wiring) startDecisionLog(ctx context.Context, cfg *config.Config) {
 	// While the database is not ready, serve's store preparation makes them.
-	_, err := decisionlog.EnsurePartitions(ctx, w.db, time.Now(), cfg.DecisionLog.PartitionsAhead)
+	pctx, cancel := context.WithTimeout(ctx, partitionsTimeout)
+	defer cancel()
+	_, err := decisionlog.EnsurePartitions(pctx, w.db, time.Now(), cfg.DecisionLog.PartitionsAhead)
 	if err != nil && !errors.Is(err, db.ErrUnavailable) {
 		w.log.Warn("decision log: creating partitions failed; rows go to the default partition", "err", err)
 	}
