@@ -20,7 +20,8 @@ func TestPProf(t *testing.T) {
 	}{
 		{on, "127.0.0.1:4000", "/debug/pprof/", http.StatusOK},
 		{on, "[::1]:4000", "/debug/pprof/goroutine?debug=1", http.StatusOK},
-		{on, "127.0.0.1:4000", "/debug/pprof/cmdline", http.StatusOK},
+		{on, "127.0.0.1:4000", "/debug/pprof/cmdline", http.StatusNotFound}, // os.Args: --database
+		{on, "127.0.0.1:4000", "/debug/pprof/symbol", http.StatusOK},
 		{on, "192.0.2.1:4000", "/debug/pprof/heap", http.StatusForbidden},
 		{on, "[::ffff:192.0.2.1]:4000", "/debug/pprof/", http.StatusForbidden},
 		{off, "127.0.0.1:4000", "/debug/pprof/", http.StatusNotFound},
@@ -49,6 +50,24 @@ func TestPProfConfig(t *testing.T) {
 		err := tc.cfg.Validate()
 		if (tc.want == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// profile and trace run for their `seconds`, longer than the write
+// timeout: net/http/pprof moves the write deadline back by that much.
+func TestProfilesOutlastWriteTimeout(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PProf = true
+	s := NewServer(cfg, New(), nil, nil)
+	s.lim = shortLimits() // writes time out after 200 ms
+	url := "http://" + serve(t, s) + PProfPath
+	for path, magic := range map[string]string{
+		"profile?seconds=1": "\x1f\x8b", // gzipped profile.proto
+		"trace?seconds=1":   "go 1.",
+	} {
+		if code, body := get(t, url+path); code != http.StatusOK || !strings.HasPrefix(body, magic) {
+			t.Errorf("%s: %d %.40q", path, code, body)
 		}
 	}
 }

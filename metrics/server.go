@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 const (
@@ -23,7 +24,30 @@ const (
 	pingTimeout = 2 * time.Second
 	// shutdownTimeout lets a scrape in progress finish on shutdown.
 	shutdownTimeout = 5 * time.Second
+	// maxHeaderBytes is ample for a scraper or a browser; net/http's
+	// default is 1 MiB (http.DefaultMaxHeaderBytes).
+	maxHeaderBytes = 64 << 10
 )
+
+// limits bound what the listener's clients can hold. Its connections
+// share the process's file descriptors (the unit's LimitNOFILE) with the
+// policy listener, so no client keeps one for long and at most maxConns
+// are open at once: the others wait in the kernel's accept queue, where
+// they cost the process no descriptor.
+type limits struct {
+	// read bounds reading a request, headers included.
+	read time.Duration
+	// write bounds a reply from the end of its request's headers: above
+	// promhttp's 10 s and the report's 20 s rendering budget.
+	write time.Duration
+	// idle closes a kept-alive connection with no next request.
+	idle     time.Duration
+	maxConns int
+}
+
+func defaultLimits() limits {
+	return limits{read: 10 * time.Second, write: 30 * time.Second, idle: 60 * time.Second, maxConns: 64}
+}
 
 // Pinger reports whether the store is ready; nil means it is. An error
 // with a Reason() string method has that reason shown by /readyz.
@@ -38,6 +62,7 @@ type Server struct {
 	log    *slog.Logger
 	report http.Handler
 	detail func() []string
+	lim    limits
 }
 
 // ServeReport has the server answer ReportPath with h when Config.Report
@@ -59,10 +84,11 @@ func NewServer(cfg Config, m *Metrics, ping Pinger, log *slog.Logger) *Server {
 	if cfg.Path == "" {
 		cfg.Path = DefaultConfig().Path
 	}
-	return &Server{cfg: cfg, m: m, ping: ping, log: log}
+	return &Server{cfg: cfg, m: m, ping: ping, log: log, lim: defaultLimits()}
 }
 
-// Handler serves those paths; anything else is 404.
+// Handler serves those paths, to GET and HEAD requests without a body
+// only (bodiless); anything else is 404.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET "+s.cfg.Path, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{
@@ -79,7 +105,34 @@ func (s *Server) Handler() http.Handler {
 	if s.cfg.Report && s.report != nil {
 		mux.Handle("GET "+ReportPath, s.report)
 	}
-	return mux
+	return bodiless(mux)
+}
+
+// bodiless refuses, before h runs, a method other than GET or HEAD (405,
+// with Allow as RFC 9110 §15.5.6 requires) and a request that declares a
+// body (413): no endpoint takes input beyond its URL, and net/http reads
+// up to 256 KiB of a body left unread before it replies. The refusal
+// closes the connection (RFC 9110 §15.5.14 allows it), which also makes
+// net/http send it without reading the body first (chunkWriter.writeHeader
+// in net/http/server.go); the body still on the wire is then discarded
+// within the read timeout.
+func bodiless(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method != http.MethodGet && r.Method != http.MethodHead:
+			w.Header().Set("Allow", "GET, HEAD")
+			refuse(w, http.StatusMethodNotAllowed)
+		case r.ContentLength != 0: // -1 is a chunked body
+			refuse(w, http.StatusRequestEntityTooLarge)
+		default:
+			h.ServeHTTP(w, r)
+		}
+	})
+}
+
+func refuse(w http.ResponseWriter, code int) {
+	w.Header().Set("Connection", "close")
+	http.Error(w, http.StatusText(code), code)
 }
 
 // healthz answers 200 while the process can serve HTTP at all.
@@ -146,16 +199,12 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: scrapes in
 // progress finish, within shutdownTimeout. It returns nil after a clean
-// shutdown and the serving error otherwise.
+// shutdown and the serving error otherwise. At most the limits' maxConns
+// connections are open at once.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-	}
+	srv := s.httpServer()
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(netutil.LimitListener(ln, s.lim.maxConns)) }()
 	s.log.Info("metrics listening", slog.String("addr", ln.Addr().String()))
 	select {
 	case err := <-errc:
@@ -171,4 +220,22 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("metrics: %w", err)
 	}
 	return nil
+}
+
+// httpServer bounds every phase of a connection by s.lim. Without
+// ReadTimeout and WriteTimeout net/http sets no deadline once the headers
+// are read (http.Server docs), so a client that declares a body and never
+// sends it, or never reads its reply, would hold its connection forever.
+// pprof's profile, trace and delta profiles push the write deadline back
+// by their `seconds` (configureWriteDeadline in net/http/pprof/pprof.go).
+func (s *Server) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.lim.read,
+		ReadTimeout:       s.lim.read,
+		WriteTimeout:      s.lim.write,
+		IdleTimeout:       s.lim.idle,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 }
