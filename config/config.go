@@ -332,26 +332,12 @@ func (c *Config) Redacted() Config {
 	return r
 }
 
-// redactLists hides list zones that may hold a secret: a Spamhaus DQS
-// zone (KEY.zen.dq.spamhaus.net) and any list given a display name, which
-// is how an admin says "do not show this zone".
+// redactLists hides list zones that may hold a secret, as the dnsbl
+// package reads them (dnsbl.List.Redacted).
 func redactLists(lists []dnsbl.List) []dnsbl.List {
 	out := make([]dnsbl.List, len(lists))
 	for i, l := range lists {
-		zone, rest := l.Site, ""
-		if j := strings.IndexAny(zone, "=*"); j >= 0 {
-			zone, rest = zone[:j], zone[j:]
-		}
-		switch {
-		case strings.HasSuffix(strings.ToLower(zone), ".dq.spamhaus.net"):
-			if k := strings.IndexByte(zone, '.'); k >= 0 {
-				zone = "REDACTED" + zone[k:]
-			}
-		case l.Name != "":
-			zone = "REDACTED"
-		}
-		l.Site = zone + rest
-		out[i] = l
+		out[i] = l.Redacted()
 	}
 	return out
 }

@@ -143,3 +143,25 @@ func TestDQSKeyRedacted(t *testing.T) {
 		t.Error("Redacted changed the config itself")
 	}
 }
+
+// The DQS key is redacted however the site is written: a trailing dot,
+// spaces, capitals (dnsbl parses it; config does not guess).
+func TestDQSKeyRedactedAnySpelling(t *testing.T) {
+	c, err := Load(write(t, `dnsbl:
+  lists:
+    - "SecretKey.zen.dq.spamhaus.net.=127.0.0.[2..11]*2"
+    - " secretkey.DBL.dq.spamhaus.net. "
+`), testChecks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := c.YAML()
+	if strings.Contains(strings.ToLower(string(out)), "secretkey") {
+		t.Errorf("config output shows the key:\n%s", out)
+	}
+	for _, kept := range []string{"REDACTED.zen.dq.spamhaus.net=127.0.0.[2..11]*2", "REDACTED.dbl.dq.spamhaus.net"} {
+		if !strings.Contains(string(out), kept) {
+			t.Errorf("config output lacks %q:\n%s", kept, out)
+		}
+	}
+}

@@ -52,7 +52,8 @@ type List struct {
 	// Name is what replies and logs call the list. Default: the zone, with
 	// the key label removed for Spamhaus DQS zones (KEY.zen.dq.spamhaus.net
 	// shows as zen.dq.spamhaus.net), so a DQS key never reaches a client.
-	// Set it for any other list whose zone holds a secret.
+	// Set it for any other list whose zone holds a secret. The entries of
+	// one zone share it (Config.entries).
 	Name string `yaml:"name"`
 	// Kind is "ip" (default) or "domain".
 	Kind Kind `yaml:"kind"`
@@ -168,19 +169,61 @@ func (c Config) Validate() error {
 }
 
 // validateLists checks each entry, and that the entries of one zone agree
-// on self_check: the self-check judges a zone, whose test points all its
-// entries share.
+// on what belongs to the zone (entries).
 func (c Config) validateLists() error {
-	selfCheck := map[string]bool{}
+	_, err := c.entries()
+	return err
+}
+
+// entries parses every list. The entries of one zone must agree on
+// self_check, since the self-check judges a zone, whose test points all
+// its entries share; and on name, since the zone is one list in replies,
+// logs and metrics, and a zone named in one entry is secret in all.
+// Only a Spamhaus DQS zone's entry may leave name out when another gives
+// it: its own display name shows no key. It then takes the given name.
+func (c Config) entries() ([]*entry, error) {
+	es := make([]*entry, len(c.Lists))
+	first, named := map[string]int{}, map[string]int{}
 	for i, l := range c.Lists {
 		e, err := l.entry()
 		if err != nil {
-			return fmt.Errorf("dnsbl.lists[%d]: %w", i, err)
+			return nil, fmt.Errorf("dnsbl.lists[%d]: %w", i, err)
 		}
-		if on, seen := selfCheck[e.zone]; seen && on != e.selfCheck {
-			return fmt.Errorf("dnsbl.lists[%d].self_check: every entry of list %s must say the same", i, e.name)
+		es[i] = e
+		if _, ok := first[e.zone]; !ok {
+			first[e.zone] = i
 		}
-		selfCheck[e.zone] = e.selfCheck
+		if _, ok := named[e.zone]; !ok && l.Name != "" {
+			named[e.zone] = i
+		}
+	}
+	for i, e := range es {
+		if err := c.agree(es, i, first[e.zone], named); err != nil {
+			return nil, err
+		}
+	}
+	return es, nil
+}
+
+// agree checks entry i against the zone's first entry, j, and its first
+// named one, and gives it that name if it has none. Errors name the
+// keys, never the zone, which may be secret.
+func (c Config) agree(es []*entry, i, j int, named map[string]int) error {
+	e := es[i]
+	if k, ok := named[e.zone]; ok && k != i {
+		switch {
+		case c.Lists[i].Name == "" && isDQS(e.zone):
+			e.name = es[k].name
+		case c.Lists[i].Name == "":
+			return fmt.Errorf("dnsbl.lists[%d].name: must be given, as dnsbl.lists[%d].name is for the same zone "+
+				"(entries of one zone share its name)", i, k)
+		case c.Lists[i].Name != c.Lists[k].Name:
+			return fmt.Errorf("dnsbl.lists[%d].name: must be the same as dnsbl.lists[%d].name "+
+				"(entries of one zone share its name)", i, k)
+		}
+	}
+	if e.selfCheck != es[j].selfCheck {
+		return fmt.Errorf("dnsbl.lists[%d].self_check: every entry of list %s must say the same", i, e.name)
 	}
 	return nil
 }
@@ -226,14 +269,52 @@ func (e *entry) checkIdentities() error {
 	return nil
 }
 
-// displayName hides the key of a Spamhaus DQS zone
-// (<key>.<name>.dq.spamhaus.net, Spamhaus's "DQS queries" page).
-func displayName(zone string) string {
+// dqsSuffix ends the zones of Spamhaus DQS, <key>.<list>.dq.spamhaus.net
+// (Spamhaus's "DQS queries" page), where the labels before <list> are the
+// customer's key.
+const dqsSuffix = ".dq.spamhaus.net"
+
+// dqsPublic is a DQS zone without its key: the last four labels,
+// <list>.dq.spamhaus.net. ok is false for any other zone.
+func dqsPublic(zone string) (public string, ok bool) {
 	labels := strings.Split(zone, ".")
-	if strings.HasSuffix(zone, ".dq.spamhaus.net") && len(labels) == 5 {
-		return strings.Join(labels[1:], ".")
+	if !strings.HasSuffix(zone, dqsSuffix) || len(labels) < 5 {
+		return "", false
+	}
+	return strings.Join(labels[len(labels)-4:], "."), true
+}
+
+func isDQS(zone string) bool {
+	_, ok := dqsPublic(zone)
+	return ok
+}
+
+// displayName hides the key of a DQS zone.
+func displayName(zone string) string {
+	if p, ok := dqsPublic(zone); ok {
+		return p
 	}
 	return zone
+}
+
+// Redacted returns l safe to print: the key of a DQS zone becomes
+// REDACTED (REDACTED.zen.dq.spamhaus.net), and so does the whole zone of
+// a list given a name, which is how an admin says "do not show this
+// zone". The zone is read as the check reads it (parseSite), whatever the
+// case, spaces or trailing dot; a site that does not parse is hidden
+// whole.
+func (l List) Redacted() List {
+	st, err := parseSite(l.Site)
+	_, tail := cutSite(l.Site)
+	switch p, dqs := dqsPublic(st.zone); {
+	case err != nil:
+		l.Site = "REDACTED"
+	case dqs:
+		l.Site = "REDACTED." + p + tail
+	case l.Name != "":
+		l.Site = "REDACTED" + tail
+	}
+	return l
 }
 
 // entry is a List ready to use.

@@ -75,7 +75,8 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, ex: ex, log: opt.Logger, now: opt.Now, obs: opt.Observer, tick: opt.Tick,
+	entries, _ := cfg.entries() // validated above
+	c := &Checker{cfg: cfg, entries: entries, ex: ex, log: opt.Logger, now: opt.Now, obs: opt.Observer, tick: opt.Tick,
 		zones: map[string]*zoneState{}, cache: newCache(cfg.CacheSize)}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -89,9 +90,7 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 	if c.tick == nil {
 		c.tick = realTicker
 	}
-	for _, l := range cfg.Lists {
-		e, _ := l.entry() // validated above
-		c.entries = append(c.entries, e)
+	for _, e := range entries {
 		if c.zones[e.zone] == nil {
 			c.zones[e.zone] = &zoneState{zone: e.zone, name: e.name}
 			c.order = append(c.order, c.zones[e.zone])

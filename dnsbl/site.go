@@ -20,27 +20,82 @@ type site struct {
 
 func parseSite(s string) (site, error) {
 	st := site{weight: 1}
-	rest := strings.TrimSpace(s)
-	if i := strings.LastIndexByte(rest, '*'); i >= 0 {
-		w, err := strconv.ParseFloat(rest[i+1:], 64)
+	zone, tail := cutSite(s)
+	if i := strings.LastIndexByte(tail, '*'); i >= 0 {
+		w, err := strconv.ParseFloat(tail[i+1:], 64)
 		// NaN would poison the whole score sum and ±Inf outweigh every list.
 		if err != nil || w == 0 || math.IsNaN(w) || math.IsInf(w, 0) {
-			return st, fmt.Errorf("weight %q is not a finite non-zero number", rest[i+1:])
+			return st, fmt.Errorf("weight %q is not a finite non-zero number", tail[i+1:])
 		}
-		st.weight, rest = w, rest[:i]
+		st.weight, tail = w, tail[:i]
 	}
-	if zone, f, ok := strings.Cut(rest, "="); ok {
+	if f, ok := strings.CutPrefix(tail, "="); ok {
 		fl, err := parseFilter(f)
 		if err != nil {
 			return st, err
 		}
-		st.filter, rest = &fl, zone
+		st.filter = &fl
 	}
-	st.zone = strings.ToLower(strings.TrimSuffix(rest, "."))
+	st.zone = strings.ToLower(strings.TrimSuffix(zone, "."))
 	if !validDomain(st.zone) {
-		return st, fmt.Errorf("zone %q is not a domain name", rest)
+		return st, fmt.Errorf("zone is not a domain name: %s", zoneProblem(st.zone))
 	}
 	return st, nil
+}
+
+// cutSite splits a site into its zone, as written, and the "=filter" and
+// "*weight" after it: the weight follows the last '*', the filter the
+// first '=' before it.
+func cutSite(s string) (zone, tail string) {
+	s = strings.TrimSpace(s)
+	end := len(s)
+	if i := strings.LastIndexByte(s, '*'); i >= 0 {
+		end = i
+	}
+	if i := strings.IndexByte(s[:end], '='); i >= 0 {
+		end = i
+	}
+	return s[:end], s[end:]
+}
+
+// zoneProblem says why zone is not a domain name without quoting it: the
+// zone of a Spamhaus DQS list holds the key, and that of a list given a
+// name is secret too, while the error is logged and printed by config
+// check. It names the label by its position and the character at fault.
+func zoneProblem(zone string) string {
+	labels := strings.Split(zone, ".")
+	switch {
+	case zone == "":
+		return "it is empty"
+	case len(zone) > 253:
+		return "it is longer than 253 characters"
+	case len(labels) < 2:
+		return "it has a single label"
+	}
+	if _, err := netip.ParseAddr(zone); err == nil {
+		return "it is an address"
+	}
+	for i, l := range labels {
+		switch {
+		case l == "":
+			return fmt.Sprintf("label %d is empty", i+1)
+		case len(l) > 63:
+			return fmt.Sprintf("label %d is longer than 63 characters", i+1)
+		case !validLabel(l):
+			return fmt.Sprintf("label %d has %q, not a letter, digit, '-' or '_'", i+1, badRune(l))
+		}
+	}
+	return "it is not valid"
+}
+
+// badRune is the first character of l that validLabel refuses.
+func badRune(l string) rune {
+	for _, r := range l {
+		if !validLabel(string(r)) {
+			return r
+		}
+	}
+	return 0
 }
 
 // filter matches reply addresses: four octet patterns, each a set of
