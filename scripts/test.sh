@@ -79,6 +79,7 @@ policy FuzzReadRequest 200000x
 greylist FuzzSenderKey 20000x
 dnsbl FuzzParseSite 50000x
 whitelist FuzzNormalize 25000x
+internal/db FuzzRedact 25000x
 "
 fuzztime=${FUZZTIME:-}
 if [ "$fuzztime" != 0 ]; then
