@@ -7,8 +7,9 @@ import (
 )
 
 // testChecks stands in for the daemon's check table (cmd/mxpolicyd/checks.go,
-// which config cannot import): the same names, order and defaults, so the
-// tests here load files as the daemon does.
+// which config cannot import): a table of the same shape, so the tests here
+// load files as the daemon does, not a copy of it. The real table's
+// defaults are tested where it is (cmd/mxpolicyd/checks_test.go).
 var testChecks = []CheckDefault{
 	{"whitelist", testStep(500 * time.Millisecond)},
 	{"dnsbl", testStep(1500 * time.Millisecond)},

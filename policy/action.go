@@ -27,8 +27,10 @@ const (
 	Code Verb = "CODE"
 )
 
-// Action is one reply. Build it with the constructors or ParseAction, never
-// as a wire string: String renders the only forms Postfix reads correctly.
+// Action is one reply. Build it as a literal (Action{Verb: Reject, Text:
+// "5.7.1 listed"}), with ParseAction from config text, or as DunnoAction;
+// never as a wire string: String renders the only forms Postfix reads
+// correctly, and Validate says what it would refuse.
 type Action struct {
 	Verb Verb
 	Code string // "450", "550" when Verb is Code
