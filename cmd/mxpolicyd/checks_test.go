@@ -76,10 +76,10 @@ func TestDocsFollowTheTable(t *testing.T) {
 		exampleNames = append(exampleNames, example.Checks.Content[i].Value)
 	}
 	for page, got := range map[string][]string{
-		"README.md, How a decision is made":  readme,
-		"docs/configuration.md, checks":      backticked(confSentence),
-		"contrib/config example, checks:":    exampleNames,
-		"docs/ARCHITECTURE.md, One request":  splitNames(arch),
+		"README.md, How a decision is made": readme,
+		"docs/configuration.md, checks":     backticked(confSentence),
+		"contrib/config example, checks:":   exampleNames,
+		"docs/ARCHITECTURE.md, One request": splitNames(arch),
 	} {
 		if !slices.Equal(got, want) {
 			t.Errorf("%s lists %v, want the table's %v", page, got, want)
