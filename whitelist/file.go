@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Format is the syntax of a list file.
@@ -38,12 +40,33 @@ const maxErrors = 10
 
 // readFile parses one list file; errors name file:line.
 func readFile(path string, f Format) ([]Entry, error) {
-	fh, err := os.Open(path)
+	fh, err := openList(path)
 	if err != nil {
 		return nil, fmt.Errorf("whitelist: %w", err)
 	}
 	defer fh.Close()
 	return parseList(fh, path, f)
+}
+
+// openList opens a list file, refusing a named pipe or a socket: the
+// daemon reads its lists at start and again on every reload, and a pipe
+// with no writer would hold that read for good (fifo(7)). It opens
+// without blocking (O_NONBLOCK: open(2) of a FIFO then returns at once)
+// and checks the file it got, not the path.
+func openList(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0 {
+		err = &fs.PathError{Op: "open", Path: path, Err: errors.New("a named pipe or socket, not a file: it may never end")}
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // parseList parses a whole list and reports every bad line (up to

@@ -3,8 +3,10 @@
 package main
 
 import (
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -119,4 +121,42 @@ func notification(t *testing.T, sd *net.UnixConn) string {
 		t.Fatalf("no notification: %v", err)
 	}
 	return string(buf[:n])
+}
+
+// A command blocked where its context cannot reach (here reading a stdin
+// that never ends) stops its work on the first SIGTERM or Ctrl-C and
+// ends at the second: the first gives the signals back their default.
+func TestSecondSignalEndsABlockedCommand(t *testing.T) {
+	cmd := exec.Command(binary, "check", "--stdin")
+	stdin, err := cmd.StdinPipe() // held open, never written
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	// A signal before main catches it ends the process (the Go runtime's
+	// default), and nothing outside tells when main has: give start-up a
+	// second, far more than it takes.
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-exited:
+		t.Fatal("the first SIGTERM ended the command: want it to stop its work and wait")
+	case <-time.After(200 * time.Millisecond):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("after the second SIGTERM: %v, want killed by it", err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("a second SIGTERM did not end the command")
+	}
 }
