@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // Admin reads and changes greylisting state for the administrative
@@ -80,7 +81,7 @@ func ParseState(s string) (State, error) {
 	case "pending", "passed":
 		return State(s), nil
 	}
-	return "", fmt.Errorf("greylist: unknown state %q (want pending, passed or all)", s)
+	return "", fmt.Errorf("greylist: unknown state %s (want pending, passed or all)", quote.Short(s))
 }
 
 // Filter selects triplets for List.
@@ -240,7 +241,7 @@ func senderDomain(normalized string) string {
 
 func plainText(what, v string) error {
 	if len(v) > 1000 || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return fmt.Errorf("greylist: bad %s %q: too long or has control characters", what, v)
+		return fmt.Errorf("greylist: bad %s %s (%d bytes): over 1000 bytes or has control characters", what, quote.Short(v), len(v))
 	}
 	return nil
 }
@@ -251,7 +252,7 @@ func (a *Admin) clientKey(v string) (string, netip.Prefix, error) {
 	v = strings.ToLower(strings.TrimSpace(v))
 	if d, ok := strings.CutPrefix(v, KindSPF+":"); ok {
 		if d == "" || strings.ContainsAny(d, " \t/@") {
-			return "", netip.Prefix{}, fmt.Errorf("greylist: bad client key %q", v)
+			return "", netip.Prefix{}, fmt.Errorf("greylist: bad client key %s", quote.Short(v))
 		}
 		return v, netip.Prefix{}, nil
 	}
@@ -262,7 +263,7 @@ func (a *Admin) clientKey(v string) (string, netip.Prefix, error) {
 	}
 	p, err := netip.ParsePrefix(v)
 	if err != nil {
-		return "", netip.Prefix{}, fmt.Errorf("greylist: client %q is not an address, a network or a client key (net:..., spf:...)", v)
+		return "", netip.Prefix{}, fmt.Errorf("greylist: client %s is not an address, a network or a client key (net:..., spf:...)", quote.Short(v))
 	}
 	if bits := a.NetBits(p.Addr()); p.Bits() != bits || p.Masked() != p {
 		return "", netip.Prefix{}, fmt.Errorf("greylist: client %s: clients are keyed by /%d networks (greylist.ipv%d_prefix); give an address or its /%d",

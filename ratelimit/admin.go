@@ -78,8 +78,13 @@ func (c Config) rule(name string) *Rule {
 	return nil
 }
 
-// ErrNoCounter is Reset's error for a key that has no counter.
-var ErrNoCounter = errors.New("no counter")
+// Reset's refusals of what the admin named; nothing was changed. Their
+// text does not repeat the rule or key given, which may be anything: the
+// caller names them, quoted as it quotes input.
+var (
+	ErrNoRule    = errors.New("no such rule in the config")
+	ErrNoCounter = errors.New("no counter for this key under this rule")
+)
 
 // Reset clears one key of one rule, so it starts again with its whole
 // burst and no networks. A rule the config does not name, or a key with
@@ -87,15 +92,23 @@ var ErrNoCounter = errors.New("no counter")
 // like success.
 func Reset(ctx context.Context, s Store, cfg Config, rule, key string) (int64, error) {
 	if cfg.rule(rule) == nil {
-		names := make([]string, len(cfg.Rules))
-		for i, r := range cfg.Rules {
-			names[i] = r.Name
-		}
-		return 0, fmt.Errorf("ratelimit: no rule %q in the config (rules: %s)", rule, strings.Join(names, ", "))
+		return 0, fmt.Errorf("ratelimit: %w (%s)", ErrNoRule, cfg.ruleNames())
 	}
 	n, err := s.Reset(ctx, rule, key)
 	if err == nil && n == 0 {
-		err = fmt.Errorf("ratelimit: rule %s: %w for key %q (mxpolicyd ratelimit list --min 0 shows the keys)", rule, ErrNoCounter, key)
+		err = fmt.Errorf("ratelimit: %w (mxpolicyd ratelimit list --min 0 shows the keys)", ErrNoCounter)
 	}
 	return n, err
+}
+
+// ruleNames lists the configured rules for an error message.
+func (c Config) ruleNames() string {
+	if len(c.Rules) == 0 {
+		return "ratelimit.rules is empty"
+	}
+	names := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		names[i] = r.Name
+	}
+	return "rules: " + strings.Join(names, ", ")
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/greylist"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -45,7 +46,8 @@ const (
 var kinds = []Kind{Client, ClientName, Sender, Recipient}
 
 // ParseKind accepts a kind name as written on the command line. "hostname"
-// is accepted for client_name because that is what postgrey calls it.
+// is accepted for client_name because that is what postgrey calls it. Its
+// error matches ErrInvalid.
 func ParseKind(s string) (Kind, error) {
 	switch k := Kind(strings.ToLower(strings.TrimSpace(s))); k {
 	case Client, ClientName, Sender, Recipient:
@@ -53,7 +55,7 @@ func ParseKind(s string) (Kind, error) {
 	case "hostname", "client-name":
 		return ClientName, nil
 	}
-	return "", fmt.Errorf("whitelist: unknown kind %q (want client, client_name, sender or recipient)", s)
+	return "", invalidError{fmt.Errorf("whitelist: unknown kind %s (want client, client_name, sender or recipient)", quote.Short(s))}
 }
 
 // Bypasses returns the checks an entry of kind k exempts a request from.

@@ -10,13 +10,26 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // Errors the admin commands report as such.
 var (
 	ErrExists   = errors.New("whitelist: entry already exists")
 	ErrNotFound = errors.New("whitelist: no such entry")
+	// ErrInvalid matches every refusal of what the caller wrote: a kind,
+	// a value, a comment, a creator, an expiry, a format or a line of an
+	// imported list. Nothing was written. A failure of the database never
+	// matches it.
+	ErrInvalid = errors.New("whitelist: invalid entry")
 )
+
+// invalidError carries a refusal worded for the admin; it matches
+// ErrInvalid without adding ErrInvalid's text to the message.
+type invalidError struct{ error }
+
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+func (e invalidError) Unwrap() error        { return e.error }
 
 // maxCommentLen keeps a pasted file out of a comment column.
 const maxCommentLen = 1000
@@ -61,7 +74,7 @@ type ImportResult struct {
 }
 
 // validate checks e and fills its canonical value. Nothing is written when
-// it fails, so a typo never half-applies.
+// it fails, so a typo never half-applies. Every error matches ErrInvalid.
 func (s *Store) validate(e *Entry) error {
 	k, err := ParseKind(string(e.Kind))
 	if err != nil {
@@ -69,21 +82,30 @@ func (s *Store) validate(e *Entry) error {
 	}
 	p, err := parseValue(k, e.Value)
 	if err != nil {
-		return fmt.Errorf("whitelist: bad %s value: %w", k, err)
+		return invalidError{fmt.Errorf("whitelist: bad %s value: %w", k, err)}
 	}
-	if len(e.Comment) > maxCommentLen || len(e.CreatedBy) > maxCommentLen {
-		return fmt.Errorf("whitelist: comment and creator must be under %d bytes", maxCommentLen)
+	if err := checkMeta("comment", e.Comment); err != nil {
+		return err
 	}
-	if err := checkText(e.Comment); err != nil {
-		return fmt.Errorf("whitelist: comment %s: %w", quoteShort(e.Comment), err)
-	}
-	if err := checkText(e.CreatedBy); err != nil {
-		return fmt.Errorf("whitelist: creator %s: %w", quoteShort(e.CreatedBy), err)
+	if err := checkMeta("creator", e.CreatedBy); err != nil {
+		return err
 	}
 	if !e.Expires.IsZero() && !e.Expires.After(s.now()) {
-		return fmt.Errorf("whitelist: expiry %s is not in the future", e.Expires.Format(time.RFC3339))
+		return invalidError{fmt.Errorf("whitelist: expiry %s is not in the future", e.Expires.Format(time.RFC3339))}
 	}
 	e.Kind, e.Value, e.pat = k, p.key, p
+	return nil
+}
+
+// checkMeta checks a comment or creator: printable, and short enough for
+// a column of `whitelist list`.
+func checkMeta(what, v string) error {
+	if len(v) > maxCommentLen {
+		return invalidError{fmt.Errorf("whitelist: %s %s is %d bytes long, at most %d", what, quote.Short(v), len(v), maxCommentLen)}
+	}
+	if err := checkText(v); err != nil {
+		return invalidError{fmt.Errorf("whitelist: %s %s: %w", what, quote.Short(v), err)}
+	}
 	return nil
 }
 
@@ -141,28 +163,13 @@ func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
 
 // Import adds every entry of a list file in one transaction: a bad line
 // fails the whole import and changes nothing. Entries already present are
-// counted and left as they are.
+// counted and left as they are. A bad line or option matches ErrInvalid;
+// a failure to read r does not.
 func (s *Store) Import(ctx context.Context, r io.Reader, opt ImportOptions) (ImportResult, error) {
 	var res ImportResult
-	if opt.Name == "" {
-		opt.Name = "stdin"
-	}
-	f, err := ParseFormat(string(opt.Format))
+	list, err := s.readImport(r, opt)
 	if err != nil {
 		return res, err
-	}
-	list, err := parseList(r, opt.Name, f)
-	if err != nil {
-		return res, err
-	}
-	for i := range list {
-		e := &list[i]
-		e.Comment = joinComment(opt.Comment, e.Comment)
-		e.CreatedBy, e.Expires = opt.CreatedBy, opt.Expires
-		if err := s.validate(e); err != nil {
-			return res, fmt.Errorf("%s: %w", e.Source, err)
-		}
-		e.CreatedAt = s.now().Truncate(time.Second)
 	}
 	err = s.inTx(ctx, func(x execer) error {
 		res = ImportResult{}
@@ -180,6 +187,50 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opt ImportOptions) (Imp
 		return nil
 	})
 	return res, err
+}
+
+// readImport parses and validates every line Import would write.
+func (s *Store) readImport(r io.Reader, opt ImportOptions) ([]Entry, error) {
+	if opt.Name == "" {
+		opt.Name = "stdin"
+	}
+	f, err := ParseFormat(string(opt.Format))
+	if err != nil {
+		return nil, invalidError{err}
+	}
+	in := &readRecorder{r: r}
+	list, err := parseList(in, opt.Name, f)
+	switch {
+	case err != nil && in.err != nil:
+		return nil, err // the reader failed, not the admin's text
+	case err != nil:
+		return nil, invalidError{err}
+	}
+	for i := range list {
+		e := &list[i]
+		e.Comment = joinComment(opt.Comment, e.Comment)
+		e.CreatedBy, e.Expires = opt.CreatedBy, opt.Expires
+		if err := s.validate(e); err != nil {
+			return nil, fmt.Errorf("%s: %w", e.Source, err)
+		}
+		e.CreatedAt = s.now().Truncate(time.Second)
+	}
+	return list, nil
+}
+
+// readRecorder remembers the error its reader failed with, other than
+// io.EOF: an I/O failure, which parseList reports like a bad line.
+type readRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (rr *readRecorder) Read(p []byte) (int, error) {
+	n, err := rr.r.Read(p)
+	if err != nil && err != io.EOF {
+		rr.err = err
+	}
+	return n, err
 }
 
 func joinComment(a, b string) string {
@@ -251,10 +302,14 @@ func (s *Store) load(ctx context.Context, expired bool) ([]Entry, error) {
 	return out, nil
 }
 
-// inTx runs fn in one transaction, committed only if fn succeeds.
+// inTx runs fn in one transaction, committed only if fn succeeds. An
+// outcome fn reports to roll back (ErrExists, ErrNotFound) already names
+// the package and comes back as it is; the database's errors get the
+// prefix.
 func (s *Store) inTx(ctx context.Context, fn func(execer) error) error {
-	if err := s.dialect.inTx(ctx, fn); err != nil {
-		return fmt.Errorf("whitelist: %w", err)
+	err := s.dialect.inTx(ctx, fn)
+	if err == nil || errors.Is(err, ErrExists) || errors.Is(err, ErrNotFound) {
+		return err
 	}
-	return nil
+	return fmt.Errorf("whitelist: %w", err)
 }

@@ -3,10 +3,13 @@ package whitelist
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
@@ -146,10 +149,11 @@ func TestStoreRejectsBadValues(t *testing.T) {
 			{Entry{Kind: "helo", Value: "x.example"}, "unknown kind"},
 			{Entry{Kind: Sender, Value: "@example.com"}, "write example.com"},
 			{Entry{Kind: Recipient, Value: "x@example.com", Expires: t0}, "not in the future"},
-			{Entry{Kind: Recipient, Value: "x@example.com", Comment: strings.Repeat("c", 2000)}, "under 1000"},
+			{Entry{Kind: Recipient, Value: "x@example.com", Comment: strings.Repeat("c", 2000)}, "comment \"ccc"},
+			{Entry{Kind: Recipient, Value: "x@example.com", CreatedBy: strings.Repeat("b", 1001)}, "creator \"bbb"},
 			{Entry{Kind: ClientName, Value: "com"}, `"com" would cover the whole domain com`},
 			{Entry{Kind: ClientName, Value: "/.*/"}, `"/.*/" matches the empty string`},
-			{Entry{Kind: Sender, Value: "/@/"}, `"/@/" matches every one`},
+			{Entry{Kind: Sender, Value: "/@/"}, `"/@/" matches addresses of unrelated organisations`},
 			{Entry{Kind: Recipient, Value: "x@example.com", Comment: "ok\x1b[31mred"}, "comment \"ok\\x1b[31mred\": control character U+001B"},
 			{Entry{Kind: Recipient, Value: "x@example.com", Comment: "two\nlines"}, "control character U+000A"},
 			{Entry{Kind: Recipient, Value: "x@example.com", CreatedBy: "eve\r"}, "creator \"eve\\r\""},
@@ -248,6 +252,58 @@ func TestStoreRemovesRefusedRow(t *testing.T) {
 		if err := s.Remove(ctx, Client, "192.0.2.1"); !errors.Is(err, ErrNotFound) ||
 			strings.Count(err.Error(), "whitelist:") != 1 {
 			t.Errorf("Remove(absent) = %v, want ErrNotFound once prefixed", err)
+		}
+	})
+}
+
+// A refusal of what the caller wrote matches ErrInvalid, and says which
+// part is wrong; an entry already there is ErrExists, named once; neither
+// changes anything.
+func TestStoreClassifiesRefusals(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dl dialect) {
+		ctx := context.Background()
+		s := NewStore(dl.open(t), clocktest.New(t0).Now)
+		if _, err := s.Add(ctx, Entry{Kind: Client, Value: "192.0.2.1"}); err != nil {
+			t.Fatal(err)
+		}
+		_, err := s.Add(ctx, Entry{Kind: Client, Value: "192.0.2.1"})
+		if !errors.Is(err, ErrExists) || errors.Is(err, ErrInvalid) || err.Error() != "whitelist: entry already exists: client 192.0.2.1" {
+			t.Errorf("Add(duplicate) = %v, want ErrExists named once", err)
+		}
+		long := strings.Repeat("x", 1001)
+		for _, e := range []struct {
+			e    Entry
+			want string
+		}{
+			{Entry{Kind: Client, Value: "300.1.1.1"}, "bad client value"},
+			{Entry{Kind: "helo", Value: "x.example"}, "unknown kind"},
+			{Entry{Kind: Client, Value: "192.0.2.2", Comment: long}, "whitelist: comment \"" + long[:64] + "\"... is 1001 bytes long, at most 1000"},
+			{Entry{Kind: Client, Value: "192.0.2.2", CreatedBy: long}, "whitelist: creator \"" + long[:64] + "\"... is 1001 bytes long, at most 1000"},
+			{Entry{Kind: Client, Value: "192.0.2.2", CreatedBy: "a\x00"}, "creator"},
+			{Entry{Kind: Client, Value: "192.0.2.2", Expires: t0}, "not in the future"},
+		} {
+			if _, err := s.Add(ctx, e.e); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), e.want) {
+				t.Errorf("Add(%+v) = %v, want ErrInvalid saying %q", e.e, err, e.want)
+			}
+		}
+		if err := s.Remove(ctx, Client, "0.0.0.0/0"); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Remove(0.0.0.0/0) = %v, want ErrInvalid", err)
+		}
+		if err := s.Remove(ctx, Client, "192.0.2.9"); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+			t.Errorf("Remove(absent) = %v, want ErrNotFound alone", err)
+		}
+		opt := ImportOptions{Format: FormatClients, Name: "list"}
+		for _, in := range []string{"ok.example.com\nnot a host\n", "ok.example.com\n/o/\n", strings.Repeat("x", 70000)} {
+			if _, err := s.Import(ctx, strings.NewReader(in), opt); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Import(%.20q) = %v, want ErrInvalid", in, err)
+			}
+		}
+		if _, err := s.Import(ctx, strings.NewReader("x"), ImportOptions{Format: "hosts"}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Import(format hosts) = %v, want ErrInvalid", err)
+		}
+		failing := io.MultiReader(strings.NewReader("ok.example.com\n"), iotest.ErrReader(syscall.EIO))
+		if _, err := s.Import(ctx, failing, opt); err == nil || errors.Is(err, ErrInvalid) {
+			t.Errorf("Import(failing reader) = %v, want an error that is not ErrInvalid", err)
 		}
 	})
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // form is the shape of a value; it decides which index holds it.
@@ -57,32 +59,95 @@ const (
 	maxRegexInst = 1000
 )
 
-// Probes are names that between them stand for everyone: a regex that
-// matches the empty string or all of one kind's probes would whitelist
-// (nearly) every client or address, like /.*/, /./ or /\./. A too-broad
-// regex that misses one probe still passes; this only stops the obvious.
+// Probes stand for the population a regex entry must not cover: a
+// legitimate entry names one organisation's hosts or addresses, so a
+// regex that matches probes of two unrelated organisations (each probe's
+// registrable domain belongs to a different one) is refused. The host
+// probes are the kinds of names real clients have: large mail providers'
+// outbound hosts, bulk senders, dynamic and hosting pools, and role names
+// (mail., mx., smtp.) under ccTLDs and two-label suffixes (co.uk, com.br,
+// co.jp). The address probes are the kinds of envelope addresses mail
+// carries: personal mailboxes, role accounts, bounce addresses with VERP,
+// SRS (draft-mengwong-sender-rewrite) and BATV (draft-levine-smtp-batv)
+// tags, at as many unrelated domains. A regex broad enough to match any
+// two of them surely matches many more names than its author meant.
 var (
-	hostProbes = []string{"a.example", "mx-1.mail.example.net", "9.test"}
-	mailProbes = []string{"a@b.example", "bounce-1@mail.example.net", "9@c.test"}
+	hosts = population{noun: "host names", example: `/^mail[0-9]*\.example\.com$/`, probes: []string{
+		"mail-wm1-f54.google.com",
+		"mail-am6eur05on2094.outbound.protection.outlook.com",
+		"sonic305-21.consmr.mail.ir2.yahoo.com",
+		"o1.ptr2462.sendgrid.net",
+		"mail180-12.suw21.mcdlv.net",
+		"out3-smtp.messagingengine.com",
+		"mout-xforward.gmx.net",
+		"mout01.posteo.de",
+		"p5dd2a6c1.dip0.t-ipconnect.de",
+		"static.88-198-24-11.clients.your-server.de",
+		"c-73-162-5-201.hsd1.ca.comcast.net",
+		"host81-155-12-3.range81-155.btcentralplus.com",
+		"ec2-3-121-45-6.eu-central-1.compute.amazonaws.com",
+		"mailout.bbc.co.uk",
+		"smtp2.tesco.co.uk",
+		"forward501a.mail.yandex.net",
+		"mta-out1.rakuten.co.jp",
+		"smtp.kernel.org",
+		"mx1.riseup.net",
+		"mail.correios.com.br",
+		"mx.uni-heidelberg.de",
+		"bendel.debian.org",
+	}}
+	addresses = population{noun: "addresses", example: `/^bounce-[0-9]+@example\.com$/`, probes: []string{
+		"alice.smith@gmail.com",
+		"j.doe@outlook.com",
+		"0102018d2f3a4b5c-1a2b3c4d-000000@eu-west-1.amazonses.com",
+		"bounces+2462135-a1b2-bob=example.org@em3141.sendgrid.net",
+		"bounce-mc.us5_12345678.987654-bob=example.net@mail180.suw21.mcdlv.net",
+		"srs0=ab12=xy=example.org=bob@pobox.com",
+		"prvs=1234abcd5=sales@tesco.co.uk",
+		"noreply@github.com",
+		"ivan.petrov@yandex.ru",
+		"marie.dupont@orange.fr",
+		"newsletter@spiegel.de",
+		"user123@yahoo.co.jp",
+		"service@paypal.com",
+		"debian-devel-request@lists.debian.org",
+		"kontakt@firma-mueller.at",
+		"billing@stripe.com",
+		"postmaster@uni-heidelberg.de",
+		"joao.silva@uol.com.br",
+		"info@bbc.co.uk",
+		"h.meier@posteo.de",
+	}}
 )
+
+// population is one kind's probes, and how its refusal speaks of them.
+type population struct {
+	probes  []string
+	noun    string // what a probe is
+	example string // a regex that names one organisation
+}
 
 // Normalize validates value as a kind entry and returns its canonical form
 // (lowercased, prefixes masked, partial IPv4 expanded), as stored.
+// Its errors match ErrInvalid.
 func Normalize(k Kind, value string) (string, error) {
 	p, err := parseValue(k, value)
-	return p.key, err
+	if err != nil {
+		return "", invalidError{err}
+	}
+	return p.key, nil
 }
 
 func parseValue(k Kind, v string) (pattern, error) {
 	if err := checkText(v); err != nil {
-		return pattern{}, fmt.Errorf("%s: %w", quoteShort(v), err)
+		return pattern{}, fmt.Errorf("%s: %w", quote.Short(v), err)
 	}
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return pattern{}, errors.New("empty value")
 	}
 	if len(v) > maxValueLen {
-		return pattern{}, fmt.Errorf("%s: value longer than %d bytes", quoteShort(v), maxValueLen)
+		return pattern{}, fmt.Errorf("%s: value longer than %d bytes", quote.Short(v), maxValueLen)
 	}
 	var (
 		p   pattern
@@ -96,12 +161,12 @@ func parseValue(k Kind, v string) (pattern, error) {
 	case Sender, Recipient:
 		p, err = parseMailPattern(v)
 	default:
-		return pattern{}, fmt.Errorf("unknown kind %q", k)
+		return pattern{}, fmt.Errorf("unknown kind %s", quote.Short(string(k)))
 	}
 	// Lowercasing can lengthen a string (U+023A is 2 bytes, its lowercase
 	// 3), and a stored key must parse again.
 	if err == nil && len(p.key) > maxValueLen {
-		return pattern{}, fmt.Errorf("%s: value longer than %d bytes once lowercased", quoteShort(v), maxValueLen)
+		return pattern{}, fmt.Errorf("%s: value longer than %d bytes once lowercased", quote.Short(v), maxValueLen)
 	}
 	return p, err
 }
@@ -123,16 +188,6 @@ func checkText(s string) error {
 	return nil
 }
 
-// quoteShort quotes s for an error message, escaped (strconv.Quote) and cut
-// to a readable length.
-func quoteShort(s string) string {
-	const max = 64
-	if len(s) > max {
-		return strconv.Quote(s[:max]) + "..."
-	}
-	return strconv.Quote(s)
-}
-
 // parseClient accepts an IPv4 or IPv6 address, a prefix, and postgrey's
 // partial IPv4 ("192.0.2" is 192.0.2.0/24, "10.1" is 10.1.0.0/16; postgrey
 // 1.37 wrongly makes "a.b" a /24). Host bits of a prefix are cleared.
@@ -144,7 +199,7 @@ func parseClient(v string) (pattern, error) {
 	}
 	a, err := netip.ParseAddr(addrText)
 	if err != nil || a.Zone() != "" {
-		return pattern{}, fmt.Errorf("%q is not an IP address, prefix or partial IPv4 address", v)
+		return pattern{}, fmt.Errorf("%s is not an IP address, prefix or partial IPv4 address", quote.Short(v))
 	}
 	bits := a.BitLen()
 	if implied >= 0 {
@@ -152,7 +207,7 @@ func parseClient(v string) (pattern, error) {
 	}
 	if hasBits {
 		if bits, err = strconv.Atoi(bitsText); err != nil || bits < 0 || bits > a.BitLen() {
-			return pattern{}, fmt.Errorf("%q: prefix length must be 0..%d", v, a.BitLen())
+			return pattern{}, fmt.Errorf("%s: prefix length must be 0..%d", quote.Short(v), a.BitLen())
 		}
 	}
 	if a.Is4In6() && bits >= 96 {
@@ -167,7 +222,7 @@ func clientPattern(v string, p netip.Prefix) (pattern, error) {
 		min = minBits4
 	}
 	if p.Bits() < min {
-		return pattern{}, fmt.Errorf("%q: prefix /%d is too wide (at least /%d)", v, p.Bits(), min)
+		return pattern{}, fmt.Errorf("%s: prefix /%d is too wide (at least /%d)", quote.Short(v), p.Bits(), min)
 	}
 	key := p.String()
 	if p.IsSingleIP() {
@@ -190,7 +245,7 @@ func padIPv4(s string) (string, int) {
 // or "*.domain" (subdomains only), "domain" (it and its subdomains, as in
 // postgrey) or "/regex/".
 func parseHostPattern(v string) (pattern, error) {
-	if re, ok, err := parseRegex(v, hostProbes); ok {
+	if re, ok, err := parseRegex(v, hosts); ok {
 		return re, err
 	}
 	f, name := formDomain, v
@@ -204,14 +259,14 @@ func parseHostPattern(v string) (pattern, error) {
 	}
 	name, err := normalizeHost(name)
 	if err != nil {
-		return pattern{}, fmt.Errorf("%q: %w", v, err)
+		return pattern{}, fmt.Errorf("%s: %w", quote.Short(v), err)
 	}
 	if _, err := netip.ParseAddr(name); err == nil {
-		return pattern{}, fmt.Errorf("%q is an address, not a host name: use kind client", v)
+		return pattern{}, fmt.Errorf("%s is an address, not a host name: use kind client", quote.Short(v))
 	}
 	if f != formExact && strings.Count(name, ".")+1 < minLabels {
-		return pattern{}, fmt.Errorf("%q would cover the whole domain %s: a domain needs at least %d labels (example.com)",
-			v, name, minLabels)
+		return pattern{}, fmt.Errorf("%s would cover the whole domain %s: a domain needs at least %d labels (example.com)",
+			quote.Short(v), name, minLabels)
 	}
 	return pattern{form: f, key: hostKey(f, name)}, nil
 }
@@ -253,7 +308,7 @@ func normalizeHost(s string) (string, error) {
 // "domain" (it and its subdomains), plus ".domain" (subdomains only) and
 // "/regex/" matched against the whole address.
 func parseMailPattern(v string) (pattern, error) {
-	if re, ok, err := parseRegex(v, mailProbes); ok {
+	if re, ok, err := parseRegex(v, addresses); ok {
 		return re, err
 	}
 	local, domain, hasAt := strings.Cut(v, "@")
@@ -261,24 +316,34 @@ func parseMailPattern(v string) (pattern, error) {
 	if !hasAt {
 		p, err := parseHostPattern(v)
 		if err == nil && p.form == formExact {
-			err = fmt.Errorf("%q: \"=\" is for client names; write user@domain or domain", v)
+			err = fmt.Errorf("%s: \"=\" is for client names; write user@domain or domain", quote.Short(v))
 		}
 		return p, err
 	}
 	if err := checkLocal(local); err != nil {
-		return pattern{}, fmt.Errorf("%q: %w", v, err)
+		return pattern{}, fmt.Errorf("%s: %w", quote.Short(v), err)
 	}
 	if local == "" {
-		return pattern{}, fmt.Errorf("%q: write %s for the domain and its subdomains, or user@%s", v, domain, domain)
+		return pattern{}, fmt.Errorf("%s: %s", quote.Short(v), noLocalPart(domain))
 	}
 	if domain == "" {
 		return pattern{form: formLocal, key: local + "@"}, nil
 	}
 	d, err := normalizeHost(domain)
 	if err != nil {
-		return pattern{}, fmt.Errorf("%q: %w", v, err)
+		return pattern{}, fmt.Errorf("%s: %w", quote.Short(v), err)
 	}
 	return pattern{form: formAddress, key: local + "@" + d}, nil
+}
+
+// noLocalPart says what to write instead of "@domain": the domain alone,
+// or user@domain; without a usable domain, what the forms are.
+func noLocalPart(domain string) string {
+	d, err := normalizeHost(domain)
+	if domain == "" || err != nil {
+		return "an address needs a local part before the @; write user@domain, user@ or a domain"
+	}
+	return fmt.Sprintf("write %s for the domain and its subdomains, or user@%s", d, d)
 }
 
 func checkLocal(local string) error {
@@ -292,30 +357,49 @@ func checkLocal(local string) error {
 // Patterns are RE2, compiled case-insensitive like postgrey's qr{$1}i; Perl
 // features RE2 lacks (lookaround, backreferences) are reported, not ignored.
 // A regex that would match (nearly) everyone, or cost too much to run, is
-// refused; probes stand for the kind's population.
-func parseRegex(v string, probes []string) (pattern, bool, error) {
-	if len(v) < 3 || v[0] != '/' || v[len(v)-1] != '/' {
+// refused; pop stands for the kind's population.
+func parseRegex(v string, pop population) (pattern, bool, error) {
+	if len(v) < 2 || v[0] != '/' || v[len(v)-1] != '/' {
 		return pattern{}, false, nil
+	}
+	if len(v) == 2 {
+		return pattern{}, true, fmt.Errorf("%s is an empty regex: write the pattern between the slashes", quote.Short(v))
 	}
 	src := "(?i)" + v[1:len(v)-1]
 	if len(v)-2 > maxRegexLen {
-		return pattern{}, true, fmt.Errorf("%s: regular expression longer than %d bytes", quoteShort(v), maxRegexLen)
+		return pattern{}, true, fmt.Errorf("%s: regular expression longer than %d bytes", quote.Short(v), maxRegexLen)
 	}
 	re, err := regexp.Compile(src)
 	if err != nil {
-		return pattern{}, true, fmt.Errorf("%q: bad regular expression (RE2 syntax): %w", v, err)
+		return pattern{}, true, fmt.Errorf("%s: bad regular expression (RE2 syntax): %w", quote.Short(v), err)
 	}
 	if n := progSize(src); n > maxRegexInst {
-		return pattern{}, true, fmt.Errorf("%q: regular expression too large (%d instructions compiled, at most %d)",
-			v, n, maxRegexInst)
+		return pattern{}, true, fmt.Errorf("%s: regular expression too large (%d instructions compiled, at most %d)",
+			quote.Short(v), n, maxRegexInst)
 	}
-	if re.MatchString("") {
-		return pattern{}, true, fmt.Errorf("%q matches the empty string, so it would match everyone: anchor it or make it specific", v)
-	}
-	if matchesAll(re, probes) {
-		return pattern{}, true, fmt.Errorf("%q matches every one of %q, so it would match (nearly) everyone", v, probes)
+	if err := checkBreadth(re, pop); err != nil {
+		return pattern{}, true, fmt.Errorf("%s %w", quote.Short(v), err)
 	}
 	return pattern{form: formRegex, key: v, re: re}, true, nil
+}
+
+// checkBreadth refuses a regex that matches the empty string (so, being
+// unanchored, every name) or probes of two unrelated organisations.
+func checkBreadth(re *regexp.Regexp, pop population) error {
+	if re.MatchString("") {
+		return errors.New("matches the empty string, so it would match everyone: anchor it or make it specific")
+	}
+	var hit []string
+	for _, p := range pop.probes {
+		if re.MatchString(p) {
+			hit = append(hit, p)
+		}
+		if len(hit) == 2 {
+			return fmt.Errorf("matches %s of unrelated organisations, %s and %s: an entry names one organisation; "+
+				"anchor the regex to its domain, like %s", pop.noun, hit[0], hit[1], pop.example)
+		}
+	}
+	return nil
 }
 
 // progSize is the number of instructions src compiles to, parsed and
@@ -331,13 +415,4 @@ func progSize(src string) int {
 		return 0
 	}
 	return len(prog.Inst)
-}
-
-func matchesAll(re *regexp.Regexp, probes []string) bool {
-	for _, p := range probes {
-		if !re.MatchString(p) {
-			return false
-		}
-	}
-	return true
 }

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +16,7 @@ import (
 // only holds subcommands, given none, prints its help and succeeds.
 func TestExitCodes(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "mx.db")
+	typo := filepath.Join(t.TempDir(), "typo.db")
 	cases := []struct {
 		args []string
 		code int
@@ -33,6 +37,10 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"report", "--database", missing, "--limit", "-1"}, 2, "limit -1"},
 		{[]string{"report", "--database", missing, "--since", "soon"}, 2, "want a duration"},
 		{[]string{"report", "--database", missing}, 1, "database"},
+		// An admin command never makes a store out of a mistyped path.
+		{[]string{"whitelist", "list", "--database", typo}, 2, "does not exist"},
+		{[]string{"greylist", "forget", "--all", "--database", typo}, 2, "does not exist"},
+		{[]string{"gc", "--dry-run", "--database", typo}, 2, "does not exist"},
 	}
 	for _, c := range cases {
 		root := newRootCmd()
@@ -52,5 +60,8 @@ func TestExitCodes(t *testing.T) {
 		if code != c.code || !strings.Contains(got, c.say) {
 			t.Errorf("mxpolicyd %s: exit %d, %q; want exit %d and %q", strings.Join(c.args, " "), code, got, c.code, c.say)
 		}
+	}
+	if _, err := os.Stat(typo); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("an admin command created %s: %v", typo, err)
 	}
 }

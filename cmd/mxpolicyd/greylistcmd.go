@@ -51,9 +51,17 @@ func (o *glOpts) withAdmin(cmd *cobra.Command, g *globalOpts, fn func(a *greylis
 		return err
 	}
 	defer d.Close()
-	err = fn(greylist.NewAdmin(d, cfg.Greylist))
-	if errors.Is(err, greylist.ErrBadSelector) {
-		return usageError{err}
+	return usageIf(fn(greylist.NewAdmin(d, cfg.Greylist)), greylist.ErrBadSelector)
+}
+
+// usageIf makes err a usage error (exit 2) when it is one of the refusals
+// given: a package's sentinel for input it refused, never a failure of the
+// database or the system, which stays exit 1.
+func usageIf(err error, refusals ...error) error {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return usageError{err}
+		}
 	}
 	return err
 }
@@ -69,6 +77,9 @@ func newGLListCmd(g *globalOpts) *cobra.Command {
   mxpolicyd greylist list --client 192.0.2.7 --format json`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if limit < 0 {
+				return usageError{fmt.Errorf("--limit %d: want 0 (all) or more", limit)}
+			}
 			f := greylist.Filter{Selector: o.sel, Limit: limit}
 			var err error
 			if f.State, err = greylist.ParseState(state); err != nil {

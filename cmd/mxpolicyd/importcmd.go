@@ -30,6 +30,7 @@ type importFlags struct {
 }
 
 func (o *importFlags) add(cmd *cobra.Command) {
+	o.create = true // an import may fill a store the daemon has not made yet
 	o.storeFlags.add(cmd)
 	cmd.Flags().BoolVar(&o.dryRun, "dry-run", false, "read and check everything, print what would be loaded, write nothing")
 }
@@ -91,8 +92,8 @@ and values mean. Keys hashed by --privacy cannot be imported; they are counted.`
   db_dump -p postgrey.db > triplets.txt; mxpolicyd import postgrey --delay 60 triplets.txt`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, files []string) error {
-			if delay < 1 {
-				return usageError{fmt.Errorf("--delay must be at least 1 second, got %d", delay)}
+			if err := checkPostgreyFlags(delay, popt); err != nil {
+				return err
 			}
 			popt.Delay = time.Duration(delay) * time.Second
 			if byHost {
@@ -117,6 +118,26 @@ and values mean. Keys hashed by --privacy cannot be imported; they are counted.`
 	f.BoolVar(&byHost, "lookup-by-host", false, "postgrey ran with --lookup-by-host (keys are full addresses)")
 	f.StringVar(&popt.DBDump, "db-dump", "", "the db_dump program (default: db_dump, else db5.3_dump)")
 	return cmd
+}
+
+// checkPostgreyFlags refuses option values postgrey itself cannot have
+// run with, naming the flag: the delay is at least a second, a network 1
+// to 32 bits long (IPv4) or 1 to 128 (IPv6).
+func checkPostgreyFlags(delay int, popt importer.PostgreyOptions) error {
+	if delay < 1 {
+		return usageError{fmt.Errorf("--delay must be at least 1 second, got %d", delay)}
+	}
+	if err := checkBits("--ipv4cidr", popt.IPv4CIDR, 32); err != nil {
+		return err
+	}
+	return checkBits("--ipv6cidr", popt.IPv6CIDR, 128)
+}
+
+func checkBits(flag string, v, max int) error {
+	if v < 1 || v > max {
+		return usageError{fmt.Errorf("%s must be 1 to %d, got %d", flag, max, v)}
+	}
+	return nil
 }
 
 func newImportSQLgreyCmd(g *globalOpts) *cobra.Command {
@@ -160,7 +181,7 @@ func openSource(ctx context.Context, dsn string, logger *slog.Logger) (*db.DB, e
 	// mysql://user:password@... must not be printed back.
 	kind, err := db.KindOf(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("sqlgrey database: %w", err)
+		return nil, usageError{fmt.Errorf("sqlgrey database: %w", err)}
 	}
 	if kind == db.SQLite {
 		if _, err := os.Stat(db.SQLitePath(dsn)); err != nil {

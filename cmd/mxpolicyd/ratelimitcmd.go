@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/ratelimit"
 )
 
@@ -92,9 +93,10 @@ nothing.`,
 			defer d.Close()
 			n, err := ratelimit.Reset(cmd.Context(), ratelimit.NewStore(d), cfg.RateLimit, a[0], a[1])
 			if err != nil {
-				return err
+				err = fmt.Errorf("rule %s, key %s: %w", quote.Short(a[0]), quote.Short(a[1]), err)
+				return usageIf(err, ratelimit.ErrNoRule, ratelimit.ErrNoCounter)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "reset %s %s (%d rows)\n", a[0], a[1], n)
+			fmt.Fprintf(cmd.OutOrStdout(), "reset %s %s (%d rows)\n", printable(a[0]), printable(a[1]), n)
 			return nil
 		},
 	}

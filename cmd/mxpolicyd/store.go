@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -14,8 +16,13 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/migrations"
 )
 
-// storeFlags is the --database flag the store commands share.
-type storeFlags struct{ database string }
+// storeFlags is the --database flag the store commands share. create
+// lets open make a new store: the imports, which fill one before the
+// daemon first runs.
+type storeFlags struct {
+	database string
+	create   bool
+}
 
 func (s *storeFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&s.database, "database", "",
@@ -35,11 +42,15 @@ func (s *storeFlags) load(g *globalOpts) (*config.Config, error) {
 	return cfg, nil
 }
 
-// open loads the config and opens its database, migrated.
+// open loads the config and opens its database, migrated. Unless create,
+// the database must exist: serve and migrate create it.
 func (s *storeFlags) open(ctx context.Context, g *globalOpts) (*config.Config, *db.DB, *slog.Logger, error) {
 	cfg, err := s.load(g)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if err := mustExist(cfg.Database); err != nil && !s.create {
+		return nil, nil, nil, usageError{err}
 	}
 	logger := cfg.Logger(os.Stderr)
 	store, err := openStore(ctx, cfg, logger, cfg.AutoMigrate)
@@ -47,6 +58,20 @@ func (s *storeFlags) open(ctx context.Context, g *globalOpts) (*config.Config, *
 		return nil, nil, nil, err
 	}
 	return cfg, store, logger, nil
+}
+
+// mustExist refuses an SQLite file that is not there. An admin command
+// given a mistyped path would otherwise create, migrate and change an
+// empty store that no daemon reads, and report success.
+func mustExist(dsn string) error {
+	if db.IsPostgresDSN(dsn) {
+		return nil
+	}
+	path := db.SQLitePath(dsn)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("database %q does not exist (mxpolicyd serve and mxpolicyd migrate create it)", path)
+	}
+	return nil
 }
 
 // applyMigrations applies the pending migrations, logs each one applied,

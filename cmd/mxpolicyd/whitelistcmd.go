@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -93,7 +94,7 @@ func newWLAddCmd(g *globalOpts) *cobra.Command {
 			defer done()
 			e, err := s.Add(cmd.Context(), whitelist.Entry{Kind: kind, Value: a[1], Comment: o.comment, CreatedBy: o.by, Expires: exp})
 			if err != nil {
-				return err
+				return usageIf(err, whitelist.ErrInvalid)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s %s\n", e.Kind, e.Value)
 			return nil
@@ -121,7 +122,7 @@ func newWLRemoveCmd(g *globalOpts) *cobra.Command {
 			}
 			defer done()
 			if err := s.Remove(cmd.Context(), kind, a[1]); err != nil {
-				return err
+				return usageIf(err, whitelist.ErrInvalid)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s %s\n", kind, printable(a[1]))
 			return nil
@@ -217,7 +218,7 @@ counted and left unchanged.`,
 			res, err := s.Import(cmd.Context(), in, whitelist.ImportOptions{Format: f, Name: name,
 				Comment: o.comment, CreatedBy: o.by, Expires: exp})
 			if err != nil {
-				return err
+				return usageIf(err, whitelist.ErrInvalid) // a bad line is the admin's, as in config check
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "imported %d entries (%d already present)\n", res.Added, res.Existing)
 			return nil
@@ -228,8 +229,12 @@ counted and left unchanged.`,
 	return cmd
 }
 
+// openInput opens FILE, or stdin for "-"; an empty name is a usage error.
 func openInput(cmd *cobra.Command, path string) (io.ReadCloser, string, error) {
-	if path == "-" {
+	switch path {
+	case "":
+		return nil, "", usageError{errors.New(`FILE is empty: name a file, or "-" for stdin`)}
+	case "-":
 		return io.NopCloser(cmd.InOrStdin()), "stdin", nil
 	}
 	f, err := os.Open(path)
