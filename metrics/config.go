@@ -2,9 +2,9 @@ package metrics
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/hostport"
 )
 
 // Config is the metrics section of the configuration file.
@@ -61,13 +61,4 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func validListen(s string) error {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return fmt.Errorf("must be host:port")
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("port must be 1-65535")
-	}
-	return nil
-}
+func validListen(s string) error { return hostport.Check(s, true) }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/hostport"
 )
 
 // ServerConfig is the server's part of the configuration file: top-level
@@ -110,16 +112,35 @@ func (c ServerConfig) validateListen() error {
 	if len(c.Listen) == 0 {
 		return errors.New("listen: at least one address is required")
 	}
+	seen := map[string]bool{}
 	for _, l := range c.Listen {
+		if seen[l] {
+			return fmt.Errorf("listen: %q is given twice", l)
+		}
+		seen[l] = true
 		if p, ok := strings.CutPrefix(l, "unix:"); ok {
-			if !strings.HasPrefix(p, "/") {
-				return fmt.Errorf("listen: unix socket path must be absolute, got %q", l)
+			if err := checkSocketPath(p); err != nil {
+				return fmt.Errorf("listen: %q: %w", l, err)
 			}
 			continue
 		}
-		if _, port, err := net.SplitHostPort(l); err != nil || port == "" {
-			return fmt.Errorf("listen: want host:port or unix:/path, got %q", l)
+		if err := hostport.Check(l, true); err != nil {
+			return fmt.Errorf("listen: want host:port or unix:/path, got %q: %w", l, err)
 		}
+	}
+	return nil
+}
+
+// maxSocketPath is the longest path a unix socket address holds: sun_path
+// is 108 bytes on Linux, the last the terminating NUL (unix(7)).
+const maxSocketPath = 107
+
+func checkSocketPath(p string) error {
+	switch {
+	case !strings.HasPrefix(p, "/"):
+		return errors.New("a unix socket path must be absolute")
+	case len(p) > maxSocketPath:
+		return fmt.Errorf("a unix socket path holds at most %d bytes (unix(7)), this one has %d", maxSocketPath, len(p))
 	}
 	return nil
 }

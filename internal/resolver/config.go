@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/hostport"
 )
 
 // DefaultResolvConf is where the server comes from when none is configured.
@@ -36,8 +38,8 @@ func DefaultConfig() Config {
 // means "from resolv.conf".
 func (c Config) Validate() error {
 	if c.Server != "" {
-		if _, _, err := net.SplitHostPort(c.Server); err != nil {
-			return fmt.Errorf("dns.server: must be host:port, got %q", c.Server)
+		if err := hostport.Check(c.Server, false); err != nil {
+			return fmt.Errorf("dns.server: %w, got %q", err, c.Server)
 		}
 	}
 	if c.Timeout < 10*time.Millisecond || c.Timeout > time.Minute {
