@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 )
@@ -40,6 +43,7 @@ const (
 	SkipNullSender   = "null sender in an auto-whitelist (mxpolicyd has no pair for it)"
 	SkipUnknownSrc   = "client that is not an address or network (SQLgrey greymethod with a name)"
 	SkipNotDelivered = "auto-whitelisted client with no pass counted"
+	SkipBadText      = "sender or recipient with a control character or bytes that are not UTF-8"
 )
 
 func (r *Report) skip(reason string) {
@@ -94,6 +98,21 @@ func (c *collector) network(addr netip.Addr, theirBits int) (netip.Prefix, bool)
 	return p, err == nil
 }
 
+// plain reports whether every value is UTF-8 without control characters,
+// and counts the row skipped if not. Another greylister's store may hold
+// any bytes a spam engine sent; such a row would be one that no
+// "greylist list --sender" could select (it refuses control characters)
+// and that PostgreSQL's text refuses outright (a NUL, bytes not UTF-8).
+func (c *collector) plain(values ...string) bool {
+	for _, v := range values {
+		if !utf8.ValidString(v) || strings.ContainsFunc(v, unicode.IsControl) {
+			c.rep.skip(SkipBadText)
+			return false
+		}
+	}
+	return true
+}
+
 // clamp keeps a time from another clock out of the future, as postgrey
 // corrects a first-seen in the future.
 func (c *collector) clamp(t time.Time) time.Time {
@@ -115,6 +134,9 @@ func (c *collector) expired(pending bool, first, last time.Time) bool {
 // triplet adds t, merging with a triplet of the same key: a pass wins,
 // then the earlier first attempt; the last sighting is the latest.
 func (c *collector) triplet(t greylist.ImportTriplet) {
+	if !c.plain(t.Sender, t.Recipient) {
+		return
+	}
 	t.FirstSeen, t.LastSeen = c.clamp(t.FirstSeen), c.clamp(t.LastSeen)
 	if !t.PassedAt.IsZero() {
 		t.PassedAt = minTime(c.clamp(t.PassedAt), t.LastSeen)
@@ -164,6 +186,9 @@ func (c *collector) client(x greylist.ImportClient) {
 }
 
 func (c *collector) pair(x greylist.ImportPair) {
+	if !c.plain(x.SenderDomain) {
+		return
+	}
 	x.LastSeen = c.clamp(x.LastSeen)
 	x.FirstSeen = minTime(c.clamp(x.FirstSeen), x.LastSeen)
 	if c.expired(false, x.FirstSeen, x.LastSeen) {

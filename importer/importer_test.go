@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +43,39 @@ func TestPostgreyDump(t *testing.T) {
 	opt.IPv4CIDR = 16
 	if _, rep, _ := Postgrey(context.Background(), []string{"testdata/postgrey.dump"}, opt); rep.Skipped[SkipWide] != 4 {
 		t.Errorf("wide networks: %+v", rep)
+	}
+}
+
+// A sender or recipient with a control character (a spam engine's MAIL
+// FROM, kept by postgrey as sent) is skipped and counted; the rest
+// imports.
+func TestPostgreyBadTextSkipped(t *testing.T) {
+	opt := PostgreyOptions{Options: Options{Config: greylist.DefaultConfig(), Now: time.Unix(1796005470, 0)},
+		Delay: 2 * time.Second, IPv4CIDR: 24, IPv6CIDR: 64}
+	p := filepath.Join(t.TempDir(), "dump")
+	body := "HEADER=END\n" +
+		" 192.0.2.0/a\\00@x.test/r@y.test\n 1796005458,1796005461\n" +
+		" 192.0.2.0/b\\ff@x.test/r@y.test\n 1796005458,1796005461\n" +
+		" 192.0.2.0/c@x.test/r\\1b@y.test\n 1796005458,1796005461\n" +
+		" 192.0.2.0/ok@x.test/r@y.test\n 1796005458,1796005461\n" +
+		"DATA=END\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, rep, err := Postgrey(context.Background(), []string{p}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The byte that is not UTF-8 comes through postgrey's own key as
+	// U+FFFD (the sender normalized, as greylisting keys it): storable and
+	// selectable, so it stays.
+	var senders []string
+	for _, tr := range set.Triplets {
+		senders = append(senders, tr.Sender)
+	}
+	slices.Sort(senders)
+	if !slices.Equal(senders, []string{"b\uFFFD@x.test", "ok@x.test"}) || rep.Skipped[SkipBadText] != 2 {
+		t.Errorf("senders %q, report %+v: want the NUL and ESC rows skipped", senders, rep)
 	}
 }
 

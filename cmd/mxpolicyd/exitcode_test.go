@@ -37,6 +37,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"report", "--database", missing, "--limit", "-1"}, 2, "limit -1"},
 		{[]string{"report", "--database", missing, "--since", "soon"}, 2, "want a duration"},
 		{[]string{"report", "--database", missing}, 1, "database"},
+		{[]string{"import", "postgrey", "--delay", "99999999999", "x"}, 2, "--delay must be 1 to 31536000 seconds"},
 		// An admin command never makes a store out of a mistyped path.
 		{[]string{"whitelist", "list", "--database", typo}, 2, "does not exist"},
 		{[]string{"greylist", "forget", "--all", "--database", typo}, 2, "does not exist"},

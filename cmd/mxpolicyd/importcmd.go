@@ -120,12 +120,17 @@ and values mean. Keys hashed by --privacy cannot be imported; they are counted.`
 	return cmd
 }
 
+// maxPostgreyDelay bounds --delay: a triplet's pass is its first sighting
+// plus the delay, and no greylisting delay comes near a year (a larger
+// value would also overflow time.Duration, about 292 years).
+const maxPostgreyDelay = 365 * 24 * 3600
+
 // checkPostgreyFlags refuses option values postgrey itself cannot have
-// run with, naming the flag: the delay is at least a second, a network 1
+// run with, naming the flag: the delay is 1 second to a year, a network 1
 // to 32 bits long (IPv4) or 1 to 128 (IPv6).
 func checkPostgreyFlags(delay int, popt importer.PostgreyOptions) error {
-	if delay < 1 {
-		return usageError{fmt.Errorf("--delay must be at least 1 second, got %d", delay)}
+	if delay < 1 || delay > maxPostgreyDelay {
+		return usageError{fmt.Errorf("--delay must be 1 to %d seconds (a year), got %d", maxPostgreyDelay, delay)}
 	}
 	if err := checkBits("--ipv4cidr", popt.IPv4CIDR, 32); err != nil {
 		return err
