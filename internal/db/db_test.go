@@ -72,36 +72,6 @@ func TestKindOfRefusesOtherSchemes(t *testing.T) {
 	}
 }
 
-func TestRedact(t *testing.T) {
-	for in, want := range map[string]string{
-		"postgres://mx:s3cret@db.example:5432/mx?sslmode=verify-full": "postgres://mx:xxxxx@db.example:5432/mx?sslmode=verify-full",
-		"postgresql://mx@db/mx":                                   "postgresql://mx@db/mx",
-		"postgres://db/mx?user=mx&password=s3cret":                "postgres://db/mx?user=mx&password=xxxxx",
-		"postgres://db/mx?PassWord=s3cret&user=mx":                "postgres://db/mx?PassWord=xxxxx&user=mx",
-		"Postgres://mx:s3cret@db/mx":                              "Postgres://mx:xxxxx@db/mx",
-		"POSTGRESQL://mx:s3cret@db/mx":                            "POSTGRESQL://mx:xxxxx@db/mx",
-		"mysql://mx:s3cret@db/mx":                                 "mysql://mx:xxxxx@db/mx",
-		"postgress://mx:s3cret@db/mx":                             "postgress://mx:xxxxx@db/mx",
-		"postgres://mx:s3c@ret@db/mx":                             "postgres://mx:xxxxx@db/mx",
-		"postgres://:s3cret@db/mx":                                "postgres://:xxxxx@db/mx",
-		"connect postgres://mx:s3cret@db/mx: EOF":                 "connect postgres://mx:xxxxx@db/mx: EOF",
-		"host=db user=mx password=s3cret dbname=mx":               "host=db user=mx password=xxxxx dbname=mx",
-		"postgres://mx@db/mx?sslmode=verify-full&sslpassword=k3y": "postgres://mx@db/mx?sslmode=verify-full&sslpassword=xxxxx",
-		"host=db sslpassword=k3y dbname=mx":                       "host=db sslpassword=xxxxx dbname=mx",
-		"host=db password='s3 c\\'ret' dbname=mx":                 "host=db password=xxxxx dbname=mx",
-		"host=db PASSWORD = s3cret":                               "host=db PASSWORD = xxxxx",
-		"/var/lib/mxpolicyd/greylist.db":                          "/var/lib/mxpolicyd/greylist.db",
-	} {
-		got := Redact(in)
-		if got != want {
-			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
-		}
-		if strings.Contains(got, "s3") || strings.Contains(got, "ret") {
-			t.Errorf("Redact(%q) leaks the password: %q", in, got)
-		}
-	}
-}
-
 func TestOpenSQLite(t *testing.T) {
 	ctx := ctxT(t)
 	path := filepath.Join(t.TempDir(), "sub", "mx.db")

@@ -6,11 +6,32 @@ import (
 	"testing"
 )
 
-// Passwords the first regular expressions let through: a URL password with
-// a space, a user name with '?' or '#', a libpq value with a backslash
-// escape, and a key=value DSN with "://" inside a value.
-func TestRedactHard(t *testing.T) {
+// Redact masks the password of a DSN in any form a user may write or a
+// library may quote, case-insensitively, and leaves a file path alone.
+// The second group are the forms the first regular expressions let
+// through: a URL password with a space, a user name with '?' or '#', a
+// libpq value with a backslash escape, a key=value DSN with "://" inside
+// a value.
+func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
+		"postgres://mx:s3cret@db.example:5432/mx?sslmode=verify-full": "postgres://mx:xxxxx@db.example:5432/mx?sslmode=verify-full",
+		"postgresql://mx@db/mx":                                   "postgresql://mx@db/mx",
+		"postgres://db/mx?user=mx&password=s3cret":                "postgres://db/mx?user=mx&password=xxxxx",
+		"postgres://db/mx?PassWord=s3cret&user=mx":                "postgres://db/mx?PassWord=xxxxx&user=mx",
+		"Postgres://mx:s3cret@db/mx":                              "Postgres://mx:xxxxx@db/mx",
+		"POSTGRESQL://mx:s3cret@db/mx":                            "POSTGRESQL://mx:xxxxx@db/mx",
+		"mysql://mx:s3cret@db/mx":                                 "mysql://mx:xxxxx@db/mx",
+		"postgress://mx:s3cret@db/mx":                             "postgress://mx:xxxxx@db/mx",
+		"postgres://mx:s3c@ret@db/mx":                             "postgres://mx:xxxxx@db/mx",
+		"postgres://:s3cret@db/mx":                                "postgres://:xxxxx@db/mx",
+		"connect postgres://mx:s3cret@db/mx: EOF":                 "connect postgres://mx:xxxxx@db/mx: EOF",
+		"host=db user=mx password=s3cret dbname=mx":               "host=db user=mx password=xxxxx dbname=mx",
+		"postgres://mx@db/mx?sslmode=verify-full&sslpassword=k3y": "postgres://mx@db/mx?sslmode=verify-full&sslpassword=xxxxx",
+		"host=db sslpassword=k3y dbname=mx":                       "host=db sslpassword=xxxxx dbname=mx",
+		"host=db password='s3 c\\'ret' dbname=mx":                 "host=db password=xxxxx dbname=mx",
+		"host=db PASSWORD = s3cret":                               "host=db PASSWORD = xxxxx",
+		"/var/lib/mxpolicyd/greylist.db":                          "/var/lib/mxpolicyd/greylist.db",
+		// Once let through.
 		"postgres://u:pa s3cret@h/db":                            "postgres://u:xxxxx@h/db",
 		"postgres://u?x:s3cret@h/db":                             "postgres://u?x:xxxxx@h/db",
 		"postgres://u#x:s3cret@h/db?sslmode=require":             "postgres://u#x:xxxxx@h/db?sslmode=require",
