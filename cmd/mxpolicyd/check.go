@@ -3,16 +3,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -65,14 +68,24 @@ protocol (name=value lines; Postfix's own format).`,
 	return cmd
 }
 
-func (o *checkOpts) request(in io.Reader) (*policy.Request, error) {
+// requestFlags are the flags that make a request; --stdin reads one whole.
+var requestFlags = []string{"client-address", "client-name", "helo", "sender", "recipient", "sasl-username", "protocol-state"}
+
+// protocolStates are the values of protocol_state Postfix sends
+// (SMTPD_POLICY_README, "Protocol description").
+var protocolStates = []string{"CONNECT", "EHLO", "HELO", "MAIL", "RCPT", "DATA", "END-OF-MESSAGE", "VRFY", "ETRN"}
+
+func (o *checkOpts) request(cmd *cobra.Command) (*policy.Request, error) {
 	if o.stdin {
-		br := bufio.NewReaderSize(in, policy.DefaultLimits.MaxLine+64)
-		req, err := policy.ReadRequest(br, policy.DefaultLimits)
-		if err != nil {
-			return nil, fmt.Errorf("reading request from stdin: %w", err)
+		for _, name := range requestFlags {
+			if cmd.Flags().Changed(name) {
+				return nil, usageError{fmt.Errorf("--%s: --stdin reads the whole request; give it there, not as a flag", name)}
+			}
 		}
-		return req, nil
+		return readStdinRequest(cmd.InOrStdin())
+	}
+	if !slices.Contains(protocolStates, strings.ToUpper(o.state)) {
+		return nil, usageError{fmt.Errorf("--protocol-state %s: want one of %s", quote.Short(o.state), strings.Join(protocolStates, ", "))}
 	}
 	if o.rcpt == "" || o.client == "" {
 		return nil, usageError{fmt.Errorf("--client-address and --recipient are required (or use --stdin)")}
@@ -88,6 +101,25 @@ func (o *checkOpts) request(in io.Reader) (*policy.Request, error) {
 	}, nil
 }
 
+// readStdinRequest reads one request block as Postfix sends it. What the
+// user gave is wrong (exit 2) when it is not one; a failing read is not.
+func readStdinRequest(in io.Reader) (*policy.Request, error) {
+	br := bufio.NewReaderSize(in, policy.DefaultLimits.MaxLine+64)
+	req, err := policy.ReadRequest(br, policy.DefaultLimits)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, usageError{errors.New("--stdin: no request: the input is empty; end the block with an empty line")}
+	case errors.Is(err, policy.ErrTruncated):
+		return nil, usageError{errors.New("--stdin: the request does not end with an empty line")}
+	case errors.Is(err, policy.ErrLineTooLong), errors.Is(err, policy.ErrTooManyAttrs), errors.Is(err, policy.ErrRequestTooBig),
+		errors.Is(err, policy.ErrMalformed), errors.Is(err, policy.ErrNotAccessQuery):
+		return nil, usageError{fmt.Errorf("--stdin: %w", err)}
+	case err != nil:
+		return nil, fmt.Errorf("reading request from stdin: %w", err)
+	}
+	return req, nil
+}
+
 func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Command) error {
 	cfg, err := config.Load(cfgPath, checkDefaults(), func(c *config.Config) {
 		if o.database != "" {
@@ -100,7 +132,7 @@ func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Comm
 	if err != nil {
 		return usageError{err}
 	}
-	req, err := o.request(cmd.InOrStdin())
+	req, err := o.request(cmd)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,11 @@ import (
 func TestExitCodes(t *testing.T) {
 	missing := filepath.Join(t.TempDir(), "no", "such", "dir", "mx.db")
 	typo := filepath.Join(t.TempDir(), "typo.db")
+	// What a case reads on stdin, by its arguments joined.
+	stdin := map[string]string{
+		"check --stdin --database " + missing: "request=smtpd_access_policy\nprotocol_state=RCPT\n",
+		"check --stdin --dns 127.0.0.1:1":     "request=smtpd_access_policy\nno equals sign\n\n",
+	}
 	cases := []struct {
 		args []string
 		code int
@@ -38,6 +43,12 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"report", "--database", missing, "--since", "soon"}, 2, "want a duration"},
 		{[]string{"report", "--database", missing}, 1, "database"},
 		{[]string{"import", "postgrey", "--delay", "99999999999", "x"}, 2, "--delay must be 1 to 31536000 seconds"},
+		// check: what a request cannot be.
+		{[]string{"check", "--client-address", "192.0.2.1", "--recipient", "b@x.test", "--protocol-state", "BOGUS"}, 2, "--protocol-state \"BOGUS\": want one of CONNECT"},
+		{[]string{"check", "--stdin", "--client-address", "192.0.2.1"}, 2, "--client-address: --stdin reads the whole request"},
+		{[]string{"check", "--stdin"}, 2, "no request: the input is empty"},
+		{[]string{"check", "--stdin", "--database", missing}, 2, "does not end with an empty line"},
+		{[]string{"check", "--stdin", "--dns", "127.0.0.1:1"}, 2, "--stdin: policy: malformed attribute line"},
 		// An admin command never makes a store out of a mistyped path.
 		{[]string{"whitelist", "list", "--database", typo}, 2, "does not exist"},
 		{[]string{"greylist", "forget", "--all", "--database", typo}, 2, "does not exist"},
@@ -48,6 +59,7 @@ func TestExitCodes(t *testing.T) {
 		var out bytes.Buffer
 		root.SetOut(&out)
 		root.SetErr(&out)
+		root.SetIn(strings.NewReader(stdin[strings.Join(c.args, " ")]))
 		root.SetArgs(c.args)
 		err := root.ExecuteContext(context.Background())
 		code := 0
