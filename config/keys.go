@@ -39,10 +39,18 @@ func nameKeys(src []byte, target any, err error) string {
 				m = key + ": " + m
 			}
 		}
+		if strings.HasSuffix(m, "into time.Duration") {
+			m += durationHint
+		}
 		msgs = append(msgs, m)
 	}
 	return strings.Join(msgs, "; ")
 }
+
+// durationHint follows yaml's "cannot unmarshal ... into time.Duration":
+// a duration is Go's (time.ParseDuration), which has no day, while the
+// command line takes "7d" (internal/when), so "1d" is an easy slip.
+const durationHint = " (a duration is a number and a unit: ms, s, m or h, as 90s, 2m, 24h; there is no d)"
 
 // keyAtLine finds the dotted path of the mapping key on line.
 func keyAtLine(n *yaml.Node, line int, prefix string) string {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/internal/when"
 )
 
@@ -13,7 +14,10 @@ import (
 func ParseSince(s string, now time.Time) (time.Time, error) {
 	t, err := when.Parse(s, now, -1, time.UTC)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("report: --since %q: %w", s, err)
+		return time.Time{}, fmt.Errorf("report: --since %s: %w", quote.Short(s), err)
+	}
+	if t.After(now) {
+		return time.Time{}, fmt.Errorf("report: --since %s is in the future: nothing was decided after it", quote.Short(s))
 	}
 	return t, nil
 }

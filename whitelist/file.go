@@ -38,6 +38,10 @@ func ParseFormat(s string) (Format, error) {
 // maxErrors caps how many bad lines one error lists.
 const maxErrors = 10
 
+// maxLine is the longest line a list file may have: far above any value
+// (maxValueLen) with its comment.
+const maxLine = 64 * 1024
+
 // readFile parses one list file; errors name file:line.
 func readFile(path string, f Format) ([]Entry, error) {
 	fh, err := openList(path)
@@ -81,7 +85,7 @@ func parseList(r io.Reader, name string, f Format) ([]Entry, error) {
 		num   int
 	)
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 64*1024)
+	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	for sc.Scan() {
 		num++
 		text, comment := splitComment(sc.Text())
@@ -109,7 +113,10 @@ func parseList(r io.Reader, name string, f Format) ([]Entry, error) {
 		e.Comment, e.Source = comment, fmt.Sprintf("%s:%d", name, num)
 		out = append(out, e)
 	}
-	if err := sc.Err(); err != nil {
+	switch err := sc.Err(); {
+	case errors.Is(err, bufio.ErrTooLong):
+		errs = append(errs, invalidError{fmt.Errorf("%s:%d: a line longer than %d bytes", name, num+1, maxLine)})
+	case err != nil:
 		errs = append(errs, fmt.Errorf("%s:%d: %w", name, num+1, err))
 	}
 	if len(errs) > 0 {

@@ -1,6 +1,7 @@
 package whitelist
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -102,5 +103,15 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := ParseFormat("csv"); err == nil {
 		t.Error("ParseFormat(csv) succeeded")
+	}
+}
+
+// A line too long for any entry is named by file:line as a refusal of the
+// file's content (ErrInvalid), not as a scanner's error.
+func TestListFileLongLine(t *testing.T) {
+	_, err := parseList(strings.NewReader("192.0.2.1\n"+strings.Repeat("a", maxLine+1)+"\n"), "clients", FormatClients)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "clients:2: a line longer than 65536 bytes") ||
+		strings.Contains(err.Error(), "bufio") {
+		t.Errorf("long line: %v", err)
 	}
 }

@@ -43,6 +43,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"report", "--database", missing, "--since", "soon"}, 2, "want a duration"},
 		{[]string{"report", "--database", missing}, 1, "database"},
 		{[]string{"import", "postgrey", "--delay", "99999999999", "x"}, 2, "--delay must be 1 to 31536000 seconds"},
+		{[]string{"report", "--database", missing, "--since", "9999-12-31"}, 2, "is in the future"},
+		{[]string{"ratelimit", "list", "--database", missing, "--min", "NaN"}, 2, "--min: want a percent from 0 to 100, got NaN"},
+		{[]string{"ratelimit", "list", "--database", missing, "--min", "-5"}, 2, "--min: want a percent"},
 		// check: what a request cannot be.
 		{[]string{"check", "--client-address", "192.0.2.1", "--recipient", "b@x.test", "--protocol-state", "BOGUS"}, 2, "--protocol-state \"BOGUS\": want one of CONNECT"},
 		{[]string{"check", "--stdin", "--client-address", "192.0.2.1"}, 2, "--client-address: --stdin reads the whole request"},

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,7 +31,11 @@ func newRateLimitListCmd(g *globalOpts) *cobra.Command {
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if format != "text" && format != "json" {
-				return usageError{fmt.Errorf("--format: want text or json, got %q", format)}
+				return usageError{fmt.Errorf("--format: want text or json, got %s", quote.Short(format))}
+			}
+			// NaN compares false both ways, so it needs its own test.
+			if math.IsNaN(minPercent) || minPercent < 0 || minPercent > 100 {
+				return usageError{fmt.Errorf("--min: want a percent from 0 to 100, got %v", minPercent)}
 			}
 			cfg, d, _, err := s.open(cmd.Context(), g)
 			if err != nil {
