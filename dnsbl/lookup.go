@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // query is one name to ask and the list it asks.
@@ -45,13 +47,16 @@ func (c *Checker) resolveAll(ctx context.Context, qs []query) (answerSet, error)
 	for _, i := range misses {
 		go func() {
 			// A panic (in the DNS library, an observer) is this list's
-			// failure, never the daemon's crash.
-			defer func() {
-				if p := recover(); p != nil {
-					ch <- result{i, nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", qs[i].z.name, p)}
-				}
-			}()
-			addrs, err := c.lookup(ctx, qs[i].z, qs[i].name)
+			// failure, never the daemon's crash; it carries its stack
+			// to the engine, which logs it.
+			var addrs []netip.Addr
+			err := panics.Call(func() (err error) {
+				addrs, err = c.lookup(ctx, qs[i].z, qs[i].name)
+				return err
+			})
+			if pe := (*panics.Error)(nil); errors.As(err, &pe) {
+				err = fmt.Errorf("dnsbl: %s: lookup panicked: %w", qs[i].z.name, pe)
+			}
 			ch <- result{i, addrs, err}
 		}()
 	}
@@ -115,12 +120,14 @@ func (c *Checker) lookup(ctx context.Context, z *zoneState, qname string) ([]net
 	ch := c.flight.DoChan(qname, func() (v any, err error) {
 		// singleflight re-panics a DoChan panic on a goroutine of its
 		// own, where nothing can recover it: it must be caught here.
-		defer func() {
-			if p := recover(); p != nil {
-				v, err = nil, fmt.Errorf("dnsbl: %s: lookup panicked: %v", z.name, p)
-			}
-		}()
-		return c.fetch(context.WithoutCancel(ctx), z, qname)
+		err = panics.Call(func() (err error) {
+			v, err = c.fetch(context.WithoutCancel(ctx), z, qname)
+			return err
+		})
+		if pe := (*panics.Error)(nil); errors.As(err, &pe) {
+			v, err = nil, fmt.Errorf("dnsbl: %s: lookup panicked: %w", z.name, pe)
+		}
+		return v, err
 	})
 	select {
 	case r := <-ch:

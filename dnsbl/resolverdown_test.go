@@ -2,7 +2,9 @@ package dnsbl_test
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/dnsbl"
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -73,8 +76,9 @@ func TestLookupPanicIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Check(context.Background(), req("192.0.2.10", "", "", "")); err == nil {
-		t.Fatal("every lookup panicked and the check reported no error")
+	_, err = c.Check(context.Background(), req("192.0.2.10", "", "", ""))
+	if pe := (*panics.Error)(nil); !errors.As(err, &pe) || !strings.Contains(string(pe.Stack), "panicky") {
+		t.Fatalf("every lookup panicked: error %v, want one carrying the panic's stack", err)
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // The self-check asks every list about its test points (RFC 5782 §5):
@@ -170,12 +172,9 @@ func (c *Checker) anySelfCheck() bool {
 // probeSafely is Probe for the background goroutine: a panic (in the DNS
 // library, an observer) costs one probe, never the daemon.
 func (c *Checker) probeSafely(ctx context.Context) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.log.Error("dnsbl: self-check panicked", slog.Any("panic", p))
-		}
-	}()
-	c.Probe(ctx)
+	if err := panics.Call(func() error { c.Probe(ctx); return nil }); err != nil {
+		c.log.Error("dnsbl: self-check panicked", "err", err)
+	}
 }
 
 // Probe runs the self-check once, every list in parallel, and returns
@@ -190,13 +189,13 @@ func (c *Checker) Probe(ctx context.Context) []ListHealth {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			defer func() {
-				if p := recover(); p != nil {
-					c.log.Error("dnsbl: self-check panicked", slog.String("list", z.name), slog.Any("panic", p))
-				}
-			}()
-			why, err := c.probeZone(ctx, z)
-			c.judge(ctx, z, why, err)
+			if err := panics.Call(func() error {
+				why, err := c.probeZone(ctx, z)
+				c.judge(ctx, z, why, err)
+				return nil
+			}); err != nil {
+				c.log.Error("dnsbl: self-check panicked", slog.String("list", z.name), "err", err)
+			}
 		}()
 	}
 	wg.Wait()

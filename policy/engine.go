@@ -438,14 +438,22 @@ func (e *Engine) quick(c Check, st *State) (o attempt, ok bool) {
 const panicStackEvery = 10 * time.Second
 
 // panicked is the check's failure for a panic in it (err, a
-// *panics.Error): the decision line names it, and the stack, which the
-// line cannot hold, is logged at most once per panicStackEvery.
+// *panics.Error): the decision line names it, and logPanic its stack.
 func (e *Engine) panicked(name string, err error) error {
+	e.logPanic(name, err)
+	return fmt.Errorf("policy: check %s panicked: %v", name, err.(*panics.Error).Value)
+}
+
+// logPanic logs the stack of a panic that failed a check, in the check or
+// in what it called (a store's batch, a DNS lookup, which recover it and
+// return it as their error): the decision line cannot hold a stack. At
+// most once per panicStackEvery, so a panic on every request does not
+// fill the log.
+func (e *Engine) logPanic(name string, err error) {
 	now := time.Now().UnixNano()
 	if last := e.lastPanicLog.Load(); now-last >= int64(panicStackEvery) && e.lastPanicLog.CompareAndSwap(last, now) {
 		e.opt.Logger.Error("check panicked; it failed, per its on_error", "check", name, "err", err)
 	}
-	return fmt.Errorf("policy: check %s panicked: %v", name, err.(*panics.Error).Value)
 }
 
 // attempt is what one check run produced; returned is false for a run
@@ -473,6 +481,9 @@ func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *Sta
 		if p := panics.Call(func() error { r, err = c.Check(cctx, &local); return nil }); p != nil {
 			ch <- attempt{err: e.panicked(name, p)}
 			return
+		}
+		if pe := (*panics.Error)(nil); errors.As(err, &pe) {
+			e.logPanic(name, pe) // recovered below the check, returned as its error
 		}
 		ch <- attempt{res: r, st: local, err: err, returned: true}
 	}()

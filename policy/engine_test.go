@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // funcCheck adapts a function to Check; a seam the engine owns.
@@ -127,6 +129,23 @@ func TestEnginePanicIsAnError(t *testing.T) {
 	}
 	if n := strings.Count(logs.String(), "check panicked"); n != 1 || !strings.Contains(logs.String(), "TestEnginePanicIsAnError") {
 		t.Errorf("logged the panic %d times, want once with its stack:\n%s", n, logs)
+	}
+}
+
+// A panic recovered below a check (a store's batch, a DNS lookup) and
+// returned as its error is logged with its stack too.
+func TestEngineLogsAPanicReturnedAsError(t *testing.T) {
+	below := funcCheck{"below", func(context.Context, *State) (Result, error) {
+		err := panics.Call(func() error { panic("driver bug") })
+		return Result{}, fmt.Errorf("store: %w", err)
+	}}
+	logs := &logtest.Buffer{}
+	e := NewEngine(Options{Logger: slog.New(slog.NewTextHandler(logs, nil))}, []Step{{Check: below}})
+	if d := e.Evaluate(context.Background(), rcpt(), nil); !d.Action.IsDunno() || len(d.Errors) != 1 {
+		t.Fatalf("got %+v", d)
+	}
+	if !strings.Contains(logs.String(), "check panicked") || !strings.Contains(logs.String(), "TestEngineLogsAPanicReturnedAsError") {
+		t.Errorf("the panic's stack is not logged:\n%s", logs)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	gospf "blitiri.com.ar/go/spf"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -262,13 +263,11 @@ func (c *Checker) combine(helo, mf *evaluation, sender string) *outcome {
 // nil if it panicked: go/spf is foreign code, and a panic there must not
 // end the process.
 func (c *Checker) heloAside(ctx context.Context, r *policy.Request, ip netip.Addr, now time.Time, out chan<- *evaluation) {
-	defer func() {
-		if p := recover(); p != nil {
-			c.log.Error("spf: HELO evaluation panicked", slog.Any("panic", p))
-			out <- nil
-		}
-	}()
-	out <- c.heloCheck(ctx, r, ip, now)
+	var e *evaluation
+	if err := panics.Call(func() error { e = c.heloCheck(ctx, r, ip, now); return nil }); err != nil {
+		c.log.Error("spf: HELO evaluation panicked", "err", err)
+	}
+	out <- e
 }
 
 // answer renders the action for an evaluation's result.

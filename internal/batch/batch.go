@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // Options bound the groups. Zero fields are errors for New; the callers
@@ -263,14 +265,16 @@ func (b *Batcher[A, R]) send(group []*Call[A, R]) {
 func (b *Batcher[A, R]) run(group []*Call[A, R]) (res []Result[R], err error) {
 	ctx, stop := groupContext(group)
 	defer stop()
-	defer func() {
-		if p := recover(); p != nil {
-			res, err = nil, fmt.Errorf("batch: flush panicked: %v", p)
-		}
-	}()
 	b.txns.Add(1)
 	b.rows.Add(int64(len(group)))
-	res, err = b.flush(ctx, group)
+	err = panics.Call(func() (err error) {
+		res, err = b.flush(ctx, group)
+		return err
+	})
+	if pe := (*panics.Error)(nil); errors.As(err, &pe) {
+		// Its stack goes with it to the check, whose engine logs it.
+		return nil, fmt.Errorf("batch: flush panicked: %w", pe)
+	}
 	if err == nil && len(res) != len(group) {
 		err = fmt.Errorf("batch: flush returned %d results for %d calls", len(res), len(group))
 	}

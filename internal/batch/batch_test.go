@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 )
 
 // fakeFlush answers each call with its argument and records the
@@ -133,8 +135,10 @@ func TestPanicFailsOnlyItsGroup(t *testing.T) {
 	b := pinned(t, 2, f)
 	a, c := goDo(testCtx(t), b, "a"), goDo(testCtx(t), b, "c")
 	for _, ch := range []<-chan answer{a, c} {
-		if got := <-ch; got.err == nil || !strings.Contains(got.err.Error(), "panicked") {
-			t.Fatalf("group that panicked: %+v, want an error", got)
+		got := <-ch
+		if pe := (*panics.Error)(nil); got.err == nil || !strings.Contains(got.err.Error(), "panicked") ||
+			!errors.As(got.err, &pe) || !strings.Contains(string(pe.Stack), "TestPanicFailsOnlyItsGroup") {
+			t.Fatalf("group that panicked: %+v, want an error carrying the panic's stack", got)
 		}
 	}
 	d, e := goDo(testCtx(t), b, "d"), goDo(testCtx(t), b, "e")
