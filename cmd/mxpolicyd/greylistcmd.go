@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -52,18 +51,6 @@ func (o *glOpts) withAdmin(cmd *cobra.Command, g *globalOpts, fn func(a *greylis
 	}
 	defer d.Close()
 	return usageIf(fn(greylist.NewAdmin(d, cfg.Greylist)), greylist.ErrBadSelector)
-}
-
-// usageIf makes err a usage error (exit 2) when it is one of the refusals
-// given: a package's sentinel for input it refused, never a failure of the
-// database or the system, which stays exit 1.
-func usageIf(err error, refusals ...error) error {
-	for _, r := range refusals {
-		if errors.Is(err, r) {
-			return usageError{err}
-		}
-	}
-	return err
 }
 
 func newGLListCmd(g *globalOpts) *cobra.Command {

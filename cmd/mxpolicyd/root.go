@@ -13,6 +13,18 @@ import (
 // failure (exit 1).
 type usageError struct{ error }
 
+// usageIf makes err a usage error (exit 2) when it is one of the refusals
+// given: a package's sentinel for input it refused, never a failure of the
+// database or the system, which stays exit 1.
+func usageIf(err error, refusals ...error) error {
+	for _, r := range refusals {
+		if errors.Is(err, r) {
+			return usageError{err}
+		}
+	}
+	return err
+}
+
 func exitCode(err error) int {
 	var u usageError
 	if errors.As(err, &u) {
