@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
@@ -65,18 +66,38 @@ func wantRemaining(t *testing.T, got []string) {
 	}
 }
 
+// endedDay creates yesterday's decision-log partition, as a daemon
+// running then would have, and returns its name.
+func endedDay(t *testing.T, database string) string {
+	t.Helper()
+	d := dbtest.OpenDSN(t, database)
+	defer d.Close()
+	created, err := decisionlog.EnsurePartitions(dbtest.Context(t), d, time.Now().AddDate(0, 0, -1), 0)
+	if err != nil || len(created) != 1 {
+		t.Fatalf("yesterday's partition: %v, %v", created, err)
+	}
+	return created[0]
+}
+
 // gc removes expired pending and passed triplets and keeps fresh ones, as
 // the command and inside serve (gc.interval, at least a minute).
 func TestGCEndToEnd(t *testing.T) {
 	requireBinary(t)
 	t.Parallel()
 	eachStore(t, func(t *testing.T, database string) {
+		var yesterday string // a partition whose day has ended
 		if database == "" {
 			database = filepath.Join(t.TempDir(), "mx.db")
+		} else {
+			yesterday = endedDay(t, database)
 		}
 		loadAged(t, database, "cmd")
 		wantIn(t, mx(t, "gc", "--database", database, "--dry-run"), "would remove 1 pending triplets", "1 passed triplets")
-		wantIn(t, mx(t, "gc", "--database", database), "removed 1 pending triplets", "1 passed triplets")
+		out := mx(t, "gc", "--database", database)
+		wantIn(t, out, "removed 1 pending triplets", "1 passed triplets")
+		if indexed := "decisions: indexed 1 ended days by client (" + yesterday + ")"; yesterday != "" && !strings.Contains(out, indexed) {
+			t.Errorf("gc on PostgreSQL did not say %q:\n%s", indexed, out)
+		}
 		wantRemaining(t, remaining(t, database, "cmd"))
 
 		loadAged(t, database, "serve")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,7 @@ type gcResult struct {
 	replies    int64
 	ratelimit  ratelimit.GCStats
 	decisions  decisionlog.PruneResult
+	indexed    []string // daily partitions given their client index
 	dryRun     bool
 	tookSecond float64
 }
@@ -36,7 +38,8 @@ func (r gcResult) attrs() []any {
 		slog.Int64("whitelist_expired", r.whitelist), slog.Int64("replies", r.replies),
 		slog.Int64("ratelimit_cells", r.ratelimit.Cells), slog.Int64("ratelimit_networks", r.ratelimit.Networks),
 		slog.Int64("decisions", r.decisions.Rows),
-		slog.Int("partitions", len(r.decisions.Partitions)), slog.Float64("seconds", r.tookSecond),
+		slog.Int("partitions", len(r.decisions.Partitions)), slog.Int("indexed_days", len(r.indexed)),
+		slog.Float64("seconds", r.tookSecond),
 	}
 }
 
@@ -55,14 +58,18 @@ func (r gcResult) print(w io.Writer) {
 		verb, r.ratelimit.Cells, r.ratelimit.Networks)
 	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
 		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
+	if len(r.indexed) > 0 {
+		fmt.Fprintf(w, "decisions: indexed %d ended days by client (%s)\n", len(r.indexed), strings.Join(r.indexed, ", "))
+	}
 	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
 }
 
 // collectGarbage runs every store's gc. The tables that grow with the
 // mail (triplets, reply pairs, rate counters) are deleted from in small
 // batches, so serving never stalls; whitelist entries, few, in one
-// statement; the decision log by whole days on PostgreSQL (Prune). It
-// is safe to run on several hosts at once.
+// statement; the decision log by whole days on PostgreSQL (Prune), whose
+// ended days then get their client index (IndexClosedDays). It is safe
+// to run on several hosts at once.
 func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bool) (gcResult, error) {
 	start := time.Now()
 	res := gcResult{dryRun: dryRun}
@@ -90,6 +97,12 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 	}
 	if res.decisions, err = decisionlog.Prune(ctx, d, start, cfg.DecisionLog.Retention, dryRun); err != nil {
 		return res, fmt.Errorf("gc: decision log: %w", err)
+	}
+	// After the prune, so no day about to go is indexed first.
+	if !dryRun {
+		if res.indexed, err = decisionlog.IndexClosedDays(ctx, d, start); err != nil {
+			return res, fmt.Errorf("gc: %w", err)
+		}
 	}
 	res.tookSecond = time.Since(start).Seconds()
 	return res, nil
@@ -119,6 +132,8 @@ func newGCCmd(g *globalOpts) *cobra.Command {
 greylist.retry_window; passed triplets, auto-whitelist rows and reply pairs
 unseen for greylist.max_age; expired whitelist entries; decisions older than
 decision_log.retention (on PostgreSQL by dropping daily partitions).
+On PostgreSQL it also builds the per-client index of each day that has
+ended (docs/reporting.md).
 Deletes run in batches so serving never stalls, and several hosts may run gc
 at once. Run it hourly from the systemd timer or cron job in contrib/, or set
 gc.interval to let serve do it.`,

@@ -1,0 +1,14 @@
+-- The decision log's per-client index, (client, time), moves from the
+-- partitioned table to each daily partition once its day is over.
+--
+-- On the partitioned table, every partition kept it row by row, and each
+-- decision's row descended a B-tree of random keys: about 40% of what
+-- PostgreSQL spent storing a decision on the cached path (perf of the
+-- backends, docs/PERFORMANCE.md). gc now builds it for each day that has
+-- ended, with CREATE INDEX CONCURRENTLY, which never blocks the writers
+-- (decisionlog/clientindex.go). Today's rows are found through the BRIN
+-- index on time and a scan of today's partition (docs/reporting.md).
+--
+-- Dropping the partitioned index drops every partition's copy; the first
+-- gc after this migration builds them again, a day at a time.
+DROP INDEX decisions_client_idx;
