@@ -27,29 +27,39 @@ const clientIndexLockID int64 = 0x6d78706f6c696478
 const clientIndexSuffix = "_client_idx"
 
 // IndexClosedDays gives each daily partition whose day ended by now its
-// (client, time) index, and returns the partitions it indexed. An index
+// (client, time) index, and returns the partitions it indexed; with
+// dryRun it only lists them. An index
 // left invalid by a build that failed (a cancelled gc, a lost
 // connection) is dropped and built again. The builds are CREATE INDEX
 // CONCURRENTLY, which never blocks the writers ("Building Indexes
 // Concurrently", PostgreSQL documentation, CREATE INDEX). While another
 // host builds them it returns nothing. A no-op on SQLite, whose one
 // table keeps its index row by row.
-func IndexClosedDays(ctx context.Context, d *db.DB, now time.Time) ([]string, error) {
-	done, err := dialectOf(d).indexClosedDays(ctx, now)
+func IndexClosedDays(ctx context.Context, d *db.DB, now time.Time, dryRun bool) ([]string, error) {
+	done, err := dialectOf(d).indexClosedDays(ctx, now, dryRun)
 	if err != nil {
 		return done, fmt.Errorf("decisionlog: index closed days: %w", err)
 	}
 	return done, nil
 }
 
-func (sqliteLog) indexClosedDays(context.Context, time.Time) ([]string, error) { return nil, nil }
+func (sqliteLog) indexClosedDays(context.Context, time.Time, bool) ([]string, error) {
+	return nil, nil
+}
 
-func (p pgLog) indexClosedDays(ctx context.Context, now time.Time) (done []string, err error) {
+func (p pgLog) indexClosedDays(ctx context.Context, now time.Time, dryRun bool) (done []string, err error) {
 	conn, err := p.d.PG.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Release()
+	if dryRun {
+		todo, err := unindexedDays(ctx, conn, now)
+		for _, t := range todo {
+			done = append(done, t.partition)
+		}
+		return done, err
+	}
 	// A session lock, not a transaction's: CREATE INDEX CONCURRENTLY
 	// cannot run inside a transaction block.
 	var locked bool

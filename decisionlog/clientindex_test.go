@@ -80,8 +80,16 @@ func TestIndexClosedDays(t *testing.T) {
 		}
 	}
 
-	// Oct 20 ends at midnight: only its partition gets the index.
-	done, err := IndexClosedDays(ctx, d, day("2026-10-21 00:00"))
+	// Oct 20 ends at midnight: only its partition gets the index. A dry
+	// run names it and builds nothing.
+	done, err := IndexClosedDays(ctx, d, day("2026-10-21 00:00"), true)
+	if err != nil || !slices.Equal(done, []string{"decisions_p20261020"}) {
+		t.Fatalf("dry run = %v, %v; want Oct 20 only", done, err)
+	}
+	if got := clientIndexes(t, d, "decisions_p20261020"); len(got) != 0 {
+		t.Fatalf("the dry run built %v", got)
+	}
+	done, err = IndexClosedDays(ctx, d, day("2026-10-21 00:00"), false)
 	if err != nil || !slices.Equal(done, []string{"decisions_p20261020"}) {
 		t.Fatalf("IndexClosedDays = %v, %v; want Oct 20 only", done, err)
 	}
@@ -94,12 +102,12 @@ func TestIndexClosedDays(t *testing.T) {
 	if plan := lookupPlan(t, d, day("2026-10-20 00:00")); !strings.Contains(plan, "decisions_p20261020_client_idx") {
 		t.Errorf("a lookup of Oct 20 by client does not use its index:\n%s", plan)
 	}
-	if done, err := IndexClosedDays(ctx, d, day("2026-10-21 23:59")); err != nil || len(done) != 0 {
+	if done, err := IndexClosedDays(ctx, d, day("2026-10-21 23:59"), false); err != nil || len(done) != 0 {
 		t.Fatalf("second run = %v, %v; want nothing to do", done, err)
 	}
 
 	// Two days later, the two more days that ended.
-	done, err = IndexClosedDays(ctx, d, day("2026-10-23 00:00"))
+	done, err = IndexClosedDays(ctx, d, day("2026-10-23 00:00"), false)
 	if want := []string{"decisions_p20261021", "decisions_p20261022"}; err != nil || !slices.Equal(done, want) {
 		t.Fatalf("IndexClosedDays = %v, %v; want %v", done, err, want)
 	}
@@ -115,7 +123,7 @@ func TestIndexClosedDaysRebuildsInvalid(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := day("2026-10-21 06:00")
-	if _, err := IndexClosedDays(ctx, d, now); err != nil {
+	if _, err := IndexClosedDays(ctx, d, now, false); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.PG.Exec(ctx, `UPDATE pg_index SET indisvalid = false
@@ -125,7 +133,7 @@ func TestIndexClosedDaysRebuildsInvalid(t *testing.T) {
 	if got := clientIndexes(t, d, "decisions_p20261020"); len(got) != 0 {
 		t.Fatalf("the invalid index still counts: %v", got)
 	}
-	done, err := IndexClosedDays(ctx, d, now)
+	done, err := IndexClosedDays(ctx, d, now, false)
 	if err != nil || !slices.Equal(done, []string{"decisions_p20261020"}) {
 		t.Fatalf("IndexClosedDays = %v, %v; want Oct 20 rebuilt", done, err)
 	}
@@ -150,7 +158,7 @@ func TestIndexClosedDaysConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			done, err := IndexClosedDays(ctx, d, now)
+			done, err := IndexClosedDays(ctx, d, now, false)
 			if err != nil {
 				t.Error(err)
 			}
@@ -205,13 +213,13 @@ func TestIndexClosedDaysSkipsWhileLocked(t *testing.T) {
 		t.Fatal("buildLockHeld does not see the lock")
 	}
 	now := day("2026-10-21 00:00")
-	if done, err := IndexClosedDays(ctx, d, now); err != nil || len(done) != 0 {
+	if done, err := IndexClosedDays(ctx, d, now, false); err != nil || len(done) != 0 {
 		t.Fatalf("IndexClosedDays = %v, %v while another host builds; want nothing", done, err)
 	}
 	if _, err := other.Exec(ctx, "SELECT pg_advisory_unlock($1)", clientIndexLockID); err != nil {
 		t.Fatal(err)
 	}
-	if done, err := IndexClosedDays(ctx, d, now); err != nil || len(done) != 1 {
+	if done, err := IndexClosedDays(ctx, d, now, false); err != nil || len(done) != 1 {
 		t.Fatalf("IndexClosedDays = %v, %v once the lock is free; want Oct 20", done, err)
 	}
 }
@@ -237,7 +245,7 @@ func TestIndexClosedDaysCancelled(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	now := day("2026-10-21 00:00")
-	if done, err := IndexClosedDays(short, d, now); err == nil || len(done) != 0 {
+	if done, err := IndexClosedDays(short, d, now, false); err == nil || len(done) != 0 {
 		t.Fatalf("IndexClosedDays past its deadline = %v, %v; want an error", done, err)
 	}
 	// The server notices the closed connection within its check
@@ -252,7 +260,7 @@ func TestIndexClosedDaysCancelled(t *testing.T) {
 	if err := blocker.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if done, err := IndexClosedDays(ctx, d, now); err != nil || len(done) != 1 {
+	if done, err := IndexClosedDays(ctx, d, now, false); err != nil || len(done) != 1 {
 		t.Fatalf("the next run = %v, %v; want Oct 20", done, err)
 	}
 }
@@ -260,7 +268,7 @@ func TestIndexClosedDaysCancelled(t *testing.T) {
 func TestIndexClosedDaysSQLite(t *testing.T) {
 	d := dbtest.Open(t, db.SQLite)
 	ctx := dbtest.Context(t)
-	if done, err := IndexClosedDays(ctx, d, time.Now()); err != nil || done != nil {
+	if done, err := IndexClosedDays(ctx, d, time.Now(), false); err != nil || done != nil {
 		t.Fatalf("IndexClosedDays on SQLite = %v, %v; want a no-op", done, err)
 	}
 	// SQLite keeps its client index row by row.

@@ -31,9 +31,9 @@ type dialect interface {
 	// ensurePartitions creates the missing daily partitions of days.
 	ensurePartitions(ctx context.Context, days []time.Time) ([]string, error)
 	prune(ctx context.Context, res *PruneResult, dryRun bool) error
-	// indexClosedDays builds the client index of each ended day's
-	// partition that lacks one (clientindex.go).
-	indexClosedDays(ctx context.Context, now time.Time) ([]string, error)
+	// indexClosedDays builds (or with dryRun lists) the client index of
+	// each ended day's partition that lacks one (clientindex.go).
+	indexClosedDays(ctx context.Context, now time.Time, dryRun bool) ([]string, error)
 }
 
 func dialectOf(d *db.DB) dialect {

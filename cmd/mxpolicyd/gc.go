@@ -59,7 +59,11 @@ func (r gcResult) print(w io.Writer) {
 	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
 		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
 	if len(r.indexed) > 0 {
-		fmt.Fprintf(w, "decisions: indexed %d ended days by client (%s)\n", len(r.indexed), strings.Join(r.indexed, ", "))
+		verb := "indexed"
+		if r.dryRun {
+			verb = "would index"
+		}
+		fmt.Fprintf(w, "decisions: %s %d ended days by client (%s)\n", verb, len(r.indexed), strings.Join(r.indexed, ", "))
 	}
 	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
 }
@@ -99,10 +103,8 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 		return res, fmt.Errorf("gc: decision log: %w", err)
 	}
 	// After the prune, so no day about to go is indexed first.
-	if !dryRun {
-		if res.indexed, err = decisionlog.IndexClosedDays(ctx, d, start); err != nil {
-			return res, fmt.Errorf("gc: %w", err)
-		}
+	if res.indexed, err = decisionlog.IndexClosedDays(ctx, d, start, dryRun); err != nil {
+		return res, fmt.Errorf("gc: %w", err)
 	}
 	res.tookSecond = time.Since(start).Seconds()
 	return res, nil
