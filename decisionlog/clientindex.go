@@ -2,10 +2,12 @@ package decisionlog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -72,10 +74,13 @@ func (p pgLog) indexClosedDays(ctx context.Context, now time.Time, dryRun bool) 
 		return nil, err
 	}
 	for _, t := range todo {
-		if err := buildClientIndex(ctx, conn, t); err != nil {
+		built, err := buildClientIndex(ctx, conn, t)
+		if err != nil {
 			return done, fmt.Errorf("%s: %w", t.partition, err)
 		}
-		done = append(done, t.partition)
+		if built {
+			done = append(done, t.partition)
+		}
 	}
 	return done, nil
 }
@@ -118,19 +123,29 @@ func unindexedDays(ctx context.Context, conn *pgxpool.Conn, now time.Time) ([]da
 }
 
 // buildClientIndex builds one partition's client index, first dropping
-// an invalid one. DDL takes no parameters: the names come from the
-// catalog and match partitionName, and are quoted as identifiers.
-func buildClientIndex(ctx context.Context, conn *pgxpool.Conn, t dayIndex) error {
+// an invalid one, and says whether it did. A partition that another
+// host's gc dropped since the list was made (its clock a little ahead,
+// at the retention's edge) is no error: there is nothing left to index.
+// DDL takes no parameters: the names come from the catalog and match
+// partitionName, and are quoted as identifiers.
+func buildClientIndex(ctx context.Context, conn *pgxpool.Conn, t dayIndex) (bool, error) {
 	index := pgx.Identifier{t.partition + clientIndexSuffix}.Sanitize()
 	if t.invalid {
 		if _, err := conn.Exec(ctx, "DROP INDEX CONCURRENTLY IF EXISTS "+index); err != nil {
-			return err
+			return false, err
 		}
 	}
 	_, err := conn.Exec(ctx, "CREATE INDEX CONCURRENTLY IF NOT EXISTS "+index+
 		" ON "+pgx.Identifier{t.partition}.Sanitize()+" (client, time)")
-	return err
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == undefinedTable {
+		return false, nil
+	}
+	return err == nil, err
 }
+
+// undefinedTable is PostgreSQL's SQLSTATE for a relation that does not
+// exist (PostgreSQL documentation, Appendix A, "PostgreSQL Error Codes").
+const undefinedTable = "42P01"
 
 // unlockSession releases a session advisory lock. When that fails (ctx
 // ended, the connection broke) the connection is closed instead, which

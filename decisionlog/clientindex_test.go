@@ -278,3 +278,21 @@ func TestIndexClosedDaysSQLite(t *testing.T) {
 		t.Fatalf("SQLite's decisions_client_idx: %d, %v", n, err)
 	}
 }
+
+// A day another host's gc dropped after this one listed it is skipped,
+// not an error that fails the whole gc run.
+func TestBuildClientIndexDroppedMeanwhile(t *testing.T) {
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
+	conn, err := d.PG.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	for _, invalid := range []bool{false, true} {
+		built, err := buildClientIndex(ctx, conn, dayIndex{partition: "decisions_p20261019", invalid: invalid})
+		if built || err != nil {
+			t.Errorf("a vanished partition (invalid %v): built %v, %v; want skipped", invalid, built, err)
+		}
+	}
+}
