@@ -58,12 +58,20 @@ func lookupPlan(t *testing.T, d *db.DB, from time.Time) string {
 	return strings.Join(plan, "\n")
 }
 
-func TestIndexClosedDays(t *testing.T) {
+// octoberDays opens a PostgreSQL store with the partitions of Oct 20,
+// 2026 and the ahead days after it.
+func octoberDays(t *testing.T, ahead int) (*db.DB, context.Context) {
+	t.Helper()
 	d := dbtest.Open(t, db.Postgres)
 	ctx := dbtest.Context(t)
-	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 2); err != nil {
+	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), ahead); err != nil {
 		t.Fatal(err)
 	}
+	return d, ctx
+}
+
+func TestIndexClosedDays(t *testing.T) {
+	d, ctx := octoberDays(t, 2)
 	var rows []Row
 	for i := range 3 {
 		r := rowAt(day("2026-10-20 12:00").AddDate(0, 0, i))
@@ -117,11 +125,7 @@ func TestIndexClosedDays(t *testing.T) {
 // CONCURRENTLY's documented failure mode), which the planner never uses;
 // the next run replaces it.
 func TestIndexClosedDaysRebuildsInvalid(t *testing.T) {
-	d := dbtest.Open(t, db.Postgres)
-	ctx := dbtest.Context(t)
-	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 0); err != nil {
-		t.Fatal(err)
-	}
+	d, ctx := octoberDays(t, 0)
 	now := day("2026-10-21 06:00")
 	if _, err := IndexClosedDays(ctx, d, now, false); err != nil {
 		t.Fatal(err)
@@ -145,11 +149,7 @@ func TestIndexClosedDaysRebuildsInvalid(t *testing.T) {
 // Hosts running gc at once: one builds, the others skip, none fails, and
 // the lock is free again afterwards.
 func TestIndexClosedDaysConcurrent(t *testing.T) {
-	d := dbtest.Open(t, db.Postgres)
-	ctx := dbtest.Context(t)
-	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 4); err != nil {
-		t.Fatal(err)
-	}
+	d, ctx := octoberDays(t, 4)
 	now := day("2026-10-25 00:00")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -196,11 +196,7 @@ func buildLockHeld(t *testing.T, d *db.DB) bool {
 
 // While another host holds the lock, gc leaves the building to it.
 func TestIndexClosedDaysSkipsWhileLocked(t *testing.T) {
-	d := dbtest.Open(t, db.Postgres)
-	ctx := dbtest.Context(t)
-	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 0); err != nil {
-		t.Fatal(err)
-	}
+	d, ctx := octoberDays(t, 0)
 	other, err := d.PG.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -227,11 +223,7 @@ func TestIndexClosedDaysSkipsWhileLocked(t *testing.T) {
 // A build cut off by its context (gc's run limit) returns the error and
 // leaves no connection holding the lock: the next run builds the day.
 func TestIndexClosedDaysCancelled(t *testing.T) {
-	d := dbtest.Open(t, db.Postgres)
-	ctx := dbtest.Context(t)
-	if _, err := EnsurePartitions(ctx, d, day("2026-10-20 00:00"), 0); err != nil {
-		t.Fatal(err)
-	}
+	d, ctx := octoberDays(t, 0)
 	// A report's exclusive lock on the partition holds the build at its
 	// start until the context ends.
 	blocker, err := d.PG.Begin(ctx)
