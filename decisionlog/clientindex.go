@@ -109,12 +109,10 @@ func unindexedDays(ctx context.Context, conn *pgxpool.Conn, now time.Time) ([]da
 	var name string
 	var valid *bool
 	_, err = pgx.ForEachRow(rows, []any{&name, &valid}, func() error {
-		m := partitionName.FindStringSubmatch(name)
-		if m == nil || (valid != nil && *valid) {
+		if valid != nil && *valid {
 			return nil
 		}
-		day, err := time.Parse("20060102", m[1])
-		if err == nil && !day.AddDate(0, 0, 1).After(now) {
+		if day, ok := partitionDay(name); ok && !day.AddDate(0, 0, 1).After(now) {
 			todo = append(todo, dayIndex{partition: name, invalid: valid != nil})
 		}
 		return nil

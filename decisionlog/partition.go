@@ -33,6 +33,17 @@ func dayStart(t time.Time) time.Time {
 
 func partitionFor(day time.Time) string { return partitionPrefix + day.Format("20060102") }
 
+// partitionDay is the day a daily partition holds, from its name; false
+// for any other table (decisions_default).
+func partitionDay(name string) (time.Time, bool) {
+	m := partitionName.FindStringSubmatch(name)
+	if m == nil {
+		return time.Time{}, false
+	}
+	day, err := time.Parse("20060102", m[1])
+	return day, err == nil
+}
+
 // EnsurePartitions creates the daily partitions of the decisions table
 // from now's day (UTC) to daysAhead days later, and returns the names it
 // created. Rows of those days that already sit in decisions_default move

@@ -70,12 +70,8 @@ func (p pgLog) prune(ctx context.Context, res *PruneResult, dryRun bool) error {
 func expired(names map[string]bool, cutoff time.Time) []string {
 	var out []string
 	for name := range names {
-		m := partitionName.FindStringSubmatch(name)
-		day, err := time.Parse("20060102", m[1])
-		if err != nil {
-			continue
-		}
-		if !day.AddDate(0, 0, 1).After(cutoff) {
+		day, ok := partitionDay(name)
+		if ok && !day.AddDate(0, 0, 1).After(cutoff) {
 			out = append(out, name)
 		}
 	}
