@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -59,11 +60,11 @@ func (r gcResult) print(w io.Writer) {
 	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
 		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
 	if len(r.indexed) > 0 {
-		verb := "indexed"
+		index := "indexed"
 		if r.dryRun {
-			verb = "would index"
+			index = "would index"
 		}
-		fmt.Fprintf(w, "decisions: %s %d ended days by client (%s)\n", verb, len(r.indexed), strings.Join(r.indexed, ", "))
+		fmt.Fprintf(w, "decisions: %s %d ended days by client (%s)\n", index, len(r.indexed), strings.Join(r.indexed, ", "))
 	}
 	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
 }
@@ -102,10 +103,14 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 	if res.decisions, err = decisionlog.Prune(ctx, d, start, cfg.DecisionLog.Retention, dryRun); err != nil {
 		return res, fmt.Errorf("gc: decision log: %w", err)
 	}
-	// After the prune, so no day about to go is indexed first.
+	// After the prune, so no day about to go is indexed first; a dry run
+	// pruned nothing, so it leaves out the days the prune would drop.
 	if res.indexed, err = decisionlog.IndexClosedDays(ctx, d, start, dryRun); err != nil {
 		return res, fmt.Errorf("gc: %w", err)
 	}
+	res.indexed = slices.DeleteFunc(res.indexed, func(p string) bool {
+		return slices.Contains(res.decisions.Partitions, p)
+	})
 	res.tookSecond = time.Since(start).Seconds()
 	return res, nil
 }

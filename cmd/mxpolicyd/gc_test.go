@@ -1,10 +1,12 @@
 package main
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/replies"
@@ -47,5 +49,39 @@ func TestGCRemovesOldReplies(t *testing.T) {
 	}
 	if !hit {
 		t.Error("gc removed a fresh pair")
+	}
+}
+
+// On PostgreSQL gc indexes the ended days by client, after the prune: a
+// day the prune drops is never indexed, and a dry run, which drops
+// nothing, does not list it either.
+func TestGCIndexesEndedDaysItKeeps(t *testing.T) {
+	cfg, err := config.Load("", checkDefaults(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
+	now := time.Now()
+	var old, yesterday string
+	for _, p := range []struct {
+		at   time.Time
+		name *string
+	}{{now.Add(-cfg.DecisionLog.Retention - 48*time.Hour), &old}, {now.AddDate(0, 0, -1), &yesterday}} {
+		created, err := decisionlog.EnsurePartitions(ctx, d, p.at, 0)
+		if err != nil || len(created) != 1 {
+			t.Fatalf("partition of %v: %v, %v", p.at, created, err)
+		}
+		*p.name = created[0]
+	}
+	for _, dry := range []bool{true, false} {
+		res, err := collectGarbage(ctx, cfg, d, dry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(res.decisions.Partitions, []string{old}) || !slices.Equal(res.indexed, []string{yesterday}) {
+			t.Errorf("dry run %v: dropped %v, indexed %v; want %s dropped, %s indexed",
+				dry, res.decisions.Partitions, res.indexed, old, yesterday)
+		}
 	}
 }
