@@ -2,7 +2,6 @@ package migrations
 
 import (
 	"context"
-	"slices"
 	"testing"
 	"time"
 
@@ -23,17 +22,7 @@ func TestClientIndexByDayUpgrade(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ms, err := List(db.Postgres)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(ms, func(m Migration) bool { return m.Name == "0008_decisions_client_index_by_day" })
-	if i < 0 {
-		t.Fatal("no migration 0008_decisions_client_index_by_day")
-	}
-	if _, err := apply(ctx, d, ms[:i]); err != nil {
-		t.Fatal(err)
-	}
+	ms, i := applyUpTo(ctx, t, d, "0008_decisions_client_index_by_day")
 	now := time.Now()
 	// Two ended days, today and tomorrow, and the default partition.
 	if _, err := decisionlog.EnsurePartitions(ctx, d, now.AddDate(0, 0, -2), 3); err != nil {

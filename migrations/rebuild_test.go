@@ -10,6 +10,24 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
+// applyUpTo applies d's migrations before the one named name, and
+// returns them all and name's index, for a test of name's upgrade.
+func applyUpTo(ctx context.Context, t *testing.T, d *db.DB, name string) ([]Migration, int) {
+	t.Helper()
+	ms, err := List(d.Kind())
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := slices.IndexFunc(ms, func(m Migration) bool { return m.Name == name })
+	if i < 0 {
+		t.Fatalf("no migration %s", name)
+	}
+	if _, err := apply(ctx, d, ms[:i]); err != nil {
+		t.Fatal(err)
+	}
+	return ms, i
+}
+
 // 0007 rebuilds SQLite's decisions table for its verb CHECK: the rows
 // written before it are all still there, the views read the new table,
 // and a verb outside the list is still refused.
@@ -21,17 +39,7 @@ func TestSQLiteVerbCheckRebuildKeepsRows(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	ms, err := List(db.SQLite)
-	if err != nil {
-		t.Fatal(err)
-	}
-	i := slices.IndexFunc(ms, func(m Migration) bool { return m.Name == "0007_decisions_verb_check" })
-	if i < 0 {
-		t.Fatal("no migration 0007_decisions_verb_check")
-	}
-	if _, err := apply(ctx, d, ms[:i]); err != nil {
-		t.Fatal(err)
-	}
+	ms, i := applyUpTo(ctx, t, d, "0007_decisions_verb_check")
 	const insert = "INSERT INTO decisions (time, client, action, verb) VALUES (?, ?, ?, ?)"
 	verbs := []string{"DUNNO", "PREPEND", "WARN", "DEFER", "REJECT", "HOLD"}
 	for k, v := range verbs {
