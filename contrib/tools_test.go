@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -81,8 +80,10 @@ func mxpolicyd(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "mxpolicyd")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		out, err := exec.Command(goTool, "build", "-o", binPath, "../cmd/mxpolicyd").CombinedOutput()
+		// go test puts its GOROOT/bin first in the test's PATH, so "go"
+		// is the toolchain running the test (Go 1.19 release notes, "Go
+		// command").
+		out, err := exec.Command("go", "build", "-o", binPath, "../cmd/mxpolicyd").CombinedOutput()
 		binOut, binErr = string(out), err
 	})
 	if binErr != nil {

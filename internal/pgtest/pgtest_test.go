@@ -41,7 +41,7 @@ func TestDBName(t *testing.T) {
 	if len(n) > 63 || !strings.HasPrefix(n, "t_testvery_long_name_") {
 		t.Fatalf("dbName = %q (%d bytes)", n, len(n))
 	}
-	if dbName("A") == dbName("A") {
+	if a, b := dbName("A"), dbName("A"); a == b {
 		t.Fatal("dbName is not unique")
 	}
 }
