@@ -7,9 +7,9 @@
 # It installs the real components the tests use if they are missing
 # (scripts/install-test-deps.sh), starts one throwaway PostgreSQL cluster
 # unless TEST_DATABASE_URL names a server, then runs go vet, a gofmt check,
-# every Go test with -race (the real-Postfix end-to-end tests in e2e/
-# included), the container image built and run (scripts/image.sh), the
-# Debian package built, linted, installed and purged
+# staticcheck, every Go test with -race (the real-Postfix end-to-end tests
+# in e2e/ included), the container image built and run (scripts/image.sh),
+# the Debian package built, linted, installed and purged
 # (scripts/package-test.sh) and run under systemd in a container
 # (scripts/systemd-test.sh), and a short run of every fuzz target. Any
 # missing component fails the run; nothing is skipped.
@@ -45,6 +45,13 @@ if [ -n "$unformatted" ]; then
 	echo "$unformatted" >&2
 	exit 1
 fi
+
+# staticcheck (https://staticcheck.dev) finds what go vet does not: a
+# condition that cannot be false, a rune set given bytes, a deprecated
+# call. Pinned, and run from the module proxy, so it is not one of the
+# module's dependencies.
+step "staticcheck"
+go run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 
 # The million-row tests (greylist gc on a million triplets) are part of
 # the suite, not an optional extra: gc and report must work on a
