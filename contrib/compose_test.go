@@ -27,6 +27,10 @@ type composeFile struct {
 		DependsOn   map[string]struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
+		Logging struct {
+			Driver  string            `yaml:"driver"`
+			Options map[string]string `yaml:"options"`
+		} `yaml:"logging"`
 	} `yaml:"services"`
 	Volumes map[string]any `yaml:"volumes"`
 }
@@ -76,6 +80,11 @@ func TestCompose(t *testing.T) {
 		if got := c.Services[name].NetworkMode; got != "host" {
 			t.Errorf("%s: network_mode %q, want host", name, got)
 		}
+	}
+	// A line per decision: the daemon's log is rotated, not left to grow
+	// (json-file keeps one unbounded file without max-size).
+	if l := mx.Logging; l.Driver != "json-file" || l.Options["max-size"] == "" || l.Options["max-file"] == "" {
+		t.Errorf("mxpolicyd logging %+v: want json-file with max-size and max-file", l)
 	}
 	checkComposeDSN(t, mx.Environment["MXPOLICYD_DATABASE"], c.Services["postgres"].Ports)
 }

@@ -16,8 +16,8 @@
 # machine's own container store never meet.
 #
 # Then podman runs it as docker-compose.yml does (host network, read-only root,
-# no capabilities) with a config that listens on a free loopback port and
-# turns SPF off (no DNS here): one policy request must get the greylisting
+# no capabilities, its log rotated) with a config that listens on a free
+# loopback port and turns SPF off (no DNS here): one policy request must get the greylisting
 # deferral, which needs the SQLite store in the state volume; the health check
 # must pass; SIGTERM must end it with status 0.
 set -euo pipefail
@@ -106,6 +106,7 @@ echo "image.sh: podman run on 127.0.0.1:$port"
 podman "${store[@]}" run -d --name "$ctr" --runtime runc \
 	--ulimit "nofile=$(ulimit -Sn):$(ulimit -Hn)" --ulimit nproc=4096:4096 \
 	--network host --read-only --cap-drop ALL --security-opt no-new-privileges \
+	--log-driver json-file --log-opt max-size=50m --log-opt max-file=5 \
 	-v "$tmp/mxpolicyd.yaml:/etc/mxpolicyd/mxpolicyd.yaml:ro" \
 	--health-cmd '["/usr/local/bin/mxpolicyd", "--config", "/etc/mxpolicyd/mxpolicyd.yaml", "healthcheck"]' \
 	--health-interval disable \
