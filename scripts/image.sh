@@ -17,9 +17,9 @@
 #
 # Then podman runs it as docker-compose.yml does (host network, read-only root,
 # no capabilities, its log rotated) with a config that listens on a free
-# loopback port and turns SPF off (no DNS here): one policy request must get the greylisting
-# deferral, which needs the SQLite store in the state volume; the health check
-# must pass; SIGTERM must end it with status 0.
+# loopback port and turns SPF off (no DNS here): one policy request must get
+# the greylisting deferral, which needs the SQLite store in the state volume;
+# the health check must pass; SIGTERM must end it with status 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/policy.sh
