@@ -11,6 +11,9 @@ package e2e
 //     and counted in mxpolicyd_log_records_dropped_total, every decision
 //     is either written or counted, and once the sink drains the log says
 //     how many were dropped.
+//   - Log sink gone: stderr is a pipe whose reader has exited (a
+//     `| logger` that died). Postfix still gets the daemon's replies, and
+//     the lines it could not write are counted.
 //   - Connection table full: max_connections connections sit idle after
 //     a reply, as Postfix's smtpd processes keep theirs
 //     (smtpd_policy_service_max_idle). A new client is still answered:
@@ -265,6 +268,46 @@ decision_log:
 	}
 	if float64(reported) < dropped {
 		t.Errorf("the log reports %d records dropped once the sink drained, want at least the %v counted", reported, dropped)
+	}
+}
+
+// The daemon's stderr is a pipe whose reader has gone, as when a
+// `| logger` behind it exits: every write to it fails with EPIPE. Left to
+// the Go runtime's default, such a write to fd 2 kills the process with
+// SIGPIPE (os/signal, "SIGPIPE"), which systemd's Restart=on-failure takes
+// for a clean exit and does not restart (systemd.service(5),
+// SuccessExitStatus=): Postfix would get its default_action from then on.
+func TestFaultClosedLogSink(t *testing.T) {
+	postfixtest.Require(t, "postfix", "swaks")
+	t.Parallel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, url := metricsConfig(t)
+	d := startDaemon(t, daemontest.Options{Stderr: w, Config: metrics + greylistConfig,
+		Files: map[string]string{"clients": ""}})
+	w.Close() // the daemon holds its own copy
+	r.Close() // and now nobody reads it: the start-up lines were its last
+	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+	const mails = 3
+	for i := range mails {
+		// A new triplet each: greylisting's 450 comes only from the
+		// daemon, where a dead one would leave Postfix's DUNNO, a 250.
+		res := rcptAt(t, pf, "192.0.2.30", "mail.sender.test", "alice@sender.test", fmt.Sprintf("rcpt%d@example.test", i))
+		if res.RcptCode(0) != 450 || !strings.Contains(res.Rcpt(0).Text, "Greylisted") {
+			t.Fatalf("mail %d after the log's reader went away: RCPT got %v, want 450 ... Greylisted\n%s", i, res.Rcpt(0), res)
+		}
+	}
+	select {
+	case <-d.Exited():
+		t.Fatalf("mxpolicyd exited: %v", d.Cmd.ProcessState)
+	default:
+	}
+	dropped := metricValue(t, url, "mxpolicyd_log_records_dropped_total")
+	t.Logf("%d mails greylisted by the daemon after its log's reader went away; log records dropped: %v", mails, dropped)
+	if dropped < mails {
+		t.Errorf("mxpolicyd_log_records_dropped_total = %v after %d decisions nobody could read, want at least %d", dropped, mails, mails)
 	}
 }
 

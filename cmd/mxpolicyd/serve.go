@@ -114,6 +114,13 @@ func runServe(ctx context.Context, cfgPath string, o *serveOpts, cmd *cobra.Comm
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// A write to a stderr whose reader has gone (a `| logger` that
+	// exited) must fail, and asynclog count the line, rather than end the
+	// daemon: the Go runtime's default for a broken pipe on fd 1 or 2 is
+	// to die of SIGPIPE (os/signal, "SIGPIPE"), an exit systemd's
+	// Restart=on-failure takes for a clean one and does not restart
+	// (systemd.service(5), SuccessExitStatus=).
+	signal.Ignore(syscall.SIGPIPE)
 	override, err := o.apply(cmd)
 	if err != nil {
 		return usageError{err}
