@@ -95,12 +95,21 @@ type policyConn struct {
 
 func dialPolicy(t *testing.T, addr string) *policyConn {
 	t.Helper()
+	pc, err := newPolicyConn(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.nc.Close() })
+	return pc
+}
+
+// newPolicyConn dials addr, for a goroutine that cannot fail the test.
+func newPolicyConn(addr string) (*policyConn, error) {
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
-	t.Cleanup(func() { nc.Close() })
-	return &policyConn{nc: nc, br: bufio.NewReader(nc)}
+	return &policyConn{nc: nc, br: bufio.NewReader(nc)}, nil
 }
 
 // ask sends req and returns the action and how long the reply took. It
@@ -314,15 +323,22 @@ func TestFaultClosedLogSink(t *testing.T) {
 // stalledLoad sends stalledLogRequests requests over stalledLogConns
 // persistent connections and returns the slowest reply and any failures.
 func stalledLoad(addr string) (time.Duration, []error) {
+	return eachConn(stalledLogConns, func(c int) (time.Duration, error) { return stalledConn(addr, c) })
+}
+
+// eachConn runs conn(0) to conn(n-1) at once, each a client on its own
+// connection, and returns the slowest reply they report and their
+// failures.
+func eachConn(n int, conn func(c int) (time.Duration, error)) (time.Duration, []error) {
 	var (
 		mu      sync.Mutex
 		maxTook time.Duration
 		errs    []error
 		wg      sync.WaitGroup
 	)
-	for c := range stalledLogConns {
+	for c := range n {
 		wg.Go(func() {
-			took, err := stalledConn(addr, c)
+			took, err := conn(c)
 			mu.Lock()
 			defer mu.Unlock()
 			maxTook = max(maxTook, took)
@@ -336,12 +352,11 @@ func stalledLoad(addr string) (time.Duration, []error) {
 }
 
 func stalledConn(addr string, c int) (time.Duration, error) {
-	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	pc, err := newPolicyConn(addr)
 	if err != nil {
 		return 0, err
 	}
-	defer nc.Close()
-	pc := &policyConn{nc: nc, br: bufio.NewReader(nc)}
+	defer pc.nc.Close()
 	var maxTook time.Duration
 	for i := range stalledLogPerConn {
 		req := faultRequest("192.0.2.1", "alice@sender.test", fmt.Sprintf("rcpt%d-%d@example.test", c, i),
