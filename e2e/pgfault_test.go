@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
@@ -121,6 +124,75 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 
 	late := triplet{"192.0.2.41", "late@up.test", "late@example.test"}
 	passGreylist(t, d, late)
+}
+
+// PostgreSQL is up but refuses the daemon every connection: other sessions
+// hold all the slots its role may use (CONNECTION LIMIT), so each attempt
+// ends in FATAL 53300, too_many_connections (PostgreSQL documentation,
+// appendix A), as when other clients take the server's max_connections.
+// serve answers at once, failing open, reports not ready, and greylists as
+// soon as a slot is free, without a restart.
+func TestPostgresConnectionSlotsFull(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	srv := pgtest.StartServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	admin, err := pgx.Connect(ctx, srv.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	const slots = 2
+	for _, q := range []string{
+		fmt.Sprintf("CREATE ROLE mxpolicyd LOGIN CONNECTION LIMIT %d", slots),
+		"CREATE DATABASE mxpolicyd OWNER mxpolicyd",
+	} {
+		if _, err := admin.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	dsn := fmt.Sprintf("postgres://mxpolicyd@127.0.0.1:%d/mxpolicyd?sslmode=disable", srv.Port)
+	holders := make([]*pgx.Conn, slots)
+	for i := range holders {
+		if holders[i], err = pgx.Connect(ctx, dsn); err != nil {
+			t.Fatalf("holding slot %d: %v", i, err)
+		}
+	}
+	if c, err := pgx.Connect(ctx, dsn); err == nil {
+		c.Close(ctx)
+		t.Fatal("a connection beyond the role's limit was accepted: the fault is not set up")
+	}
+
+	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
+	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
+	first := triplet{"192.0.2.50", "early@full.test", "early@example.test"}
+	expect(t, d.Addr, first, verbDunno)
+	if rec := d.DecisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
+		t.Errorf("with every slot taken, the DUNNO did not come from a failed greylist check: %v", rec)
+	}
+	expectReady(t, metrics, http.StatusServiceUnavailable)
+
+	for _, c := range holders {
+		c.Close(ctx)
+	}
+	freed := time.Now()
+	for i := 0; ; i++ {
+		tr := triplet{"192.0.2.51", fmt.Sprintf("s%d@freed.test", i), "late@example.test"}
+		r := ask(t, d.Addr, tr)
+		if r.Err != nil || r.Latency >= requestBudget+replyGrace {
+			t.Fatalf("%s after the slots were freed: %q, %v after %v", tr.Sender, r.Action, r.Err, r.Latency)
+		}
+		if r.Verb() == verbDefer {
+			t.Logf("figures: greylisting resumed %v after the slots were freed", time.Since(freed).Round(time.Millisecond))
+			break
+		}
+		if time.Since(freed) > resumeLimit {
+			t.Fatalf("greylisting not back %v after the slots were freed: %q", resumeLimit, r.Action)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	expectReady(t, metrics, http.StatusOK)
 }
 
 // passGreylist makes tr a passed triplet: deferred at first sight, passed
