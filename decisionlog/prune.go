@@ -100,29 +100,30 @@ func dropPartition(ctx context.Context, d *db.DB, name string, dryRun bool) (int
 	return n, err
 }
 
+// prune deletes the expired rows in batches, with a pause between them
+// (db.SQLiteDeleteBatches): a gc command beside the daemon shares the
+// file's write lock with its decisions.
 func (l sqliteLog) prune(ctx context.Context, res *PruneResult, dryRun bool) error {
 	d := l.d
 	cutoff := res.Cutoff.Unix()
-	n, err := deleteBatches(ctx, dryRun,
-		func(ctx context.Context) (int64, error) {
-			var n int64
-			err := d.SQL.QueryRowContext(ctx, `SELECT count(*) FROM decisions WHERE time < ?`, cutoff).Scan(&n)
-			return n, err
-		},
-		func(ctx context.Context) (int64, error) {
-			r, err := d.SQL.ExecContext(ctx, `DELETE FROM decisions WHERE rowid IN (
-				SELECT rowid FROM decisions WHERE time < ? LIMIT ?)`, cutoff, pruneBatch)
-			if err != nil {
-				return 0, err
-			}
-			return r.RowsAffected()
-		})
-	res.Rows = n
+	if dryRun {
+		return d.SQL.QueryRowContext(ctx, `SELECT count(*) FROM decisions WHERE time < ?`, cutoff).Scan(&res.Rows)
+	}
+	var err error
+	res.Rows, err = db.SQLiteDeleteBatches(ctx, pruneBatch, func(ctx context.Context) (int64, error) {
+		r, err := d.SQL.ExecContext(ctx, `DELETE FROM decisions WHERE rowid IN (
+			SELECT rowid FROM decisions WHERE time < ? LIMIT ?)`, cutoff, pruneBatch)
+		if err != nil {
+			return 0, err
+		}
+		return r.RowsAffected()
+	})
 	return err
 }
 
 // deleteBatches counts (dry run) or deletes batch after batch until a
-// batch comes back short. Each batch is its own statement and transaction.
+// batch comes back short. Each batch is its own statement and transaction;
+// PostgreSQL's row locks let the daemon's writes run beside it.
 func deleteBatches(ctx context.Context, dryRun bool,
 	count, del func(context.Context) (int64, error)) (int64, error) {
 	if dryRun {

@@ -271,7 +271,9 @@ func (t *liteTx) tripletUpsert(args []any) (Outcome, error) {
 }
 
 // GC deletes expired rows in batches of short transactions, so the daemon's
-// decisions (which share the one connection) wait one batch at most.
+// decisions wait one batch at most, whether they share the one connection
+// (the daemon's own gc) or the file's lock (a gc command beside it:
+// db.SQLiteDeleteBatches).
 func (s *SQLiteStore) GC(ctx context.Context, now time.Time, cfg *Config, dryRun bool) (GCStats, error) {
 	var st GCStats
 	for _, t := range gcTargets(now, cfg, &st) {
@@ -292,17 +294,15 @@ func (s *SQLiteStore) GC(ctx context.Context, now time.Time, cfg *Config, dryRun
 func (s *SQLiteStore) gcDelete(ctx context.Context, t gcTarget, where string, batch int) error {
 	// Table and condition are constants of this package, never user data.
 	q := "DELETE FROM " + t.table + " WHERE rowid IN (SELECT rowid FROM " + t.table + " WHERE " + where + " LIMIT ?2)"
-	for {
+	n, err := db.SQLiteDeleteBatches(ctx, int64(batch), func(ctx context.Context) (int64, error) {
 		res, err := s.db.ExecContext(ctx, q, t.cutoff.Unix(), batch)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		n, _ := res.RowsAffected()
-		*t.count += n
-		if n < int64(batch) {
-			return nil
-		}
-	}
+		return res.RowsAffected()
+	})
+	*t.count += n
+	return err
 }
 
 // liteParams turns the PostgreSQL "$1" of a shared condition into "?1".

@@ -127,8 +127,9 @@ func (s *liteStore) Reset(ctx context.Context, rule, key string) (n int64, err e
 	return n, nil
 }
 
-// GC implements Store, in batches of short transactions so decisions, which
-// share the one connection, wait one batch at most.
+// GC implements Store, in batches of short transactions so decisions wait
+// one batch at most, on the one connection or on the file's lock
+// (db.SQLiteDeleteBatches).
 func (s *liteStore) GC(ctx context.Context, now time.Time, batch int, dryRun bool) (GCStats, error) {
 	var st GCStats
 	for _, t := range gcTargets(&st) {
@@ -154,15 +155,13 @@ func (s *liteStore) GC(ctx context.Context, now time.Time, batch int, dryRun boo
 func (s *liteStore) gcDelete(ctx context.Context, t gcTarget, where string, arg int64, batch int) error {
 	// Table and condition are constants of this package, never user data.
 	q := "DELETE FROM " + t.table + " WHERE " + where
-	for {
+	n, err := db.SQLiteDeleteBatches(ctx, int64(batch), func(ctx context.Context) (int64, error) {
 		res, err := s.db.ExecContext(ctx, q, arg, batch)
 		if err != nil {
-			return err
+			return 0, err
 		}
-		n, _ := res.RowsAffected()
-		*t.count += n
-		if n < int64(batch) {
-			return nil
-		}
-	}
+		return res.RowsAffected()
+	})
+	*t.count += n
+	return err
 }

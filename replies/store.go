@@ -110,7 +110,8 @@ const (
 	liteMatchDomain = `SELECT EXISTS (SELECT 1 FROM replies
 	WHERE local_addr = ?1 AND outside_domain = ?2 AND last_seen >= ?3)`
 	liteCount = `SELECT count(*) FROM replies WHERE last_seen < ?1`
-	// Short batches: the daemon's decisions share the one connection.
+	// Short batches, with a pause between them (db.SQLiteDeleteBatches):
+	// the daemon's decisions share the one connection, or the file's lock.
 	liteDelete = `DELETE FROM replies WHERE rowid IN (SELECT rowid FROM replies WHERE last_seen < ?1 LIMIT ?2)`
 )
 
@@ -132,17 +133,14 @@ func (s liteStore) GC(ctx context.Context, cutoff time.Time, batch int, dryRun b
 		err := s.db.QueryRowContext(ctx, liteCount, cutoff.Unix()).Scan(&n)
 		return n, wrap("sqlite gc", err)
 	}
-	for {
+	n, err := db.SQLiteDeleteBatches(ctx, int64(batch), func(ctx context.Context) (int64, error) {
 		res, err := s.db.ExecContext(ctx, liteDelete, cutoff.Unix(), batch)
 		if err != nil {
-			return n, wrap("sqlite gc", err)
+			return 0, err
 		}
-		k, _ := res.RowsAffected()
-		n += k
-		if k < int64(batch) {
-			return n, nil
-		}
-	}
+		return res.RowsAffected()
+	})
+	return n, wrap("sqlite gc", err)
 }
 
 // matchQuery picks a dialect's statement and its key for the match mode.

@@ -21,7 +21,7 @@ func Build() (string, error) {
 	}
 	bin := filepath.Join(dir, "mxpolicyd")
 	args := []string{"build", "-o", bin}
-	if raceEnabled {
+	if Race {
 		args = append(args, "-race")
 	}
 	args = append(args, "github.com/mxpolicyd/mxpolicyd/cmd/mxpolicyd")

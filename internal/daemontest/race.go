@@ -2,4 +2,6 @@
 
 package daemontest
 
-const raceEnabled = true
+// Race reports whether the tests run with the race detector, and so the
+// daemon Build makes: several times slower, SQLite most of all.
+const Race = true
