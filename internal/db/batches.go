@@ -27,7 +27,7 @@ func SQLiteDeleteBatches(ctx context.Context, batch int64, del func(context.Cont
 }
 
 // sqliteBatchPause is the shortest pause between two batches: the
-// longest sleep of SQLite's busy handler in its first 200 ms of waiting.
+// longest sleep of SQLite's busy handler in its first 128 ms of waiting.
 const sqliteBatchPause = 25 * time.Millisecond
 
 // deleteBatches is SQLiteDeleteBatches with its clock and its wait given.
