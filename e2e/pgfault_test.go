@@ -105,15 +105,7 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	srv := pgtest.StartServer(t)
 	dsn := srv.CreateDatabase(t, "mxpolicyd")
 	srv.Stop(t)
-	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
-	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
-
-	first := triplet{"192.0.2.40", "early@down.test", "early@example.test"}
-	expect(t, d.Addr, first, verbDunno)
-	if rec := d.DecisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
-		t.Errorf("with the database down, the DUNNO did not come from a failed greylist check: %v", rec)
-	}
-	expectReady(t, metrics, http.StatusServiceUnavailable)
+	d, metrics := startFailingOpen(t, dsn, triplet{"192.0.2.40", "early@down.test", "early@example.test"})
 
 	l := startLoad(t, d.Addr, loadOptions{Triplet: freshTriplets("startdown")})
 	time.Sleep(2 * time.Second)
@@ -164,14 +156,7 @@ func TestPostgresConnectionSlotsFull(t *testing.T) {
 		t.Fatal("a connection beyond the role's limit was accepted: the fault is not set up")
 	}
 
-	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
-	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
-	first := triplet{"192.0.2.50", "early@full.test", "early@example.test"}
-	expect(t, d.Addr, first, verbDunno)
-	if rec := d.DecisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
-		t.Errorf("with every slot taken, the DUNNO did not come from a failed greylist check: %v", rec)
-	}
-	expectReady(t, metrics, http.StatusServiceUnavailable)
+	d, metrics := startFailingOpen(t, dsn, triplet{"192.0.2.50", "early@full.test", "early@example.test"})
 
 	for _, c := range holders {
 		c.Close(ctx)
@@ -193,6 +178,22 @@ func TestPostgresConnectionSlotsFull(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	expectReady(t, metrics, http.StatusOK)
+}
+
+// startFailingOpen starts a daemon, with a metrics listener, on a
+// database it cannot reach, and checks what it does meanwhile: first gets
+// DUNNO, from a failed greylist check, and /readyz says 503. It returns
+// the daemon and the metrics address.
+func startFailingOpen(t *testing.T, dsn string, first triplet) (*daemontest.Daemon, string) {
+	t.Helper()
+	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
+	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n", Database: dsn})
+	expect(t, d.Addr, first, verbDunno)
+	if rec := d.DecisionsFor(t, first.Rcpt, 1)[0]; rec["error_greylist"] == nil {
+		t.Errorf("with the database unreachable, the DUNNO did not come from a failed greylist check: %v", rec)
+	}
+	expectReady(t, metrics, http.StatusServiceUnavailable)
+	return d, metrics
 }
 
 // passGreylist makes tr a passed triplet: deferred at first sight, passed
