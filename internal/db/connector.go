@@ -203,6 +203,8 @@ type StartOptions struct {
 	// ready and is retried with the backoff. On SQLite it runs once,
 	// within Start, and its error is Start's.
 	Prepare func(ctx context.Context, d *DB) error
+
+	now func() time.Time // this host's clock, for the clock offset; nil: time.Now (tests skew it)
 }
 
 // Start opens dsn for the daemon without waiting for PostgreSQL: it
@@ -246,7 +248,11 @@ func startPG(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
 		return nil, err
 	}
 	d := &DB{kind: Postgres, log: opt.Logger}
-	p := &pgProbe{cfg: cfg.ConnConfig.Copy()}
+	d.clock = &serverClock{log: opt.Logger}
+	p := &pgProbe{cfg: cfg.ConnConfig.Copy(), clock: d.clock, now: opt.now}
+	if p.now == nil {
+		p.now = time.Now
+	}
 	d.conn = newConnector(p.probe, func(ctx context.Context) error { return opt.Prepare(ctx, d) }, opt.Logger)
 	// pgxpool calls BeforeConnect before dialing and PrepareConn on every
 	// acquire (pgxpool.Config): refusing there makes every query fail at
@@ -271,10 +277,13 @@ func startPG(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
 
 // pgProbe checks the server on a connection of its own, outside the pool:
 // a pool busy with requests is not an outage, and the probe must not wait
-// behind them.
+// behind them. Its query reads the server's clock, for the offset
+// (clock.go).
 type pgProbe struct {
-	cfg  *pgx.ConnConfig
-	conn *pgx.Conn
+	cfg   *pgx.ConnConfig
+	conn  *pgx.Conn
+	clock *serverClock
+	now   func() time.Time // this host's clock
 }
 
 func (p *pgProbe) probe(ctx context.Context) error {
@@ -285,10 +294,12 @@ func (p *pgProbe) probe(ctx context.Context) error {
 		}
 		p.conn = c
 	}
-	if err := p.conn.Ping(ctx); err != nil {
+	s, err := measureClock(ctx, p.conn, p.now)
+	if err != nil {
 		p.close()
 		return err
 	}
+	p.clock.add(s)
 	return nil
 }
 

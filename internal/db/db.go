@@ -38,8 +38,9 @@ type DB struct {
 	stmts *Stmts        // SQLite: statements prepared on SQL, released by Close
 	kind  string
 	log   *slog.Logger
-	conn  *connector // Start on PostgreSQL: the readiness; nil is always ready
-	stop  func()     // stops the connector (PostgreSQL) or the checkpoints (SQLite)
+	conn  *connector   // Start on PostgreSQL: the readiness; nil is always ready
+	clock *serverClock // Start on PostgreSQL: the server's clock offset (clock.go)
+	stop  func()       // stops the connector (PostgreSQL) or the checkpoints (SQLite)
 }
 
 // Stmts keeps statements prepared on the SQLite database for the life of
