@@ -111,6 +111,11 @@ func TestServeStartsWithPostgresDown(t *testing.T) {
 	time.Sleep(2 * time.Second)
 	r := recoverUnderLoad(t, l, 0, func() { srv.Start(t) })
 	expectReady(t, metrics, http.StatusOK)
+	// The readiness probe also measures the server's clock, which is this
+	// machine's (internal/db/clock.go).
+	if off := metricValue(t, "http://"+metrics+"/metrics", "mxpolicyd_database_clock_offset_seconds"); math.Abs(off) > 1 {
+		t.Errorf("database clock offset %v s between this machine and its own server, want within 1 s", off)
+	}
 	t.Logf("figures: greylisting began %v after the server was up; %d fail-open answers; load %v",
 		(r.resumed.Done() - r.ready).Round(time.Millisecond), failOpen(d), r.s)
 

@@ -11,7 +11,8 @@ import (
 // verdict, so concurrent requests on many hosts never both see "new"
 // (pgstore.go: INSERT ... ON CONFLICT ... DO UPDATE ... RETURNING). Times
 // come from the caller's clock, never the database's, and are truncated to
-// the second.
+// the second. The daemon's clock, on PostgreSQL, is its host's shifted to
+// the server's (internal/db/clock.go), so hosts sharing it agree.
 type Store interface {
 	Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (Outcome, error)
 	// GC deletes pending triplets older than the retry window, and passed

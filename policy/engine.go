@@ -82,6 +82,12 @@ type Options struct {
 	Logger   *slog.Logger
 	Now      func() time.Time
 	Record   []Recorder
+	// ClockOffset, when set, is how far the clock of the store the checks
+	// share with other hosts is ahead of Now (db.DB.ClockOffset): the
+	// time the checks see (State.Now) is shifted by it, so that every
+	// host stores times on one clock. The decision's own time, its log
+	// line and its timings stay on Now.
+	ClockOffset func() time.Duration
 
 	wallClock bool // Now is time.Now: a step's time is read once, not twice
 }
@@ -300,6 +306,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 		}
 	}
 	st := &State{Req: req, Msg: msg, Now: now}
+	if e.opt.ClockOffset != nil {
+		st.Now = now.Add(e.opt.ClockOffset())
+	}
 	v := verdict{timings: make([]CheckTiming, 0, len(steps)), at: now}
 	if sasl {
 		v.res.Reason = "SASL authenticated" // and the checks that still ran say why

@@ -284,3 +284,23 @@ func TestEnginePassNamesEveryReason(t *testing.T) {
 		t.Fatalf("got check %q reason %q delay %v", d.Check, d.Reason, d.Delay)
 	}
 }
+
+// ClockOffset shifts the time the checks see, and only that: the
+// decision's time and duration stay on the engine's clock.
+func TestEngineClockOffsetShiftsChecksOnly(t *testing.T) {
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var seen time.Time
+	see := funcCheck{"see", func(_ context.Context, st *State) (Result, error) {
+		seen = st.Now
+		return Pass("seen"), nil
+	}}
+	e := NewEngine(Options{Logger: quiet(), Now: func() time.Time { return at },
+		ClockOffset: func() time.Duration { return -90 * time.Second }}, []Step{{Check: see, Timeout: time.Second}})
+	d := e.Evaluate(context.Background(), rcpt(), nil)
+	if want := at.Add(-90 * time.Second); !seen.Equal(want) {
+		t.Errorf("the check saw %v, want %v (the engine's clock shifted by the offset)", seen, want)
+	}
+	if !d.Time.Equal(at) || d.Duration != 0 {
+		t.Errorf("decision time %v, duration %v; want %v and 0 (the engine's own clock)", d.Time, d.Duration, at)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
@@ -146,8 +147,12 @@ func runCheck(ctx context.Context, cfgPath string, o *checkOpts, cmd *cobra.Comm
 	if err != nil {
 		return err
 	}
+	offset, err := db.MeasureClockOffset(ctx, w.db) // what the daemon's engine adds (daemon.go)
+	if err != nil {
+		return fmt.Errorf("database %s: %w", db.Redact(cfg.Database), err)
+	}
 	e := policy.NewEngine(policy.Options{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL,
-		Logger: slog.New(slog.DiscardHandler)}, steps)
+		Logger: slog.New(slog.DiscardHandler), ClockOffset: func() time.Duration { return offset }}, steps)
 	printDecision(cmd.OutOrStdout(), e.Evaluate(ctx, req, nil))
 	return nil
 }

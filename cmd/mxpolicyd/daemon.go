@@ -48,13 +48,18 @@ func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		d.close()
 		return nil, err
 	}
-	d.engine = policy.NewEngine(policy.Options{
+	opt := policy.Options{
 		Budget:   cfg.RequestTimeout,
 		SkipSASL: cfg.SkipSASL,
 		Observe:  cfg.Observe,
 		Logger:   logger,
 		Record:   append([]policy.Recorder{d.metrics}, d.wiring.recorders()...),
-	}, steps)
+	}
+	if store.IsPostgres() { // shared by several hosts: one clock for what they store
+		opt.ClockOffset = store.ClockOffset
+		d.metrics.WatchDatabaseClock(store.ClockOffset)
+	}
+	d.engine = policy.NewEngine(opt, steps)
 	if err := d.startMetrics(ctx); err != nil {
 		d.close()
 		return nil, err

@@ -78,18 +78,25 @@ func (r gcResult) print(w io.Writer) {
 func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bool) (gcResult, error) {
 	start := time.Now()
 	res := gcResult{dryRun: dryRun}
+	// Triplets, reply pairs and rate counters keep the database server's
+	// time (internal/db/clock.go); the decision log keeps this host's.
+	offset, err := db.MeasureClockOffset(ctx, d)
+	if err != nil {
+		return res, fmt.Errorf("gc: %w", err)
+	}
+	stored := start.Add(offset)
 	g, err := greylist.New(cfg.Greylist, greylist.NewStore(d), greylist.Options{})
 	if err != nil {
 		return res, err
 	}
-	if res.greylist, err = g.GC(ctx, start, dryRun); err != nil {
+	if res.greylist, err = g.GC(ctx, stored, dryRun); err != nil {
 		return res, fmt.Errorf("gc: greylist: %w", err)
 	}
-	if res.replies, err = gcReplies(ctx, cfg, d, start, dryRun); err != nil {
+	if res.replies, err = gcReplies(ctx, cfg, d, stored, dryRun); err != nil {
 		return res, err
 	}
 	// Rate counters at rest limit nothing: the same as no row.
-	if res.ratelimit, err = ratelimit.NewStore(d).GC(ctx, start, cfg.Greylist.GCBatch, dryRun); err != nil {
+	if res.ratelimit, err = ratelimit.NewStore(d).GC(ctx, stored, cfg.Greylist.GCBatch, dryRun); err != nil {
 		return res, fmt.Errorf("gc: ratelimit: %w", err)
 	}
 	if !dryRun {
