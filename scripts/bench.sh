@@ -408,7 +408,7 @@ declare -A LOGSKIP
 # keeping the warnings and errors.
 finish() {
 	stop "$2"
-	awk -v skip="${LOGSKIP[$1]}" 'NR > skip && /level=(WARN|ERROR)/' "$tmp/$1.log" | head -20 >"$tmp/$1.warnings"
+	awk -v skip="${LOGSKIP[$1]}" 'NR > skip && /level=(WARN|ERROR)/ && n++ < 20' "$tmp/$1.log" >"$tmp/$1.warnings"
 	if [[ -s $tmp/$1.warnings ]]; then
 		notes+=("$1: the daemon logged warnings or errors, first: \`$(head -1 "$tmp/$1.warnings" | cut -c1-200)\`")
 	fi

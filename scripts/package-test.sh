@@ -85,11 +85,13 @@ echo "mxpolicyd version: $got (package $debversion)"
 # The daemon's user must read its config (group mxpolicyd, 0640).
 setpriv --reuid mxpolicyd --regid mxpolicyd --init-groups \
 	/usr/bin/mxpolicyd --config /etc/mxpolicyd/mxpolicyd.yaml config check >/dev/null
-/usr/bin/mxpolicyd __complete config "" 2>/dev/null | grep -q '^check' ||
+# Output is read whole before grep: with pipefail, "cmd | grep -q" fails
+# at random when grep exits on its match and cmd's next write gets SIGPIPE.
+grep -q '^check' <<<"$(/usr/bin/mxpolicyd __complete config "" 2>/dev/null)" ||
 	fail "completion of \"mxpolicyd config\" does not offer check"
 bash -c '. /usr/share/bash-completion/completions/mxpolicyd && declare -F __start_mxpolicyd >/dev/null' ||
 	fail "the bash completion defines no __start_mxpolicyd"
-zcat /usr/share/man/man8/mxpolicyd-serve.8.gz | grep -q '^\.TH "MXPOLICYD-SERVE" "8"' ||
+grep -q '^\.TH "MXPOLICYD-SERVE" "8"' <<<"$(zcat /usr/share/man/man8/mxpolicyd-serve.8.gz)" ||
 	fail "mxpolicyd-serve.8 has no section 8 header"
 
 step "installed owners and modes"

@@ -120,7 +120,7 @@ for unit in mxpolicyd.service mxpolicyd-gc.service mxpolicyd-gc.timer; do
 	sed 's|/usr/local/bin/mxpolicyd|/usr/bin/mxpolicyd|g' "contrib/systemd/$unit" \
 		>"$root/usr/lib/systemd/system/$unit"
 done
-if grep -rh -v '^#' "$root/usr/lib/systemd/system" | grep -q /usr/local; then
+if grep -rh -v '^#' "$root/usr/lib/systemd/system" | grep /usr/local >/dev/null; then # not -q: pipefail
 	echo "package.sh: a unit still runs something from /usr/local" >&2
 	exit 1
 fi

@@ -172,11 +172,14 @@ step "systemctl reload right after a restart"
 inside systemctl restart mxpolicyd.service
 inside systemctl reload mxpolicyd.service || { inside journalctl -u mxpolicyd --no-pager >&2; fail "systemctl reload failed"; }
 invocation=$(show InvocationID)
+# The journal is read whole before grep: with pipefail, "journalctl |
+# grep -q" fails at random when grep exits early and journalctl gets SIGPIPE.
+reloaded() { grep -q 'config reloaded' <<<"$(inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation")"; }
 for _ in $(seq 100); do
-	inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" | grep -q 'config reloaded' && break
+	reloaded && break
 	sleep 0.1
 done
-inside journalctl --no-pager -o cat "_SYSTEMD_INVOCATION_ID=$invocation" | grep -q 'config reloaded' ||
+reloaded ||
 	{ inside journalctl -u mxpolicyd --no-pager >&2; fail "the daemon never logged the reload"; }
 [ "$(show ActiveState)/$(show NRestarts)" = active/0 ] ||
 	fail "after the reload: $(show ActiveState), $(show NRestarts) restarts"
