@@ -67,21 +67,41 @@ type serverClock struct {
 
 // add takes a sample and publishes the offset of the recent sample with
 // the shortest round trip, the least uncertain: NTP's clock filter makes
-// the same choice among its last eight samples (RFC 5905, section 10). A
-// single slow probe (a busy server) thus moves nothing, and a clock that
-// is stepped shows within eight probes.
+// the same choice among its last eight samples (RFC 5905, section 10), so
+// a single slow probe (a busy server) moves nothing.
+//
+// A clock that is stepped (either one) must show at once, not when the
+// older samples have aged out: a sample whose interval of possible
+// offsets (its offset, give or take half its round trip) does not meet
+// the best one's proves the offset has changed since, and the samples
+// before it are dropped.
 func (c *serverClock) add(s clockSample) {
+	if c.n > 0 {
+		if best := c.best(); (s.offset - best.offset).Abs() > (s.rtt+best.rtt)/2+stepSlack {
+			c.n, c.next = 0, 0
+		}
+	}
 	c.samples[c.next] = s
 	c.next = (c.next + 1) % len(c.samples)
 	c.n = min(c.n+1, len(c.samples))
+	best := c.best()
+	c.offset.Store(int64(best.offset))
+	c.report(best)
+}
+
+// stepSlack absorbs the server's microsecond timestamps and the drift of
+// two clocks between probes, so that a steady offset is never taken for a
+// step.
+const stepSlack = time.Millisecond
+
+func (c *serverClock) best() clockSample {
 	best := c.samples[0]
 	for _, x := range c.samples[1:c.n] {
 		if x.rtt < best.rtt {
 			best = x
 		}
 	}
-	c.offset.Store(int64(best.offset))
-	c.report(best)
+	return best
 }
 
 // report logs when the offset goes past ClockWarnOffset and when it is
