@@ -243,7 +243,7 @@ func Start(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
 }
 
 func startPG(ctx context.Context, dsn string, opt StartOptions) (*DB, error) {
-	cfg, err := pgConfig(dsn, false)
+	cfg, err := pgConfig(dsn, false, "mxpolicyd serve")
 	if err != nil {
 		return nil, err
 	}

@@ -255,6 +255,13 @@ func TestStartBecomesReady(t *testing.T) {
 	if _, err := d.PG.Exec(ctx, "INSERT INTO prepared VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
+	// pg_stat_activity names the daemon's sessions, the probe's included.
+	var named int
+	err = d.PG.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND application_name = 'mxpolicyd serve'`).Scan(&named)
+	if err != nil || named < 2 {
+		t.Errorf("%d sessions named \"mxpolicyd serve\" (%v), want the probe's and the pool's", named, err)
+	}
 }
 
 // check writes nothing: a missing SQLite file is an error, not created; an

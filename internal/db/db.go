@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
@@ -119,7 +118,7 @@ const (
 )
 
 // pgConfig parses dsn and applies the pool settings above.
-func pgConfig(dsn string, readOnly bool) (*pgxpool.Config, error) {
+func pgConfig(dsn string, readOnly bool, app string) (*pgxpool.Config, error) {
 	cfg, err := pgxpool.ParseConfig(strings.TrimSpace(dsn))
 	if err != nil {
 		// pgx's parse error may quote the DSN, password included.
@@ -141,14 +140,35 @@ func pgConfig(dsn string, readOnly bool) (*pgxpool.Config, error) {
 		// the session is READ ONLY unless it says otherwise.
 		cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "on"
 	}
-	// Cached prepared statements: the greylist upsert is parsed and planned
-	// once per connection, not once per request.
-	cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	// The query mode is pgx's default unless the DSN sets
+	// default_query_exec_mode: cached prepared statements, so the greylist
+	// upsert is parsed and planned once per connection, not once per
+	// request. A transaction pool in between (PgBouncer's pool_mode =
+	// transaction before 1.21, or without max_prepared_statements) does
+	// not keep a session's prepared statements from one transaction to the
+	// next; there the DSN says default_query_exec_mode=exec (README,
+	// "Behind PgBouncer").
+	nameSessions(cfg.ConnConfig.RuntimeParams, app)
 	return cfg, nil
 }
 
+// nameSessions sets application_name, which names the sessions in
+// pg_stat_activity, to app ("mxpolicyd serve", or "mxpolicyd" for a
+// command) unless the DSN gives one. A DSN's fallback_application_name
+// replaces app, as libpq's does ("Parameter Key Words"); pgx would send
+// it to the server as a setting, which refuses it.
+func nameSessions(params map[string]string, app string) {
+	if fb, ok := params["fallback_application_name"]; ok {
+		delete(params, "fallback_application_name")
+		app = fb
+	}
+	if params["application_name"] == "" {
+		params["application_name"] = app
+	}
+}
+
 func openPG(ctx context.Context, dsn string, readOnly bool) (*DB, error) {
-	cfg, err := pgConfig(dsn, readOnly)
+	cfg, err := pgConfig(dsn, readOnly, "mxpolicyd")
 	if err != nil {
 		return nil, err
 	}

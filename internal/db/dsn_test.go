@@ -4,6 +4,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Every libpq keyword starts a key=value DSN, not only the common ones, and
@@ -62,12 +64,39 @@ func TestKeyValueDSNParses(t *testing.T) {
 	if k, err := KindOf(dsn); err != nil || k != Postgres {
 		t.Fatalf("KindOf = %q, %v", k, err)
 	}
-	cfg, err := pgConfig(dsn, false)
+	cfg, err := pgConfig(dsn, false, "mxpolicyd")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cc := cfg.ConnConfig
 	if cc.Host != "db.example" || cc.Port != 5433 || cc.Password != "s3 c'ret" || cfg.MaxConns != 3 {
 		t.Errorf("host %q port %d password %q max_conns %d", cc.Host, cc.Port, cc.Password, cfg.MaxConns)
+	}
+}
+
+// The DSN's default_query_exec_mode and application_name are kept (the
+// first is what a transaction pool needs, README "Behind PgBouncer");
+// without them, pgx's cached statements and mxpolicyd's name.
+func TestDSNQueryModeAndApplicationName(t *testing.T) {
+	for _, c := range []struct {
+		dsn  string
+		mode pgx.QueryExecMode
+		app  string
+	}{
+		{"postgres://mx@db/mx", pgx.QueryExecModeCacheStatement, "mxpolicyd serve"},
+		{"postgres://mx@db/mx?default_query_exec_mode=exec", pgx.QueryExecModeExec, "mxpolicyd serve"},
+		{"host=db default_query_exec_mode=simple_protocol application_name=mx1", pgx.QueryExecModeSimpleProtocol, "mx1"},
+		{"postgres://mx@db/mx?fallback_application_name=mx2", pgx.QueryExecModeCacheStatement, "mx2"},
+	} {
+		cfg, err := pgConfig(c.dsn, false, "mxpolicyd serve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.ConnConfig.DefaultQueryExecMode; got != c.mode {
+			t.Errorf("%s: query mode %v, want %v", c.dsn, got, c.mode)
+		}
+		if got := cfg.ConnConfig.RuntimeParams["application_name"]; got != c.app {
+			t.Errorf("%s: application_name %q, want %q", c.dsn, got, c.app)
+		}
 	}
 }
