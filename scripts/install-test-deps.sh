@@ -14,6 +14,7 @@
 #   debootstrap, systemd-container the package under a real systemd (scripts/systemd-test.sh)
 #   postgrey, sqlgrey, db-util,    the switch-day import tests (e2e/import_test.go): the real
 #   libdbd-sqlite3-perl, libdbd-pg-perl  greylisters on loopback, db_dump for postgrey's files
+#   pgbouncer                      the daemon behind a transaction pool (e2e/pgbouncer_test.go)
 #
 # It exits non-zero when a package cannot be installed: a missing component
 # must fail the run, never turn its tests into skips.
@@ -21,7 +22,7 @@ set -euo pipefail
 
 packages=(postfix swaks postgresql clamav-daemon clamav-milter clamav systemd chromium
 	prometheus docker-compose buildah podman runc lintian debootstrap systemd-container
-	postgrey sqlgrey db-util libdbd-sqlite3-perl libdbd-pg-perl)
+	postgrey sqlgrey db-util libdbd-sqlite3-perl libdbd-pg-perl pgbouncer)
 
 installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
@@ -46,8 +47,8 @@ echo "install-test-deps.sh: installing ${missing[*]}"
 echo 'postfix postfix/main_mailer_type select No configuration' | debconf-set-selections
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-# Only promtool is wanted from the prometheus package, and postgrey and sqlgrey
-# must not run system-wide (the tests start their own on loopback): a policy-rc.d that
+# Only promtool is wanted from the prometheus package, and postgrey, sqlgrey and
+# pgbouncer must not run system-wide (the tests start their own on loopback): a policy-rc.d that
 # answers 101 ("action forbidden") keeps its service from starting
 # (invoke-rc.d(8); /usr/share/doc/init-system-helpers/README.policy-rc.d.gz).
 # One the machine already has is left as it is.
