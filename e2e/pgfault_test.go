@@ -346,3 +346,74 @@ func expectReady(t *testing.T, addr string, code int) {
 		t.Errorf("/readyz: %d, want %d", got, code)
 	}
 }
+
+// A table the daemon writes is locked and stays locked, as by a migration
+// or an administrator's forgotten transaction (LOCK TABLE ... IN ACCESS
+// EXCLUSIVE MODE in a session left open). The server answers, so the
+// readiness probe, which touches no table, finds nothing wrong, but every
+// greylisting statement waits on the lock. The first few requests wait
+// out greylisting's share and fail open; then the check is paused
+// (policy/pause.go) and requests fail open at once, one a second trying
+// the store again. Once the lock is released, greylisting resumes.
+func TestPostgresTableLocked(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	dsn := pgtest.New(t)
+	d := startDaemon(t, daemontest.Options{Config: outageConfig, Database: dsn})
+	d.WaitLog(t, "database ready")
+	ctx := context.Background()
+	locker, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer locker.Close(ctx)
+	tx, err := locker.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // committed below
+	if _, err := tx.Exec(ctx, "LOCK TABLE greylist_triplet IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 12
+	var slow []time.Duration
+	started := time.Now()
+	for i := range n {
+		tr := triplet{fmt.Sprintf("192.0.2.%d", 100+i), fmt.Sprintf("s%d@locked.test", i), "locked@example.test"}
+		r := ask(t, d.Addr, tr)
+		if r.Err != nil || r.Verb() != verbDunno || r.Latency >= requestBudget+replyGrace {
+			t.Fatalf("request %d with the table locked: %q, %v after %v; want DUNNO (fail open) in time", i+1, r.Action, r.Err, r.Latency)
+		}
+		if r.Latency > 500*time.Millisecond {
+			slow = append(slow, r.Latency.Round(time.Millisecond))
+		}
+	}
+	elapsed := time.Since(started)
+	// The first three waited; the nine after them answer in well under
+	// the second after which one would try the store again (without the
+	// pause, all twelve wait).
+	if len(slow) > 4 {
+		t.Errorf("%d of %d requests waited on the lock (%v) in %v; want at most 4", len(slow), n, slow, elapsed.Round(time.Millisecond))
+	}
+	for _, rec := range d.DecisionsFor(t, "locked@example.test", n) {
+		if rec["error_greylist"] == nil {
+			t.Errorf("a DUNNO with the table locked did not come from a failed greylist check: %v", rec)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	released := time.Now()
+	for deadline := released.Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		tr := triplet{"198.51.100.77", fmt.Sprintf("after%d@unlocked.test", time.Now().UnixNano()), "bob@example.test"}
+		if r := ask(t, d.Addr, tr); r.Err == nil && r.Verb() == verbDefer {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("greylisting did not resume within 5 s of the lock's release")
+		}
+	}
+	t.Logf("figures: %d of %d requests waited on the lock (%v) over %v; greylisting resumed %v after the release",
+		len(slow), n, slow, elapsed.Round(time.Millisecond), time.Since(released).Round(time.Millisecond))
+}

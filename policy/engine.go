@@ -23,6 +23,12 @@ type Step struct {
 	// skip_sasl, which otherwise spares them every check: skip_sasl is
 	// about the inbound checks, never about your users' rate limits.
 	ForSASL bool
+	// OwnTimeouts says the check times out only when something of ours is
+	// stuck (its store), never because of a sender: after a few timeouts
+	// in a row it is paused (pause.go).
+	OwnTimeouts bool
+
+	pause *pause // set by SetSteps when OwnTimeouts
 }
 
 // Recorder receives every decision after it is made: the decision log, the
@@ -138,13 +144,35 @@ func (e *Engine) SetTuning(t Tuning) {
 
 // SetSteps replaces the checks, for SIGHUP reloads. Requests in flight
 // finish with the steps they started with.
-func (e *Engine) SetSteps(steps []Step) { e.plan.Store(newPlan(steps)) }
+func (e *Engine) SetSteps(steps []Step) {
+	steps = slices.Clone(steps)
+	pauses := map[string]*pause{}
+	old := e.plan.Load()
+	for i := range steps {
+		if !steps[i].OwnTimeouts {
+			continue
+		}
+		name := steps[i].Check.Name()
+		if pauses[name] == nil {
+			pauses[name] = &pause{}
+			if old != nil && old.pauses[name] != nil {
+				pauses[name] = old.pauses[name] // a reload does not end a pause
+			}
+		}
+		steps[i].pause = pauses[name]
+	}
+	p := newPlan(steps)
+	p.pauses = pauses
+	e.plan.Store(p)
+}
 
 // plan is the steps of each protocol stage, worked out once per SetSteps
 // rather than per request: all of them, and those that run for a
-// SASL-authenticated client under skip_sasl (Step.ForSASL).
+// SASL-authenticated client under skip_sasl (Step.ForSASL); and the
+// pause of each check with OwnTimeouts, by name, for the next SetSteps.
 type plan struct {
 	all, sasl map[string][]Step
+	pauses    map[string]*pause
 }
 
 // The stages the engine decides at; at any other, it passes.
@@ -398,7 +426,7 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 	}
 	o, quick := e.quick(step.Check, st)
 	if !quick {
-		o = e.call(ctx, step.Check, share, st)
+		o = e.callUnlessPaused(ctx, step.Check, step.pause, share, st)
 	}
 	v.at = time.Now()
 	took := v.at.Sub(start)
@@ -504,6 +532,20 @@ func (e *Engine) call(ctx context.Context, c Check, share time.Duration, st *Sta
 	case <-ctx.Done():
 		return attempt{err: fmt.Errorf("policy: check %s: %w", name, ctx.Err())}
 	}
+}
+
+// callUnlessPaused is call, for a check with a pause (pz, nil for none)
+// only when it is not paused, recording how the run ended (pause.go).
+func (e *Engine) callUnlessPaused(ctx context.Context, c Check, pz *pause, share time.Duration, st *State) attempt {
+	if pz == nil {
+		return e.call(ctx, c, share, st)
+	}
+	if pz.skip(e.opt.Now) {
+		return attempt{err: pausedError(c.Name())}
+	}
+	o := e.call(ctx, c, share, st)
+	pz.done(c.Name(), o.err, e.opt.Now(), e.opt.Logger)
+	return o
 }
 
 func joinReason(a, b string) string {

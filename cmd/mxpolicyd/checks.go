@@ -30,6 +30,9 @@ type checkSpec struct {
 	// under skip_sasl, which spares them every other check
 	// (policy.Step.ForSASL).
 	runsForSASL bool
+	// store: the check's timeouts are its database's, never a sender's,
+	// so the engine pauses it after a few in a row (policy.Step.OwnTimeouts).
+	store bool
 }
 
 // checkTable is every check, in the order the engine runs them; config
@@ -59,27 +62,27 @@ type checkSpec struct {
 func checkTable() []checkSpec {
 	return []checkSpec{
 		// In-memory lookups; the store refresh runs in the background.
-		{whitelist.Name, defaultStep(250 * time.Millisecond), (*wiring).whitelistCheck, false},
+		{whitelist.Name, defaultStep(250 * time.Millisecond), (*wiring).whitelistCheck, false, false},
 		// One indexed read or one upsert; its share came from whitelist's.
 		// A slower database fails open: the reply is greylisted.
-		{replies.Name, defaultStep(250 * time.Millisecond), (*wiring).repliesCheck, true},
+		{replies.Name, defaultStep(250 * time.Millisecond), (*wiring).repliesCheck, true, true},
 		// All lists in parallel: one round trip to the local resolver,
 		// or one recursion on a cold cache.
-		{dnsbl.Name, defaultStep(1250 * time.Millisecond), (*wiring).dnsblCheck, false},
+		{dnsbl.Name, defaultStep(1250 * time.Millisecond), (*wiring).dnsblCheck, false, false},
 		// Up to a few lookups in sequence (TXT, then include:, a, mx),
 		// HELO and MAIL FROM side by side; the probe reuses their answers
 		// and costs none. The largest share: an SPF answer is worth
 		// waiting for (a fail is the one verdict it gives that refuses),
 		// while a list that is slow only fails open.
-		{spf.Name, defaultStep(2500 * time.Millisecond), (*wiring).spfCheck, false},
+		{spf.Name, defaultStep(2500 * time.Millisecond), (*wiring).spfCheck, false, false},
 		// One upsert; a database slower than this fails open.
-		{greylist.Name, defaultStep(1500 * time.Millisecond), (*wiring).greylistCheck, false},
+		{greylist.Name, defaultStep(1500 * time.Millisecond), (*wiring).greylistCheck, false, true},
 		// One statement per decision (one more per distinct_networks
 		// rule), on the same database as greylist; a slower database
 		// fails open. Without rules the check is not built and takes no
 		// time; set checks.ratelimit.enabled: false to give its share
 		// back to the others.
-		{ratelimit.Name, defaultStep(250 * time.Millisecond), (*wiring).ratelimitCheck, true},
+		{ratelimit.Name, defaultStep(250 * time.Millisecond), (*wiring).ratelimitCheck, true, true},
 	}
 }
 

@@ -82,7 +82,8 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 			return nil, err
 		}
 		if c != nil {
-			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError, ForSASL: spec.runsForSASL})
+			out = append(out, policy.Step{Check: c, Timeout: s.Timeout, OnError: s.OnError, ForSASL: spec.runsForSASL,
+				OwnTimeouts: spec.store})
 		}
 	}
 	for _, apply := range w.apply {
