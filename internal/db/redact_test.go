@@ -71,8 +71,8 @@ func FuzzRedact(f *testing.F) {
 		f.Add(p)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		if len(p) < 4 || strings.ContainsAny(p, "\x00") {
-			return
+		if len(p) < 4 || strings.ContainsAny(p, "\x00") || strings.Contains(p, redacted) {
+			return // a password holding the mask could not be told from it
 		}
 		quoted := "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`).Replace(p) + "'"
 		// In a URL query '&' ends a value: a password there is escaped.
@@ -84,7 +84,11 @@ func FuzzRedact(f *testing.F) {
 		} {
 			rest := strings.Replace(dsn, shown, "", 1)
 			got := Redact(dsn)
-			if strings.Contains(got, shown) && !strings.Contains(rest, shown) && !strings.Contains(redacted+unparseable, shown) {
+			// The masks become NUL, which no password here holds, so a
+			// password made of their letters is not found across one
+			// and the text beside it ("xxx " in "xxxxx dbname").
+			masked := strings.NewReplacer(redacted, "\x00", unparseable, "\x00").Replace(got)
+			if strings.Contains(masked, shown) && !strings.Contains(rest, shown) {
 				t.Errorf("Redact(%q) = %q shows the password", dsn, got)
 			}
 		}
