@@ -45,6 +45,7 @@ func exportedFamilies(t *testing.T) map[string]family {
 	m.LogRecordsDropped(1)
 	m.ResolverFailure()
 	m.ResolverHealthy(false)
+	m.WatchDatabaseClock(func() time.Duration { return 0 })
 	cfg := metrics.DefaultConfig()
 	rec := httptest.NewRecorder()
 	metrics.NewServer(cfg, m, nil, nil).Handler().ServeHTTP(rec, httptest.NewRequest("GET", cfg.Path, nil))
