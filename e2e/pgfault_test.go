@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -416,4 +418,62 @@ func TestPostgresTableLocked(t *testing.T) {
 	}
 	t.Logf("figures: %d of %d requests waited on the lock (%v) over %v; greylisting resumed %v after the release",
 		len(slow), n, slow, elapsed.Round(time.Millisecond), time.Since(released).Round(time.Millisecond))
+}
+
+// The DSN names a hot standby, as a virtual IP left on the old primary's
+// replica or a host name written wrong would: the server answers every
+// read and refuses every write. serve says so (/readyz 503 "database is
+// read-only", one log line) and fails open at once, instead of sending
+// each decision to fail at the server; once the server is promoted, it
+// greylists, without a restart.
+func TestServeOnStandby(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	primary := pgtest.StartServer(t)
+	primary.CreateDatabase(t, "mxpolicyd")
+	mxpolicyd(t, "migrate", "--database", primary.DSN("mxpolicyd"))
+	standby := primary.StartStandby(t)
+	standby.WaitReplayed(t, primary, resumeLimit)
+
+	metrics := fmt.Sprintf("127.0.0.1:%d", postfixtest.FreePort(t))
+	d := startDaemon(t, daemontest.Options{Config: outageConfig + "metrics:\n  listen: " + metrics + "\n",
+		Database: standby.DSN("mxpolicyd")})
+	d.WaitLog(t, "database is read-only")
+	if code, body := readyzBody(t, metrics); code != http.StatusServiceUnavailable || !strings.Contains(body, "database is read-only") {
+		t.Errorf("/readyz on a standby: %d %q, want 503 naming the read-only database", code, body)
+	}
+	first := triplet{"192.0.2.60", "early@standby.test", "early@example.test"}
+	expect(t, d.Addr, first, verbDunno)
+	rec := d.DecisionsFor(t, first.Rcpt, 1)[0]
+	if msg, _ := rec["error_greylist"].(string); !strings.Contains(msg, "read-only") {
+		t.Errorf("the fail-open decision's greylist error %q does not say the database is read-only", msg)
+	}
+
+	primary.Stop(t)
+	standby.Promote(t)
+	promoted := time.Now()
+	for deadline := promoted.Add(resumeLimit); ; time.Sleep(100 * time.Millisecond) {
+		r := ask(t, d.Addr, triplet{"192.0.2.61", fmt.Sprintf("p%d@promoted.test", time.Now().UnixNano()), "late@example.test"})
+		if r.Err == nil && r.Verb() == verbDefer {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("greylisting did not begin within %v of the promotion", resumeLimit)
+		}
+	}
+	expectReady(t, metrics, http.StatusOK)
+	t.Logf("figures: greylisting began %v after the promotion", time.Since(promoted).Round(time.Millisecond))
+}
+
+// readyzBody is readyz with the body /readyz answered.
+func readyzBody(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

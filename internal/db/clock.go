@@ -33,10 +33,12 @@ import (
 // of every time the stores keep.
 const ClockWarnOffset = time.Second
 
-// clockSQL reads the server's clock as the statement runs: now() would be
-// the transaction's start (PostgreSQL documentation 9.9.5, "Current
-// Date/Time").
-const clockSQL = "SELECT clock_timestamp()"
+// probeSQL reads the server's clock as the statement runs (now() would
+// be the transaction's start: PostgreSQL documentation 9.9.5, "Current
+// Date/Time") and whether the session may write: transaction_read_only is
+// on in a hot standby, and where default_transaction_read_only is on
+// (PostgreSQL documentation 20.11.1, "Statement Behavior").
+const probeSQL = "SELECT clock_timestamp(), current_setting('transaction_read_only') = 'on'"
 
 // ClockOffset is how far the database server's clock is ahead of this
 // host's (negative: behind), as the daemon's connector last measured it
@@ -120,18 +122,19 @@ func (c *serverClock) report(s clockSample) {
 }
 
 // measureClock reads the server's clock on conn, timing the round trip on
-// now (this host's clock; a seam for tests). The simple protocol makes it
-// one round trip, never a Parse and Describe first.
-func measureClock(ctx context.Context, conn *pgx.Conn, now func() time.Time) (clockSample, error) {
+// now (this host's clock; a seam for tests), and whether the session is
+// read-only (probeSQL). The simple protocol makes it one round trip,
+// never a Parse and Describe first.
+func measureClock(ctx context.Context, conn *pgx.Conn, now func() time.Time) (s clockSample, readOnly bool, err error) {
 	var server time.Time
 	t0 := now()
-	err := conn.QueryRow(ctx, clockSQL, pgx.QueryExecModeSimpleProtocol).Scan(&server)
+	err = conn.QueryRow(ctx, probeSQL, pgx.QueryExecModeSimpleProtocol).Scan(&server, &readOnly)
 	t1 := now()
 	if err != nil {
-		return clockSample{}, err
+		return clockSample{}, false, err
 	}
 	rtt := t1.Sub(t0)
-	return clockSample{offset: server.Sub(t0.Add(rtt / 2)), rtt: rtt}, nil
+	return clockSample{offset: server.Sub(t0.Add(rtt / 2)), rtt: rtt}, readOnly, nil
 }
 
 // MeasureClockOffset is ClockOffset for any DB: the connector's latest
@@ -151,7 +154,7 @@ func MeasureClockOffset(ctx context.Context, d *DB) (time.Duration, error) {
 	defer conn.Release()
 	c := serverClock{log: d.log}
 	for range 3 {
-		s, err := measureClock(ctx, conn.Conn(), time.Now)
+		s, _, err := measureClock(ctx, conn.Conn(), time.Now)
 		if err != nil {
 			return 0, err
 		}

@@ -37,6 +37,9 @@ var (
 	// but the schema is not yet migrated (auto_migrate off, or a
 	// migration failed). It matches ErrUnavailable.
 	ErrMigrationsPending error = &notReady{"migrations pending"}
+	// ErrReadOnly is returned instead while the server answers but takes
+	// no writes: the DSN names a hot standby. It matches ErrUnavailable.
+	ErrReadOnly error = &notReady{"database is read-only"}
 )
 
 // Connector timing. Reconnects back off from backoffMin to backoffMax, so
@@ -122,7 +125,11 @@ func (c *connector) attempt(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil {
-			c.set(ErrUnavailable, err)
+			state := ErrUnavailable
+			if errors.Is(err, errReadOnly) {
+				state = ErrReadOnly
+			}
+			c.set(state, err)
 		}
 		return err
 	}
@@ -171,6 +178,10 @@ func (c *connector) set(state, cause error) {
 	case state == ErrMigrationsPending:
 		c.log.Error("database schema not ready; greylisting and the decision log fail open until it is",
 			"err", Redact(cause.Error()))
+	case state == ErrReadOnly:
+		c.log.Error("database is read-only; greylisting and the decision log fail open until it takes writes: "+
+			"give the DSN the primary (target_session_attrs=read-write finds it among several hosts)",
+			"err", cause.Error(), "retry_max", backoffMax)
 	default:
 		c.log.Warn("database not reachable; greylisting and the decision log fail open until it is",
 			"err", Redact(cause.Error()), "retry_max", backoffMax)
@@ -294,14 +305,21 @@ func (p *pgProbe) probe(ctx context.Context) error {
 		}
 		p.conn = c
 	}
-	s, err := measureClock(ctx, p.conn, p.now)
+	s, readOnly, err := measureClock(ctx, p.conn, p.now)
 	if err != nil {
 		p.close()
 		return err
 	}
 	p.clock.add(s)
+	if readOnly {
+		p.close() // the next probe connects anew: a multi-host DSN may find the primary
+		return errReadOnly
+	}
 	return nil
 }
+
+// errReadOnly is the probe's error for a server that takes no writes.
+var errReadOnly = errors.New("the server is read-only (a hot standby, or default_transaction_read_only is on)")
 
 func (p *pgProbe) close() {
 	if p.conn == nil {

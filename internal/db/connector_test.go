@@ -330,3 +330,27 @@ func TestStartSQLiteFailsAtOnce(t *testing.T) {
 		t.Fatalf("Start with a failing Prepare on SQLite = %v, want its error", err)
 	}
 }
+
+// A server that answers but takes no writes (here every session's
+// default_transaction_read_only; a hot standby alike) is not ready, and
+// /readyz and the log say why.
+func TestStartOnReadOnlyServer(t *testing.T) {
+	ctx := ctxT(t)
+	var logs logtest.Buffer
+	dsn := pgtest.New(t) + "&options=-c%20default_transaction_read_only%3Don"
+	d, err := Start(ctx, dsn, StartOptions{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	for !strings.Contains(logs.String(), "database is read-only") {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no line about a read-only database:\n%s", logs.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := d.Ready(); !errors.Is(err, ErrReadOnly) || !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Ready() = %v, want ErrReadOnly, which is ErrUnavailable (requests fail fast)", err)
+	}
+}
