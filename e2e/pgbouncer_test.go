@@ -11,9 +11,6 @@ package e2e
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,7 +27,7 @@ func TestBehindPgBouncer(t *testing.T) {
 	// Two server connections for the daemon's ten: transactions of
 	// one client connection land on different servers.
 	pooled := pgtest.PgBouncer(t, direct, 2) + "&default_query_exec_mode=exec"
-	mxpolicyd(t, "migrate", "--database", direct)
+	mx(t, "migrate", "--database", direct)
 	d := startDaemon(t, daemontest.Options{Config: outageConfig + "auto_migrate: false\n", Database: pooled})
 	d.WaitLog(t, "database ready")
 
@@ -69,7 +66,7 @@ func TestBehindPgBouncer(t *testing.T) {
 
 	// An admin command through the pool reaches the daemon.
 	listed := triplet{"198.51.100.9", "carol@bouncer.test", "dave@example.test"}
-	mxpolicyd(t, "whitelist", "add", "client", listed.Client, "--database", pooled)
+	mx(t, "whitelist", "add", "client", listed.Client, "--database", pooled)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		r := ask(t, d.Addr, listed)
 		if r.Err == nil && r.Verb() == verbDunno {
@@ -82,16 +79,4 @@ func TestBehindPgBouncer(t *testing.T) {
 	if n := failOpen(d); n > 0 {
 		t.Errorf("%d decisions failed open through PgBouncer", n)
 	}
-}
-
-// mxpolicyd runs the built binary with args and fails the test on error.
-func mxpolicyd(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("mxpolicyd %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
 }

@@ -431,7 +431,7 @@ func TestServeOnStandby(t *testing.T) {
 	t.Parallel()
 	primary := pgtest.StartServer(t)
 	primary.CreateDatabase(t, "mxpolicyd")
-	mxpolicyd(t, "migrate", "--database", primary.DSN("mxpolicyd"))
+	mx(t, "migrate", "--database", primary.DSN("mxpolicyd"))
 	standby := primary.StartStandby(t)
 	standby.WaitReplayed(t, primary, resumeLimit)
 

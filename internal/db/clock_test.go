@@ -71,13 +71,7 @@ func TestStartMeasuresClockOffset(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	for d.Ready() != nil {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("never ready: %v", d.Ready())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitReady(ctx, t, d)
 	if off := d.ClockOffset(); (off + 10*time.Minute).Abs() > time.Second {
 		t.Errorf("ClockOffset %v with this host ten minutes fast, want -10m within a second", off)
 	}

@@ -245,13 +245,7 @@ func TestStartBecomesReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	for d.Ready() != nil {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("never ready: %v", d.Ready())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	waitReady(ctx, t, d)
 	if _, err := d.PG.Exec(ctx, "INSERT INTO prepared VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
@@ -352,5 +346,17 @@ func TestStartOnReadOnlyServer(t *testing.T) {
 	}
 	if err := d.Ready(); !errors.Is(err, ErrReadOnly) || !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Ready() = %v, want ErrReadOnly, which is ErrUnavailable (requests fail fast)", err)
+	}
+}
+
+// waitReady waits for d's store to be ready, until ctx ends.
+func waitReady(ctx context.Context, t *testing.T, d *DB) {
+	t.Helper()
+	for d.Ready() != nil {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never ready: %v", d.Ready())
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
