@@ -477,3 +477,46 @@ func readyzBody(t *testing.T, addr string) (int, string) {
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
 }
+
+// PostgreSQL reached over TLS, the server's certificate checked against
+// the site's authority (sslmode=verify-full, sslrootcert), as a database
+// on another host is: greylisting works, and every session of the daemon
+// is encrypted (pg_stat_ssl). Against the wrong authority the daemon does
+// not connect, fails open and says why in its log, never showing the
+// DSN's password.
+func TestPostgresTLS(t *testing.T) {
+	requireBinary(t)
+	t.Parallel()
+	srv, ca := pgtest.StartTLSServer(t)
+	srv.CreateDatabase(t, "mxpolicyd")
+	tlsDSN := func(root string) string {
+		return fmt.Sprintf("postgres://postgres:s3cret@127.0.0.1:%d/mxpolicyd?sslmode=verify-full&sslrootcert=%s", srv.Port, root)
+	}
+	d := startDaemonReady(t, outageConfig, tlsDSN(ca))
+	passGreylist(t, d, triplet{"192.0.2.90", "alice@tls.test", "bob@example.test"})
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, srv.DSN("mxpolicyd")) // without TLS: the server takes both
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var sessions int
+	var allTLS bool
+	err = conn.QueryRow(ctx, `SELECT count(*), coalesce(bool_and(s.ssl), false)
+		FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'mxpolicyd serve'`).
+		Scan(&sessions, &allTLS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sessions < 2 || !allTLS {
+		t.Errorf("%d sessions of the daemon, all over TLS: %v; want the probe's and the pool's, all over TLS", sessions, allTLS)
+	}
+
+	wrong := startDaemon(t, daemontest.Options{Config: outageConfig, Database: tlsDSN(pgtest.NewCA(t, t.TempDir()))})
+	wrong.WaitLog(t, "database not reachable")
+	expect(t, wrong.Addr, triplet{"192.0.2.91", "carol@tls.test", "bob@example.test"}, verbDunno)
+	if log := wrong.Log.String(); !strings.Contains(log, "certificate") || strings.Contains(log, "s3cret") {
+		t.Errorf("with the wrong authority, the log should name the certificate and never the password:\n%s", log)
+	}
+}
