@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // cluster is a throwaway PostgreSQL instance in a temp dir.
@@ -73,19 +74,28 @@ func (c *cluster) prepareDir() error {
 	if c.asUser == "" {
 		return nil
 	}
-	u, err := user.Lookup(c.asUser)
+	_, err := giveTo(c.dir, c.asUser)
+	return err
+}
+
+// giveTo makes dir and everything in it name's, and returns the
+// credential that runs a process as name: as root, initdb, the server and
+// pgbouncer run as the postgres user, since each refuses root.
+func giveTo(dir, name string) (*syscall.Credential, error) {
+	u, err := user.Lookup(name)
 	if err != nil {
-		return fmt.Errorf("running as root, initdb must run as the %q user, which does not exist "+
-			"(install the Debian package postgresql, or set TEST_DATABASE_URL): %w", c.asUser, err)
+		return nil, fmt.Errorf("running as root, PostgreSQL's programs must run as the %q user, which does not exist "+
+			"(install the Debian package postgresql, or set TEST_DATABASE_URL): %w", name, err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	for _, p := range []string{c.dir, filepath.Join(c.dir, "sock")} {
-		if err := os.Chown(p, uid, gid); err != nil {
+	err = filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		return os.Chown(p, uid, gid)
+	})
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, err
 }
 
 // initAndStart runs initdb, then starts the cluster with extra settings

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -113,22 +112,4 @@ logfile = %s
 	through := *u
 	through.Host, through.Path = addr, "/mx"
 	return through.String()
-}
-
-// giveTo makes dir and its files name's, and returns the credential that
-// runs a process as name.
-func giveTo(dir, name string) (*syscall.Credential, error) {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: running as root, pgbouncer must run as %q: %w", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	err = filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, uid, gid)
-	})
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, err
 }
