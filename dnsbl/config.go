@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -144,8 +145,11 @@ func (c Config) Validate() error {
 		return err
 	}
 	switch {
-	case c.RejectThreshold <= 0:
-		return fmt.Errorf("dnsbl.reject_threshold: must be positive, got %v", c.RejectThreshold)
+	case !(c.RejectThreshold > 0) || math.IsInf(c.RejectThreshold, 1):
+		// Written so that NaN fails too: every comparison with it is
+		// false, so a score would never reach it in one check and always
+		// in another.
+		return fmt.Errorf("dnsbl.reject_threshold: must be a finite number greater than 0, got %v", c.RejectThreshold)
 	case c.Timeout != 0 && (c.Timeout < 10*time.Millisecond || c.Timeout > 30*time.Second):
 		return fmt.Errorf("dnsbl.timeout: must be 0 (the check's timeout) or between 10ms and 30s, got %q", c.Timeout)
 	case c.MinTTL < 0:

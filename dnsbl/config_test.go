@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -125,6 +126,8 @@ func TestValidate(t *testing.T) {
 			c.Lists = []List{{Site: "a.example", Kind: KindDomain, Identities: []Identity{"rcpt"}}}
 		}},
 		{"dnsbl.reject_threshold", func(c *Config) { c.RejectThreshold = 0 }},
+		{"dnsbl.reject_threshold", func(c *Config) { c.RejectThreshold = math.NaN() }},
+		{"dnsbl.reject_threshold", func(c *Config) { c.RejectThreshold = math.Inf(1) }},
 		{"dnsbl.timeout", func(c *Config) { c.Timeout = time.Millisecond }},
 		{"dnsbl.max_ttl", func(c *Config) { c.MaxTTL = time.Second }},
 		{"dnsbl.cache_size", func(c *Config) { c.CacheSize = 0 }},
