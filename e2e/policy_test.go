@@ -52,6 +52,26 @@ func TestPostfixConsultsMxpolicyd(t *testing.T) {
 	}
 }
 
+// A port Postfix does not know reaches the policy service as
+// client_port=unknown (smtpd.h, CLIENT_PORT_UNKNOWN; here through XCLIENT
+// PORT=[UNAVAILABLE], as a proxy in front of Postfix may send it). The
+// request is still decided: a first contact is greylisted, where a
+// daemon that dropped the request would leave Postfix its default_action.
+func TestPostfixUnknownClientPort(t *testing.T) {
+	postfixtest.Require(t, "postfix", "swaks")
+	t.Parallel()
+	d := startDaemon(t, daemontest.Options{Config: greylistConfig, Files: map[string]string{"clients": ""}})
+	pf := postfixtest.Start(t, postfixtest.Options{PolicyAddr: d.Addr})
+	res := pf.Swaks(t, postfixtest.Mail{From: "alice@sender.test", To: []string{"grace@example.test"},
+		ClientAddr: "192.0.2.22", ClientPort: "[UNAVAILABLE]", Helo: "mail.sender.test", QuitAfter: "RCPT"})
+	if res.RcptCode(0) != 450 || !strings.Contains(res.Rcpt(0).Text, "Greylisted") {
+		t.Fatalf("RCPT: got %v, want 450 ... Greylisted\n%s", res.Rcpt(0), res)
+	}
+	if rec := d.DecisionsFor(t, "grace@example.test", 1)[0]; rec["client"] != "192.0.2.22" {
+		t.Errorf("decision client %v, want 192.0.2.22", rec["client"])
+	}
+}
+
 // Postfix reaches mxpolicyd over a unix socket too (contrib's
 // main.cf.unix.snippet). smtpd runs as the postfix user, so the socket's
 // mode must let it in: socket_mode 0666 stands in for the group setup

@@ -92,6 +92,8 @@ func TestReadRequestCases(t *testing.T) {
 		{"stray empty line first", "\n" + head + "\n", func(r *Request) bool { return r.Request != "" }, nil},
 		{"bad address", head + "client_address=999.1.1.1\n\n", nil, ErrMalformed},
 		{"bad port", head + "client_port=70000\n\n", nil, ErrMalformed},
+		{"ports unknown", head + "client_address=unknown\nclient_port=unknown\nserver_port=unknown\n\n",
+			func(r *Request) bool { return r.ClientPort == 0 && r.ServerPort == 0 && !r.ClientAddress.IsValid() }, nil},
 		{"no equals", head + "garbage\n\n", nil, ErrMalformed},
 		{"empty name", head + "=value\n\n", nil, ErrMalformed},
 		{"NUL byte", head + "sender=a\x00b\n\n", nil, ErrMalformed},

@@ -45,10 +45,15 @@ type Request struct {
 	MailVersion    string
 }
 
+// unknown is the value Postfix's smtpd sends for a client name, address
+// or port it does not have (smtpd.h: CLIENT_NAME_UNKNOWN,
+// CLIENT_ADDR_UNKNOWN, CLIENT_PORT_UNKNOWN, SERVER_PORT_UNKNOWN).
+const unknown = "unknown"
+
 // ClientVerified reports whether Postfix verified the client's name
 // (forward-confirmed reverse DNS); Postfix sends "unknown" otherwise.
 func (r *Request) ClientVerified() bool {
-	return r.ClientName != "" && r.ClientName != "unknown"
+	return r.ClientName != "" && r.ClientName != unknown
 }
 
 // SenderDomain is the domain of the envelope sender, lowercased, or "" for
@@ -151,7 +156,7 @@ func (r *Request) stringField(name string) *string {
 // IPv6 with or without brackets or the "IPv6:" prefix, for hand-written input.
 func parseAddr(v string, dst *netip.Addr) error {
 	v = strings.TrimPrefix(strings.TrimSuffix(strings.TrimPrefix(v, "["), "]"), "IPv6:")
-	if v == "" || v == "unknown" {
+	if v == "" || v == unknown {
 		*dst = netip.Addr{}
 		return nil
 	}
@@ -163,8 +168,11 @@ func parseAddr(v string, dst *netip.Addr) error {
 	return nil
 }
 
+// parsePort reads client_port and server_port; a port Postfix does not
+// have (unknown: after XCLIENT PORT=[UNAVAILABLE], or a client gone
+// before its address was read) is 0.
 func parsePort(v string, dst *uint16) error {
-	if v == "" {
+	if v == "" || v == unknown {
 		return nil
 	}
 	n, err := strconv.ParseUint(v, 10, 16)

@@ -296,7 +296,7 @@ func (c *conn) setReadDeadline(t time.Time) {
 // begun) is read with a deadline.
 func holdsRequest(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
-	b = bytes.TrimLeft(b, "\n") // stray empty lines before it (ReadRequest)
+	b = bytes.TrimLeft(b, "\r\n") // stray empty lines before it, LF or CRLF (ReadRequest, readLine)
 	return len(b) > 0 && bytes.HasSuffix(b, []byte("\n\n"))
 }
 

@@ -210,6 +210,8 @@ func TestHoldsRequest(t *testing.T) {
 		"\n\n\na=b\n":                   false,
 		"\n\na=b\n\n":                   true,
 		"a=b\r\n\r\n":                   false, // hand-written clients: read with a deadline
+		"\r\n\n":                        false, // stray empty lines only: the request is still to come
+		"\r\n\r\na=b\n\n":               true,
 	} {
 		br := bufio.NewReader(strings.NewReader(in))
 		br.Peek(1)

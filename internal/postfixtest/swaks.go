@@ -20,6 +20,9 @@ type Mail struct {
 	// ClientAddr is the address Postfix (and so the policy service) sees,
 	// presented with XCLIENT; empty leaves 127.0.0.1.
 	ClientAddr string
+	// ClientPort is the XCLIENT PORT; "[UNAVAILABLE]" makes Postfix send
+	// client_port=unknown (XCLIENT_README). Empty leaves swaks' own port.
+	ClientPort string
 	// ClientName is the XCLIENT NAME (the verified reverse name); empty
 	// leaves Postfix's "unknown".
 	ClientName string
@@ -96,6 +99,7 @@ func swaksArgs(t testing.TB, addr string, m Mail) (args []string, cleanup func()
 		"--timeout", "60s"}
 	args = appendIf(args, "--helo", m.Helo)
 	args = appendIf(args, "--xclient-addr", m.ClientAddr)
+	args = appendIf(args, "--xclient-port", m.ClientPort)
 	args = appendIf(args, "--xclient-name", m.ClientName)
 	args = appendIf(args, "--xclient-login", m.Login)
 	args = appendIf(args, "--quit-after", m.QuitAfter)
