@@ -136,6 +136,73 @@ func TestDeadResolverFailsByOnError(t *testing.T) {
 	}
 }
 
+// TestDeadResolverOnPTRFailsByOnError: the library makes a DNS error in
+// the ptr mechanism's lookups a non-match (RFC 7208 §5.5), so a PTR query
+// our resolver never answers let the record end in -all: a fail (550) for
+// our resolver's fault. It leaves no SPF result instead, as any other
+// lookup our resolver does not answer.
+func TestDeadResolverOnPTRFailsByOnError(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.Add(`ptr.test. 300 IN TXT "v=spf1 ptr:ptr.test -all"`)
+	srv.SetDelay("1.2.0.192.in-addr.arpa", time.Hour)
+	c := defaultChecker(t, srv.Addr(), 200*time.Millisecond)
+	res, err := c.Check(context.Background(), &policy.State{Req: rcptReq("a@ptr.test", "i1"), Msg: policy.NewMessage("i1")})
+	if !errors.Is(err, spf.ErrResolver) {
+		t.Fatalf("our resolver silent on the PTR query: got %v (%q, err %v), want ErrResolver", res.Action, res.Reason, err)
+	}
+}
+
+// TestDeadResolverOnHeloPTRIsNotKept: the same for the HELO identity,
+// which is kept for minutes per client and HELO name: the identity is
+// unchecked while our resolver is silent, and checked again (a pass) once
+// it answers, not failed from memory.
+func TestDeadResolverOnHeloPTRIsNotKept(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.Add(`ptrhelo.test. 300 IN TXT "v=spf1 ptr:ptrhelo.test -all"`,
+		"1.2.0.192.in-addr.arpa. 300 IN PTR mail.ptrhelo.test.",
+		"mail.ptrhelo.test. 300 IN A 192.0.2.1")
+	srv.SetDelay("1.2.0.192.in-addr.arpa", time.Hour)
+	c := defaultChecker(t, srv.Addr(), 200*time.Millisecond)
+	send := func(inst string) (policy.Result, error) {
+		req := rcptReq("a@pass.test", inst) // MAIL FROM passes
+		req.HeloName = "ptrhelo.test"
+		return c.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage(inst)})
+	}
+	if res, err := send("i1"); !res.Action.IsDunno() || err != nil {
+		t.Errorf("resolver silent on the PTR query: got %v (%v), want DUNNO (MAIL FROM passes, HELO unchecked)", res.Action, err)
+	}
+	srv.SetDelay("1.2.0.192.in-addr.arpa", 0)
+	if res, err := send("i2"); !res.Action.IsDunno() || err != nil {
+		t.Errorf("resolver answering again: got %v (%v), want DUNNO (HELO passes)", res.Action, err)
+	}
+}
+
+// TestHeloFailFromSenderDNSFailureIsNotKept: a SERVFAIL from the client's
+// reverse zone makes the ptr mechanism a non-match, so the HELO identity
+// fails, as RFC 7208 §5.5 says; but the failure is temporary, so the
+// fail is not kept (as mailFromCheck keeps no such verdict), and the
+// next message, once the zone answers, passes.
+func TestHeloFailFromSenderDNSFailureIsNotKept(t *testing.T) {
+	srv := dnstest.New(t, zones...)
+	srv.Add(`ptrhelo.test. 300 IN TXT "v=spf1 ptr:ptrhelo.test -all"`,
+		"1.2.0.192.in-addr.arpa. 300 IN PTR mail.ptrhelo.test.",
+		"mail.ptrhelo.test. 300 IN A 192.0.2.1")
+	srv.SetRcode("1.2.0.192.in-addr.arpa", dns.RcodeServerFailure)
+	c := defaultChecker(t, srv.Addr(), 2*time.Second)
+	send := func(inst string) (policy.Result, error) {
+		req := rcptReq("a@pass.test", inst)
+		req.HeloName = "ptrhelo.test"
+		return c.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage(inst)})
+	}
+	if res, err := send("i1"); res.Action.IsDunno() || err != nil {
+		t.Fatalf("reverse zone failing: got %v (%v), want the helo_fail action", res.Action, err)
+	}
+	srv.SetRcode("1.2.0.192.in-addr.arpa", dns.RcodeSuccess)
+	if res, err := send("i2"); !res.Action.IsDunno() || err != nil {
+		t.Errorf("reverse zone answering again: got %v (%v), want DUNNO (HELO passes)", res.Action, err)
+	}
+}
+
 // TestSenderDNSFailureIsTempError: our resolver answers, the sender's
 // side fails (SERVFAIL): temperror and its action, as RFC 7208 §2.6.6.
 func TestSenderDNSFailureIsTempError(t *testing.T) {

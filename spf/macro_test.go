@@ -89,6 +89,7 @@ func TestCheckRecord(t *testing.T) {
 		"v=spf1 redirect:a.test", "v=spf1 -all foo=%abc", "v=spf1 -all exp=%{r}.example.com",
 		"v=spf1 a:ctrl.example.com\rptr -all", "v=spf1 a:\xef\xbb\xbfgarbage.example.net -all",
 		"v=spf1 a:foo.example.com\x00", "v=spf1 all:x", "v=spf1 include", "v=spf1 mx:", "v=spf1 a:.",
+		"v=spf1 ip4:192.0.2.0/+24", "v=spf1 ip6:2001:db8::/-1", "v=spf1 a/+24", "v=spf1 mx//+64",
 	} {
 		if err := checkRecord(rec); !errors.Is(err, errSyntax) {
 			t.Errorf("%q: %v, want a syntax error", rec, err)

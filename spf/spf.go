@@ -302,8 +302,9 @@ func (c *Checker) heloCachedUntil(r *policy.Request, ip netip.Addr) (*evaluation
 // would not do: Postfix's smtpd keeps its policy connection across SMTP
 // sessions, and one session's messages may reach us on other connections
 // of the same smtpd (SMTPD_POLICY_README, "Protocol description"). An
-// evaluation our resolver could not finish is not kept, and only marks
-// the HELO identity unchecked: MAIL FROM still decides.
+// evaluation our resolver could not finish only marks the HELO identity
+// unchecked: MAIL FROM still decides. Like mailFromCheck's, only a
+// complete evaluation is kept.
 func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Addr, now time.Time) *evaluation {
 	v := heloIdentity(r, ip)
 	v.now = now
@@ -314,11 +315,11 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 	if e, ok := c.helos.get(k); ok {
 		return e
 	}
-	e, _ := c.check(ctx, v, ip, false)
+	e, dns := c.check(ctx, v, ip, false)
 	if e.err != nil {
 		return nil
 	}
-	if e.result != policy.SPFTempError {
+	if e.result != policy.SPFTempError && ctx.Err() == nil && dns.complete() {
 		c.helos.put(k, e)
 	}
 	return e
@@ -389,7 +390,12 @@ func (c *Checker) check(ctx context.Context, v vars, ip netip.Addr, probe bool) 
 	}
 	e := &evaluation{vars: v, result: Result(result)}
 	switch ours := dns.failure(); {
-	case result == gospf.TempError && ours != nil:
+	// A lookup our resolver did not answer leaves no SPF result, whatever
+	// the library made of it: a temperror, or a ptr mechanism that failed
+	// to match and let the record end in -all (RFC 7208 §5.5 makes a DNS
+	// error there a non-match). A pass stands, and a permerror is the
+	// record's own.
+	case ours != nil && result != gospf.Pass && result != gospf.PermError:
 		e.err = policy.Temporary(fmt.Errorf("%w: checking %s: %w", ErrResolver, v.domain, ours))
 	case result == gospf.Pass && probe:
 		e.vouches = !c.passesAnyone(ctx, dns, v, ip)

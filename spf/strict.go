@@ -144,7 +144,7 @@ func checkCIDR(s string, limit int) error {
 	}
 	d := strings.TrimPrefix(s, "/")
 	n, err := strconv.Atoi(d)
-	if err != nil || n > limit || (len(d) > 1 && d[0] == '0') {
+	if err != nil || strings.Trim(d, "0123456789") != "" || n > limit || (len(d) > 1 && d[0] == '0') {
 		return fmt.Errorf("bad CIDR length %q", s)
 	}
 	return nil
