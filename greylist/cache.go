@@ -27,12 +27,10 @@ type passCache struct {
 	max      int
 	cur, old map[string]time.Time
 
-	// Set by follow: the administrative changes that empty the cache, the
-	// generation it last saw, and CacheRefresh (put's until minus it is
-	// when the pass was decided).
+	// Set by FollowChanges: the administrative changes that empty the
+	// cache, and the generation of them it last saw.
 	changes *Changes
 	seen    int64
-	refresh time.Duration
 }
 
 func newPassCache(size int) *passCache {
@@ -61,15 +59,28 @@ func (c *passCache) passes(key []byte, now time.Time) bool {
 	return ok && now.Before(until)
 }
 
-// put records that key passes until until.
-func (c *passCache) put(key []byte, until time.Time) {
+// generation is the count of administrative changes seen so far: read
+// before a decision asks the store, and handed to put with its pass.
+func (c *passCache) generation() int64 {
+	if c == nil || c.changes == nil {
+		return 0
+	}
+	return c.changes.gen.Load()
+}
+
+// put records that key passes until until, unless a change was seen
+// since gen (generation, read before the store was asked): the store may
+// have read the row before the change, so the pass may predate it. A
+// count, not a time: the decision's time is the database server's
+// (policy.Options.ClockOffset), the change's would be this host's.
+func (c *passCache) put(key []byte, until time.Time, gen int64) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sync(); c.changes != nil && until.Add(-c.refresh).Before(c.changes.since()) {
-		return // decided before the last change was seen: it may predate it
+	if c.sync(); c.changes != nil && gen != c.seen {
+		return
 	}
 	c.store(string(key), until)
 }
@@ -102,7 +113,7 @@ func (g *Checker) FollowChanges(ch *Changes) {
 	}
 	g.cache.mu.Lock()
 	defer g.cache.mu.Unlock()
-	g.cache.changes, g.cache.seen, g.cache.refresh = ch, ch.gen.Load(), g.cfg.CacheRefresh
+	g.cache.changes, g.cache.seen = ch, ch.gen.Load()
 }
 
 // Changes watches greylist_version, the counter release and forget bump
@@ -116,7 +127,6 @@ type Changes struct {
 	version func(context.Context) (int64, error)
 	log     *slog.Logger
 	gen     atomic.Int64 // bumped per change seen
-	at      atomic.Int64 // when the last change was seen, Unix nanoseconds
 	last    int64        // the version last read; -1 before the first
 	failing bool
 }
@@ -127,14 +137,6 @@ func NewChanges(a *Admin, logger *slog.Logger) *Changes {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Changes{version: a.Version, log: logger, last: -1}
-}
-
-// since is when the last change was seen; the zero time before any.
-func (ch *Changes) since() time.Time {
-	if ns := ch.at.Load(); ns != 0 {
-		return time.Unix(0, ns)
-	}
-	return time.Time{}
 }
 
 // Run polls every interval until ctx ends. The first successful read
@@ -187,7 +189,6 @@ func (ch *Changes) Poll(ctx context.Context) {
 	}
 	if v != ch.last {
 		ch.last = v
-		ch.at.Store(time.Now().UnixNano())
 		ch.gen.Add(1)
 	}
 }

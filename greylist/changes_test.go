@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 // The change counter's poll survives what its read may do: fail while the
@@ -53,5 +57,80 @@ func TestChangesPollFailures(t *testing.T) {
 		if got := strings.Count(out, s); got != n {
 			t.Errorf("log has %q %d times, want %d:\n%s", s, got, n, out)
 		}
+	}
+}
+
+// inFlightStore answers verdict; with gate set, Decide says it has read
+// the row (entered) and answers only when released: a decision in flight.
+type inFlightStore struct {
+	verdict atomic.Int64
+	gate    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *inFlightStore) Decide(_ context.Context, now time.Time, _ *Config, _ Key) (Outcome, error) {
+	v := Verdict(s.verdict.Load())
+	if s.gate.Load() {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return Outcome{Verdict: v, FirstSeen: now.Truncate(time.Second)}, nil
+}
+
+func (s *inFlightStore) GC(context.Context, time.Time, *Config, bool) (GCStats, error) {
+	return GCStats{}, nil
+}
+
+// A pass the store read before `greylist forget` committed, answered after
+// this daemon's poll saw the forget, is not cached: the forgotten triplet
+// is greylisted again at once, not passed from memory for cache_refresh.
+// The decision's time is the database server's (policy.Options.ClockOffset),
+// so the guard must not compare it with this host's clock: offsets both
+// ways.
+func TestForgetDuringDecisionIsNotCached(t *testing.T) {
+	for _, offset := range []time.Duration{0, 5 * time.Second, -5 * time.Second} {
+		t.Run(offset.String(), func(t *testing.T) {
+			ctx := context.Background()
+			cfg := DefaultConfig()
+			cfg.AWLPair, cfg.AWLClientPasses, cfg.Hostname = false, 0, "mx"
+			var version atomic.Int64
+			ch := &Changes{version: func(context.Context) (int64, error) { return version.Load(), nil },
+				log: slog.New(slog.DiscardHandler), last: -1}
+			ch.Poll(ctx)
+			s := &inFlightStore{entered: make(chan struct{}), release: make(chan struct{})}
+			s.verdict.Store(int64(VerdictKnown))
+			g, err := New(cfg, s, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			g.FollowChanges(ch)
+			req := &policy.Request{Request: "smtpd_access_policy", ProtocolState: "RCPT",
+				ClientAddress: netip.MustParseAddr("192.0.2.10"), Sender: "alice@example.org",
+				Recipient: "bob@example.net", Instance: "i1"}
+			check := func() policy.Result {
+				st := &policy.State{Req: req, Msg: policy.NewMessage(req.Instance), Now: time.Now().Add(offset)}
+				res, err := g.Check(ctx, st)
+				if err != nil {
+					t.Error(err)
+				}
+				return res
+			}
+			s.gate.Store(true)
+			done := make(chan policy.Result)
+			go func() { done <- check() }()
+			<-s.entered // the store has read the triplet as passing
+			version.Add(1)
+			ch.Poll(ctx) // the forget commits, and the poll sees it
+			s.verdict.Store(int64(VerdictNew))
+			s.gate.Store(false)
+			close(s.release)
+			if res := <-done; !res.Action.IsDunno() {
+				t.Fatalf("the decision in flight: %+v, want its pass", res)
+			}
+			if res := check(); res.Action.Verb != policy.DeferIfPermit {
+				t.Fatalf("after the forget was seen: %s (%s), want a deferral", res.Action, res.Reason)
+			}
+		})
 	}
 }

@@ -123,11 +123,12 @@ func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	if ok {
 		return res, nil
 	}
+	gen := g.cache.generation()
 	o, err := g.decide(ctx, st.Now, k)
 	if err != nil {
 		return g.failed(st, err)
 	}
-	g.remember(k, o, st.Now)
+	g.remember(k, o, st.Now, gen)
 	// The engine logs the decision; this adds the key it was made on.
 	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
 		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
@@ -268,21 +269,22 @@ func (g *Checker) cached(k Key, now time.Time) (Verdict, bool) {
 }
 
 // remember caches a pass. The database row was just seen at now, so it
-// is valid until now + max age, beyond the cache's CacheRefresh.
-func (g *Checker) remember(k Key, o Outcome, now time.Time) {
+// is valid until now + max age, beyond the cache's CacheRefresh. gen is
+// the cache's generation from before the store was asked (passCache.put).
+func (g *Checker) remember(k Key, o Outcome, now time.Time, gen int64) {
 	if !o.Verdict.Passes() || g.cfg.CacheRefresh <= 0 {
 		return
 	}
 	until := now.Add(g.cfg.CacheRefresh)
 	switch o.Verdict {
 	case VerdictAWLClient:
-		g.cache.put(clientCacheKey(nil, k), until)
+		g.cache.put(clientCacheKey(nil, k), until, gen)
 	case VerdictAWLPair:
-		g.cache.put(pairCacheKey(nil, k), until)
+		g.cache.put(pairCacheKey(nil, k), until, gen)
 	default:
-		g.cache.put(tripletCacheKey(nil, k), until)
+		g.cache.put(tripletCacheKey(nil, k), until, gen)
 		if g.cfg.AWLPair && k.SenderDomain != "" {
-			g.cache.put(pairCacheKey(nil, k), until) // the store recorded the pair with this pass
+			g.cache.put(pairCacheKey(nil, k), until, gen) // the store recorded the pair with this pass
 		}
 	}
 }
