@@ -101,6 +101,13 @@ func TestAdminListReleaseForget(t *testing.T) {
 		if version(t, a) == v0 {
 			t.Error("release did not bump the version")
 		}
+		// mxpolicyd check (Peek) predicts it: passed, with the delay up to
+		// the release, as the X-Greylist header will say.
+		k := cfg.KeyFor(netip.MustParseAddr("192.0.2.10"), "alice@a.test", "bob@b.test", "")
+		if p, err := s.(greylist.Peeker).Peek(ctx, now.Add(time.Second), &cfg, k); err != nil ||
+			p.Verdict != greylist.VerdictPassed || p.Delay != 2*time.Minute {
+			t.Errorf("peek after release: %v (delay %v), %v; want passed (delay 2m)", p.Verdict, p.Delay, err)
+		}
 		if v := decideAt(t, s, cfg, now.Add(time.Second), "192.0.2.10", "alice@a.test", "bob@b.test"); v != greylist.VerdictPassed {
 			t.Errorf("after release: %v, want passed", v)
 		}

@@ -220,7 +220,7 @@ const pgPeek = `SELECT
 		AND passes >= $1 AND last_seen >= $3::timestamptz),
 	EXISTS (SELECT FROM greylist_awl_pair WHERE $4::bool AND $5::text <> '' AND client_key = $6::text
 		AND sender_domain = $5 AND last_seen >= $3),
-	t.first_seen, t.last_seen, t.passed_at
+	t.first_seen, t.last_seen, t.passed_at, coalesce(t.passes, 0)
 FROM (SELECT 1) AS one
 LEFT JOIN greylist_triplet t ON t.client_key = $6 AND t.sender = $7::text AND t.recipient = $8::text`
 
@@ -232,7 +232,7 @@ func (s *PGStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Key) (
 		first, last *time.Time
 	)
 	err := s.pool.QueryRow(ctx, pgPeek, cfg.AWLClientPasses, k.Net, c.maxAge, cfg.AWLPair, k.SenderDomain,
-		k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &p.passedAt)
+		k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &p.passedAt, &p.passes)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: postgres peek: %w", err)
 	}

@@ -319,7 +319,7 @@ func liteParams(where string) string {
 const litePeek = `SELECT
 	EXISTS (SELECT 1 FROM greylist_awl_client WHERE ?1 > 0 AND client_net = ?2 AND passes >= ?1 AND last_seen >= ?3),
 	EXISTS (SELECT 1 FROM greylist_awl_pair WHERE ?4 AND ?5 <> '' AND client_key = ?6 AND sender_domain = ?5 AND last_seen >= ?3),
-	t.first_seen, t.last_seen, t.passed_at
+	t.first_seen, t.last_seen, t.passed_at, coalesce(t.passes, 0)
 FROM (SELECT 1) AS one
 LEFT JOIN greylist_triplet t ON t.client_key = ?6 AND t.sender = ?7 AND t.recipient = ?8`
 
@@ -331,7 +331,7 @@ func (s *SQLiteStore) Peek(ctx context.Context, now time.Time, cfg *Config, k Ke
 		first, last, passed sql.NullInt64
 	)
 	err := s.db.QueryRowContext(ctx, litePeek, cfg.AWLClientPasses, k.Net.String(), c.maxAge.Unix(), cfg.AWLPair,
-		k.SenderDomain, k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &passed)
+		k.SenderDomain, k.ClientKey, k.Sender, k.Recipient).Scan(&p.awlClient, &p.awlPair, &first, &last, &passed, &p.passes)
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: sqlite peek: %w", err)
 	}

@@ -129,6 +129,7 @@ type peekState struct {
 	firstSeen          time.Time
 	lastSeen           time.Time
 	passedAt           *time.Time
+	passes             int // 0 on a passed row: released (greylist release), not yet retried
 }
 
 // verdict is what Decide would answer for this state at c.now, without the
@@ -143,6 +144,8 @@ func (p peekState) verdict(c cutoffs) Outcome {
 		p.passedAt == nil && p.firstSeen.Before(c.window),
 		p.passedAt != nil && p.lastSeen.Before(c.maxAge):
 		return Outcome{Verdict: VerdictNew, FirstSeen: c.now}
+	case p.passedAt != nil && p.passes == 0:
+		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: p.passedAt.Sub(p.firstSeen)}
 	case p.passedAt != nil:
 		return Outcome{Verdict: VerdictKnown, FirstSeen: p.firstSeen, Delay: p.passedAt.Sub(p.firstSeen)}
 	case !p.firstSeen.After(c.delay):
