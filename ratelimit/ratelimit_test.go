@@ -44,8 +44,34 @@ func TestConformBurstSteadyRecovery(t *testing.T) {
 func TestCellRounding(t *testing.T) {
 	r := Rule{Limit: Limit{N: 7, Per: time.Second}}
 	c := r.cell("k", 3)
-	if c.Inc != 428571429 || c.Tau != int64(time.Second) {
-		t.Errorf("inc %d tau %d, want 428571429 and %d", c.Inc, c.Tau, int64(time.Second))
+	if c.Inc != 428571428 || c.Tau != int64(time.Second) {
+		t.Errorf("inc %d tau %d, want 428571428 and %d", c.Inc, c.Tau, int64(time.Second))
+	}
+}
+
+// A key at rest may send its whole burst at once (README, "Rate limits"),
+// and not one more, whatever per/N comes to in nanoseconds: 7/1h is
+// 514285714285.71 ns, and an inc rounded up made the seventh of a burst
+// of 7 over the limit by 2 ns.
+func TestBurstAtRestIsWhole(t *testing.T) {
+	for _, per := range []time.Duration{time.Second, 7 * time.Second, time.Minute, time.Hour, 24 * time.Hour,
+		time.Hour + time.Nanosecond} {
+		for n := int64(1); n <= 64; n++ {
+			for _, burst := range []int64{0, 1, 2 * n} {
+				r := Rule{Name: "r", Limit: Limit{N: n, Per: per}, Burst: burst}
+				c, now := r.cell("k", 1), t0.UnixNano()
+				tat := now
+				for i := range r.burst() {
+					var ok bool
+					if tat, ok = conform(tat, now, c); !ok {
+						t.Fatalf("%d/%s burst %d: message %d of the burst refused", n, per, r.burst(), i+1)
+					}
+				}
+				if _, ok := conform(tat, now, c); ok {
+					t.Fatalf("%d/%s burst %d: one past the burst allowed", n, per, r.burst())
+				}
+			}
+		}
 	}
 }
 

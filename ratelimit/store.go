@@ -86,11 +86,14 @@ func conform(tat, now int64, c Cell) (next int64, ok bool) {
 
 // cell is a request's charge under rule r at a cost (1 for messages and
 // recipients, the size for bytes). The emission interval per/N is kept in
-// floating point and the product rounded once, to whole nanoseconds (at
+// floating point and the product taken once to whole nanoseconds (at
 // least 1), so a cost of many bytes carries no per-byte rounding error.
+// The charge is rounded down: burst charges then never add up to more
+// than tau, so a key at rest has its whole burst (7/1h is 514285714285.71
+// ns a message, and rounded up, seven of them came to 2 ns past tau).
 func (r *Rule) cell(key string, cost int64) Cell {
 	per := float64(r.Limit.Per) / float64(r.Limit.N)
-	inc := int64(math.Min(math.Round(float64(cost)*per), math.MaxInt64/4))
+	inc := int64(math.Min(math.Floor(float64(cost)*per), math.MaxInt64/4))
 	tau := int64(math.Min(math.Round(float64(r.burst())*per), math.MaxInt64/4))
 	return Cell{Rule: r.Name, Key: key, Inc: max(inc, 1), Tau: tau}
 }
