@@ -29,35 +29,48 @@ const NullSender = "<>"
 //     or more with a digit, alphanumeric runs of 16 or more with a digit
 //     (Amazon SES "0100018c…-…-000000", Mandrill, Mailchimp, SparkPost ids);
 //     adjacent "#" tokens merge.
-func Normalize(sender string) string {
-	s := strings.ToLower(strings.TrimSpace(sender))
+func Normalize(sender string) string { return normalize(sender, true) }
+
+// NormalizeMailbox is Normalize without the rules for per-message parts
+// (the embedded recipient, UUIDs, tokens): the key of one mailbox, not of
+// a stream of messages. "12345678@qq.com" stays itself, where Normalize
+// makes it "#@qq.com" and so the same as every other numeric mailbox
+// there. The replies check keys the addresses users wrote to with it.
+func NormalizeMailbox(addr string) string { return normalize(addr, false) }
+
+func normalize(addr string, tokens bool) string {
+	s := strings.ToLower(strings.TrimSpace(addr))
 	s = strings.TrimSuffix(strings.TrimPrefix(s, "<"), ">")
 	if s == "" {
 		return NullSender
 	}
 	i := strings.LastIndexByte(s, '@')
 	if i < 0 {
-		return normalizeLocal(s)
+		return normalizeLocal(s, tokens)
 	}
-	local, domain := normalizeLocal(s[:i]), strings.TrimSuffix(s[i+1:], ".")
+	local, domain := normalizeLocal(s[:i], tokens), strings.TrimSuffix(s[i+1:], ".")
 	if local == s[:i] && len(domain) == len(s)-i-1 {
 		return s // nothing changed: no new string for the common address
 	}
 	return local + "@" + domain
 }
 
-// normalizeLocal applies the rules to a local part. The cheap byte tests
-// in front of each regexp keep the common plain address off them: this runs
-// for every request, cached passes included.
-func normalizeLocal(l string) string {
+// normalizeLocal applies the rules to a local part, those for per-message
+// parts only with tokens. The cheap byte tests in front of each regexp
+// keep the common plain address off them: this runs for every request,
+// cached passes included.
+func normalizeLocal(l string, tokens bool) string {
 	if strings.IndexByte(l, '=') >= 0 {
 		l = stripBATV(l)
 		if dom, orig, ok := cutSRS(l); ok {
-			return "srs=" + dom + "=" + normalizeLocal(orig)
+			return "srs=" + dom + "=" + normalizeLocal(orig, tokens)
 		}
 	}
 	if head, _, ok := strings.Cut(l, "+"); ok && head != "" {
 		l = head
+	}
+	if !tokens {
+		return l
 	}
 	if strings.IndexByte(l, '=') >= 0 {
 		l = embeddedRcpt.ReplaceAllString(l, "${1}#")

@@ -58,6 +58,25 @@ func TestNormalize(t *testing.T) {
 }
 
 // Two messages of one sender must share a key; different senders must not.
+// NormalizeMailbox keeps what tells one mailbox from another, and drops
+// what Normalize drops from the same person's address.
+func TestNormalizeMailbox(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                NullSender,
+		"<John.Doe@Example.COM.>":         "john.doe@example.com",
+		"12345678@qq.com":                 "12345678@qq.com",
+		"john.1985@gmail.com":             "john.1985@gmail.com",
+		"bob+list@example.net":            "bob@example.net",
+		"prvs=0123abcdef=Bob@example.net": "bob@example.net",
+		"SRS0=aaaa=AB=example.com=john@fwd.example":  "srs=example.com=john@fwd.example",
+		"list-bounces-bob=example.net@lists.example": "list-bounces-bob=example.net@lists.example",
+	} {
+		if got := NormalizeMailbox(in); got != want {
+			t.Errorf("NormalizeMailbox(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestNormalizeSameKey(t *testing.T) {
 	same := [][2]string{
 		{"prvs=0123abcdef=alice@example.org", "prvs=4567fedcba=alice@example.org"},

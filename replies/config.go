@@ -12,7 +12,7 @@ import (
 // once (and gc removes both with the same cutoff).
 type Config struct {
 	// Match is how an inbound sender must match a recorded recipient:
-	// "address" (default) the same address, after greylist.Normalize;
+	// "address" (default) the same address, after greylist.NormalizeMailbox;
 	// "domain" any address of its domain, so a reply from a colleague of
 	// the person written to also passes (iRedAPD's
 	// WL_RCPT_WHITELIST_DOMAIN_FOR_GREYLISTING, plugins/

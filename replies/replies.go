@@ -171,7 +171,7 @@ func (c *Checker) match(ctx context.Context, st *policy.State) (policy.Result, e
 // outside address in the local one's domain or in replies.local_domains,
 // which is local mail, not a reply from outside.
 func (c *Checker) pair(local, outside string) (Pair, bool) {
-	p := Pair{Local: strings.ToLower(strings.TrimSpace(local)), Outside: greylist.Normalize(outside)}
+	p := Pair{Local: strings.ToLower(strings.TrimSpace(local)), Outside: greylist.NormalizeMailbox(outside)}
 	p.OutsideDomain = policy.Domain(p.Outside)
 	localDomain := policy.Domain(p.Local)
 	switch {

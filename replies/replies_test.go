@@ -119,6 +119,25 @@ func TestReplySkipsGreylisting(t *testing.T) {
 	}
 }
 
+// match: address is one mailbox: writing to a numeric address (common at
+// qq.com, 163.com) or one with a year in it lets that address reply, not
+// every address greylisting's normalization would give the same key.
+func TestReplyAddressIsOneMailbox(t *testing.T) {
+	r := newRig(t, replies.DefaultConfig(), false)
+	r.send(0, "alice@example.org", "12345678@qq.com")
+	r.send(0, "alice@example.org", "john.1985@gmail.com")
+	for _, from := range []string{"12345678@qq.com", "John.1985@Gmail.com", "john.1985+re@gmail.com"} {
+		if !r.receive(time.Hour, from, "alice@example.org") {
+			t.Errorf("the reply from %s is greylisted", from)
+		}
+	}
+	for _, stranger := range []string{"87654321@qq.com", "1@qq.com", "john.2001@gmail.com"} {
+		if r.receive(time.Hour, stranger, "alice@example.org") {
+			t.Errorf("%s skips greylisting to alice, who wrote to 12345678@qq.com and john.1985@gmail.com", stranger)
+		}
+	}
+}
+
 func TestReplyExpires(t *testing.T) {
 	r := newRig(t, replies.DefaultConfig(), false)
 	r.send(0, "alice@example.org", "bob@example.net")

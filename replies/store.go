@@ -13,7 +13,7 @@ import (
 
 // Pair is one recorded correspondence: a local user wrote to an outside
 // address. Every field is a key as stored: Local lowercased, Outside
-// normalized (greylist.Normalize), OutsideDomain its domain.
+// normalized (greylist.NormalizeMailbox), OutsideDomain its domain.
 type Pair struct {
 	Local         string
 	Outside       string
