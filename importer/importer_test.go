@@ -117,6 +117,10 @@ func TestSQLgreySrc(t *testing.T) {
 		"192.0.2.7":           "192.0.2.7/32",
 		"2001:0db8:0000:0000": "2001:db8::/64",
 		"2001:0db8:0000:0000:0000:0000:0000:0001": "2001:db8::1/128",
+		// The address as Postfix sent it (greymethod full, or smart with
+		// no client name), compressed to four fields.
+		"2001:db8::25": "2001:db8::25/128",
+		"fe80::1:2":    "fe80::1:2/128",
 	} {
 		a, bits, ok := sqlgreySrc(src)
 		if !ok || netip.PrefixFrom(a, bits).String() != want {

@@ -160,10 +160,13 @@ func liteTime(v any) (time.Time, error) {
 }
 
 // sqlgreySrc parses SQLgrey's client id into an address and the size of
-// the network it stands for.
+// the network it stands for: an IPv6 /64 is its first four groups; an
+// address with "::" is a whole address, whatever its number of fields
+// (SQLgrey keeps the address as Postfix sent it with greymethod full, and
+// in smart mode for a client without a name).
 func sqlgreySrc(src string) (netip.Addr, int, bool) {
 	if strings.Contains(src, ":") {
-		if groups := strings.Split(src, ":"); len(groups) == 4 {
+		if strings.Count(src, ":") == 3 && !strings.Contains(src, "::") {
 			a, err := netip.ParseAddr(src + "::")
 			return a, 64, err == nil
 		}
