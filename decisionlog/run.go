@@ -72,9 +72,13 @@ func (w *Writer) recovered(p any) bool {
 	return !w.stopping
 }
 
-// writeFull writes batches while a whole one is queued.
+// writeFull writes the whole batches queued when it starts. Rows that
+// come meanwhile wait for the next turn of the loop: with a store slower
+// than the mail, "while a batch is queued" would never end, and the
+// loop's ticks (the warning about lost rows, the partitions' upkeep)
+// would wait for the mail to stop.
 func (w *Writer) writeFull() {
-	for len(w.rows) >= w.cfg.BatchSize {
+	for n := len(w.rows) / w.cfg.BatchSize; n > 0; n-- {
 		for range w.cfg.BatchSize - len(w.batch) {
 			w.batch = append(w.batch, <-w.rows) // only this goroutine receives
 		}
@@ -96,17 +100,13 @@ func (w *Writer) flushNow(ack chan struct{}) {
 	w.drain()
 }
 
-// drain writes the batch and everything queued now, in batches.
+// drain writes the batch and everything queued when it starts, in
+// batches; not what comes meanwhile (writeFull).
 func (w *Writer) drain() {
-	for {
-		select {
-		case r := <-w.rows:
-			w.add(r)
-		default:
-			w.write()
-			return
-		}
+	for n := len(w.rows); n > 0; n-- {
+		w.add(<-w.rows) // only this goroutine receives
 	}
+	w.write()
 }
 
 // write stores the batch within WriteTimeout, in one transaction or, on

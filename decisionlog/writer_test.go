@@ -584,3 +584,44 @@ func TestInsertNullClient(t *testing.T) {
 		}
 	})
 }
+
+// With the store slower than the mail, the writer still comes back to its
+// loop: each write here fails and, meanwhile, a batch more is recorded.
+// A tick's drain, and a full batch's writeFull, write what was queued
+// when they started, so the next tick (the warning about lost rows, the
+// partitions' upkeep) is served at once, not when the mail stops.
+func TestWriterServesTicksWhileMailOutpacesTheStore(t *testing.T) {
+	for _, trigger := range []string{"tick", "full"} {
+		t.Run(trigger, func(t *testing.T) {
+			d := dbtest.Open(t, db.SQLite)
+			const limit = 300 // writes that record more; beyond, the mail stops
+			var writes atomic.Int64
+			var w *Writer
+			slow := func(context.Context, *db.DB, []Row, *storeWaits) (int, error) {
+				if n := writes.Add(1); n <= limit {
+					for i := range w.cfg.BatchSize {
+						w.Record(decision(int(n)*10 + i))
+					}
+				}
+				return 0, errors.New("timeout: context deadline exceeded")
+			}
+			tick := make(chan time.Time)
+			cfg := testConfig()
+			cfg.QueueSize = 10 * cfg.BatchSize
+			w = start(d, cfg, Options{Tick: tick}, slow)
+			defer w.Close(dbtest.Context(t))
+			if trigger == "tick" {
+				w.Record(decision(0))
+				tick <- t0 // drain
+			} else {
+				for i := range cfg.BatchSize {
+					w.Record(decision(i)) // writeFull
+				}
+			}
+			tick <- t0 // served once the loop is back
+			if n := writes.Load(); n >= limit {
+				t.Fatalf("the next tick waited for %d writes: until the mail stopped", n)
+			}
+		})
+	}
+}
