@@ -150,12 +150,16 @@ func (d *daemon) listen() (*policy.Server, []net.Listener, error) {
 
 // reload re-reads the config file on SIGHUP and swaps in new checks. What
 // cannot change without a restart (listeners, database, metrics, logging,
-// the decision log) is kept, and one warning names each such key that
-// changed; a bad file keeps the running config.
+// the decision log, hostname) keeps its running value (keepRunning), and
+// one warning names each such key that changed; a bad file keeps the
+// running config.
 func (d *daemon) reload(ctx context.Context, path string, override func(*config.Config)) {
 	cfg, err := config.Load(path, checkDefaults(), override)
+	var keys []string
 	var steps []policy.Step
 	if err == nil {
+		keys = restartKeys(d.cfg, cfg)
+		keepRunning(d.cfg, cfg)
 		steps, err = d.wiring.steps(ctx, cfg)
 	}
 	if err != nil {
@@ -166,7 +170,7 @@ func (d *daemon) reload(ctx context.Context, path string, override func(*config.
 	d.engine.SetTuning(policy.Tuning{Budget: cfg.RequestTimeout, SkipSASL: cfg.SkipSASL, Observe: cfg.Observe})
 	d.cur.Store(cfg)
 	setMemoryLimit(cfg)
-	if keys := restartKeys(d.cfg, cfg); len(keys) > 0 {
+	if len(keys) > 0 {
 		d.log.Warn("config reload: these keys changed but need a restart; running with the old values",
 			"keys", strings.Join(keys, ","))
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -10,6 +12,9 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/config"
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
+	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 func TestRestartKeys(t *testing.T) {
@@ -26,13 +31,30 @@ func TestRestartKeys(t *testing.T) {
 	next.GC.Interval = time.Hour           // reloadable
 	next.Greylist.Delay = 10 * time.Minute // reloadable
 	next.RequestTimeout = 4 * time.Second  // reloadable
+	next.DecisionLog.BatchSize = 7
+	next.Hostname = "mx2.example"
+	next.AutoMigrate = !running.AutoMigrate
 	got := restartKeys(&running, &next)
-	want := []string{"listen", "socket_mode", "max_line_bytes", "database", "log.level", "metrics.listen", "decision_log.retention"}
+	want := []string{"listen", "socket_mode", "max_line_bytes", "database", "auto_migrate", "log.level",
+		"hostname", "metrics.listen", "decision_log.batch_size"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("restartKeys = %v, want %v", got, want)
 	}
 	if got := restartKeys(&running, &running); len(got) != 0 {
 		t.Errorf("no change, restartKeys = %v", got)
+	}
+
+	// What the reload then runs with: the running value of each of those,
+	// the file's of the rest (decision_log.retention is gc's, which a
+	// reload does apply).
+	keepRunning(&running, &next)
+	if got := restartKeys(&running, &next); len(got) != 0 {
+		t.Errorf("after keepRunning, restartKeys = %v", got)
+	}
+	got = changedKeys(reflect.ValueOf(running), reflect.ValueOf(next), "")
+	want = []string{"request_timeout", "observe", "greylist.delay", "decision_log.retention", "gc.interval"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("after keepRunning, the changed keys are %v, want %v", got, want)
 	}
 }
 
@@ -53,5 +75,62 @@ func TestReloadWarnsAboutRestartKeys(t *testing.T) {
 	}
 	if got := ask(t, d.Addr, "bob@example.net"); !strings.HasPrefix(got, "action=") {
 		t.Errorf("after reload: %q", got)
+	}
+}
+
+// A reload that names hostname among the keys needing a restart keeps
+// the running name in what the checks write, Received-SPF's receiver
+// here, as it stays in the decision log's rows.
+func TestReloadKeepsHostname(t *testing.T) {
+	dns := dnstest.New(t,
+		"example.org. 3600 IN SOA ns.example.org. host.example.org. 1 3600 600 86400 120",
+		`example.org. 300 IN TXT "v=spf1 ?all"`)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	write := func(host string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte("hostname: "+host+"\ndns: {server: \""+dns.Addr()+"\"}\n"+
+			"checks: {greylist: {enabled: false}}\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	override := func(c *config.Config) { c.Database = filepath.Join(dir, "mx.db") }
+	write("old.example")
+	cfg, err := config.Load(path, checkDefaults(), override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logtest.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	ctx := context.Background()
+	d, err := openDaemon(ctx, cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &policy.Server{ServerConfig: d.cfg.ServerConfig, Decider: d.engine, Logger: logger, Conns: d.metrics}
+	go srv.Serve(ln)
+	defer srv.Shutdown(ctx)
+	ask := func() string {
+		c := newClient(t, ln.Addr().String())
+		c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n" +
+			"client_name=mail.example.org\nhelo_name=mail.example.org\nsender=alice@example.org\n" +
+			"recipient=bob@example.net\ninstance=1\n\n")
+		return c.reply(0)
+	}
+	if got := ask(); !strings.Contains(got, "receiver=old.example") {
+		t.Fatalf("before the reload: %q", got)
+	}
+	write("new.example")
+	d.reload(ctx, path, override)
+	if !strings.Contains(logs.String(), "keys=hostname") {
+		t.Fatalf("no restart warning naming hostname:\n%s", logs.String())
+	}
+	if got := ask(); !strings.Contains(got, "receiver=old.example") {
+		t.Errorf("after a reload that kept hostname: %q", got)
 	}
 }
