@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,6 +31,11 @@ type daemon struct {
 	engine  *policy.Engine
 	wiring  *wiring
 	stop    []func()
+
+	// lifecycle orders reload and close: a SIGHUP during shutdown must
+	// not build checks on a wiring being closed. closed is set by close.
+	lifecycle sync.Mutex
+	closed    bool
 }
 
 func openDaemon(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*daemon, error) {
@@ -154,6 +160,11 @@ func (d *daemon) listen() (*policy.Server, []net.Listener, error) {
 // one warning names each such key that changed; a bad file keeps the
 // running config.
 func (d *daemon) reload(ctx context.Context, path string, override func(*config.Config)) {
+	d.lifecycle.Lock()
+	defer d.lifecycle.Unlock()
+	if d.closed {
+		return // shutting down
+	}
 	cfg, err := config.Load(path, checkDefaults(), override)
 	var keys []string
 	var steps []policy.Step
@@ -178,6 +189,12 @@ func (d *daemon) reload(ctx context.Context, path string, override func(*config.
 }
 
 func (d *daemon) close() {
+	d.lifecycle.Lock()
+	defer d.lifecycle.Unlock()
+	if d.closed {
+		return
+	}
+	d.closed = true
 	for i := len(d.stop) - 1; i >= 0; i-- {
 		d.stop[i]()
 	}

@@ -134,3 +134,37 @@ func TestReloadKeepsHostname(t *testing.T) {
 		t.Errorf("after a reload that kept hostname: %q", got)
 	}
 }
+
+// A SIGHUP during shutdown: the reload and close take turns (run with
+// -race, which saw both touch the DNS lists' probe), and a reload after
+// close builds nothing.
+func TestReloadDuringClose(t *testing.T) {
+	dns := dnstest.New(t, "test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("dns: {server: \""+dns.Addr()+"\"}\ndnsbl: {lists: [{site: good.test}]}\n"+
+		"checks: {spf: {enabled: false}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	override := func(c *config.Config) { c.Database = filepath.Join(dir, "mx.db") }
+	cfg, err := config.Load(path, checkDefaults(), override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &logtest.Buffer{}
+	d, err := openDaemon(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // SIGTERM
+	done := make(chan struct{})
+	go func() { defer close(done); d.reload(ctx, path, override) }() // SIGHUP
+	d.close()
+	<-done
+	before := strings.Count(logs.String(), "config reloaded")
+	d.reload(ctx, path, override)
+	if after := strings.Count(logs.String(), "config reloaded"); after != before {
+		t.Errorf("a reload after close reloaded: %s", logs.String())
+	}
+}
