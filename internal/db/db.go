@@ -241,7 +241,9 @@ func pingSQLite(ctx context.Context, sdb *sql.DB) error {
 }
 
 // sqliteDSN is the driver's name for the file at path, with the settings
-// every connection gets.
+// every connection gets. The name is an SQLite URI (sqlite.org/uri.html),
+// which ends the path at '?' or '#' and decodes "%XX": those three are
+// escaped, so "mx#1.db" opens that file and not "mx".
 func sqliteDSN(path string, readOnly bool) string {
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(sqliteBusyTimeout))
@@ -255,8 +257,10 @@ func sqliteDSN(path string, readOnly bool) string {
 		q.Set("_txlock", "immediate")   // take the write lock at BEGIN, so no deadlock-on-upgrade BUSY
 	}
 	q.Set("_foreign_keys", "1")
-	return "file:" + path + "?" + q.Encode()
+	return "file:" + uriPath.Replace(path) + "?" + q.Encode()
 }
+
+var uriPath = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
 
 // Ping checks that the store answers.
 func (d *DB) Ping(ctx context.Context) error {

@@ -187,3 +187,23 @@ func TestIsTemporaryContext(t *testing.T) {
 		t.Error("plain errors and nil are not temporary")
 	}
 }
+
+// A SQLite path is a file name, whatever it holds: SQLite reads the name
+// as a URI, where '?' and '#' would end the path and "%XX" be decoded.
+func TestSQLitePathWithURICharacters(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"mx#1.db", "mx?2.db", "mx%41.db"} {
+		path := filepath.Join(dir, name)
+		d, err := Open(ctxT(t), path, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if err := d.Ping(ctxT(t)); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		d.Close()
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("Open(%q) did not create that file: %v", name, err)
+		}
+	}
+}

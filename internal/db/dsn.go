@@ -29,6 +29,9 @@ func KindOf(dsn string) (string, error) {
 	if m := urlScheme.FindStringSubmatch(s); m != nil {
 		return kindOfURL(s, m[1])
 	}
+	if pgNoSlashes.MatchString(s) {
+		return "", errors.New("db: a PostgreSQL URL starts with postgres:// or postgresql://, two slashes")
+	}
 	if isKeyValueDSN(s) {
 		return Postgres, nil
 	}
@@ -38,6 +41,11 @@ func KindOf(dsn string) (string, error) {
 	}
 	return SQLite, nil
 }
+
+// pgNoSlashes is a PostgreSQL URL with a slash missing ("postgres:/u:pw@h"
+// or "postgresql:u:pw@h"): taken as a path it would create a directory
+// named after the password.
+var pgNoSlashes = regexp.MustCompile(`(?i)^postgres(?:ql)?:`)
 
 // passwordKey finds password= or sslpassword=, with libpq's optional white
 // space before '='.

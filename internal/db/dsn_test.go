@@ -39,6 +39,9 @@ func TestKindOfRefusesSecretPaths(t *testing.T) {
 		"mx.db?password=s3cret",
 		"./x://mx:s3cret@db",
 		"file://mx:s3cret@db/mx.db",
+		"postgres:/mx:s3cret@db.example/mx", // a slash missing
+		"postgresql:mx:s3cret@db.example/mx",
+		"POSTGRES:/mx:s3cret@db/mx",
 	} {
 		_, err := KindOf(dsn)
 		if err == nil {

@@ -26,6 +26,9 @@ var (
 	// anyScheme finds a scheme:// of any name (RFC 3986 §3.1), so that a
 	// DSN with a misspelt or foreign scheme is masked too.
 	anyScheme = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.\-]*://`)
+	// pgScheme finds a postgres URL's scheme with a slash or two missing
+	// (KindOf refuses such a DSN, and its error may be quoted).
+	pgScheme = regexp.MustCompile(`(?i)\bpostgres(?:ql)?:/?`)
 	// queryKey finds a URL query parameter's name, which may be
 	// percent-encoded (pass%77ord is password to pgx's url.Parse).
 	queryKey = regexp.MustCompile(`[?&]([^=&?#\s]+)=`)
@@ -76,6 +79,9 @@ func redactKV(s string) string {
 // text over-masks rather than leaks.
 func maskUserinfo(s string) string {
 	loc := anyScheme.FindStringIndex(s)
+	if loc == nil {
+		loc = pgScheme.FindStringIndex(s)
+	}
 	if loc == nil {
 		return s
 	}

@@ -31,6 +31,10 @@ func TestRedact(t *testing.T) {
 		"host=db password='s3 c\\'ret' dbname=mx":                 "host=db password=xxxxx dbname=mx",
 		"host=db PASSWORD = s3cret":                               "host=db PASSWORD = xxxxx",
 		"/var/lib/mxpolicyd/greylist.db":                          "/var/lib/mxpolicyd/greylist.db",
+		// A slash or two missing (KindOf refuses these).
+		"postgres:/mx:s3cret@db.example/mx":   "postgres:/mx:xxxxx@db.example/mx",
+		"postgresql:mx:s3cret@db.example/mx":  "postgresql:mx:xxxxx@db.example/mx",
+		"/var/lib/mx/postgres:archive@x/a.db": "/var/lib/mx/postgres:archive@x/a.db",
 		// Once let through.
 		"postgres://u:pa s3cret@h/db":                            "postgres://u:xxxxx@h/db",
 		"postgres://u?x:s3cret@h/db":                             "postgres://u?x:xxxxx@h/db",
