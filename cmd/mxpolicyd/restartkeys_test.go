@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
+	"github.com/mxpolicyd/mxpolicyd/metrics"
 	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
@@ -166,5 +168,65 @@ func TestReloadDuringClose(t *testing.T) {
 	d.reload(ctx, path, override)
 	if after := strings.Count(logs.String(), "config reloaded"); after != before {
 		t.Errorf("a reload after close reloaded: %s", logs.String())
+	}
+}
+
+// A reload that fails keeps the running resolver, and so must its gauge:
+// the new resolver, built and dropped, reported itself healthy.
+func TestFailedReloadKeepsResolverGauge(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	good := "dns: {server: \"" + dnstest.ClosedAddr(t) + "\"}\nchecks: {greylist: {enabled: false}}\n"
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	override := func(c *config.Config) { c.Database = filepath.Join(dir, "mx.db") }
+	cfg, err := config.Load(path, checkDefaults(), override)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	logs := &logtest.Buffer{}
+	d, err := openDaemon(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &policy.Server{ServerConfig: d.cfg.ServerConfig, Decider: d.engine, Logger: slog.New(slog.DiscardHandler), Conns: d.metrics}
+	go srv.Serve(ln)
+	defer srv.Shutdown(ctx)
+	for range 3 { // three queries refused in a row: unhealthy
+		c := newClient(t, ln.Addr().String())
+		c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n" +
+			"helo_name=mail.example.org\nsender=alice@example.org\nrecipient=bob@example.net\ninstance=1\n\n")
+		c.reply(0)
+	}
+	gauge := func() string {
+		rec := httptest.NewRecorder()
+		metrics.NewServer(metrics.Config{}, d.metrics, nil, nil).Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+		for l := range strings.SplitSeq(rec.Body.String(), "\n") {
+			if strings.HasPrefix(l, "mxpolicyd_resolver_healthy ") {
+				return l
+			}
+		}
+		return "no mxpolicyd_resolver_healthy"
+	}
+	if g := gauge(); g != "mxpolicyd_resolver_healthy 0" {
+		t.Fatalf("resolver refusing every query: %q, want 0", g)
+	}
+	bad := good + "whitelist: {clients_files: [\"" + filepath.Join(dir, "missing") + "\"]}\n"
+	if err := os.WriteFile(path, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.reload(ctx, path, override)
+	if !strings.Contains(logs.String(), "reload failed, keeping the running config") {
+		t.Fatalf("the reload did not fail:\n%s", logs.String())
+	}
+	if g := gauge(); g != "mxpolicyd_resolver_healthy 0" {
+		t.Errorf("after a failed reload: %q, want still 0", g)
 	}
 }

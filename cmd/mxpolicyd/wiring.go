@@ -67,7 +67,6 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 	if err != nil {
 		return nil, err
 	}
-	r.SetObserver(w.metrics) // mxpolicyd_resolver_healthy
 	w.resolver = r
 	w.dnsbl.built = nil
 	w.apply = nil
@@ -90,6 +89,10 @@ func (w *wiring) steps(ctx context.Context, cfg *config.Config) ([]policy.Step, 
 		apply()
 	}
 	w.dnsbl.commit(w)
+	// Only now: an observer reports the resolver healthy at once, and
+	// after a failed reload mxpolicyd_resolver_healthy must still be the
+	// running resolver's.
+	r.SetObserver(w.metrics)
 	return out, nil
 }
 
