@@ -113,19 +113,21 @@ func (p *page) decisions(ctx context.Context, d *db.DB, opt HTMLOptions) error {
 }
 
 // actionSeries are the layers of the by-action chart, from let through
-// to refused.
+// to refused: a layer for each verb the decisions table allows
+// (docs/reporting.md, verb), so the chart counts every request.
 func actionSeries() []series {
 	return []series{
 		{Name: "DUNNO", Color: colGreen}, {Name: "PREPEND", Color: colSky}, {Name: "WARN", Color: colYellow},
-		{Name: "DEFER", Color: colOrange}, {Name: "REJECT", Color: colRed},
+		{Name: "HOLD", Color: colGrey}, {Name: "DEFER", Color: colOrange}, {Name: "REJECT", Color: colRed},
+		{Name: "would HOLD (observe)", Color: colBlack},
 		{Name: "would DEFER (observe)", Color: colPurple}, {Name: "would REJECT (observe)", Color: colBlue},
 	}
 }
 
-// actionOf names c's layer: its verb, or for a refusal computed in
-// observe mode, what would have been answered.
+// actionOf names c's layer: its verb, or for a refusal or hold computed
+// in observe mode, what would have been answered.
 func actionOf(c VerbCount) string {
-	if c.Observe && (c.Verb == "DEFER" || c.Verb == "REJECT") {
+	if c.Observe && (c.Verb == "DEFER" || c.Verb == "REJECT" || c.Verb == "HOLD") {
 		return "would " + c.Verb + " (observe)"
 	}
 	return c.Verb

@@ -236,3 +236,22 @@ func TestHTMLHandler(t *testing.T) {
 		t.Error("a request that ended while waiting for a render got a page")
 	}
 }
+
+// The by-action chart has a layer for every verb the decisions table
+// allows, in either mode, so its days add up to report_daily's requests.
+func TestActionLayersCountEveryVerb(t *testing.T) {
+	days := []string{"2026-11-01"}
+	var counts []VerbCount
+	for _, verb := range []string{"DUNNO", "PREPEND", "WARN", "DEFER", "REJECT", "HOLD"} {
+		for _, observe := range []bool{false, true} {
+			counts = append(counts, VerbCount{Day: days[0], Verb: verb, Observe: observe, Count: 1})
+		}
+	}
+	var total int64
+	for _, s := range stack(days, counts, actionSeries(), actionOf) {
+		total += s.Values[0]
+	}
+	if total != int64(len(counts)) {
+		t.Errorf("the layers hold %d of %d requests", total, len(counts))
+	}
+}

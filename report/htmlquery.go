@@ -185,7 +185,7 @@ func pendingDest(at func(*time.Time) any) func(*pendingRow) []any {
 type pgHTML struct{ d *db.DB }
 
 func (p pgHTML) verbCounts(ctx context.Context, from time.Time) ([]VerbCount, error) {
-	return queryPG(ctx, p.d, verbDest, fmt.Sprintf(verbCountsSQL, "(time AT TIME ZONE 'UTC')::date::text", "$1"), from)
+	return queryPG(ctx, p.d, verbDest, fmt.Sprintf(verbCountsSQL, pgDay("(time AT TIME ZONE 'UTC')::date"), "$1"), from)
 }
 
 func (p pgHTML) delayBins(ctx context.Context, since time.Time) ([]delayBin, error) {

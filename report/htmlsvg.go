@@ -65,6 +65,7 @@ const (
 	colBlue   = "#0072B2"
 	colPurple = "#CC79A7"
 	colGrey   = "#8C8C8C"
+	colBlack  = "#000000"
 )
 
 // textures: the i-th series gets textures[i%len] over its colour, in a

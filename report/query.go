@@ -102,10 +102,15 @@ func neverDest(at func(*time.Time) any) func(*NeverRetriedRow) []any {
 // timestamptz and client an inet (NULL when Postfix sent none).
 type pgViews struct{ d *db.DB }
 
-// pgDays selects a daily view from since's day on.
+// pgDays selects a daily view from since's day on. The day is printed
+// by to_char, not ::text, whose format is the server's DateStyle
+// ("01.03.2026" under German): the report's days are YYYY-MM-DD.
 func pgDays(view, cols string) string {
-	return "SELECT day::text, " + cols + " FROM " + view + " WHERE day >= $1::date ORDER BY day"
+	return "SELECT " + pgDay("day") + ", " + cols + " FROM " + view + " WHERE day >= $1::date ORDER BY day"
 }
+
+// pgDay prints the date expression e as YYYY-MM-DD whatever DateStyle.
+func pgDay(e string) string { return "to_char(" + e + ", 'YYYY-MM-DD')" }
 
 func (v pgViews) daily(ctx context.Context, since time.Time) ([]DailyRow, error) {
 	return queryPG(ctx, v.d, dailyDest, pgDays("report_daily", dailyCols), dayOf(since))

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
@@ -265,6 +267,51 @@ func TestParseSince(t *testing.T) {
 	for _, bad := range []string{"", "d", "-3d", "0h", "7x", "2026-13-01", "yesterday", "1.5d"} {
 		if _, err := ParseSince(bad, now); err == nil {
 			t.Errorf("ParseSince(%q) accepted", bad)
+		}
+	}
+}
+
+// A report's days are YYYY-MM-DD whatever the PostgreSQL server's
+// DateStyle and TimeZone: ::text printed "01.03.2026" under German.
+func TestDaysAreISOWhateverDateStyle(t *testing.T) {
+	dsn := pgtest.New(t)
+	ctx := dbtest.Context(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `DO $$ BEGIN
+		EXECUTE format('ALTER DATABASE %I SET datestyle = %L', current_database(), 'German, DMY');
+		EXECUTE format('ALTER DATABASE %I SET timezone = %L', current_database(), 'Pacific/Kiritimati');
+		END $$`)
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := dbtest.OpenDSN(t, dsn)
+	day := time.Date(2026, 3, 1, 23, 30, 0, 0, time.UTC) // already March 2 in Kiritimati
+	req := &policy.Request{ClientAddress: netip.MustParseAddr("192.0.2.1"), Sender: "a@example.org"}
+	rows := []decisionlog.Row{decisionlog.FromDecision(&policy.Decision{Time: day, Req: req,
+		Action: policy.DunnoAction, Delay: time.Minute}, "mx1")}
+	if err := decisionlog.Insert(ctx, d, rows); err != nil {
+		t.Fatal(err)
+	}
+	since := day.Add(-time.Hour)
+	daily, err := Daily(ctx, d, since)
+	if err != nil || len(daily) != 1 {
+		t.Fatalf("daily: %+v, %v", daily, err)
+	}
+	retry, err := RetryDelay(ctx, d, since)
+	if err != nil || len(retry) != 1 {
+		t.Fatalf("retry delay: %+v, %v", retry, err)
+	}
+	counts, err := VerbCounts(ctx, d, since)
+	if err != nil || len(counts) != 1 {
+		t.Fatalf("verb counts: %+v, %v", counts, err)
+	}
+	for what, got := range map[string]string{"daily": daily[0].Day, "retry delay": retry[0].Day, "verb counts": counts[0].Day} {
+		if got != "2026-03-01" {
+			t.Errorf("%s: day %q, want 2026-03-01", what, got)
 		}
 	}
 }
