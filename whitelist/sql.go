@@ -52,6 +52,17 @@ func inserted(err, noRows error) (bool, error) {
 
 // Statements both dialects run as written: their only parameter is the
 // version row, which has none.
+//
+// onConflict ends both dialects' INSERT: an entry that exists but has
+// expired (gc has not purged it yet; it matches nothing and is not
+// listed) is replaced, as if it were gone; a live one is left, and no row
+// is returned (ErrExists, or counted as already present by Import). The
+// new row's created_at is the insert's now.
+const onConflict = `ON CONFLICT (kind, value) DO UPDATE SET comment = excluded.comment,
+		created_by = excluded.created_by, created_at = excluded.created_at, expires_at = excluded.expires_at
+		WHERE whitelist.expires_at IS NOT NULL AND whitelist.expires_at <= excluded.created_at
+		RETURNING id`
+
 const (
 	versionSQL = `SELECT version FROM whitelist_version`
 	loadCols   = `SELECT id, kind, value, comment, created_by, created_at, expires_at FROM whitelist`
@@ -62,8 +73,7 @@ type pgDialect struct{ pool *pgxpool.Pool }
 
 const (
 	pgInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (kind, value) DO NOTHING RETURNING id`
+		VALUES ($1, $2, $3, $4, $5, $6) ` + onConflict
 	pgRemove = `DELETE FROM whitelist WHERE kind = $1 AND value = $2`
 	pgPurge  = `DELETE FROM whitelist WHERE expires_at <= $1`
 	pgLoad   = loadCols + `
@@ -127,8 +137,7 @@ type sqliteDialect struct{ db *sql.DB }
 
 const (
 	sqliteInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
-		VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-		ON CONFLICT (kind, value) DO NOTHING RETURNING id`
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6) ` + onConflict
 	sqliteRemove = `DELETE FROM whitelist WHERE kind = ?1 AND value = ?2`
 	sqlitePurge  = `DELETE FROM whitelist WHERE expires_at <= ?1`
 	sqliteLoad   = loadCols + `

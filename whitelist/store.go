@@ -134,7 +134,9 @@ func (s *Store) Add(ctx context.Context, e Entry) (Entry, error) {
 // Remove deletes the entry of kind k whose value is value (in any form
 // that normalizes to the stored one). A value the rules now refuse (a row
 // stored before a rule, or by hand) is removed as written; if there is no
-// such row, the refusal is the error.
+// such row, the refusal is the error. A valid value stored by hand in a
+// form of its own (Mail.Example.COM) is removed as written too, when no
+// row holds the normalized form.
 func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
 	e := Entry{Kind: k, Value: value}
 	invalid := s.validate(&e)
@@ -147,6 +149,9 @@ func (s *Store) Remove(ctx context.Context, k Kind, value string) error {
 	}
 	err := s.inTx(ctx, func(x execer) error {
 		n, err := x.remove(ctx, e.Kind, e.Value)
+		if raw := strings.TrimSpace(value); err == nil && n == 0 && raw != e.Value {
+			n, err = x.remove(ctx, e.Kind, raw)
+		}
 		if err == nil && n == 0 {
 			err = ErrNotFound // roll back: PostgreSQL's trigger bumps the version per statement
 		}

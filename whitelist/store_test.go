@@ -413,3 +413,58 @@ func execSQL(t *testing.T, s *Store, sqliteSQL, pgSQL string) {
 		t.Fatal(err)
 	}
 }
+
+// An entry that has expired but is not purged yet (gc runs daily) is as
+// good as gone: importing or adding its value again makes a live entry,
+// where ON CONFLICT DO NOTHING kept the dead row and said "already
+// present". A live entry is still left alone.
+func TestAddOverExpiredEntry(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dl dialect) {
+		ctx := context.Background()
+		clk := clocktest.New(t0)
+		s := NewStore(dl.open(t), clk.Now)
+		for _, v := range []string{"192.0.2.0/24", "198.51.100.0/24"} {
+			if _, err := s.Add(ctx, Entry{Kind: Client, Value: v, Expires: t0.Add(time.Hour)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clk.Set(t0.Add(2 * time.Hour)) // both expired, not purged
+		res, err := s.Import(ctx, strings.NewReader("192.0.2.0/24\n"), ImportOptions{Format: FormatClients, CreatedBy: "admin"})
+		if err != nil || res.Added != 1 || res.Existing != 0 {
+			t.Fatalf("import over an expired entry: %+v, %v; want 1 added", res, err)
+		}
+		if _, err := s.Add(ctx, Entry{Kind: Client, Value: "198.51.100.0/24"}); err != nil {
+			t.Fatalf("add over an expired entry: %v", err)
+		}
+		if got := values(t, s, Filter{}); got != "client 192.0.2.0/24, client 198.51.100.0/24" {
+			t.Errorf("listed: %q", got)
+		}
+		w, err := New(ctx, Config{Refresh: time.Second}, Options{Store: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ip := range []string{"192.0.2.9", "198.51.100.9"} {
+			if m := w.Match(rq(ip, "", "a@b.example", "u@x.example"), clk.Now()); len(m.Entries) == 0 {
+				t.Errorf("%s: the renewed entry does not match", ip)
+			}
+		}
+		if _, err := s.Add(ctx, Entry{Kind: Client, Value: "192.0.2.0/24"}); !errors.Is(err, ErrExists) {
+			t.Errorf("add over a live entry: %v, want ErrExists", err)
+		}
+	})
+}
+
+// A valid value written by hand in a form of its own is removed as listed.
+func TestRemoveHandWrittenForm(t *testing.T) {
+	forEachDialect(t, func(t *testing.T, dl dialect) {
+		s := NewStore(dl.open(t), clocktest.New(t0).Now)
+		execSQL(t, s, "INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'Mail.Example.COM', 0)",
+			"INSERT INTO whitelist (kind, value, created_at) VALUES ('client_name', 'Mail.Example.COM', now())")
+		if err := s.Remove(context.Background(), ClientName, "Mail.Example.COM"); err != nil {
+			t.Errorf("remove as listed: %v", err)
+		}
+		if got := values(t, s, Filter{}); got != "" {
+			t.Errorf("left: %q", got)
+		}
+	})
+}
