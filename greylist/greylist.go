@@ -396,7 +396,10 @@ func (g *Checker) answer(st *policy.State, k Key, o Outcome, note string) policy
 	}
 	switch {
 	case m.atData:
-		// Accept at RCPT, defer the whole message at DATA.
+		// Accept at RCPT, defer the whole message at DATA. The checks
+		// after this one have nothing to decide for the recipient, and
+		// must not count it (a rate limit): this attempt is refused.
+		st.Facts.Skip = st.Facts.Skip.With(policy.AllChecks)
 		return policy.Pass(reason + "; message deferred at DATA")
 	case m.deferred && o.Verdict.Passes():
 		return g.deferral(st, m, k.Recipient, reason+"; deferred with its message")
@@ -413,15 +416,26 @@ func (g *Checker) answer(st *policy.State, k Key, o Outcome, note string) policy
 // triplet), else by the engine's on_error, counted as an acceptance since
 // on_error is DUNNO by default.
 func (g *Checker) failed(st *policy.State, err error) (policy.Result, error) {
+	if res, ok := g.Failed(st); ok {
+		return res, nil
+	}
+	return policy.Result{}, err
+}
+
+// Failed implements policy.FailureCheck, for a recipient greylisting did
+// not answer at all (its store timed out, or the step is paused): as
+// failed, so the message keeps one verdict whether the store failed
+// inside Check or Check never answered.
+func (g *Checker) Failed(st *policy.State) (policy.Result, bool) {
 	m, _ := messageVerdict.Get(st.Msg)
 	if m.deferred && !m.atData {
-		return g.deferral(st, m, st.Req.Recipient, "store failed; deferred with its message"), nil
+		return g.deferral(st, m, st.Req.Recipient, "store failed; deferred with its message"), true
 	}
 	if !m.accepted {
 		m.accepted = true
 		messageVerdict.Set(st.Msg, m)
 	}
-	return policy.Result{}, err
+	return policy.Result{}, false
 }
 
 // CheckMessage implements policy.MessageCheck: at DATA it defers the
@@ -509,5 +523,6 @@ func sanitize(s string) string {
 
 var (
 	_ policy.MessageCheck = (*Checker)(nil)
+	_ policy.FailureCheck = (*Checker)(nil)
 	_ policy.QuickCheck   = (*Checker)(nil)
 )

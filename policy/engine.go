@@ -255,7 +255,10 @@ type verdict struct {
 // DEFER_IF_PERMIT defers every recipient of the message at once. A message
 // sent with BDAT is asked at its first chunk with protocol_state=DATA too
 // (BDAT_README: policy queries behave "as if Postfix received (MAIL + RCPT
-// + DATA + end-of-data)").
+// + DATA + end-of-data)"). CheckMessage decides from the message's state
+// in memory, never from a store: the step's pause (Step.OwnTimeouts) does
+// not apply to it, so a message's DATA verdict is never skipped, and its
+// quick answer never counts as the store answering in time.
 type MessageCheck interface {
 	Check
 	CheckMessage(ctx context.Context, st *State) (Result, error)
@@ -264,10 +267,26 @@ type MessageCheck interface {
 // EndOfMessageCheck is a Check that also decides at END-OF-MESSAGE, the
 // first stage at which Postfix sends the message's real size
 // (SMTPD_POLICY_README, "size"), when check_policy_service is also in
-// smtpd_end_of_data_restrictions (postconf(5)): byte quotas.
+// smtpd_end_of_data_restrictions (postconf(5)): byte quotas. If the check
+// is also a QuickCheck, its Quick is asked first at END-OF-MESSAGE too, so
+// it must answer for the request's stage: a request no quota applies to
+// then never reaches CheckEndOfMessage, nor counts for the step's pause.
 type EndOfMessageCheck interface {
 	Check
 	CheckEndOfMessage(ctx context.Context, st *State) (Result, error)
+}
+
+// FailureCheck is a Check with an answer from memory for a request it
+// could not answer: its run failed, timed out or was abandoned, or it is
+// paused. The engine calls Failed on the request's goroutine, with the
+// request's own state, after recording the error: a decisive result
+// decides the request (greylisting defers the other recipients of a
+// message it has deferred); otherwise the step's on_error answers, and
+// Failed may note that on the message (greylisting counts the recipient
+// as accepted, so the message is not split later).
+type FailureCheck interface {
+	Check
+	Failed(st *State) (Result, bool)
 }
 
 // stageStep runs the method that decides a check at a stage past RCPT
@@ -282,6 +301,15 @@ func (s stageStep) Name() string { return s.name }
 func (s stageStep) Check(ctx context.Context, st *State) (Result, error) {
 	return s.decide(ctx, st)
 }
+
+// quickStageStep is a stageStep whose check answers from memory first
+// (EndOfMessageCheck and QuickCheck).
+type quickStageStep struct {
+	stageStep
+	quick func(st *State) (Result, bool)
+}
+
+func (s quickStageStep) Quick(st *State) (Result, bool) { return s.quick(st) }
 
 // stageMethod is the method that decides c at state, DATA or
 // END-OF-MESSAGE, or nil if c does not decide there.
@@ -310,10 +338,20 @@ func stageSteps(state string, steps []Step) []Step {
 	}
 	var out []Step
 	for _, s := range steps {
-		if decide := stageMethod(state, s.Check); decide != nil {
-			s.Check = stageStep{s.Check.Name(), decide}
-			out = append(out, s)
+		decide := stageMethod(state, s.Check)
+		if decide == nil {
+			continue
 		}
+		step := stageStep{s.Check.Name(), decide}
+		if q, ok := s.Check.(QuickCheck); ok && state == "END-OF-MESSAGE" {
+			s.Check = quickStageStep{step, q.Quick}
+		} else {
+			s.Check = step
+		}
+		if state == "DATA" {
+			s.pause = nil // MessageCheck: in memory
+		}
+		out = append(out, s)
 	}
 	return out
 }
@@ -350,6 +388,9 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 		res, used, err := e.run(ctx, step, share(step.Timeout, left), st, &v)
 		left -= used
 		if err != nil {
+			if r, ok := e.failed(step.Check, st); ok {
+				return v.end(r, name, st)
+			}
 			if step.OnError.IsDunno() {
 				continue // fail open: the other checks still decide
 			}
@@ -449,6 +490,20 @@ func (e *Engine) run(ctx context.Context, step Step, share time.Duration, st *St
 		*st = o.st
 	}
 	return o.res, used, nil
+}
+
+// failed asks a FailureCheck for its answer to a request it could not
+// answer; a panic in it is no answer.
+func (e *Engine) failed(c Check, st *State) (res Result, ok bool) {
+	f, is := c.(FailureCheck)
+	if !is {
+		return Result{}, false
+	}
+	if err := panics.Call(func() error { res, ok = f.Failed(st); return nil }); err != nil {
+		e.logPanic(c.Name(), err)
+		return Result{}, false
+	}
+	return res, ok && !res.Action.IsDunno()
 }
 
 // quick asks a QuickCheck to decide from memory, on this goroutine; ok

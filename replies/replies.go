@@ -116,11 +116,16 @@ func (c *Checker) record(ctx context.Context, st *policy.State) (policy.Result, 
 }
 
 // Quick implements policy.QuickCheck: a request with nothing to look up
-// (exempt already, no pair, or a pair the miss cache knows) passes
-// without the store; recording never does.
+// (exempt already, no pair, or a pair the miss cache knows) or nothing to
+// record (no pair: mail to the user's own domain, a bounce; or a read-only
+// check) passes without the store, and so never counts for the step's
+// pause as the store answering; recording a pair always goes to the store.
 func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
 	if st.Req.SASLUsername != "" {
-		return policy.Result{}, false
+		if _, ok := c.pair(st.Req.Sender, st.Req.Recipient); ok && !c.opt.ReadOnly {
+			return policy.Result{}, false
+		}
+		return policy.Pass(""), true
 	}
 	if _, _, lookup := c.lookup(st); lookup {
 		return policy.Result{}, false

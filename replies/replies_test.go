@@ -339,4 +339,11 @@ func TestQuick(t *testing.T) {
 	if quick(sub) {
 		t.Error("a submission, which records its pair, is answered without the store")
 	}
+	// A submission with no pair to record (to the user's own domain)
+	// needs no store, and must not count as the store answering in time.
+	local := state(0, "alice@example.org", "carol@example.org")
+	local.Req.SASLUsername = "alice"
+	if !quick(local) {
+		t.Error("a submission with nothing to record goes to the store")
+	}
 }

@@ -303,3 +303,25 @@ func TestReconfigure(t *testing.T) {
 		t.Error("Reload went back to the old config")
 	}
 }
+
+// stubEOM refuses at END-OF-MESSAGE, as a byte quota over its limit.
+type stubEOM struct{ stub }
+
+func (s stubEOM) CheckEndOfMessage(ctx context.Context, st *policy.State) (policy.Result, error) {
+	return s.Check(ctx, st)
+}
+
+// A client entry bypasses every check at END-OF-MESSAGE too, where the
+// engine runs only the checks that decide there.
+func TestEngineBypassesAtEndOfMessage(t *testing.T) {
+	w := testWhitelist(t)
+	quota := stubEOM{stub{"ratelimit", policy.Action{Verb: policy.DeferIfPermit, Text: "4.7.1 too much"}}}
+	e := policy.NewEngine(policy.Options{Now: func() time.Time { return t0 }}, []policy.Step{{Check: w}, {Check: quota}})
+	for client, want := range map[string]policy.Action{"192.0.2.5": policy.DunnoAction, "198.18.0.1": quota.act} {
+		req := rq(client, "", "a@b.example", "")
+		req.ProtocolState = "END-OF-MESSAGE"
+		if got := e.Decide(context.Background(), req, nil); got != want {
+			t.Errorf("%s at END-OF-MESSAGE: %s, want %s", client, got, want)
+		}
+	}
+}

@@ -251,6 +251,15 @@ func (w *Checker) Check(_ context.Context, st *policy.State) (policy.Result, err
 	return res, nil
 }
 
+// CheckEndOfMessage implements policy.EndOfMessageCheck: a client the
+// whitelist exempts from every check is exempt at END-OF-MESSAGE too,
+// where a byte quota would otherwise still count its mail.
+func (w *Checker) CheckEndOfMessage(ctx context.Context, st *policy.State) (policy.Result, error) {
+	return w.Check(ctx, st)
+}
+
+var _ policy.EndOfMessageCheck = (*Checker)(nil)
+
 // Quick implements policy.QuickCheck: the entries are in memory, so the
 // whitelist always decides there.
 func (w *Checker) Quick(st *policy.State) (policy.Result, bool) {
