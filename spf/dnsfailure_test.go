@@ -218,6 +218,23 @@ func TestSenderDNSFailureIsTempError(t *testing.T) {
 	}
 }
 
+// Any response code but 0 and 3 for the sender's records is temperror
+// (RFC 7208 §4.4), never permerror: go/spf makes a DNS error that is not
+// temporary a permerror.
+func TestOtherRcodeIsTempError(t *testing.T) {
+	for _, rc := range []int{dns.RcodeFormatError, dns.RcodeNotImplemented, dns.RcodeYXDomain} {
+		srv := dnstest.New(t, zones...)
+		srv.SetRcode("pass.test", rc)
+		c := defaultChecker(t, srv.Addr(), 2*time.Second)
+		eng := policy.NewEngine(policy.Options{Logger: quietLog()}, []policy.Step{
+			{Check: c, Timeout: 2500 * time.Millisecond, OnError: policy.DunnoAction}})
+		d := eng.Evaluate(context.Background(), rcptReq("a@pass.test", "i1"), policy.NewMessage("i1"))
+		if d.Facts.SPF != "temperror" {
+			t.Errorf("%s for the sender's TXT: spf %q, action %v; want temperror", dns.RcodeToString[rc], d.Facts.SPF, d.Action)
+		}
+	}
+}
+
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

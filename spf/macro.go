@@ -176,8 +176,16 @@ func (e macroEnv) value(letter byte) string {
 
 // apply splits v on the delimiters (default "."), reverses, keeps the
 // right-hand parts, joins with "." and URL-escapes for an upper-case
-// letter (RFC 7208 §7.3).
+// letter (RFC 7208 §7.3). Without transformers or delimiters the value
+// is not split ("If transformers or delimiters are provided"), so a local
+// part such as "a..b." stays as it is.
 func (t macroTok) apply(v string) string {
+	if t.digits == 0 && !t.reverse && t.delims == "" {
+		if t.upper {
+			return urlEscape(v)
+		}
+		return v
+	}
 	delims := t.delims
 	if delims == "" {
 		delims = "."

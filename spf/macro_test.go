@@ -57,6 +57,26 @@ func TestExpandMacros(t *testing.T) {
 	}
 }
 
+// A macro without transformers or delimiters is the value as it is (RFC
+// 7208 §7.3 splits only "if transformers or delimiters are provided"):
+// local parts such as "a..b." exist.
+func TestMacroWithoutTransformersIsVerbatim(t *testing.T) {
+	env := macroEnv{sender: "a..b.@example.com", domain: "example.com",
+		ip: netip.MustParseAddr("192.0.2.3"), helo: "mx.example.org", now: time.Unix(1700000000, 0)}
+	for in, want := range map[string]string{
+		"%{l}":        "a..b.",
+		"%{s}":        "a..b.@example.com",
+		"%{L}":        "a..b.",
+		"%{l} is bad": "a..b. is bad",
+		"%{l1}":       "b",
+		"%{lr}":       "b.a",
+	} {
+		if got, err := expandMacros(in, env, true); err != nil || got != want {
+			t.Errorf("expand %q with sender %q: %q, %v; want %q", in, env.sender, got, err, want)
+		}
+	}
+}
+
 func TestExpandMacrosRejects(t *testing.T) {
 	env := macroEnv{sender: "a@b.test", domain: "b.test", ip: netip.MustParseAddr("192.0.2.3")}
 	for _, in := range []string{

@@ -189,12 +189,15 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 // dnsError converts an Exchange error to the *net.DNSError go/spf reads.
 // UnwrapErr keeps the *Error reachable with errors.As, so a caller can
 // still tell our resolver's silence from the domain's failure
-// (IsTransport).
+// (IsTransport). Every error response is temporary here: RFC 7208 §4.4
+// makes any RCODE but 0 and 3 a temperror, where go/spf would make a
+// DNS error that is neither temporary nor "not found" a permerror
+// (NXDOMAIN never gets here: rcodeError lets it through).
 func (r *Resolver) dnsError(name string, err error) *net.DNSError {
 	de := &net.DNSError{Err: err.Error(), Name: name, Server: r.server, UnwrapErr: err}
 	var e *Error
 	if errors.As(err, &e) {
-		de.IsTimeout, de.IsTemporary = e.Timeout, e.Temporary
+		de.IsTimeout, de.IsTemporary = e.Timeout, e.Temporary || e.Rcode >= 0
 	}
 	return de
 }

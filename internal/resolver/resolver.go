@@ -79,8 +79,11 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	q.SetQuestion(dns.Fqdn(name), qtype)
 	q.SetEdns0(ednsSize, false)
 	resp, _, err := r.udp.ExchangeContext(ctx, q, r.server)
-	if err == nil && resp.Truncated {
-		// RFC 7766 §5: a truncated UDP answer is retried over TCP.
+	if resp != nil && resp.Truncated {
+		// RFC 7766 §5: a truncated UDP answer is retried over TCP. Also
+		// one that does not unpack: a server may cut the answer at 512
+		// octets, set TC and leave the counts (RFC 1035 §4.2.1), and
+		// miekg/dns then returns the header it read with the error.
 		resp, _, err = r.tcp.ExchangeContext(ctx, q, r.server)
 	}
 	if err != nil {

@@ -151,6 +151,7 @@ func TestLookups(t *testing.T) {
 func TestLookupErrorsAreNetDNSErrors(t *testing.T) {
 	srv := dnstest.New(t, zone...)
 	srv.SetRcode("fail.test", dns.RcodeServerFailure)
+	srv.SetRcode("notimp.test", dns.RcodeNotImplemented)
 	srv.SetDelay("slow.test", 2*time.Second)
 	r := newResolver(t, srv, 150*time.Millisecond)
 	ctx := context.Background()
@@ -172,6 +173,8 @@ func TestLookupErrorsAreNetDNSErrors(t *testing.T) {
 	check("NODATA", err, true, false)
 	_, err = r.LookupTXT(ctx, "fail.test")
 	check("SERVFAIL", err, false, true)
+	_, err = r.LookupTXT(ctx, "notimp.test") // any RCODE but 0 and 3: temperror (RFC 7208 §4.4)
+	check("NOTIMP", err, false, true)
 	_, err = r.LookupMX(ctx, "slow.test")
 	check("timeout", err, false, true)
 	_, err = r.LookupIPAddr(ctx, "slow.test")
