@@ -144,7 +144,7 @@ func (c *Checker) lookup(ctx context.Context, z *zoneState, qname string) ([]net
 func (c *Checker) fetch(ctx context.Context, z *zoneState, qname string) ([]netip.Addr, error) {
 	ctx, cancel := c.deadline(ctx)
 	defer cancel()
-	start := time.Now()
+	start, failed := time.Now(), z.selfCheck.failed.Load()
 	msg, err := c.ex.Exchange(ctx, qname, dns.TypeA)
 	c.obs.DNSQuery(z.name, time.Since(start), err)
 	if err != nil {
@@ -153,8 +153,9 @@ func (c *Checker) fetch(ctx context.Context, z *zoneState, qname string) ([]neti
 		return nil, err
 	}
 	addrs, ttl := readA(msg)
-	now := c.now()
-	c.cache.put(qname, answer{addrs: addrs, expires: now.Add(c.clamp(ttl))}, now)
+	if now := c.now(); z.keep(failed) {
+		c.cache.put(qname, answer{addrs: addrs, expires: now.Add(c.clamp(ttl))}, now)
+	}
 	c.health(z, errorAnswer(addrs))
 	return addrs, nil
 }
@@ -225,6 +226,7 @@ func (c *Checker) txt(ctx context.Context, z *zoneState, qname string) string {
 	if a, ok := c.cache.get(key, c.now()); ok {
 		return a.txt
 	}
+	failed := z.selfCheck.failed.Load()
 	msg, err := c.ex.Exchange(ctx, qname, dns.TypeTXT)
 	if err != nil {
 		c.log.Debug("dnsbl: no TXT reason", slog.String("list", z.name),
@@ -242,7 +244,8 @@ func (c *Checker) txt(ctx context.Context, z *zoneState, qname string) string {
 	if txt == "" {
 		ttl = 0
 	}
-	now := c.now()
-	c.cache.put(key, answer{txt: txt, expires: now.Add(c.clamp(ttl))}, now)
+	if now := c.now(); z.keep(failed) {
+		c.cache.put(key, answer{txt: txt, expires: now.Add(c.clamp(ttl))}, now)
+	}
 	return txt
 }

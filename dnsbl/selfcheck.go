@@ -63,6 +63,11 @@ type selfCheckState struct {
 	off   string // why it is not checked
 	kinds []Kind // what the zone's entries ask about: the test points to use
 	sick  atomic.Bool
+	// failed counts the times the zone was found failing; a lookup keeps
+	// its answer only if it did not move while the query was out
+	// (zoneState.keep): the cache is emptied of the zone then (dropZone),
+	// and an answer arriving after that could list everyone for its TTL.
+	failed atomic.Uint64
 
 	state   HealthState
 	why     string
@@ -294,10 +299,17 @@ func (z *zoneState) setHealth(why string) HealthState {
 	s.state, s.why, s.lastErr = Healthy, "", ""
 	if why != "" {
 		s.state, s.why = Unhealthy, why
+		if was != Unhealthy {
+			s.failed.Add(1) // the probe then empties the cache of the zone
+		}
 	}
 	s.sick.Store(why != "")
 	return was
 }
+
+// keep reports whether an answer to a query sent when the zone's failure
+// count was failed may be cached: the zone was not found failing since.
+func (z *zoneState) keep(failed uint64) bool { return z.selfCheck.failed.Load() == failed }
 
 func (z *zoneState) inconclusive(err error) {
 	z.mu.Lock()
