@@ -8,11 +8,9 @@ import (
 	"github.com/miekg/dns"
 )
 
-// A list starts listing everyone
-// (a wildcard record). A lookup sent just before the self-check caught it
-// answers after the probe dropped the zone's cached answers ("Answers
-// cached before the probe caught it may list everyone"): that answer
-// must not outlive the purge. Once the list is fixed and passes again,
+// A list starts listing everyone (a wildcard record). A lookup sent just
+// before the self-check caught it answers after the probe dropped the
+// zone's cached answers: that answer must not outlive the purge. Once the list is fixed and passes again,
 // the client it never listed must not be rejected from the cache for the
 // rest of the answer's TTL.
 func TestInFlightAnswerOfBrokenListNotKept(t *testing.T) {
