@@ -87,6 +87,39 @@ func TestCompose(t *testing.T) {
 		t.Errorf("mxpolicyd logging %+v: want json-file with max-size and max-file", l)
 	}
 	checkComposeDSN(t, mx.Environment["MXPOLICYD_DATABASE"], c.Services["postgres"].Ports)
+	checkComposeConfigFiles(t, mx.Command, mx.Volumes)
+}
+
+// checkComposeConfigFiles: the whitelist files the mounted config names
+// are mounted too; serve refuses to start without them.
+func checkComposeConfigFiles(t *testing.T, command, volumes []string) {
+	t.Helper()
+	targets := map[string]string{} // container path: host path
+	for _, v := range volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) >= 2 {
+			targets[parts[1]] = parts[0]
+		}
+	}
+	i := slices.Index(command, "--config")
+	if i < 0 || i+1 >= len(command) || targets[command[i+1]] == "" {
+		t.Fatalf("mxpolicyd command %q: want --config naming a mounted file", command)
+	}
+	var cfg struct {
+		Whitelist struct {
+			Clients    []string `yaml:"clients_files"`
+			Recipients []string `yaml:"recipients_files"`
+			Senders    []string `yaml:"senders_files"`
+		} `yaml:"whitelist"`
+	}
+	if err := yaml.Unmarshal([]byte(readFile(t, filepath.Join("compose", targets[command[i+1]]))), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range slices.Concat(cfg.Whitelist.Clients, cfg.Whitelist.Recipients, cfg.Whitelist.Senders) {
+		if targets[f] == "" {
+			t.Errorf("the config names %s, which the mxpolicyd service does not mount", f)
+		}
+	}
 }
 
 // checkComposeService: bind mounts name files that exist, named volumes
