@@ -36,6 +36,7 @@ func exportedFamilies(t *testing.T) map[string]family {
 	m.DNSCacheHit("zen")
 	m.DNSPaused("zen")
 	m.DNSListHealth(map[string]bool{"zen": false})
+	m.RateLimitHit("stolen-login")
 	m.StoreOp("greylist_decide", time.Millisecond, fail)
 	m.ConnOpened()
 	m.ConnEvicted()

@@ -97,6 +97,11 @@ func New(cfg Config, ex Exchanger, opt Options) (*Checker, error) {
 		}
 		c.initSelfCheck(c.zones[e.zone], e)
 	}
+	names := make([]string, len(c.order))
+	for i, z := range c.order {
+		names[i] = z.name
+	}
+	c.obs.DNSLists(names)
 	return c, nil
 }
 

@@ -21,6 +21,11 @@ type Observer interface {
 	// points. The map is the whole set, so a list gone after a reload
 	// drops out; lists opted out or never conclusively probed are absent.
 	DNSListHealth(healthy map[string]bool)
+	// DNSLists reports the lists of a check as it is built (New), so that
+	// their counters exist from the start: a counter first seen at 1 shows
+	// no increase in Prometheus, and an alert on it would miss the first
+	// pause.
+	DNSLists(names []string)
 }
 
 type nopObserver struct{}
@@ -29,6 +34,7 @@ func (nopObserver) DNSQuery(string, time.Duration, error) {}
 func (nopObserver) DNSCacheHit(string)                    {}
 func (nopObserver) DNSPaused(string)                      {}
 func (nopObserver) DNSListHealth(map[string]bool)         {}
+func (nopObserver) DNSLists([]string)                     {}
 
 // zoneState is what all entries of one zone share: the display name used
 // for metrics and the failure count that pauses the zone (a circuit

@@ -82,6 +82,8 @@ func (o *observer) DNSCacheHit(list string) {
 	o.cached[list]++
 }
 
+func (o *observer) DNSLists([]string) {}
+
 func (o *observer) DNSPaused(list string) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

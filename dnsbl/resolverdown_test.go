@@ -90,6 +90,7 @@ func (panickyObserver) DNSQuery(string, time.Duration, error) { panic("observer 
 func (panickyObserver) DNSCacheHit(string)                    {}
 func (panickyObserver) DNSPaused(string)                      {}
 func (panickyObserver) DNSListHealth(map[string]bool)         {}
+func (panickyObserver) DNSLists([]string)                     {}
 
 func TestObserverPanicIsAnError(t *testing.T) {
 	f := newFixture(t, lists("zen.test"))

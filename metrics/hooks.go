@@ -35,6 +35,20 @@ func (m *Metrics) DNSCacheHit(list string) {
 	m.reasons.cacheHit(m.dnsCacheHits, list).Inc()
 }
 
+// DNSLists starts each list's query, cache-hit and pause counters at 0
+// (Prometheus, "Instrumentation", avoid missing metrics): an alert's
+// increase() then sees the first pause.
+func (m *Metrics) DNSLists(names []string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		m.dnsQueries.WithLabelValues(n)
+		m.dnsCacheHits.WithLabelValues(n)
+		m.dnsPauses.WithLabelValues(n)
+	}
+}
+
 // DNSPaused records that list was paused: skipped for a while after
 // repeated failures.
 func (m *Metrics) DNSPaused(list string) {

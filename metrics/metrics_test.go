@@ -232,6 +232,28 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	m.LogRowsWritten(1)
 	m.LogRowsDropped(1)
 	m.RateLimitHit("per-user")
+	m.DNSLists([]string{"zen"})
+	m.RateLimitRules([]string{"per-user"})
+}
+
+// The lists and rules a check is built with have their counters from the
+// start, at 0, so an alert's increase() sees the first pause or hit
+// (contrib/prometheus/mxpolicyd.rules.yml).
+func TestKnownSeriesStartAtZero(t *testing.T) {
+	m := New()
+	m.DNSLists([]string{"zen", "dbl"})
+	m.RateLimitRules([]string{"stolen-login"})
+	for name, want := range map[string]int{
+		"mxpolicyd_dns_list_pauses_total": 2, "mxpolicyd_dns_queries_total": 2,
+		"mxpolicyd_dns_cache_hits_total": 2, "mxpolicyd_ratelimit_hits_total": 1,
+	} {
+		if n, err := testutil.GatherAndCount(m.reg, name); err != nil || n != want {
+			t.Errorf("%s: %d series, %v; want %d at 0", name, n, err, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.dnsPauses.WithLabelValues("zen")); got != 0 {
+		t.Errorf("pauses of zen: %v, want 0", got)
+	}
 }
 
 // allNames is every metric this package defines; the lint test fails if

@@ -16,6 +16,18 @@ func (m *Metrics) registerRateLimitMetrics() {
 		"rule")
 }
 
+// RateLimitRules starts each rule's hit counter at 0 (Prometheus,
+// "Instrumentation", avoid missing metrics): an alert's increase() then
+// sees the first hit.
+func (m *Metrics) RateLimitRules(names []string) {
+	if m == nil {
+		return
+	}
+	for _, n := range names {
+		m.rateLimitMetrics.hits.WithLabelValues(n)
+	}
+}
+
 // RateLimitHit counts one request over rule's limit.
 func (m *Metrics) RateLimitHit(rule string) {
 	if m == nil {

@@ -46,6 +46,9 @@ const (
 // rules included) and how long each store operation took;
 // *metrics.Metrics implements it. Calls must not block.
 type Observer interface {
+	// RateLimitRules reports the rules of a check as it is built (New),
+	// so that each rule's hit counter exists from the start, at 0.
+	RateLimitRules(names []string)
 	RateLimitHit(rule string)
 	StoreOp(op string, dur time.Duration, err error)
 }
@@ -87,6 +90,13 @@ func New(cfg Config, store Store, opt Options) (*Checker, error) {
 	logger := opt.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Observer != nil {
+		names := make([]string, len(cfg.Rules))
+		for i, r := range cfg.Rules {
+			names[i] = r.Name
+		}
+		opt.Observer.RateLimitRules(names)
 	}
 	return &Checker{cfg: cfg, store: store, log: logger, obs: opt.Observer}, nil
 }

@@ -184,6 +184,7 @@ func (m *memStore) GC(context.Context, time.Time, int, bool) (GCStats, error) { 
 type hits map[string]int
 
 func (h hits) RateLimitHit(rule string)           { h[rule]++ }
+func (hits) RateLimitRules([]string)              {}
 func (hits) StoreOp(string, time.Duration, error) {}
 
 func req(state, user, client, instance string) *policy.Request {
