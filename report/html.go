@@ -18,7 +18,7 @@ const FormatHTML = "html"
 
 // HTMLOptions select what WriteHTML shows.
 type HTMLOptions struct {
-	Since time.Time // decisions from this instant (per-day charts: its UTC day) on; zero: all
+	Since time.Time // decisions from this instant's UTC day on (the page counts whole days); zero: all
 	Now   time.Time // when the page is made, for ages; zero: time.Now()
 	Top   int       // rows of each top list; 0: 15
 	// Checks are the check names in the engine's order, from the daemon's
@@ -76,6 +76,12 @@ func gather(ctx context.Context, d *db.DB, opt HTMLOptions) (*page, error) {
 	}
 	if opt.Top <= 0 {
 		opt.Top = 15
+	}
+	if !opt.Since.IsZero() {
+		// The per-day charts and the summary built from them count whole
+		// UTC days; the histogram and the top lists count from the same
+		// instant, so the page's figures agree with each other.
+		opt.Since = dayStart(opt.Since)
 	}
 	p := &page{Now: opt.Now.UTC(), Since: opt.Since.UTC()}
 	steps := []func(context.Context, *db.DB, HTMLOptions) error{

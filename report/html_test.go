@@ -5,15 +5,18 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/decisionlog"
 	"github.com/mxpolicyd/mxpolicyd/internal/clocktest"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 // renderHTML returns the page of d at htmlNow over the last week, with
@@ -254,4 +257,42 @@ func TestActionLayersCountEveryVerb(t *testing.T) {
 	if total != int64(len(counts)) {
 		t.Errorf("the layers hold %d of %d requests", total, len(counts))
 	}
+}
+
+// The page counts from the UTC day of its start: the summary's request
+// count, its "passed after a delay" and the delay histogram beside it
+// agree, and the summary says where they start.
+func TestHTMLCountsWholeDays(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		morning := time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)
+		since := time.Date(2026, 3, 1, 14, 0, 0, 0, time.UTC)
+		req := &policy.Request{ClientAddress: netip.MustParseAddr("192.0.2.1"), Sender: "a@example.org"}
+		rows := []decisionlog.Row{
+			decisionlog.FromDecision(&policy.Decision{Time: morning, Req: req, Action: policy.DunnoAction,
+				Delay: 5 * time.Minute}, "mx1"),
+			decisionlog.FromDecision(&policy.Decision{Time: since.Add(time.Hour), Req: req, Action: policy.DunnoAction}, "mx1"),
+		}
+		if err := decisionlog.Insert(ctx, d, rows); err != nil {
+			t.Fatal(err)
+		}
+		p, err := gather(ctx, d, HTMLOptions{Since: since, Now: since.Add(2 * time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist, err := DelayHistogram(ctx, d, p.Since) // what the page's histogram shows
+		if err != nil {
+			t.Fatal(err)
+		}
+		var binned int64
+		for _, v := range hist {
+			binned += v
+		}
+		if p.Stats[0].Value != "2" || p.Stats[0].Note != "since 2026-03-01 00:00 UTC" {
+			t.Errorf("summary: %s requests, %q; want 2, since 2026-03-01 00:00 UTC", p.Stats[0].Value, p.Stats[0].Note)
+		}
+		if p.Stats[3].Value != "1" || binned != 1 {
+			t.Errorf("passed after a delay: %s in the summary, %d in the histogram; want 1 and 1", p.Stats[3].Value, binned)
+		}
+	})
 }
