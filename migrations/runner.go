@@ -76,8 +76,9 @@ type pgDialect struct{}
 
 func (pgDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
-		"day": func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
-		"utc": func(col string) string { return col },
+		"day":    func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
+		"utc":    func(col string) string { return col },
+		"client": func(col string) string { return col },
 	}
 }
 
@@ -131,8 +132,9 @@ type sqliteDialect struct{}
 
 func (sqliteDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
-		"day": func(col string) string { return "date(" + col + ", 'unixepoch')" },
-		"utc": func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
+		"day":    func(col string) string { return "date(" + col + ", 'unixepoch')" },
+		"utc":    func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
+		"client": func(col string) string { return "NULLIF(" + col + ", '')" },
 	}
 }
 

@@ -48,3 +48,29 @@ func TestRateLimitView(t *testing.T) {
 		}
 	})
 }
+
+// A rate-limit hit without a client address (PostgreSQL stores NULL,
+// SQLite '') counts as no client on either store.
+func TestRateLimitClientsWithoutAddress(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		day := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+		var rows []decisionlog.Row
+		for i, addr := range []string{"192.0.2.1", ""} {
+			req := &policy.Request{Sender: "a@example.org"}
+			if addr != "" {
+				req.ClientAddress = netip.MustParseAddr(addr)
+			}
+			rows = append(rows, decisionlog.FromDecision(&policy.Decision{Time: day.Add(time.Duration(i) * time.Second),
+				Req: req, Check: "ratelimit", Action: policy.Action{Verb: policy.DeferIfPermit, Text: "4.7.1 slow down"},
+				Reason: "per-user: over its limit"}, "mx1"))
+		}
+		if err := decisionlog.Insert(ctx, d, rows); err != nil {
+			t.Fatal(err)
+		}
+		rl, err := RateLimit(ctx, d, day.Add(-time.Hour))
+		if err != nil || len(rl) != 1 || rl[0].Hits != 2 || rl[0].Clients != 1 {
+			t.Fatalf("report_ratelimit: %+v, %v; want 2 hits from 1 client", rl, err)
+		}
+	})
+}

@@ -4,6 +4,9 @@ kind's 0004_ratelimit.sql). It reads the rule from the reason the check
 gives when a rule decides (ratelimit/ratelimit.go, reasonRate and
 reasonNetworks: "<rule>: over its limit", "<rule>: too many networks"),
 with substr and length only, which both stores spell alike.
+{{client "col"}} is a client column with a missing address as NULL on
+both stores (PostgreSQL's inet is NULL, SQLite's text is ''), so counts
+of distinct clients agree.
 */ -}}
 -- Per day and rule: how often a rate limit answered, and with what.
 -- Only decisions a rule made are here (enforced, or in observe mode what
@@ -27,7 +30,7 @@ SELECT day, rule, kind,
        count(*) FILTER (WHERE NOT observe AND verb = 'REJECT') AS rejected,
        count(*) FILTER (WHERE NOT observe AND verb = 'HOLD') AS held,
        count(*) FILTER (WHERE observe) AS observed,
-       count(DISTINCT client) AS clients,
+       count(DISTINCT {{client "client"}}) AS clients,
        count(DISTINCT sender) AS senders
 FROM hits
 GROUP BY day, rule, kind;

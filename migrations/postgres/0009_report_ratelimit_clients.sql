@@ -1,0 +1,7 @@
+-- report_ratelimit counts a request without a client address as no
+-- client on both stores: PostgreSQL stored it as NULL, which
+-- count(DISTINCT) skips, and SQLite as '', which it counted as one client
+-- (shared/ratelimit_views.sql now writes the column through its client
+-- call). The view is dropped and made again from the shared text.
+DROP VIEW report_ratelimit;
+{{template "ratelimit_views.sql"}}
