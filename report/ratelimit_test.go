@@ -50,7 +50,7 @@ func TestRateLimitView(t *testing.T) {
 }
 
 // A rate-limit hit without a client address (PostgreSQL stores NULL,
-// SQLite '') counts as no client on either store.
+// SQLite ”) counts as no client on either store.
 func TestRateLimitClientsWithoutAddress(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *db.DB) {
 		ctx := dbtest.Context(t)
