@@ -253,6 +253,11 @@ func (c *Config) validateCore() error {
 	if _, err := db.KindOf(c.Database); err != nil {
 		return fmt.Errorf("database: %w", err) // names the scheme, never the password
 	}
+	if !policy.HeaderHost(c.Hostname) {
+		// It becomes spf.receiver and greylist.hostname unless they are
+		// set; refused here, the error names the key the admin wrote.
+		return fmt.Errorf("hostname: must be a host name, got %q", c.Hostname)
+	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:

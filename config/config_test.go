@@ -88,6 +88,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"whitelist: {refresh: 1ms}\n":                            "whitelist.refresh:",
 		"metrics: {listen: \"127.0.0.1:1\", path: x}\n":          "metrics.path:",
 		"idle_timeout: banana\n":                                 "idle_timeout",
+		"hostname: \"mx 1\"\n":                                   "hostname: must be a host name",
+		"hostname: \"mx(1)\"\n":                                  "hostname: must be a host name",
 		"dnsbl: {reject_threshold: .nan}\n":                      "dnsbl.reject_threshold: must be a finite number greater than 0",
 		"dnsbl: {reject_threshold: .inf}\n":                      "dnsbl.reject_threshold: must be a finite number greater than 0",
 	}

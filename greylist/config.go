@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 // Config is the `greylist:` section. Durations are YAML strings ("2m").
@@ -161,7 +163,7 @@ func (c Config) Validate() error {
 	if err := checkText(c.Text); err != nil {
 		bad("text", err.Error(), c.Text)
 	}
-	if strings.ContainsAny(c.Hostname, " \t\r\n;") {
+	if !policy.HeaderHost(c.Hostname) {
 		bad("hostname", "must be a host name", c.Hostname)
 	}
 	if c.CacheRefresh < 0 || c.CacheRefresh > c.MaxAge/2 {

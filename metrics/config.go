@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"fmt"
+	"net/http"
 	"strings"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/hostport"
@@ -57,6 +58,23 @@ func (c Config) Validate() error {
 	}
 	if c.Report && c.Listen == "" {
 		return fmt.Errorf("metrics.report: needs metrics.listen, the listener that serves it")
+	}
+	return c.checkRoutes()
+}
+
+// checkRoutes registers c's routes on a mux of its own, as Handler will:
+// net/http refuses (by panicking) a pattern it cannot parse ("/metrics{")
+// or one that conflicts with another ("/" beside /debug/pprof/), which
+// would otherwise stop serve at start.
+func (c Config) checkRoutes() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("metrics.path: %q cannot be served beside the listener's other paths: %v", c.Path, p)
+		}
+	}()
+	mux := http.NewServeMux()
+	for _, r := range c.routes(nil) {
+		mux.Handle(r.pattern, http.NotFoundHandler())
 	}
 	return nil
 }

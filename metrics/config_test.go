@@ -20,6 +20,11 @@ func TestConfigValidate(t *testing.T) {
 		{Config{Path: "metrics"}, `metrics.path: must start with "/"`},
 		{Config{Path: ""}, `metrics.path: must start with "/"`},
 		{Config{Path: "/readyz"}, "metrics.path: \"/readyz\" is reserved"},
+		// Patterns net/http would refuse at serve's start (by panicking).
+		{Config{Listen: "127.0.0.1:9430", Path: "/metrics{"}, "metrics.path: \"/metrics{\" cannot be served"},
+		{Config{Listen: "127.0.0.1:9430", Path: "/", PProf: true}, "metrics.path: \"/\" cannot be served"},
+		{Config{Listen: "127.0.0.1:9430", Path: "/debug/", PProf: true}, "metrics.path: \"/debug/\" cannot be served"},
+		{Config{Listen: "127.0.0.1:9430", Path: "/", Report: true}, ""},
 	} {
 		err := tc.cfg.Validate()
 		switch {

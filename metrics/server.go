@@ -91,21 +91,42 @@ func NewServer(cfg Config, m *Metrics, ping Pinger, log *slog.Logger) *Server {
 // only (bodiless); anything else is 404.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET "+s.cfg.Path, promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
-		Registry:          s.m.reg, // counts promhttp's own errors
-		Timeout:           10 * time.Second,
-		EnableOpenMetrics: true,
-	}))
-	mux.HandleFunc("GET "+healthzPath, s.healthz)
-	mux.HandleFunc("GET "+readyzPath, s.readyz)
-	if s.cfg.PProf {
-		mux.Handle(PProfPath, pprofHandler())
-	}
-	if s.cfg.Report && s.report != nil {
-		mux.Handle("GET "+ReportPath, s.report)
+	for _, r := range s.cfg.routes(s) {
+		mux.Handle(r.pattern, r.h)
 	}
 	return bodiless(mux)
+}
+
+// route is one pattern of the listener's mux and what serves it.
+type route struct {
+	pattern string
+	h       http.Handler
+}
+
+// routes are the patterns c serves; with s nil, without handlers, for
+// Validate to try them on a mux of its own.
+func (c Config) routes(s *Server) []route {
+	rs := []route{{"GET " + c.Path, nil}, {"GET " + healthzPath, nil}, {"GET " + readyzPath, nil}}
+	if s != nil {
+		rs[0].h = promhttp.HandlerFor(s.m.reg, promhttp.HandlerOpts{
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelError),
+			Registry:          s.m.reg, // counts promhttp's own errors
+			Timeout:           10 * time.Second,
+			EnableOpenMetrics: true,
+		})
+		rs[1].h, rs[2].h = http.HandlerFunc(s.healthz), http.HandlerFunc(s.readyz)
+	}
+	if c.PProf {
+		rs = append(rs, route{PProfPath, pprofHandler()})
+	}
+	if c.Report && (s == nil || s.report != nil) {
+		var h http.Handler
+		if s != nil {
+			h = s.report
+		}
+		rs = append(rs, route{"GET " + ReportPath, h})
+	}
+	return rs
 }
 
 // bodiless refuses, before h runs, a method other than GET or HEAD (405,

@@ -86,7 +86,7 @@ func (c Config) Validate() error {
 	if c.Timeout != 0 && (c.Timeout < 10*time.Millisecond || c.Timeout > time.Minute) {
 		return fmt.Errorf("spf.timeout: must be 0 (the check's timeout) or between 10ms and 1m, got %q", c.Timeout)
 	}
-	if strings.ContainsAny(c.Receiver, " \t\r\n\x00;()\"") {
+	if !policy.HeaderHost(c.Receiver) {
 		return fmt.Errorf("spf.receiver: must be a host name, got %q", c.Receiver)
 	}
 	if c.AuthservID != "" && !isAuthservID(c.AuthservID) {
