@@ -210,7 +210,10 @@ func pgInterval(d time.Duration) string {
 // auto-whitelist counts) or (client key, sender domain) pair (when the
 // pair auto-whitelist is on) with one already taken: so no two of them
 // touch the same row. The rest (a retry of a triplet in the set, another
-// message from one of its client networks) follow one statement each.
+// message from one of its client networks, a decision made under other
+// durations, across a reload) follow one statement each; what a decision
+// in the rest touches is taken too, so a later decision on the same rows
+// follows it rather than run before it in the set.
 func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
 	cfg := group[order[0]].Arg.cfg
 	triplets := make(map[[3]string]bool, len(order))
@@ -224,6 +227,7 @@ func pgSetSplit(group []*request, order []int) (inSet, rest []int) {
 			!db.Storable(k.ClientKey, k.Sender, k.Recipient, k.RawSender, k.SenderDomain) ||
 			triplets[t] || (usesNet && nets[k.Net]) || (usesPair && pairs[p]) {
 			rest = append(rest, i)
+			triplets[t], nets[k.Net], pairs[p] = true, true, true
 			continue
 		}
 		inSet = append(inSet, i)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -142,6 +143,65 @@ func TestPGSetSplit(t *testing.T) {
 		inSet, rest := pgSetSplit(c.group, []int{0, 1})
 		if len(inSet) != c.set || len(rest) != len(c.group)-c.set || inSet[0] != 0 {
 			t.Errorf("%s: set %v, rest %v; want the first %d in the set", c.name, inSet, rest, c.set)
+		}
+	}
+}
+
+// Two decisions for one triplet in a group must run in arrival order
+// (docs/PERFORMANCE.md: duplicates "resolved as if sequential"). The
+// group runs the set statement first, then the rest; so a later duplicate
+// must never be in the set while an earlier one is in the rest. A group
+// spanning a reload holds decisions with two configurations.
+func TestPGSetSplitKeepsDuplicatesInArrivalOrder(t *testing.T) {
+	cfg := DefaultConfig()
+	reloaded := cfg
+	reloaded.Delay *= 2 // a SIGHUP changed greylist.delay while the group gathered
+	at := func(c *Config, ip, sender, rcpt string) *request {
+		return &request{Arg: decideArg{cfg: c, k: c.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")}}
+	}
+	group := []*request{
+		at(&cfg, "192.0.2.1", "a@x.example", "r@y.example"),         // sorts first: its durations are the set's
+		at(&reloaded, "198.51.100.1", "b@z.example", "r@y.example"), // first attempt of triplet T (old config)
+		at(&cfg, "198.51.100.1", "b@z.example", "r@y.example"),      // its retry, arrived after it
+	}
+	order := pgLockOrder(group)
+	inSet, rest := pgSetSplit(group, order)
+	run := append(slices.Clone(inSet), rest...) // the order sendGroup runs them in
+	if slices.Index(run, 1) > slices.Index(run, 2) {
+		t.Fatalf("set %v, rest %v: decision 2 (the retry) runs before decision 1 (the first attempt) of the same triplet", inSet, rest)
+	}
+}
+
+// The same group against PostgreSQL: the first attempt of triplet T must
+// be "new" and its retry, which arrived after it, "early", as one after
+// the other (PGStore) answers them.
+func TestPGGroupAcrossReloadMatchesOneByOne(t *testing.T) {
+	one, set := dbtest.Open(t, db.Postgres), dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
+	seq, batched := NewPGStore(one.PG), &PGBatchStore{PGStore: NewPGStore(set.PG)}
+	cfg := DefaultConfig()
+	reloaded := cfg
+	reloaded.Delay *= 2
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	at := func(c *Config, ip, sender, rcpt string) *request {
+		return &request{Arg: decideArg{now: now, cfg: c, k: c.KeyFor(netip.MustParseAddr(ip), sender, rcpt, "")}}
+	}
+	group := []*request{
+		at(&cfg, "192.0.2.1", "a@x.example", "r@y.example"),
+		at(&reloaded, "198.51.100.1", "b@z.example", "r@y.example"),
+		at(&cfg, "198.51.100.1", "b@z.example", "r@y.example"),
+	}
+	got, err := batched.sendGroup(ctx, group, pgLockOrder(group), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range group { // arrival order
+		want, err := seq.Decide(ctx, r.Arg.now, r.Arg.cfg, r.Arg.k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i].Err != nil || got[i].Val.Verdict != want.Verdict {
+			t.Errorf("decision %d (%s): group says %v, one after the other %v", i, r.Arg.k.Sender, got[i].Val.Verdict, want.Verdict)
 		}
 	}
 }
