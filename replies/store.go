@@ -79,6 +79,8 @@ func (s pgStore) Match(ctx context.Context, since time.Time, p Pair, byDomain bo
 }
 
 func (s pgStore) GC(ctx context.Context, cutoff time.Time, batch int, dryRun bool) (int64, error) {
+	// Whole seconds, as Match's since: a pair Match still honours is kept.
+	cutoff = cutoff.Truncate(time.Second)
 	var n int64
 	if dryRun {
 		err := s.pool.QueryRow(ctx, pgCount, cutoff).Scan(&n)

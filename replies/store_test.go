@@ -116,6 +116,25 @@ func TestStoreGC(t *testing.T) {
 	})
 }
 
+// gc at an instant with a fraction of a second keeps a pair that Match at
+// the same instant still honours: both count whole seconds.
+func TestStoreGCAgreesWithMatch(t *testing.T) {
+	eachStore(t, func(t *testing.T, s replies.Store) {
+		ctx := dbtest.Context(t)
+		seen := t0.Truncate(time.Second)
+		if err := s.Record(ctx, seen, alice); err != nil {
+			t.Fatal(err)
+		}
+		since := seen.Add(500 * time.Millisecond) // now - max_age, mid-second
+		if hit, err := s.Match(ctx, since, alice, false); err != nil || !hit {
+			t.Fatalf("Match = %v, %v; want the pair live", hit, err)
+		}
+		if n, err := s.GC(ctx, since, 10, false); err != nil || n != 0 {
+			t.Errorf("gc deleted %d pairs (%v) that Match at the same instant honours", n, err)
+		}
+	})
+}
+
 // TestStoreConcurrentRecord: many sends of one pair at once, as from
 // several hosts, all succeed and leave one row.
 func TestStoreConcurrentRecord(t *testing.T) {
