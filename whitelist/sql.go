@@ -21,6 +21,8 @@ type sqlDialect interface {
 	// load reads the entries not expired at now; the zero now reads all.
 	load(ctx context.Context, now time.Time) ([]Entry, error)
 	version(ctx context.Context) (int64, error)
+	// expired counts the entries purge would delete at now.
+	expired(ctx context.Context, now time.Time) (int64, error)
 }
 
 // execer is a transaction of either dialect.
@@ -74,9 +76,10 @@ type pgDialect struct{ pool *pgxpool.Pool }
 const (
 	pgInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6) ` + onConflict
-	pgRemove = `DELETE FROM whitelist WHERE kind = $1 AND value = $2`
-	pgPurge  = `DELETE FROM whitelist WHERE expires_at <= $1`
-	pgLoad   = loadCols + `
+	pgRemove  = `DELETE FROM whitelist WHERE kind = $1 AND value = $2`
+	pgPurge   = `DELETE FROM whitelist WHERE expires_at <= $1`
+	pgExpired = `SELECT count(*) FROM whitelist WHERE expires_at <= $1`
+	pgLoad    = loadCols + `
 		WHERE $1::timestamptz IS NULL OR expires_at IS NULL OR expires_at > $1
 		ORDER BY kind, value`
 )
@@ -115,6 +118,12 @@ func (p pgDialect) version(ctx context.Context) (int64, error) {
 	return v, err
 }
 
+func (p pgDialect) expired(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := p.pool.QueryRow(ctx, pgExpired, now).Scan(&n)
+	return n, err
+}
+
 type pgTx struct{ tx pgx.Tx }
 
 func (t pgTx) insert(ctx context.Context, e *Entry) (bool, error) {
@@ -138,9 +147,10 @@ type sqliteDialect struct{ db *sql.DB }
 const (
 	sqliteInsert = `INSERT INTO whitelist (kind, value, comment, created_by, created_at, expires_at)
 		VALUES (?1, ?2, ?3, ?4, ?5, ?6) ` + onConflict
-	sqliteRemove = `DELETE FROM whitelist WHERE kind = ?1 AND value = ?2`
-	sqlitePurge  = `DELETE FROM whitelist WHERE expires_at <= ?1`
-	sqliteLoad   = loadCols + `
+	sqliteRemove  = `DELETE FROM whitelist WHERE kind = ?1 AND value = ?2`
+	sqlitePurge   = `DELETE FROM whitelist WHERE expires_at <= ?1`
+	sqliteExpired = `SELECT count(*) FROM whitelist WHERE expires_at <= ?1`
+	sqliteLoad    = loadCols + `
 		WHERE ?1 IS NULL OR expires_at IS NULL OR expires_at > ?1
 		ORDER BY kind, value`
 )
@@ -181,6 +191,12 @@ func (s sqliteDialect) version(ctx context.Context) (int64, error) {
 	var v int64
 	err := s.db.QueryRowContext(ctx, versionSQL).Scan(&v)
 	return v, err
+}
+
+func (s sqliteDialect) expired(ctx context.Context, now time.Time) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, sqliteExpired, now.Unix()).Scan(&n)
+	return n, err
 }
 
 type sqliteTx struct{ tx *sql.Tx }

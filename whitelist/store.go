@@ -279,6 +279,11 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// Expired counts the entries Purge would delete now: gc's dry run.
+func (s *Store) Expired(ctx context.Context) (int64, error) {
+	return s.dialect.expired(ctx, s.now())
+}
+
 // Version returns the change counter the triggers bump; a daemon reloads
 // the table when it differs from the one it loaded.
 func (s *Store) Version(ctx context.Context) (int64, error) {

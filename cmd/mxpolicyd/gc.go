@@ -99,10 +99,15 @@ func collectGarbage(ctx context.Context, cfg *config.Config, d *db.DB, dryRun bo
 	if res.ratelimit, err = ratelimit.NewStore(d).GC(ctx, stored, cfg.Greylist.GCBatch, dryRun); err != nil {
 		return res, fmt.Errorf("gc: ratelimit: %w", err)
 	}
+	wl := whitelist.NewStore(d, nil)
+	purge := wl.Purge
+	if dryRun {
+		purge = wl.Expired
+	}
+	if res.whitelist, err = purge(ctx); err != nil {
+		return res, fmt.Errorf("gc: whitelist: %w", err)
+	}
 	if !dryRun {
-		if res.whitelist, err = whitelist.NewStore(d, nil).Purge(ctx); err != nil {
-			return res, fmt.Errorf("gc: whitelist: %w", err)
-		}
 		if _, err := decisionlog.EnsurePartitions(ctx, d, start, cfg.DecisionLog.PartitionsAhead); err != nil {
 			return res, fmt.Errorf("gc: decision log partitions: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 	"github.com/mxpolicyd/mxpolicyd/replies"
+	"github.com/mxpolicyd/mxpolicyd/whitelist"
 )
 
 // gc removes the reply pairs unseen for greylist.max_age, and keeps the
@@ -84,4 +85,31 @@ func TestGCIndexesEndedDaysItKeeps(t *testing.T) {
 				dry, res.decisions.Partitions, res.indexed, old, yesterday)
 		}
 	}
+}
+
+// gc --dry-run counts the expired whitelist entries the real run removes.
+func TestGCDryRunCountsExpiredWhitelist(t *testing.T) {
+	cfg, err := config.Load("", checkDefaults(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		past := time.Now().Add(-48 * time.Hour)
+		s := whitelist.NewStore(d, func() time.Time { return past })
+		if _, err := s.Add(ctx, whitelist.Entry{Kind: whitelist.Client, Value: "192.0.2.7", Expires: past.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		dry, err := collectGarbage(ctx, cfg, d, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done, err := collectGarbage(ctx, cfg, d, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dry.whitelist != 1 || done.whitelist != 1 {
+			t.Errorf("expired whitelist entries: the dry run counted %d, the run removed %d; want 1 and 1", dry.whitelist, done.whitelist)
+		}
+	})
 }
