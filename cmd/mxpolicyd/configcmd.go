@@ -54,7 +54,9 @@ func runConfigCheck(ctx context.Context, w io.Writer, path string, probe bool) e
 	if err != nil {
 		return err
 	}
-	fmt.Fprint(w, string(out))
+	if _, err := w.Write(out); err != nil {
+		return err // a full disk or a closed pipe: not a success
+	}
 	if !probe {
 		return nil
 	}

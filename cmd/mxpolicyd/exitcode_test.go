@@ -81,3 +81,32 @@ func TestExitCodes(t *testing.T) {
 		t.Errorf("an admin command created %s: %v", typo, err)
 	}
 }
+
+// fullWriter fails every write, as stdout on a full disk or a closed pipe.
+type fullWriter struct{}
+
+func (fullWriter) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// A command whose output cannot be written fails (exit 1), as the list
+// commands already did: a lost report is not a success.
+func TestLostOutputFails(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "mx.db")
+	for _, args := range [][]string{
+		{"version"},
+		{"config", "check"},
+		{"gc", "--dry-run", "--database", db},
+	} {
+		if args[0] == "gc" {
+			if err := os.WriteFile(db, nil, 0o600); err != nil { // gc never makes a store
+				t.Fatal(err)
+			}
+		}
+		root := newRootCmd()
+		root.SetOut(fullWriter{})
+		root.SetErr(&bytes.Buffer{})
+		root.SetArgs(args)
+		if err := root.ExecuteContext(context.Background()); err == nil || exitCode(err) != 1 {
+			t.Errorf("mxpolicyd %s to a full disk: %v, want exit 1", strings.Join(args, " "), err)
+		}
+	}
+}

@@ -44,29 +44,34 @@ func (r gcResult) attrs() []any {
 	}
 }
 
-func (r gcResult) print(w io.Writer) {
+// print writes the summary in one write, whose error it returns: a
+// summary lost to a full disk or a closed pipe is not a success.
+func (r gcResult) print(out io.Writer) error {
+	var w strings.Builder
 	verb := "removed"
 	if r.dryRun {
 		verb = "would remove"
 	}
-	fmt.Fprintf(w, "greylist: %s %d pending triplets (older than the retry window), %d passed triplets,\n",
+	fmt.Fprintf(&w, "greylist: %s %d pending triplets (older than the retry window), %d passed triplets,\n",
 		verb, r.greylist.Pending, r.greylist.Passed)
-	fmt.Fprintf(w, "          %d auto-whitelisted clients and %d client/domain pairs (unseen for max_age)\n",
+	fmt.Fprintf(&w, "          %d auto-whitelisted clients and %d client/domain pairs (unseen for max_age)\n",
 		r.greylist.AWLClients, r.greylist.AWLPairs)
-	fmt.Fprintf(w, "whitelist: %s %d expired entries\n", verb, r.whitelist)
-	fmt.Fprintf(w, "replies: %s %d pairs (unseen for greylist.max_age)\n", verb, r.replies)
-	fmt.Fprintf(w, "ratelimit: %s %d counters back at rest and %d networks past their window\n",
+	fmt.Fprintf(&w, "whitelist: %s %d expired entries\n", verb, r.whitelist)
+	fmt.Fprintf(&w, "replies: %s %d pairs (unseen for greylist.max_age)\n", verb, r.replies)
+	fmt.Fprintf(&w, "ratelimit: %s %d counters back at rest and %d networks past their window\n",
 		verb, r.ratelimit.Cells, r.ratelimit.Networks)
-	fmt.Fprintf(w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
+	fmt.Fprintf(&w, "decisions: %s %d rows older than %s (%d daily partitions)\n",
 		verb, r.decisions.Rows, r.decisions.Cutoff.Format(time.DateTime), len(r.decisions.Partitions))
 	if len(r.indexed) > 0 {
 		index := "indexed"
 		if r.dryRun {
 			index = "would index"
 		}
-		fmt.Fprintf(w, "decisions: %s %d ended days by client (%s)\n", index, len(r.indexed), strings.Join(r.indexed, ", "))
+		fmt.Fprintf(&w, "decisions: %s %d ended days by client (%s)\n", index, len(r.indexed), strings.Join(r.indexed, ", "))
 	}
-	fmt.Fprintf(w, "took %.2fs\n", r.tookSecond)
+	fmt.Fprintf(&w, "took %.2fs\n", r.tookSecond)
+	_, err := io.WriteString(out, w.String())
+	return err
 }
 
 // collectGarbage runs every store's gc. The tables that grow with the
@@ -167,8 +172,7 @@ gc.interval to let serve do it.`,
 			if err != nil {
 				return err
 			}
-			res.print(cmd.OutOrStdout())
-			return nil
+			return res.print(cmd.OutOrStdout())
 		},
 	}
 	s.add(cmd)

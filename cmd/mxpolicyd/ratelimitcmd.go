@@ -68,11 +68,18 @@ func printUsage(w io.Writer, entries []ratelimit.Entry, now time.Time) error {
 		if e.Used < 0 {
 			used = "-"
 		}
-		detail := strings.Join(e.Networks, " ")
+		nets := make([]string, len(e.Networks))
+		for i, n := range e.Networks {
+			nets[i] = printable(n)
+		}
+		detail := strings.Join(nets, " ")
 		if e.Kind == ratelimit.KindRate {
 			detail = "at rest in " + e.Rest.Sub(now).Round(time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Rule, e.Kind, e.Key, used, detail)
+		// The key is what a client sent (a sender, a login): escaped like
+		// greylist list's values, so it cannot forge a column or a row, or
+		// drive the terminal.
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(e.Rule), e.Kind, printable(e.Key), used, detail)
 	}
 	return tw.Flush() // a full disk or a closed pipe: not a success
 }

@@ -143,8 +143,8 @@ func newVersionCmd() *cobra.Command {
 		Short: "Print the version",
 		Args:  args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "mxpolicyd", version())
-			return nil
+			_, err := fmt.Fprintln(cmd.OutOrStdout(), "mxpolicyd", version())
+			return err
 		},
 	}
 }
