@@ -75,7 +75,35 @@ reject_unauth_destination:
 			newRateLimitListCmd(g), newRateLimitResetCmd(g)),
 		group("whitelist", "Manage whitelist entries in the database", whitelistHelp,
 			newWLAddCmd(g), newWLRemoveCmd(g), newWLListCmd(g), newWLImportCmd(g)))
+	builtinArgs(root)
 	return root
+}
+
+// builtinArgs holds cobra's own help and completion commands to the exit
+// codes of the others: a topic or shell that does not exist, or a word too
+// many, is a usage error (exit 2), where cobra printed the root's help and
+// succeeded, or failed with exit 1.
+func builtinArgs(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "help":
+			c.Args = func(_ *cobra.Command, a []string) error {
+				if cmd, rest, err := root.Find(a); err != nil || len(rest) > 0 || (len(a) > 0 && cmd == root) {
+					return usageError{fmt.Errorf("unknown help topic %q", strings.Join(a, " "))}
+				}
+				return nil
+			}
+		case "completion":
+			c.Args, c.RunE = noSubcommand, showHelp // as group's: runnable, so its args are checked
+			for _, shell := range c.Commands() {
+				if shell.Args != nil {
+					shell.Args = args(shell.Args)
+				}
+			}
+		}
+	}
 }
 
 // group returns a command that only holds its subcommands; run alone, it
