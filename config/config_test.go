@@ -80,6 +80,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		"memory_limit_mib: 8\n":                                  "memory_limit_mib:",
 		"log: {format: xml}\n":                                   "log.format:",
 		"log: {level: loud}\n":                                   "log.level:",
+		"log: {level: info+2}\n":                                 "log.level:",
 		"checks: {greylist: {on_error: \"450\"}}\n":              "checks.greylist.on_error:",
 		"checks: {spf: {on_error: \"REJECT no\"}}\n":             "checks.spf.on_error:",
 		"checks: {nosuch: {timeout: 1s}}\n":                      "checks.nosuch:",

@@ -6,19 +6,30 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 	"github.com/mxpolicyd/mxpolicyd/internal/textlog"
 )
 
-// Level is log.level: debug, info, warn or error, in any case, with the
-// offsets slog.Level's UnmarshalText reads ("info+2"). It prints in lower
-// case, as the config file writes it.
+// Level is log.level: debug, info, warn or error, in any case. It prints
+// in lower case, as the config file writes it.
 type Level slog.Level
 
-// UnmarshalText parses a level as slog.Level does.
+// UnmarshalText parses one of the four level names, in any case. slog's
+// own parser also takes offsets ("info+2", "debug-8"), which the docs do
+// not offer and a typo could make.
 func (l *Level) UnmarshalText(b []byte) error {
 	var v slog.Level
-	if err := v.UnmarshalText(b); err != nil {
-		return fmt.Errorf("want debug, info, warn or error, got %q", b)
+	switch strings.ToLower(string(b)) {
+	case "debug":
+		v = slog.LevelDebug
+	case "info":
+		v = slog.LevelInfo
+	case "warn":
+		v = slog.LevelWarn
+	case "error":
+		v = slog.LevelError
+	default:
+		return fmt.Errorf("want debug, info, warn or error, got %s", quote.Short(string(b)))
 	}
 	*l = Level(v)
 	return nil

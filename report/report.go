@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // Report names, for Options.Report.
@@ -86,7 +87,7 @@ func reportNames(r string) ([]string, error) {
 	case ReportDaily, ReportNeverRetried, ReportRetryDelay, ReportRateLimit:
 		return []string{r}, nil
 	}
-	return nil, fmt.Errorf("report: unknown report %q (want daily, never-retried, retry-delay, ratelimit or all)", r)
+	return nil, fmt.Errorf("report: unknown report %s (want daily, never-retried, retry-delay, ratelimit or all)", quote.Short(r))
 }
 
 func formatter(f string) (func(io.Writer, []*table) error, error) {
@@ -98,7 +99,7 @@ func formatter(f string) (func(io.Writer, []*table) error, error) {
 	case FormatCSV:
 		return writeCSV, nil
 	}
-	return nil, fmt.Errorf("report: unknown format %q (want text, json, csv or html)", f)
+	return nil, fmt.Errorf("report: unknown format %s (want text, json, csv or html)", quote.Short(f))
 }
 
 func build(ctx context.Context, d *db.DB, name string, opt Options) (*table, error) {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"strings"
 	"syscall"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // Format is the syntax of a list file.
@@ -32,7 +34,7 @@ func ParseFormat(s string) (Format, error) {
 	case FormatClients, FormatRecipients, FormatSenders:
 		return f, nil
 	}
-	return "", fmt.Errorf("whitelist: unknown format %q (want clients, recipients or senders)", s)
+	return "", fmt.Errorf("whitelist: unknown format %s (want clients, recipients or senders)", quote.Short(s))
 }
 
 // maxErrors caps how many bad lines one error lists.

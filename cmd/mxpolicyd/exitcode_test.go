@@ -37,6 +37,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"whitelist", "lst"}, 2, "did you mean list?"},
 		{[]string{"--nosuch"}, 2, "unknown flag"},
 		{[]string{"help", "greylist", "list"}, 0, "mxpolicyd greylist list"},
+		// What the user typed comes back escaped and cut (internal/quote).
+		{[]string{"version", "--a\x1b[31mRED"}, 2, `unknown flag: "--a\x1b[31mRED"`},
+		{[]string{strings.Repeat("x", 150)}, 2, `unknown command "` + strings.Repeat("x", 64) + `"...`},
+		{[]string{"report", "--database", missing, "--format", strings.Repeat("y", 150)}, 2, `"...`},
+		{[]string{"report", "--database", missing, "--limit", "x\x1b"}, 2, `invalid argument "x\x1b" for --limit`},
 		{[]string{"help", "nosuch"}, 2, `unknown help topic "nosuch"`},
 		{[]string{"completion", "nosuch"}, 2, `unknown command "nosuch" for "mxpolicyd completion"`},
 		{[]string{"completion", "bash", "extra"}, 2, "unknown command"},

@@ -12,6 +12,7 @@ import (
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/when"
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // greylistHelp is the long help of "mxpolicyd greylist".
@@ -130,7 +131,7 @@ func rowWriter(format string) (func(io.Writer, []greylist.Row) error, error) {
 	case "csv":
 		return writeRowsCSV, nil
 	}
-	return nil, fmt.Errorf("unknown format %q (want text, json or csv)", format)
+	return nil, fmt.Errorf("unknown format %s (want text, json or csv)", quote.Short(format))
 }
 
 var rowColumns = []string{"state", "client_key", "sender", "recipient", "first_seen", "last_seen", "passed_at",

@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/quote"
 )
 
 // usageError marks a bad command line (exit 2), as opposed to a runtime
@@ -59,7 +62,7 @@ reject_unauth_destination:
 	}
 	root.SetVersionTemplate("mxpolicyd {{.Version}}\n") // as the version command prints it
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{err}
+		return usageError{flagError(err)}
 	})
 	root.PersistentFlags().StringVarP(&g.configPath, "config", "c", "",
 		"YAML config file (default: built-in defaults)")
@@ -123,11 +126,29 @@ func noSubcommand(cmd *cobra.Command, a []string) error {
 	if len(a) == 0 {
 		return nil
 	}
-	msg := fmt.Sprintf("unknown command %q for %q", a[0], cmd.CommandPath())
+	msg := fmt.Sprintf("unknown command %s for %q", quote.Short(a[0]), cmd.CommandPath())
 	if s := cmd.SuggestionsFor(a[0]); len(s) > 0 {
 		msg += "; did you mean " + strings.Join(s, " or ") + "?"
 	}
 	return usageError{errors.New(msg)}
+}
+
+// flagError is pflag's error for a bad flag, with what the user typed
+// escaped and cut (quote.Short): pflag echoes it as given, so an escape
+// sequence in a flag's name reached the terminal.
+func flagError(err error) error {
+	var unknown *pflag.NotExistError
+	var invalid *pflag.InvalidValueError
+	switch {
+	case errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "":
+		return fmt.Errorf("unknown shorthand flag in %s", quote.Short("-"+unknown.GetSpecifiedShortnames()))
+	case errors.As(err, &unknown):
+		return fmt.Errorf("unknown flag: %s", quote.Short("--"+unknown.GetSpecifiedName()))
+	case errors.As(err, &invalid):
+		return fmt.Errorf("invalid argument %s for --%s: %w", quote.Short(invalid.GetValue()), invalid.GetFlag().Name,
+			errors.Unwrap(invalid))
+	}
+	return err
 }
 
 // suggestDistance is how many edits a mistyped subcommand may be from the
