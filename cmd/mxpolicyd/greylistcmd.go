@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
-	"github.com/mxpolicyd/mxpolicyd/internal/when"
 	"github.com/mxpolicyd/mxpolicyd/internal/quote"
+	"github.com/mxpolicyd/mxpolicyd/internal/when"
 )
 
 // greylistHelp is the long help of "mxpolicyd greylist".
