@@ -334,6 +334,7 @@ func (c *Config) Redacted() Config {
 	r := *c
 	r.Database = db.Redact(c.Database)
 	r.DNSBL.Lists = redactLists(c.DNSBL.Lists)
+	r.RateLimit = c.RateLimit.Effective()
 	return r
 }
 

@@ -310,6 +310,25 @@ func (r Rule) validateKind() []error {
 	return errs
 }
 
+// Effective is c with each rule's defaults written out (kind, count,
+// burst, prefixes, action): what the check runs with, for config check to
+// show rather than the zero values the file left.
+func (c Config) Effective() Config {
+	rules := make([]Rule, len(c.Rules))
+	for i, r := range c.Rules {
+		if r.Kind = r.kind(); r.Kind == KindRate { // count and burst are a rate rule's only
+			r.Count, r.Burst = r.count(), r.burst()
+		}
+		r.PrefixV4, r.PrefixV6 = r.prefixes()
+		if !r.Action.Observe {
+			r.Action.Action = r.action()
+		}
+		rules[i] = r
+	}
+	c.Rules = rules
+	return c
+}
+
 // kind, count, burst, prefixes and action resolve the zero values to their
 // documented defaults.
 func (r *Rule) kind() Kind {

@@ -295,3 +295,31 @@ func TestQuick(t *testing.T) {
 		t.Errorf("authenticated, under the user rules: answered from memory: %+v", res)
 	}
 }
+
+// config check prints what the check runs with: each rule's defaults
+// written out, and the result still a valid configuration.
+func TestEffectiveWritesDefaults(t *testing.T) {
+	cfg, err := load(t, `
+rules:
+  - {name: per-user, key: [sasl_username], limit: 300/1h}
+  - {name: stolen-login, key: [sasl_username], kind: distinct_networks, limit: 4/24h}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eff := cfg.Effective()
+	rate, nets := eff.Rules[0], eff.Rules[1]
+	if rate.Kind != KindRate || rate.Count != CountMessages || rate.Burst != 300 || rate.PrefixV4 != 24 ||
+		rate.PrefixV6 != 64 || rate.Action.Verb != policy.DeferIfPermit {
+		t.Errorf("rate rule: %+v", rate)
+	}
+	if nets.Count != "" || nets.Burst != 0 || nets.Action.Verb != policy.Hold {
+		t.Errorf("distinct_networks rule: %+v", nets)
+	}
+	if err := eff.Validate(); err != nil {
+		t.Errorf("the effective config does not load back: %v", err)
+	}
+	if cfg.Rules[0].Kind != "" {
+		t.Error("Effective changed the config it was given")
+	}
+}
