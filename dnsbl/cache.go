@@ -48,8 +48,10 @@ func (c *cache) put(key string, a answer, now time.Time) {
 	c.m[key] = a
 }
 
-// evict drops expired entries and, if that freed nothing, about a tenth of
-// the rest, so the cost of a sweep is spread over many inserts.
+// evict drops expired entries and, if that freed less than a tenth of the
+// cache, others until it has: every sweep, a walk of the whole map, frees
+// room for a tenth of it, so its cost is spread over that many inserts
+// however few entries expire each second.
 func (c *cache) evict(now time.Time) {
 	before := len(c.m)
 	for k, a := range c.m {
@@ -57,16 +59,11 @@ func (c *cache) evict(now time.Time) {
 			delete(c.m, k)
 		}
 	}
-	drop := before/10 + 1
-	if len(c.m) < before {
-		return
-	}
 	for k := range c.m {
-		if drop == 0 {
+		if before-len(c.m) > before/10 {
 			return
 		}
 		delete(c.m, k)
-		drop--
 	}
 }
 

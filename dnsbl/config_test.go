@@ -1,6 +1,7 @@
 package dnsbl
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"strings"
@@ -159,5 +160,21 @@ func TestSanitize(t *testing.T) {
 	got := sanitize("See\r\n http://x/KEY.ZEN.dq.example\x00 \xff été", "key.zen.dq.example", "zen")
 	if got != "See http://x/zen t" {
 		t.Errorf("%q", got)
+	}
+}
+
+// A sweep of a full cache (a walk of the whole map) always makes room for
+// a tenth of it, however few entries have expired: else, with one entry
+// expiring per insert, every insert would walk the map.
+func TestCacheSweepMakesRoom(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	const max = 1000
+	c := newCache(max)
+	for i := range max { // entry i expires at t0 + i+1 s
+		c.put(fmt.Sprint("old", i), answer{expires: t0.Add(time.Duration(i+1) * time.Second)}, t0)
+	}
+	c.put("new", answer{expires: t0.Add(time.Hour)}, t0.Add(1500*time.Millisecond)) // one has expired
+	if n := c.len(); n > max-max/10 {
+		t.Errorf("after a sweep that found one entry expired: %d entries of %d, want room for a tenth", n, max)
 	}
 }

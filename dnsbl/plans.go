@@ -2,6 +2,7 @@ package dnsbl
 
 import (
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +79,9 @@ func (c *Checker) planFor(r *policy.Request) *planned {
 	}
 	p = &planned{sick: sick}
 	p.pairs, p.qs = c.plan(subjects(r))
+	// Copies: the request's strings are substrings of the whole request
+	// (policy.ReadRequest), which a kept key would keep alive.
+	k.sender, k.helo, k.name = strings.Clone(k.sender), strings.Clone(k.helo), strings.Clone(k.name)
 	c.plans.mu.Lock()
 	if c.plans.m == nil || len(c.plans.m) >= plansMax {
 		c.plans.m = make(map[planKey]*planned)

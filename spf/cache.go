@@ -7,9 +7,9 @@ import (
 )
 
 // cache keeps what an evaluation found for a while under a key. It is
-// bounded: when full, expired entries go, and if none had expired, all do
-// (a burst of distinct clients only costs lookups). Safe for concurrent
-// use.
+// bounded: when full, expired entries go, and if fewer than a tenth of it
+// had expired, all do (a burst of distinct clients only costs lookups), so
+// a sweep always frees room for many inserts. Safe for concurrent use.
 type cache[K comparable, V any] struct {
 	mu  sync.Mutex
 	m   map[K]cached[V]
@@ -65,13 +65,13 @@ func (c *cache[K, V]) putUntil(k K, v V, expires time.Time) {
 // putLocked stores v until expires, first making room when the cache is
 // full; c.mu is held.
 func (c *cache[K, V]) putLocked(k K, v V, now, expires time.Time) {
-	if len(c.m) >= c.max {
+	if _, ok := c.m[k]; !ok && len(c.m) >= c.max {
 		for k, ent := range c.m {
 			if now.After(ent.expires) {
 				delete(c.m, k)
 			}
 		}
-		if len(c.m) >= c.max {
+		if len(c.m) > c.max-c.max/10 {
 			clear(c.m)
 		}
 	}

@@ -151,6 +151,14 @@ type vars struct {
 	now                                             time.Time // the request's, for an explanation's %{t} (explain.go)
 }
 
+// owned is v with its strings copied: those of a request are substrings
+// of the whole request (policy.ReadRequest), which a cache entry would
+// otherwise keep alive.
+func (v vars) owned() vars {
+	v.domain, v.sender, v.helo = strings.Clone(v.domain), strings.Clone(v.sender), strings.Clone(v.helo)
+	return v
+}
+
 var sampleVars = vars{result: "fail", domain: "example.com", sender: "user@example.com", ip: "192.0.2.1",
 	helo: "mail.example.com", identity: "mailfrom"}
 

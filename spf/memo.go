@@ -37,6 +37,29 @@ func newMemo(r gospf.DNSResolver) *memoResolver {
 	return &memoResolver{r: r, answers: map[query]answer{}}
 }
 
+// size is about how many bytes the answers hold: names and values.
+func (m *memoResolver) size() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for q, a := range m.answers {
+		n += len(q.name) + 16
+		switch v := a.v.(type) {
+		case []string: // TXT, PTR
+			for _, s := range v {
+				n += len(s) + 16
+			}
+		case []*net.MX:
+			for _, mx := range v {
+				n += len(mx.Host) + 24
+			}
+		case []net.IPAddr:
+			n += len(v) * 40
+		}
+	}
+	return n
+}
+
 // failure returns the first lookup that got no response from our resolver.
 func (m *memoResolver) failure() error {
 	m.mu.Lock()

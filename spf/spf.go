@@ -236,10 +236,10 @@ func (c *Checker) cachedOutcome(r *policy.Request, ip netip.Addr) (*outcome, boo
 	if until.IsZero() || exp.Before(until) {
 		until = exp
 	}
-	mf := &evaluation{vars: v, result: vd.result, vouches: vd.vouches}
+	mf := &evaluation{vars: v.owned(), result: vd.result, vouches: vd.vouches}
 	mf.vars.result = string(vd.result)
 	o := c.combine(helo, mf, r.Sender)
-	c.outcomes.putUntil(mk, o, until)
+	c.outcomes.putUntil(memoKey{ip, strings.Clone(mk.helo), strings.Clone(mk.sender)}, o, until)
 	return o, true
 }
 
@@ -320,7 +320,8 @@ func (c *Checker) heloCheck(ctx context.Context, r *policy.Request, ip netip.Add
 		return nil
 	}
 	if e.result != policy.SPFTempError && ctx.Err() == nil && dns.complete() {
-		c.helos.put(k, e)
+		e.vars = e.vars.owned()
+		c.helos.put(heloKey{ip, strings.Clone(k.helo)}, e)
 	}
 	return e
 }
@@ -339,13 +340,28 @@ func (c *Checker) mailFromCheck(ctx context.Context, v vars, ip netip.Addr) *eva
 	if e.err != nil || e.result == policy.SPFTempError || ctx.Err() != nil || !dns.complete() {
 		return e
 	}
-	k := senderKey{ip: ip, helo: v.helo, domain: v.domain}
+	k := senderKey{ip: ip, helo: strings.Clone(v.helo), domain: strings.Clone(v.domain)}
 	if dns.usesSender() {
-		k.sender = v.sender
+		k.sender = strings.Clone(v.sender)
 	}
-	c.senders.put(k, verdict{e.result, e.vouches, dns})
+	vd := verdict{e.result, e.vouches, nil}
+	if e.result == policy.SPFFail {
+		// Only a fail's explanation is expanded again (reuse), from the
+		// answers the evaluation read; other verdicts keep none of them.
+		// A sender whose records are huge is evaluated again instead.
+		if dns.size() > maxKeptAnswers {
+			return e
+		}
+		vd.dns = dns
+	}
+	c.senders.put(k, vd)
 	return e
 }
+
+// maxKeptAnswers bounds the DNS answers a cached fail keeps, in bytes: a
+// sender's records may be 64 KiB a TXT answer over TCP, and the cache
+// holds cacheMax verdicts.
+const maxKeptAnswers = 16 << 10
 
 // cachedVerdict is a recent MAIL FROM verdict for v's client, HELO name
 // and sender domain, or for its sender when the record named it.
