@@ -76,9 +76,10 @@ type pgDialect struct{}
 
 func (pgDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
-		"day":    func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
-		"utc":    func(col string) string { return col },
-		"client": func(col string) string { return col },
+		"day":        func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
+		"utc":        func(col string) string { return col },
+		"client":     func(col string) string { return col },
+		"createView": func() string { return "CREATE OR REPLACE VIEW" },
 	}
 }
 
@@ -132,9 +133,10 @@ type sqliteDialect struct{}
 
 func (sqliteDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
-		"day":    func(col string) string { return "date(" + col + ", 'unixepoch')" },
-		"utc":    func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
-		"client": func(col string) string { return "NULLIF(" + col + ", '')" },
+		"day":        func(col string) string { return "date(" + col + ", 'unixepoch')" },
+		"utc":        func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
+		"client":     func(col string) string { return "NULLIF(" + col + ", '')" },
+		"createView": func() string { return "CREATE VIEW" },
 	}
 }
 
@@ -148,7 +150,7 @@ func (sqliteDialect) session(ctx context.Context, d *db.DB) (applyFunc, func(), 
 }
 
 func applyOneSQLite(ctx context.Context, sdb *sql.DB, m Migration) (bool, error) {
-	tx, err := sdb.BeginTx(ctx, nil)
+	tx, err := beginSQLite(ctx, sdb)
 	if err != nil {
 		return false, err
 	}
@@ -166,6 +168,25 @@ func applyOneSQLite(ctx context.Context, sdb *sql.DB, m Migration) (bool, error)
 		return false, err
 	}
 	return true, tx.Commit()
+}
+
+// beginSQLite takes the write lock (BEGIN IMMEDIATE, the store's _txlock)
+// for as long as ctx allows, not only the driver's busy timeout: another
+// process may be inside a migration that rebuilds a large table (0007:
+// about 5 s a million rows), and waiting for it is what the advisory lock
+// does on PostgreSQL.
+func beginSQLite(ctx context.Context, sdb *sql.DB) (*sql.Tx, error) {
+	for {
+		tx, err := sdb.BeginTx(ctx, nil)
+		if err == nil || !db.IsSQLiteBusy(err) {
+			return tx, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (pgDialect) applied(ctx context.Context, d *db.DB, out map[int]time.Time) error {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // A bad command line exits 2 and says what is wrong, before any database
@@ -117,5 +119,31 @@ func TestLostOutputFails(t *testing.T) {
 		if err := root.ExecuteContext(context.Background()); err == nil || exitCode(err) != 1 {
 			t.Errorf("mxpolicyd %s to a full disk: %v, want exit 1", strings.Join(args, " "), err)
 		}
+	}
+}
+
+// migrate prints the migrations it applied before one failed: each was
+// committed, so the output says where the store stands.
+func TestMigratePrintsWhatItAppliedBeforeAFailure(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mx.db")
+	d, err := db.Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.SQL.Exec("CREATE TABLE replies (x INTEGER)"); err != nil { // in 0006's way
+		t.Fatal(err)
+	}
+	d.Close()
+	root := newRootCmd()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&bytes.Buffer{})
+	root.SetArgs([]string{"migrate", "--database", path})
+	err = root.ExecuteContext(context.Background())
+	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), "0006_replies") {
+		t.Fatalf("migrate: %v, want exit 1 naming 0006_replies", err)
+	}
+	if n := strings.Count(out.String(), "applied "); n != 5 {
+		t.Errorf("migrate printed %d applied migrations, want the 5 before 0006:\n%s", n, out.String())
 	}
 }

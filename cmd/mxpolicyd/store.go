@@ -75,15 +75,17 @@ func mustExist(dsn string) error {
 }
 
 // applyMigrations applies the pending migrations, logs each one applied,
-// and returns their names. serve, the store commands and migrate all
-// migrate through it.
+// and returns their names: also those applied before one failed, each
+// committed with its record, so the log and migrate's output say where the
+// store stands. serve, the store commands and migrate all migrate
+// through it.
 func applyMigrations(ctx context.Context, store *db.DB, logger *slog.Logger) ([]string, error) {
 	applied, err := migrations.Apply(ctx, store)
-	if err != nil {
-		return nil, fmt.Errorf("migrate: %w", err)
-	}
 	for _, m := range applied {
 		logger.Info("migration applied", "migration", m)
+	}
+	if err != nil {
+		return applied, fmt.Errorf("migrate: %w", err)
 	}
 	return applied, nil
 }
@@ -109,11 +111,11 @@ this at start unless auto_migrate is false or --no-migrate is given.`,
 			defer store.Close()
 			// The names go to stdout, the command's output, not to the log.
 			applied, err := applyMigrations(cmd.Context(), store, slog.New(slog.DiscardHandler))
-			if err != nil {
-				return err
-			}
 			for _, m := range applied {
 				fmt.Fprintln(cmd.OutOrStdout(), "applied", m)
+			}
+			if err != nil {
+				return err
 			}
 			if len(applied) == 0 {
 				fmt.Fprintln(cmd.OutOrStdout(), "database is up to date")

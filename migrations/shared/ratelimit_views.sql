@@ -4,6 +4,9 @@ kind's 0004_ratelimit.sql). It reads the rule from the reason the check
 gives when a rule decides (ratelimit/ratelimit.go, reasonRate and
 reasonNetworks: "<rule>: over its limit", "<rule>: too many networks"),
 with substr and length only, which both stores spell alike.
+{{createView}} is CREATE OR REPLACE VIEW on PostgreSQL, so a migration can
+remake the view under views of the administrator's own that read it;
+SQLite has none, and drops it first.
 {{client "col"}} is a client column with a missing address as NULL on
 both stores (PostgreSQL's inet is NULL, SQLite's text is ''), so counts
 of distinct clients agree.
@@ -12,7 +15,7 @@ of distinct clients agree.
 -- Only decisions a rule made are here (enforced, or in observe mode what
 -- it would have answered); a rule whose action is "observe" lets the mail
 -- pass and shows in the logs and mxpolicyd_ratelimit_hits_total instead.
-CREATE VIEW report_ratelimit AS
+{{createView}} report_ratelimit AS
 WITH hits AS (
     SELECT {{day "time"}} AS day,
            CASE WHEN reason LIKE '%: too many networks' THEN 'distinct_networks' ELSE 'rate' END AS kind,

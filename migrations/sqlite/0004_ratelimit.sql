@@ -53,7 +53,14 @@ INSERT INTO decisions_new SELECT time, host, client, client_name, helo, sender, 
     queue_id, check_name, action, would_action, verb, reason, delay_seconds, duration_us, observe,
     whitelist, errors FROM decisions;
 DROP TABLE decisions;
+-- A view of the administrator's own on decisions would make the rename
+-- fail ("error in view ...: no such table") and the upgrade with it; the
+-- legacy rename leaves views alone, and they read the new table by name
+-- ("ALTER TABLE RENAME", sqlite.org/lang_altertable.html, and its
+-- legacy_alter_table compatibility note).
+PRAGMA legacy_alter_table = ON;
 ALTER TABLE decisions_new RENAME TO decisions;
+PRAGMA legacy_alter_table = OFF;
 CREATE INDEX decisions_time_idx ON decisions (time);
 CREATE INDEX decisions_client_idx ON decisions (client, time);
 {{template "report_views.sql"}}
