@@ -15,6 +15,7 @@ package asynclog
 import (
 	"context"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +86,8 @@ func (h *Handler) Enabled(ctx context.Context, l slog.Level) bool {
 // The context keeps its values but not its cancellation: a request's
 // context usually ends before its record is written.
 func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+	h.s.inflight.Add(1)
+	defer h.s.inflight.Add(-1)
 	if h.s.closed.Load() {
 		h.s.drop(1)
 		return nil
@@ -105,6 +108,8 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 // record to that handler itself, after the call returns (so fn must only
 // read what it captured). It is dropped and counted as a record would be.
 func (h *Handler) HandleFunc(fn func(slog.Handler) error) {
+	h.s.inflight.Add(1)
+	defer h.s.inflight.Add(-1)
 	if h.s.closed.Load() {
 		h.s.drop(1)
 		return
@@ -141,6 +146,13 @@ func (h *Handler) Dropped() uint64 { return h.s.dropped.Load() }
 func (h *Handler) Close(ctx context.Context) error {
 	h.s.once.Do(func() {
 		h.s.closed.Store(true)
+		// A Handle that read closed false may be about to queue: the
+		// writer's final drain must come after it, or its record would
+		// stay in the queue, neither written nor counted. Handle never
+		// blocks, so this wait is short.
+		for h.s.inflight.Load() != 0 {
+			runtime.Gosched()
+		}
 		close(h.s.quit)
 	})
 	select {
@@ -148,8 +160,7 @@ func (h *Handler) Close(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// A Handle racing with Close may have queued after the final drain.
-	h.s.drop(h.s.drainCount())
+	h.s.drop(h.s.drainCount()) // none: every Handle before Close queued before the drain
 	return nil
 }
 
@@ -162,8 +173,9 @@ type sink struct {
 	done  chan struct{}
 	once  sync.Once
 
-	closed  atomic.Bool
-	dropped atomic.Uint64
+	closed   atomic.Bool
+	inflight atomic.Int64 // Handle and HandleFunc calls under way (Close)
+	dropped  atomic.Uint64
 
 	mu         sync.Mutex // orders observer changes against drops
 	obs        Observer
@@ -274,10 +286,12 @@ func (s *sink) write(it item) {
 }
 
 // flush writes the buffer, if there is one, counting what a failed write
-// lost.
+// lost; a summary lost with it is owed again.
 func (s *sink) flush() {
 	if s.out != nil {
-		s.drop(s.out.flush())
+		lost, unannounced := s.out.flush()
+		s.reported -= unannounced
+		s.drop(lost)
 	}
 }
 
@@ -298,6 +312,9 @@ func (s *sink) summarize() {
 	r.AddAttrs(slog.Uint64("count", n))
 	if s.handle(item{ctx: ctx, h: s.base, r: r}) {
 		s.reported += n
+		if s.out != nil {
+			s.out.announced += n // written only once the buffer is
+		}
 	}
 }
 

@@ -24,9 +24,10 @@ const flushAt = 32 << 10
 
 // buffer gathers what the handlers write, for the writer goroutine alone.
 type buffer struct {
-	w       io.Writer
-	buf     []byte
-	records int // records in buf
+	w         io.Writer
+	buf       []byte
+	records   int    // records in buf
+	announced uint64 // dropped records a summary in buf announces
 }
 
 // Write appends p; it never fails, so a handler's record is taken whole.
@@ -36,19 +37,20 @@ func (b *buffer) Write(p []byte) (int, error) {
 }
 
 // flush writes what was gathered and returns how many records a failed
-// write lost. The buffer is emptied either way: a sink that failed once
-// gets the next records afresh.
-func (b *buffer) flush() (lost int) {
+// write lost, and how many dropped records the summaries it lost had
+// announced (they must be announced again). The buffer is emptied either
+// way: a sink that failed once gets the next records afresh.
+func (b *buffer) flush() (lost int, unannounced uint64) {
 	if len(b.buf) == 0 {
-		return 0
+		return 0, 0
 	}
 	_, err := b.w.Write(b.buf)
 	if err != nil {
-		lost = b.records
+		lost, unannounced = b.records, b.announced
 	}
-	b.buf, b.records = b.buf[:0], 0
+	b.buf, b.records, b.announced = b.buf[:0], 0, 0
 	if cap(b.buf) > 4*flushAt {
 		b.buf = nil // a burst's growth is not kept
 	}
-	return lost
+	return lost, unannounced
 }
