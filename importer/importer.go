@@ -137,6 +137,10 @@ func (c *collector) triplet(t greylist.ImportTriplet) {
 	if !c.plain(t.Sender, t.Recipient) {
 		return
 	}
+	// Normalize's lowercasing made a byte that is not UTF-8 U+FFFD in the
+	// sender; the raw sender, stored beside it, gets the same, or
+	// PostgreSQL would refuse it and the whole import with it.
+	t.RawSender = strings.ToValidUTF8(t.RawSender, "\uFFFD")
 	t.FirstSeen, t.LastSeen = c.clamp(t.FirstSeen), c.clamp(t.LastSeen)
 	if !t.PassedAt.IsZero() {
 		t.PassedAt = minTime(c.clamp(t.PassedAt), t.LastSeen)

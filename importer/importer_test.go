@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 )
@@ -76,6 +77,43 @@ func TestPostgreyBadTextSkipped(t *testing.T) {
 	slices.Sort(senders)
 	if !slices.Equal(senders, []string{"b\uFFFD@x.test", "ok@x.test"}) || rep.Skipped[SkipBadText] != 2 {
 		t.Errorf("senders %q, report %+v: want the NUL and ESC rows skipped", senders, rep)
+	}
+	// Its raw sender, stored too, is as storable (PostgreSQL refuses text
+	// that is not UTF-8, and the whole import with it).
+	for _, tr := range set.Triplets {
+		if !utf8.ValidString(tr.RawSender) {
+			t.Errorf("raw sender %q of %q is not UTF-8", tr.RawSender, tr.Sender)
+		}
+	}
+}
+
+// postgrey --lookup-by-host keys by the client's NetAddr::IP object,
+// which prints with its prefix length (do_client_substitutions):
+// "192.0.2.7/32/sender/recipient". The length is the client's, not the
+// sender's start.
+func TestPostgreyLookupByHostKeys(t *testing.T) {
+	opt := PostgreyOptions{Options: Options{Config: greylist.DefaultConfig(), Now: time.Unix(1796005470, 0)},
+		Delay: 300 * time.Second, IPv4CIDR: 32, IPv6CIDR: 128} // import postgrey --lookup-by-host
+	p := filepath.Join(t.TempDir(), "dump")
+	body := "HEADER=END\n" +
+		" 192.0.2.7/32/alice@a.test/bob@b.test\n 1796000000,1796000400\n" +
+		" 2001:db8:0:0:0:0:0:1/128/carol@c.test/dan@d.test\n 1796000000,1796000400\n" +
+		"DATA=END\n"
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, rep, err := Postgrey(context.Background(), []string{p}, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tr := range set.Triplets {
+		got = append(got, tr.Net.String()+" "+tr.Sender+" "+tr.Recipient)
+	}
+	slices.Sort(got)
+	want := []string{"192.0.2.0/24 alice@a.test bob@b.test", "2001:db8::/64 carol@c.test dan@d.test"}
+	if !slices.Equal(got, want) {
+		t.Errorf("triplets %q (report %+v), want %q", got, rep, want)
 	}
 }
 

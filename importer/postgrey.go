@@ -221,11 +221,18 @@ func twoInts(v string) (int64, int64, bool) {
 // postgreyTriplet reads one key of postgrey.db, not hashed, with the
 // FIRST,LAST of its value. The client is up to the first "/", the
 // recipient after the last: a recipient never holds a "/" (Postfix sends
-// it canonical), a sender rarely.
+// it canonical), a sender rarely. With --lookup-by-host postgrey keys by
+// the NetAddr::IP object itself, which prints with its prefix length
+// (do_client_substitutions: "192.0.2.7/32/sender/recipient"): that
+// length, the whole address's, is part of the client.
 func (c *collector) postgreyTriplet(opt PostgreyOptions, name string, line int, key string, first, last int64) error {
 	client, rest, ok1 := strings.Cut(key, "/")
-	i := strings.LastIndexByte(rest, '/')
 	addr, err := netip.ParseAddr(client)
+	whole := err == nil && (addr.Unmap().Is4() && opt.IPv4CIDR == 32 || !addr.Unmap().Is4() && opt.IPv6CIDR == 128)
+	if bits, after, ok := strings.Cut(rest, "/"); ok && whole && bits == strconv.Itoa(addr.BitLen()) {
+		rest = after
+	}
+	i := strings.LastIndexByte(rest, '/')
 	if !ok1 || i < 0 || err != nil || rest[i+1:] == "" {
 		return lineError(name, line, "key %q is not CLIENT/SENDER/RECIPIENT (is this postgrey_clients.db?)", key)
 	}
