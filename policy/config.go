@@ -201,6 +201,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		if err != nil {
 			return netip.Prefix{}, fmt.Errorf("bad network %q", s)
 		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			// An IPv4-mapped network is the IPv4 one: peers are unmapped
+			// before they are matched (Server.allowed), as a single
+			// mapped address is below.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)

@@ -13,7 +13,7 @@ import (
 func TestServerConfigYAML(t *testing.T) {
 	var c ServerConfig
 	err := yaml.Unmarshal([]byte(`listen: ["unix:/run/p.sock"]
-allowed_clients: ["192.0.2.7", "198.51.100.9/24", "::ffff:192.0.2.8", "2001:db8::1"]
+allowed_clients: ["192.0.2.7", "198.51.100.9/24", "::ffff:192.0.2.8", "2001:db8::1", "::ffff:203.0.113.0/120"]
 socket_mode: "660"
 max_line_bytes: 1024
 idle_timeout: 1m
@@ -22,7 +22,8 @@ idle_timeout: 1m
 		t.Fatal(err)
 	}
 	want := Prefixes{netip.MustParsePrefix("192.0.2.7/32"), netip.MustParsePrefix("198.51.100.0/24"),
-		netip.MustParsePrefix("192.0.2.8/32"), netip.MustParsePrefix("2001:db8::1/128")}
+		netip.MustParsePrefix("192.0.2.8/32"), netip.MustParsePrefix("2001:db8::1/128"),
+		netip.MustParsePrefix("203.0.113.0/24")} // a mapped network is the IPv4 one peers are matched against
 	if !slices.Equal(c.AllowedClients, want) || c.SocketMode != 0o660 || c.MaxLine != 1024 || c.IdleTimeout != time.Minute {
 		t.Errorf("decoded %+v", c)
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -31,7 +32,7 @@ func Listen(addr string, mode os.FileMode) (net.Listener, error) {
 	if err := removeStaleSocket(path); err != nil {
 		return nil, fmt.Errorf("policy: listen %s: %w", addr, err)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := bindUnix(path, mode)
 	if err != nil {
 		return nil, fmt.Errorf("policy: listen %s: %w", addr, err)
 	}
@@ -40,6 +41,23 @@ func Listen(addr string, mode os.FileMode) (net.Listener, error) {
 		return nil, fmt.Errorf("policy: chmod %s: %w", path, err)
 	}
 	return ln, nil
+}
+
+// bindUnix listens on a new socket file at path that is never wider than
+// mode: the socket's own mode, set before bind, is the file's, less the
+// umask, which only narrows it (unix(7): bind creates the file from the
+// socket's inode). Without it the file is 0777 less the umask until the
+// chmod after it, and a client could connect in between. Listen's chmod
+// then makes the mode exact.
+func bindUnix(path string, mode fs.FileMode) (net.Listener, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var err error
+		if cerr := rc.Control(func(fd uintptr) { err = syscall.Fchmod(int(fd), uint32(mode.Perm())) }); cerr != nil {
+			return cerr
+		}
+		return err
+	}}
+	return lc.Listen(context.Background(), "unix", path)
 }
 
 // removeStaleSocket removes the socket file at path if connecting to it

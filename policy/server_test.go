@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -537,5 +538,26 @@ func TestListenUnixReplacesStaleSocket(t *testing.T) {
 	}
 	if _, err := Listen("unix:"+regular, 0o660); err == nil {
 		t.Error("listening over a regular file succeeded")
+	}
+}
+
+// The socket file never has a wider mode than socket_mode, not even
+// between bind and Listen's chmod: with a permissive umask, bind alone
+// creates it with the configured mode.
+func TestBindUnixIsNeverWider(t *testing.T) {
+	old := syscall.Umask(0o002)
+	defer syscall.Umask(old)
+	path := filepath.Join(t.TempDir(), "policy.sock")
+	ln, err := bindUnix(path, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm&^0o600 != 0 {
+		t.Errorf("socket file created with mode %04o, wider than 0600", perm)
 	}
 }

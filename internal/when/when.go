@@ -47,7 +47,9 @@ func Duration(s string) (time.Duration, error) {
 		return time.ParseDuration(s)
 	}
 	n, err := strconv.Atoi(s[:len(s)-1])
-	if err != nil || n < 0 || n > 100*365 {
+	// At most a hundred years, in either unit: as many weeks would not
+	// fit a time.Duration (about 292 years) and would wrap around.
+	if err != nil || n < 0 || time.Duration(n) > 100*365*24*time.Hour/unit {
 		return 0, ErrSyntax
 	}
 	return time.Duration(n) * unit, nil
