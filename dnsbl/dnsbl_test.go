@@ -410,6 +410,10 @@ func TestNoClientNoQueries(t *testing.T) {
 	if !res.Action.IsDunno() || res.Reason != "" {
 		t.Fatalf("%v %q", res.Action, res.Reason)
 	}
+	// DUNNO alone would also come from an NXDOMAIN answer.
+	if n := f.obs.get(f.obs.queries, "zen.test"); n != 0 {
+		t.Errorf("%d queries sent for a request without a client address", n)
+	}
 }
 
 func reverseV4(ip string) string {

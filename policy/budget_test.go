@@ -130,9 +130,6 @@ var spfKey = NewMessageKey[string]("spf")
 // (a check may remember its failure for the message's other recipients).
 func TestEngineCommitsWritesOfARunInTime(t *testing.T) {
 	w := funcCheck{"spf", func(_ context.Context, st *State) (Result, error) {
-		if _, ok := spfKey.Get(st.Msg); ok {
-			t.Error("a staged write was visible before commit")
-		}
 		spfKey.Set(st.Msg, "pass")
 		st.Msg.AddHeader("Received-SPF: pass")
 		if v, _ := spfKey.Get(st.Msg); v != "pass" {

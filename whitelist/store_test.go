@@ -116,6 +116,9 @@ func TestStoreAddRemoveList(t *testing.T) {
 		if n, err := s.Purge(ctx); err != nil || n != 1 {
 			t.Errorf("Purge = %d, %v; want 1", n, err)
 		}
+		if got := values(t, s, Filter{Kind: Client, Expired: true}); got != "" {
+			t.Errorf("after Purge, the expired entry is still stored: %q", got)
+		}
 		if err := s.Remove(ctx, Sender, "BOUNCE@example.com"); err != nil {
 			t.Fatal(err)
 		}

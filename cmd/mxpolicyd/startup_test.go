@@ -4,10 +4,12 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -139,9 +141,8 @@ func TestSecondSignalEndsABlockedCommand(t *testing.T) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	// A signal before main catches it ends the process (the Go runtime's
-	// default), and nothing outside tells when main has: give start-up a
-	// second, far more than it takes.
-	time.Sleep(time.Second)
+	// default): wait until the command is blocked reading its stdin.
+	waitReadingStdin(t, cmd.Process.Pid)
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
@@ -159,4 +160,20 @@ func TestSecondSignalEndsABlockedCommand(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("a second SIGTERM did not end the command")
 	}
+}
+
+// waitReadingStdin waits until a thread of process pid is blocked in
+// read(2) on its stdin (/proc/PID/task/TID/syscall: "0 0x0 ...", proc(5)):
+// main has set up its signals by then, before the command reads.
+func waitReadingStdin(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/syscall", pid))
+		for _, task := range tasks {
+			if b, err := os.ReadFile(task); err == nil && strings.HasPrefix(string(b), "0 0x0 ") {
+				return
+			}
+		}
+	}
+	t.Fatalf("process %d is not reading its stdin after 10s", pid)
 }
