@@ -584,7 +584,7 @@ func deferral(a string) bool {
 // delay. It returns its address.
 func slowDNS(t *testing.T, upstream string, delay time.Duration) string {
 	t.Helper()
-	pc, ln := listenDNSPort(t)
+	pc, ln := dnstest.ListenPort(t)
 	done := make(chan struct{})
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		select {
@@ -614,7 +614,7 @@ func slowDNS(t *testing.T, upstream string, delay time.Duration) string {
 // connection and never answers: a resolver that is up but hung.
 func silentDNS(t *testing.T) string {
 	t.Helper()
-	pc, ln := listenDNSPort(t)
+	pc, ln := dnstest.ListenPort(t)
 	go func() {
 		buf := make([]byte, 65536)
 		for {
@@ -653,30 +653,11 @@ func silentDNS(t *testing.T) string {
 // down.
 func closedDNSPort(t *testing.T) string {
 	t.Helper()
-	pc, ln := listenDNSPort(t)
+	pc, ln := dnstest.ListenPort(t)
 	addr := pc.LocalAddr().String()
 	pc.Close()
 	ln.Close()
 	return addr
-}
-
-// listenDNSPort binds UDP and TCP on one loopback port, as a DNS server
-// serves both (RFC 7766 §5).
-func listenDNSPort(t *testing.T) (net.PacketConn, net.Listener) {
-	t.Helper()
-	for range 10 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, ln
-		}
-		pc.Close()
-	}
-	t.Fatal("no loopback port free for both UDP and TCP")
-	return nil, nil
 }
 
 // spfCheckTimeout is checks.spf.timeout in the abandoned-check test:

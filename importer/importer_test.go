@@ -53,16 +53,11 @@ func TestPostgreyDump(t *testing.T) {
 func TestPostgreyBadTextSkipped(t *testing.T) {
 	opt := PostgreyOptions{Options: Options{Config: greylist.DefaultConfig(), Now: time.Unix(1796005470, 0)},
 		Delay: 2 * time.Second, IPv4CIDR: 24, IPv6CIDR: 64}
-	p := filepath.Join(t.TempDir(), "dump")
-	body := "HEADER=END\n" +
-		" 192.0.2.0/a\\00@x.test/r@y.test\n 1796005458,1796005461\n" +
-		" 192.0.2.0/b\\ff@x.test/r@y.test\n 1796005458,1796005461\n" +
-		" 192.0.2.0/c@x.test/r\\1b@y.test\n 1796005458,1796005461\n" +
-		" 192.0.2.0/ok@x.test/r@y.test\n 1796005458,1796005461\n" +
-		"DATA=END\n"
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := writeDump(t,
+		" 192.0.2.0/a\\00@x.test/r@y.test\n 1796005458,1796005461\n"+
+			" 192.0.2.0/b\\ff@x.test/r@y.test\n 1796005458,1796005461\n"+
+			" 192.0.2.0/c@x.test/r\\1b@y.test\n 1796005458,1796005461\n"+
+			" 192.0.2.0/ok@x.test/r@y.test\n 1796005458,1796005461\n")
 	set, rep, err := Postgrey(context.Background(), []string{p}, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -94,14 +89,9 @@ func TestPostgreyBadTextSkipped(t *testing.T) {
 func TestPostgreyLookupByHostKeys(t *testing.T) {
 	opt := PostgreyOptions{Options: Options{Config: greylist.DefaultConfig(), Now: time.Unix(1796005470, 0)},
 		Delay: 300 * time.Second, IPv4CIDR: 32, IPv6CIDR: 128} // import postgrey --lookup-by-host
-	p := filepath.Join(t.TempDir(), "dump")
-	body := "HEADER=END\n" +
-		" 192.0.2.7/32/alice@a.test/bob@b.test\n 1796000000,1796000400\n" +
-		" 2001:db8:0:0:0:0:0:1/128/carol@c.test/dan@d.test\n 1796000000,1796000400\n" +
-		"DATA=END\n"
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	p := writeDump(t,
+		" 192.0.2.7/32/alice@a.test/bob@b.test\n 1796000000,1796000400\n"+
+			" 2001:db8:0:0:0:0:0:1/128/carol@c.test/dan@d.test\n 1796000000,1796000400\n")
 	set, rep, err := Postgrey(context.Background(), []string{p}, opt)
 	if err != nil {
 		t.Fatal(err)
@@ -168,4 +158,15 @@ func TestSQLgreySrc(t *testing.T) {
 	if _, _, ok := sqlgreySrc("mail.example"); ok {
 		t.Error("a name parsed as a client")
 	}
+}
+
+// writeDump writes postgrey's db_dump text around the key and value lines
+// of body, and returns its path.
+func writeDump(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "dump")
+	if err := os.WriteFile(p, []byte("HEADER=END\n"+body+"DATA=END\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -157,17 +157,9 @@ func TestDeadResolverOnPTRFailsByOnError(t *testing.T) {
 // unchecked while our resolver is silent, and checked again (a pass) once
 // it answers, not failed from memory.
 func TestDeadResolverOnHeloPTRIsNotKept(t *testing.T) {
-	srv := dnstest.New(t, zones...)
-	srv.Add(`ptrhelo.test. 300 IN TXT "v=spf1 ptr:ptrhelo.test -all"`,
-		"1.2.0.192.in-addr.arpa. 300 IN PTR mail.ptrhelo.test.",
-		"mail.ptrhelo.test. 300 IN A 192.0.2.1")
+	srv := ptrHeloZone(t)
 	srv.SetDelay("1.2.0.192.in-addr.arpa", time.Hour)
-	c := defaultChecker(t, srv.Addr(), 200*time.Millisecond)
-	send := func(inst string) (policy.Result, error) {
-		req := rcptReq("a@pass.test", inst) // MAIL FROM passes
-		req.HeloName = "ptrhelo.test"
-		return c.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage(inst)})
-	}
+	send := heloSender(defaultChecker(t, srv.Addr(), 200*time.Millisecond))
 	if res, err := send("i1"); !res.Action.IsDunno() || err != nil {
 		t.Errorf("resolver silent on the PTR query: got %v (%v), want DUNNO (MAIL FROM passes, HELO unchecked)", res.Action, err)
 	}
@@ -183,23 +175,35 @@ func TestDeadResolverOnHeloPTRIsNotKept(t *testing.T) {
 // fail is not kept (as mailFromCheck keeps no such verdict), and the
 // next message, once the zone answers, passes.
 func TestHeloFailFromSenderDNSFailureIsNotKept(t *testing.T) {
-	srv := dnstest.New(t, zones...)
-	srv.Add(`ptrhelo.test. 300 IN TXT "v=spf1 ptr:ptrhelo.test -all"`,
-		"1.2.0.192.in-addr.arpa. 300 IN PTR mail.ptrhelo.test.",
-		"mail.ptrhelo.test. 300 IN A 192.0.2.1")
+	srv := ptrHeloZone(t)
 	srv.SetRcode("1.2.0.192.in-addr.arpa", dns.RcodeServerFailure)
-	c := defaultChecker(t, srv.Addr(), 2*time.Second)
-	send := func(inst string) (policy.Result, error) {
-		req := rcptReq("a@pass.test", inst)
-		req.HeloName = "ptrhelo.test"
-		return c.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage(inst)})
-	}
+	send := heloSender(defaultChecker(t, srv.Addr(), 2*time.Second))
 	if res, err := send("i1"); res.Action.IsDunno() || err != nil {
 		t.Fatalf("reverse zone failing: got %v (%v), want the helo_fail action", res.Action, err)
 	}
 	srv.SetRcode("1.2.0.192.in-addr.arpa", dns.RcodeSuccess)
 	if res, err := send("i2"); !res.Action.IsDunno() || err != nil {
 		t.Errorf("reverse zone answering again: got %v (%v), want DUNNO (HELO passes)", res.Action, err)
+	}
+}
+
+// ptrHeloZone serves a HELO domain whose record passes only a client
+// whose PTR name is in it; 192.0.2.1's is.
+func ptrHeloZone(t *testing.T) *dnstest.Server {
+	srv := dnstest.New(t, zones...)
+	srv.Add(`ptrhelo.test. 300 IN TXT "v=spf1 ptr:ptrhelo.test -all"`,
+		"1.2.0.192.in-addr.arpa. 300 IN PTR mail.ptrhelo.test.",
+		"mail.ptrhelo.test. 300 IN A 192.0.2.1")
+	return srv
+}
+
+// heloSender checks messages from 192.0.2.1 with HELO ptrhelo.test and a
+// sender that passes, so the HELO identity alone can refuse.
+func heloSender(c *spf.Checker) func(inst string) (policy.Result, error) {
+	return func(inst string) (policy.Result, error) {
+		req := rcptReq("a@pass.test", inst)
+		req.HeloName = "ptrhelo.test"
+		return c.Check(context.Background(), &policy.State{Req: req, Msg: policy.NewMessage(inst)})
 	}
 }
 

@@ -100,7 +100,8 @@ func waitStoreReady(b *testing.B, d *daemon) {
 	}
 }
 
-func serveLoopback(b *testing.B, d *daemon) (*policy.Server, net.Listener) {
+func serveLoopback(b testing.TB, d *daemon) (*policy.Server, net.Listener) {
+	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -16,7 +16,6 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/logtest"
 	"github.com/mxpolicyd/mxpolicyd/metrics"
-	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 func TestRestartKeys(t *testing.T) {
@@ -102,21 +101,8 @@ func TestReloadKeepsHostname(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logtest.Buffer{}
-	logger := slog.New(slog.NewTextHandler(logs, nil))
 	ctx := context.Background()
-	d, err := openDaemon(ctx, cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &policy.Server{ServerConfig: d.cfg.ServerConfig, Decider: d.engine, Logger: logger, Conns: d.metrics}
-	go srv.Serve(ln)
-	defer srv.Shutdown(ctx)
+	d, ln, logs := serveInProcess(t, cfg)
 	ask := func() string {
 		c := newClient(t, ln.Addr().String())
 		c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n" +
@@ -186,19 +172,7 @@ func TestFailedReloadKeepsResolverGauge(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	logs := &logtest.Buffer{}
-	d, err := openDaemon(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer d.close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &policy.Server{ServerConfig: d.cfg.ServerConfig, Decider: d.engine, Logger: slog.New(slog.DiscardHandler), Conns: d.metrics}
-	go srv.Serve(ln)
-	defer srv.Shutdown(ctx)
+	d, ln, logs := serveInProcess(t, cfg)
 	for range 3 { // three queries refused in a row: unhealthy
 		c := newClient(t, ln.Addr().String())
 		c.send("request=smtpd_access_policy\nprotocol_state=RCPT\nclient_address=192.0.2.10\n" +
@@ -229,4 +203,20 @@ func TestFailedReloadKeepsResolverGauge(t *testing.T) {
 	if g := gauge(); g != "mxpolicyd_resolver_healthy 0" {
 		t.Errorf("after a failed reload: %q, want still 0", g)
 	}
+}
+
+// serveInProcess runs the daemon cfg describes in this process, serving
+// the policy protocol on a loopback listener, its log in the buffer
+// returned; both stop when the test ends.
+func serveInProcess(t *testing.T, cfg *config.Config) (*daemon, net.Listener, *logtest.Buffer) {
+	t.Helper()
+	logs := &logtest.Buffer{}
+	d, err := openDaemon(context.Background(), cfg, slog.New(slog.NewTextHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.close)
+	srv, ln := serveLoopback(t, d)
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	return d, ln, logs
 }

@@ -3,12 +3,12 @@ package resolver_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 )
 
@@ -34,7 +34,7 @@ func bigTXT(req *dns.Msg) *dns.Msg {
 // as net.Resolver does (it reads only header and question before
 // honouring TC). The TCP side answers in full.
 func TestCutTruncatedUDPRetriesOverTCP(t *testing.T) {
-	pc, ln := udpAndTCP(t)
+	pc, ln := dnstest.ListenPort(t)
 	// UDP: answer with the first 512 octets of the full answer, TC set.
 	go func() {
 		buf := make([]byte, 4096)
@@ -75,23 +75,4 @@ func TestCutTruncatedUDPRetriesOverTCP(t *testing.T) {
 	if len(m.Answer) != 20 {
 		t.Fatalf("got %d records, want the 20 of the TCP answer", len(m.Answer))
 	}
-}
-
-// udpAndTCP listens on one loopback port for UDP and TCP, as a DNS server
-// does; a port free for UDP may be taken for TCP, so it tries a few.
-func udpAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, ln
-		}
-		pc.Close()
-	}
-	t.Fatal("no loopback port free for both UDP and TCP")
-	return nil, nil
 }
