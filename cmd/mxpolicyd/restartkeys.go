@@ -65,20 +65,6 @@ func keepRunning(running, next *config.Config) {
 	})
 }
 
-// changedKeys walks two values of one struct type by their yaml names and
-// returns the dotted key of each field that differs. Values are compared
-// as parsed at load, so "0660" and "660" are the same socket_mode; a
-// struct that reads itself from text (policy.Action) is one value.
-func changedKeys(a, b reflect.Value, prefix string) []string {
-	var out []string
-	eachKey(a, b, prefix, func(k string, a, b reflect.Value) {
-		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
-			out = append(out, k)
-		}
-	})
-	return out
-}
-
 // eachKey calls f with the dotted yaml key of each leaf of two values of
 // one struct type, and the two values there: a field that is not a
 // struct, or a struct that reads itself from text.

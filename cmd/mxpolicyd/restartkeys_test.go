@@ -220,3 +220,17 @@ func serveInProcess(t *testing.T, cfg *config.Config) (*daemon, net.Listener, *l
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
 	return d, ln, logs
 }
+
+// changedKeys, for the tests, walks two values of one struct type by their yaml names and
+// returns the dotted key of each field that differs. Values are compared
+// as parsed at load, so "0660" and "660" are the same socket_mode; a
+// struct that reads itself from text (policy.Action) is one value.
+func changedKeys(a, b reflect.Value, prefix string) []string {
+	var out []string
+	eachKey(a, b, prefix, func(k string, a, b reflect.Value) {
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			out = append(out, k)
+		}
+	})
+	return out
+}

@@ -229,7 +229,7 @@ func pingSQLite(ctx context.Context, sdb *sql.DB) error {
 	deadline := time.Now().Add(sqliteBusyTimeout * time.Millisecond)
 	for {
 		err := sdb.PingContext(ctx)
-		if err == nil || !sqliteBusy(err) || time.Now().After(deadline) {
+		if err == nil || !IsSQLiteBusy(err) || time.Now().After(deadline) {
 			return err
 		}
 		select {

@@ -49,19 +49,14 @@ func IsTemporary(err error) bool {
 	}
 	var sqlErr *sqlite.Error
 	if errors.As(err, &sqlErr) {
-		return sqliteBusy(sqlErr)
+		return IsSQLiteBusy(sqlErr)
 	}
 	return isNetErr(err)
 }
 
-// sqliteBusy reports SQLITE_BUSY or SQLITE_LOCKED: another connection
-// holds the lock this one needs.
-// IsSQLiteBusy reports whether err is SQLite's "database is locked": the
-// file's write lock is another connection's, for longer than the busy
-// timeout waited.
-func IsSQLiteBusy(err error) bool { return sqliteBusy(err) }
-
-func sqliteBusy(err error) bool {
+// IsSQLiteBusy reports SQLITE_BUSY or SQLITE_LOCKED: another connection
+// holds the lock this one needs, past the busy timeout's wait.
+func IsSQLiteBusy(err error) bool {
 	var sqlErr *sqlite.Error
 	if !errors.As(err, &sqlErr) {
 		return false
