@@ -43,7 +43,10 @@ func (p *pause) skip(clock func() time.Time) bool {
 		return false // the clock is read only during a pause
 	}
 	now := clock()
-	if now.UnixNano() < u {
+	// Within the pause. A time before it began means the clock has
+	// stepped back (an NTP step, a resumed VM): until holds wall-clock
+	// time, so the pause has run out rather than grown by the step.
+	if n := now.UnixNano(); n < u && n >= u-int64(pauseFor) {
 		return true
 	}
 	return !p.until.CompareAndSwap(u, now.Add(pauseFor).UnixNano())

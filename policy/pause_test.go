@@ -89,3 +89,42 @@ func TestEnginePausesOwnTimeouts(t *testing.T) {
 		t.Errorf("a check without OwnTimeouts ran %d times of %d", n, pauseAfter+2)
 	}
 }
+
+// The host's clock steps back (an NTP correction, a VM resumed) while a
+// check is paused. A pause lasts pauseFor, "for a second its on_error is
+// answered at once, then one request tries it again" (ARCHITECTURE.md,
+// "Pauses"): a backward step must not stretch it to the size of the step,
+// with the store checks (greylisting) answering on_error all that time.
+func TestPauseSurvivesBackwardClockStep(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC))
+	var stuck atomic.Bool
+	stuck.Store(true)
+	var runs atomic.Int32
+	store := funcCheck{"store", func(ctx context.Context, _ *State) (Result, error) {
+		runs.Add(1)
+		if stuck.Load() {
+			<-ctx.Done()
+			return Result{}, ctx.Err()
+		}
+		return Result{Action: deferGrey, Reason: "new triplet"}, nil
+	}}
+	e := NewEngine(Options{Logger: quiet(), Now: clock.Now},
+		[]Step{{Check: store, Timeout: 30 * time.Millisecond, OwnTimeouts: true}})
+	ask := func() *Decision { return e.Evaluate(context.Background(), rcpt(), nil) }
+	for range pauseAfter {
+		ask()
+	}
+	if d := ask(); len(d.Errors) != 1 || d.Errors[0].Kind != ErrorTemporary {
+		t.Fatalf("after %d timeouts: errors %v; want the check paused", pauseAfter, d.Errors)
+	}
+	stuck.Store(false) // the store is back
+
+	clock.Advance(-time.Hour) // the clock steps back an hour
+	clock.Advance(pauseFor)   // and a pause's length passes
+	before := runs.Load()
+	d := ask()
+	if runs.Load() == before || d.Action != deferGrey {
+		t.Fatalf("%s after the pause began (clock stepped back 1h): %v, errors %v, check not tried; "+
+			"want the check tried again after pauseFor", pauseFor, d.Action, d.Errors)
+	}
+}
