@@ -375,11 +375,25 @@ var messageVerdict = policy.NewMessageKey[msgVerdict]("greylist.verdict")
 // message but never let a new triplet pass.
 const dataTrust = time.Hour
 
-// waitForData reports whether a deferral may wait for DATA.
+// waitForData reports whether a deferral may wait for DATA. A DATA
+// request seen more than clockSlack after now means the clock has
+// stepped back since (an NTP step, a resumed VM): it proves nothing about
+// the hour before now, where trusting it would stretch the trust by the
+// step.
 func (g *Checker) waitForData(now time.Time) bool {
 	seen := g.dataSeen.Load()
-	return g.cfg.Stage == StageData && seen != 0 && now.Sub(time.Unix(0, seen)) <= dataTrust
+	if g.cfg.Stage != StageData || seen == 0 {
+		return false
+	}
+	age := now.Sub(time.Unix(0, seen))
+	return age >= -clockSlack && age <= dataTrust
 }
+
+// clockSlack is how far the time the checks see may run backwards
+// without counting as a step of the clock: on PostgreSQL it follows the
+// server's clock, whose measured offset moves by milliseconds from one
+// probe to the next (internal/db/clock.go).
+const clockSlack = time.Minute
 
 // answer applies the message's verdict to a recipient whose triplet got
 // o; note marks a verdict from the cache.

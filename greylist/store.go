@@ -110,9 +110,17 @@ func outcome(firstSeen time.Time, passedAt *time.Time, attempts, passes int) Out
 		o.Verdict = VerdictKnown
 	}
 	if passedAt != nil {
-		o.Delay = passedAt.Sub(firstSeen)
+		o.Delay = delay(firstSeen, *passedAt)
 	}
 	return o
+}
+
+// delay is how long a triplet waited from its first attempt to its
+// pass. A pass stamped before the first attempt (a release by an admin
+// host whose clock is behind, or a clock stepped back since the first
+// attempt) waited no time, not a negative one.
+func delay(firstSeen, passed time.Time) time.Duration {
+	return max(passed.Sub(firstSeen), 0)
 }
 
 // Peeker is implemented by stores that can evaluate a decision without
@@ -145,11 +153,11 @@ func (p peekState) verdict(c cutoffs) Outcome {
 		p.passedAt != nil && p.lastSeen.Before(c.maxAge):
 		return Outcome{Verdict: VerdictNew, FirstSeen: c.now}
 	case p.passedAt != nil && p.passes == 0:
-		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: p.passedAt.Sub(p.firstSeen)}
+		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: delay(p.firstSeen, *p.passedAt)}
 	case p.passedAt != nil:
-		return Outcome{Verdict: VerdictKnown, FirstSeen: p.firstSeen, Delay: p.passedAt.Sub(p.firstSeen)}
+		return Outcome{Verdict: VerdictKnown, FirstSeen: p.firstSeen, Delay: delay(p.firstSeen, *p.passedAt)}
 	case !p.firstSeen.After(c.delay):
-		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: c.now.Sub(p.firstSeen)}
+		return Outcome{Verdict: VerdictPassed, FirstSeen: p.firstSeen, Delay: delay(p.firstSeen, c.now)}
 	}
 	return Outcome{Verdict: VerdictEarly, FirstSeen: p.firstSeen}
 }
