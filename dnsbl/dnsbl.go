@@ -228,10 +228,15 @@ func (c *Checker) reply(ctx context.Context, h *hit) policy.Action {
 		txt: sanitize(txt, h.e.zone, h.e.name)}
 	a, err := renderReply(c.cfg.RejectReply, v)
 	if err != nil {
-		// The template was validated, so only odd TXT content gets here.
+		// The template was validated with a TXT record, so only odd TXT
+		// content, or none ("450 {txt}"), gets here.
 		v.txt = ""
 		if a, err = renderReply(c.cfg.RejectReply, v); err != nil {
-			return policy.Action{Verb: policy.Reject, Text: "blocked using " + h.e.name}
+			a, ok := policy.Fallback(c.cfg.RejectReply, "blocked using "+h.e.name)
+			if !ok {
+				a = policy.Action{Verb: policy.Reject, Text: "blocked using " + h.e.name}
+			}
+			return a
 		}
 	}
 	return a

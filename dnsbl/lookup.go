@@ -12,6 +12,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/panics"
+	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
 )
 
 // query is one name to ask and the list it asks.
@@ -237,7 +238,7 @@ func (c *Checker) txt(ctx context.Context, z *zoneState, qname string) string {
 	ttl := ^uint32(0)
 	for _, rr := range msg.Answer {
 		if t, ok := rr.(*dns.TXT); ok {
-			txt, ttl = strings.Join(t.Txt, ""), t.Hdr.Ttl
+			txt, ttl = resolver.UnescapeTXT(strings.Join(t.Txt, "")), t.Hdr.Ttl
 			break
 		}
 	}

@@ -139,6 +139,20 @@ func ParseAction(s string) (Action, error) {
 	return a, nil
 }
 
+// Fallback is the reply for a config template (an action with
+// placeholders, as ParseAction reads it once they are filled) that a
+// message's values could not fill into a valid action: the verb or code
+// the template begins with, so that a temporary refusal stays temporary,
+// and text. ok is false when the template begins with a placeholder.
+func Fallback(tmpl, text string) (a Action, ok bool) {
+	head, _, _ := strings.Cut(strings.TrimSpace(tmpl), " ")
+	if strings.Contains(head, "{") {
+		return Action{}, false
+	}
+	a, err := ParseAction(head + " " + text)
+	return a, err == nil
+}
+
 // IsReject reports whether the action refuses the recipient permanently.
 func (a Action) IsReject() bool {
 	return a.Verb == Reject || (a.Verb == Code && a.Code[0] == '5')

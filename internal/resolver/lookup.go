@@ -28,17 +28,17 @@ func (r *Resolver) LookupTXT(ctx context.Context, name string) ([]string, error)
 	}
 	txts := make([]string, 0, len(rrs))
 	for _, rr := range rrs {
-		txts = append(txts, unescapeTXT(strings.Join(rr.(*dns.TXT).Txt, "")))
+		txts = append(txts, UnescapeTXT(strings.Join(rr.(*dns.TXT).Txt, "")))
 	}
 	return txts, nil
 }
 
-// unescapeTXT turns miekg/dns's presentation form of a TXT string back
+// UnescapeTXT turns miekg/dns's presentation form of a TXT string back
 // into its octets, as net.Resolver returns them: it escapes a quote and a backslash
 // with a backslash and any octet outside printable ASCII as \DDD. SPF
 // must see the octets: a record with 8-bit or control characters is not
 // the text its escapes spell (RFC 7208 §12, ABNF of macro-literal).
-func unescapeTXT(s string) string {
+func UnescapeTXT(s string) string {
 	if !strings.Contains(s, `\`) {
 		return s
 	}
