@@ -48,7 +48,7 @@ spf:
 	}
 
 	res = rcptAt(t, pf, "192.0.2.41", "client.example", "alice@expl.test", "carol@example.test")
-	want := "Recipient address rejected: 192.0.2.41 is not a mail server of expl.test, see https://expl.test/spf"
+	want := "Recipient address rejected: expl.test explains: 192.0.2.41 is not a mail server of expl.test, see https://expl.test/spf"
 	if r := res.Rcpt(0); r.Code != 550 || !strings.HasPrefix(r.Text, "5.7.23 ") || !strings.HasSuffix(r.Text, want) {
 		t.Errorf("exp=: RCPT got %v, want 550 %s\n%s", r, want, res)
 	}

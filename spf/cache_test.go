@@ -104,7 +104,7 @@ func TestVerdictExplanation(t *testing.T) {
 	c, _, queries := cachingChecker(t)
 	for _, local := range []string{"a", "b"} {
 		_, res, _ := check(t, c, "192.0.2.99", local+"@expl.test", "h.test")
-		want := "550 5.7.23 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=" + local + "%40expl.test"
+		want := "550 5.7.23 expl.test explains: 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=" + local + "%40expl.test"
 		if res.Action.String() != want {
 			t.Errorf("%s: got %q, want %q", local, res.Action, want)
 		}
@@ -192,7 +192,7 @@ func TestExplanationTime(t *testing.T) {
 		st := state("192.0.2.99", "a@texp.test", "h.test", fmt.Sprint(at), nil)
 		st.Now = time.Unix(at, 0)
 		res, err := c.Check(context.Background(), st)
-		if want := fmt.Sprintf("550 5.7.23 refused at %d", at); err != nil || res.Action.String() != want {
+		if want := fmt.Sprintf("550 5.7.23 texp.test explains: refused at %d", at); err != nil || res.Action.String() != want {
 			t.Errorf("at %d: %q, %v; want %q", at, res.Action, err, want)
 		}
 	}

@@ -168,13 +168,15 @@ func render(tmpl, explanation string, v vars) (policy.Action, error) {
 	if !strings.Contains(tmpl, "{") {
 		return policy.ParseAction(strings.ToValidUTF8(tmpl, "?")) // DUNNO, most often: nothing to fill
 	}
-	r := strings.NewReplacer("{result}", v.result, "{domain}", v.domain, "{sender}", v.sender,
-		"{ip}", v.ip, "{helo}", v.helo, "{identity}", v.identity)
+	vals := []string{"{result}", v.result, "{domain}", v.domain, "{sender}", v.sender,
+		"{ip}", v.ip, "{helo}", v.helo, "{identity}", v.identity}
 	expl := v.exp
 	if expl == "" {
-		expl = r.Replace(explanation)
+		expl = strings.NewReplacer(vals...).Replace(explanation)
 	}
-	s := strings.ReplaceAll(r.Replace(tmpl), "{explanation}", expl)
+	// One pass: a value (a sender spelling "{explanation}") is never
+	// filled in again.
+	s := strings.NewReplacer(append(vals, "{explanation}", expl)...).Replace(tmpl)
 	return policy.ParseAction(strings.ToValidUTF8(s, "?"))
 }
 

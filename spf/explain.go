@@ -38,7 +38,11 @@ func (c *Checker) explain(ctx context.Context, dns *memoResolver, env macroEnv) 
 	if err != nil {
 		return "" // a syntax error in the explanation string: the same
 	}
-	return oneLine(text)
+	// The text is the domain's, fetched from its DNS, and goes out in our
+	// reply: RFC 7208 §6.2, "Software SHOULD make it clear that the
+	// explanation string comes from a third party", prepending
+	// "%{o} explains: " as in its example (§8.4).
+	return oneLine(env.value('o') + " explains: " + text)
 }
 
 // truncateName drops labels from the left of an expanded name longer

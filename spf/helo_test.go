@@ -86,8 +86,8 @@ func TestHELOFailAction(t *testing.T) {
 func TestExplanation(t *testing.T) {
 	_, eng, _ := heloChecker(t, nil)
 	for sender, want := range map[string]string{
-		"a@expl.test":   "550 5.7.23 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=a%40expl.test",
-		"a@redir.test":  "550 5.7.23 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=a%40redir.test",
+		"a@expl.test":   "550 5.7.23 expl.test explains: 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=a%40expl.test",
+		"a@redir.test":  "550 5.7.23 redir.test explains: 192.0.2.99 may not send for expl.test; see https://expl.test/spf?s=a%40redir.test",
 		"a@badexp.test": "550 5.7.23 SPF validation failed: badexp.test does not designate 192.0.2.99 as a permitted sender",
 	} {
 		if d := decide(eng, "192.0.2.99", sender, "h.test", "i1"); d.Action.String() != want {

@@ -110,6 +110,15 @@ func runCase(eng *policy.Engine, tc spftest.Test) string {
 		want = "SPF validation failed: " + strings.ToLower(tc.MailFrom[strings.LastIndex(tc.MailFrom, "@")+1:]) +
 			" does not designate " + ip.Unmap().String() + " as a permitted sender"
 	}
+	// The domain's own text goes out attributed to it (RFC 7208 §6.2):
+	// "<domain> explains: ", with the domain of the sender (%{o}).
+	if tc.Explanation != "DEFAULT" && want != "" {
+		o := tc.Helo
+		if at := strings.LastIndex(tc.MailFrom, "@"); at >= 0 {
+			o = tc.MailFrom[at+1:]
+		}
+		want = o + " explains: " + want
+	}
 	if got == "fail" && want != "" && d.Action.Text != "5.7.23 "+want {
 		return "reply " + d.Action.String() + ", want the explanation " + want
 	}

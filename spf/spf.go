@@ -513,8 +513,16 @@ func (c *Checker) action(v vars, key string) policy.Action {
 		return a
 	}
 	c.log.Warn("spf: action does not render", slog.String("result", v.result), slog.Any("error", err))
+	tmpl := c.cfg.actionFor(key)
 	if a, err = render(defaultActions()[v.result], c.cfg.Explanation, vars{result: v.result,
 		identity: v.identity, ip: v.ip, domain: "the sender domain"}); err == nil {
+		if sample, err := render(tmpl, c.cfg.Explanation, sampleVars); err == nil && sample.Class() == a.Class() {
+			return a
+		}
+	}
+	// The default refuses otherwise than the admin's reply ("450 {helo}"
+	// with no HELO name): keep the admin's verb or code.
+	if a, ok := policy.Fallback(tmpl, "SPF result: "+v.result); ok {
 		return a
 	}
 	return policy.DunnoAction

@@ -1,0 +1,67 @@
+package spf_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/mxpolicyd/mxpolicyd/spf"
+)
+
+// TestTemplateValueNotExpandedAgain: a client-supplied value filled into
+// an spf.actions template is text, never a placeholder: a sender whose
+// local part spells "{explanation}" (braces are atext, RFC 5322 §3.2.3)
+// must appear as written, as {result} or {ip} in it do (one
+// strings.Replacer pass), not be expanded a second time.
+func TestTemplateValueNotExpandedAgain(t *testing.T) {
+	c, _ := newChecker(t, func(cfg *spf.Config) {
+		cfg.Actions = map[string]string{"fail": "550 5.7.23 {explanation} (sender {sender})"}
+	})
+	st := state("192.0.2.99", "x{explanation}{ip}@pass.test", "h.test", "i1", nil)
+	res, err := c.Check(context.Background(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "550 5.7.23 SPF validation failed: pass.test does not designate 192.0.2.99 as a permitted sender" +
+		" (sender x{explanation}{ip}@pass.test)"
+	if got := res.Action.String(); got != want {
+		t.Errorf("got  %q\nwant %q", got, want)
+	}
+}
+
+// TestActionKeepsItsClassWhenValueEmpty: spf.actions.fail "450 {helo}"
+// loads (checked with helo "mail.example.com"), but a client that sent
+// no HELO name renders it as a bare "450", which does not parse; the
+// fallback is the default fail action, a permanent 550: the admin's
+// temporary refusal becomes a bounce.
+func TestActionKeepsItsClassWhenValueEmpty(t *testing.T) {
+	c, _ := newChecker(t, func(cfg *spf.Config) {
+		cfg.Actions = map[string]string{"fail": "450 {helo}"}
+	})
+	res, err := c.Check(context.Background(), state("192.0.2.99", "a@pass.test", "", "i1", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Action.IsReject() || !res.Action.IsDefer() {
+		t.Errorf("fail action %q answered %q: a %s, want a deferral", "450 {helo}", res.Action, res.Action.Class())
+	}
+}
+
+// TestExplanationIsAttributed: the exp= text is the sender domain's, not
+// ours, fetched from its DNS; RFC 7208 §6.2: software "SHOULD make it
+// clear that the explanation string comes from a third party", e.g. by
+// prepending "%{o} explains: " (the §8.4 example reply reads "The domain
+// example.com explains: ..."). A reply that is the domain's text alone
+// lets it speak as this server ("mailbox over quota, ...").
+func TestExplanationIsAttributed(t *testing.T) {
+	c, srv := newChecker(t, nil)
+	srv.Add(`quota.test. 300 IN TXT "v=spf1 ip4:192.0.2.20 -all exp=why.quota.test"`,
+		`why.quota.test. 300 IN TXT "Mailbox over quota, log in at https://phish.example/ to fix"`)
+	res, err := c.Check(context.Background(), state("192.0.2.99", "a@quota.test", "h.test", "i1", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := res.Action.String(); !strings.Contains(got, "quota.test") {
+		t.Errorf("the domain's explanation is sent as ours, naming no source: %q", got)
+	}
+}
