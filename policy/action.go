@@ -42,14 +42,10 @@ var DunnoAction = Action{Verb: Dunno}
 
 // String renders the action as it goes after "action=".
 func (a Action) String() string {
-	head := string(a.Verb)
-	if a.Verb == Code {
-		head = a.Code
-	}
 	if a.Text == "" {
-		return head
+		return a.head()
 	}
-	return head + " " + a.Text
+	return a.head() + " " + a.Text
 }
 
 // IsDunno reports whether the action lets mail through unchanged.
@@ -96,7 +92,7 @@ func (a Action) Validate() error {
 		return errors.New("policy: action text contains a line break or NUL")
 	}
 	switch a.Verb {
-	case Dunno, Reject, Defer, DeferIfPermit, DeferIfReject, Warn, Hold:
+	case Dunno, Warn, Hold:
 		return nil
 	case Prepend:
 		name, _, ok := strings.Cut(a.Text, ":")
@@ -111,9 +107,60 @@ func (a Action) Validate() error {
 		if strings.TrimSpace(a.Text) == "" {
 			return fmt.Errorf("policy: reply code %s needs text (a bare number reads as OK)", a.Code)
 		}
-		return nil
+		return a.checkDSN(a.Code[0])
+	case Reject:
+		return a.checkDSN('5')
+	case Defer, DeferIfPermit, DeferIfReject:
+		return a.checkDSN('4')
 	}
 	return fmt.Errorf("policy: unknown action verb %q", a.Verb)
+}
+
+// checkDSN refuses text that begins with an enhanced status code (RFC
+// 3463 §2, "class.subject.detail") of another class than the reply's:
+// Postfix sends the reply's class whatever the text says (smtpd_check.c,
+// smtpd_check_reject: "enforce consistency between the SMTP code and DSN
+// code. SMTP has the higher precedence"), so the action logged and
+// recorded would not be the one the client got.
+func (a Action) checkDSN(class byte) error {
+	if dsn, ok := leadingDSN(a.Text); ok && dsn[0] != class {
+		return fmt.Errorf("policy: %s with status code %s: a %c.x.x status belongs to a %cNN reply (RFC 3463 §3.1)",
+			a.head(), dsn, dsn[0], dsn[0])
+	}
+	return nil
+}
+
+// head is the action's first word: its verb, or its code.
+func (a Action) head() string {
+	if a.Verb == Code {
+		return a.Code
+	}
+	return string(a.Verb)
+}
+
+// leadingDSN returns the enhanced status code text begins with, if any:
+// a class digit 2, 4 or 5, then "." and one to three digits, twice
+// (RFC 3463 §2), then a space or the end.
+func leadingDSN(text string) (string, bool) {
+	dsn, _, _ := strings.Cut(text, " ")
+	if len(dsn) < 5 || (dsn[0] != '2' && dsn[0] != '4' && dsn[0] != '5') || dsn[1] != '.' {
+		return "", false
+	}
+	subject, detail, ok := strings.Cut(dsn[2:], ".")
+	return dsn, ok && digits(subject, 3) && digits(detail, 3)
+}
+
+// digits reports whether s is 1 to n ASCII digits.
+func digits(s string, n int) bool {
+	if len(s) == 0 || len(s) > n {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 func validCode(c string) bool {

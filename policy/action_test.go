@@ -57,3 +57,29 @@ func TestParseAction(t *testing.T) {
 		t.Error("DEFER_IF_PERMIT should be a defer")
 	}
 }
+
+// An enhanced status code of another class than the reply's is refused:
+// Postfix would send the reply's class (smtpd_check.c,
+// smtpd_check_reject), so the action logged would not be the one sent.
+func TestParseActionDSNClass(t *testing.T) {
+	for _, bad := range []string{
+		"550 4.7.23 SPF fail",
+		"450 5.7.1 try later",
+		"REJECT 4.7.1 listed",
+		"DEFER_IF_PERMIT 5.7.1 try later",
+		"DEFER 5.7.1 try later",
+		"554 2.0.0 ok",
+	} {
+		if a, err := ParseAction(bad); err == nil {
+			t.Errorf("ParseAction(%q) = %q accepted; Postfix would send it as another status", bad, a)
+		}
+	}
+	for _, good := range []string{
+		"550 5.7.23 SPF fail", "450 4.7.1 try later", "REJECT 5.7.1 listed", "DEFER_IF_PERMIT 4.7.1 later",
+		"REJECT listed", "550 see 4.7.1", "450 4.7 not a status", "DUNNO", "WARN 4.7.1 noted", "HOLD 5.7.1 held",
+	} {
+		if _, err := ParseAction(good); err != nil {
+			t.Errorf("ParseAction(%q): %v", good, err)
+		}
+	}
+}
