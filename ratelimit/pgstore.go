@@ -20,7 +20,8 @@ type pgStore struct{ pool *pgxpool.Pool }
 // Clause", in the PostgreSQL documentation), so of N concurrent requests
 // on one key exactly as many conform as the limit allows: no read before
 // the write. EXCLUDED carries the cell's increment (its tat minus now,
-// $1) and tau. conform in store.go is the same rule in Go.
+// $1) and tau; the stored TAT counts as at most tau ahead of now. conform
+// in store.go is the same rule in Go.
 //
 // A new cell whose increment exceeds its tolerance (a message bigger than
 // a bytes rule's burst) never conforms and is not inserted: it comes back
@@ -36,9 +37,10 @@ CROSS JOIN (SELECT set_config('synchronous_commit', 'off', true)) AS sc
 WHERE c.inc <= c.tau
 ORDER BY c.rule, c.key
 ON CONFLICT (rule, key) DO UPDATE SET
-	allowed = greatest(g.tat, $1) + (EXCLUDED.tat - $1) - $1 <= EXCLUDED.tau,
-	tat = CASE WHEN greatest(g.tat, $1) + (EXCLUDED.tat - $1) - $1 <= EXCLUDED.tau
-		THEN greatest(g.tat, $1) + (EXCLUDED.tat - $1) ELSE g.tat END,
+	allowed = greatest(least(g.tat, $1 + EXCLUDED.tau), $1) + (EXCLUDED.tat - $1) - $1 <= EXCLUDED.tau,
+	tat = CASE WHEN greatest(least(g.tat, $1 + EXCLUDED.tau), $1) + (EXCLUDED.tat - $1) - $1 <= EXCLUDED.tau
+		THEN greatest(least(g.tat, $1 + EXCLUDED.tau), $1) + (EXCLUDED.tat - $1)
+		ELSE least(g.tat, $1 + EXCLUDED.tau) END,
 	tau = EXCLUDED.tau
 RETURNING g.rule, g.key, g.allowed`
 

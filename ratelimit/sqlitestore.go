@@ -16,13 +16,15 @@ import (
 type liteStore struct{ db *sql.DB }
 
 // liteTake is pgTake for one cell: ?1 now, ?2 rule, ?3 key, ?4 inc, ?5 tau
-// (ns). SET expressions read the row as it was, as in PostgreSQL.
+// (ns). SET expressions read the row as it was, as in PostgreSQL; the
+// stored TAT counts as at most tau ahead (conform).
 const liteTake = `
 INSERT INTO ratelimit_gcra AS g (rule, key, tat, tau, allowed)
 VALUES (?2, ?3, ?1 + ?4, ?5, 1)
 ON CONFLICT (rule, key) DO UPDATE SET
-	allowed = max(g.tat, ?1) + ?4 - ?1 <= ?5,
-	tat = CASE WHEN max(g.tat, ?1) + ?4 - ?1 <= ?5 THEN max(g.tat, ?1) + ?4 ELSE g.tat END,
+	allowed = max(min(g.tat, ?1 + ?5), ?1) + ?4 - ?1 <= ?5,
+	tat = CASE WHEN max(min(g.tat, ?1 + ?5), ?1) + ?4 - ?1 <= ?5 THEN max(min(g.tat, ?1 + ?5), ?1) + ?4
+		ELSE min(g.tat, ?1 + ?5) END,
 	tau = ?5
 RETURNING allowed`
 

@@ -74,9 +74,16 @@ type GCStats struct {
 // one over the limit leaves it, so refused retries cost nothing. With
 // tat at or before now the key is at rest and the whole burst is free.
 //
+// A conforming request leaves TAT at most tau ahead of the clock that
+// charged it, so a TAT further ahead of now means the clock has stepped
+// back since (an NTP step, a resumed VM): it counts as tau ahead, a burst
+// just spent, and a refusal stores that, so the key sends again one
+// increment later instead of once the clock is back where it was.
+//
 // This is the reference the stores' SQL implements (pgTake, liteTake); the
 // tests hold them to it. Times are nanoseconds since the Unix epoch.
 func conform(tat, now int64, c Cell) (next int64, ok bool) {
+	tat = min(tat, now+c.Tau)
 	base := max(tat, now)
 	if base+c.Inc-now > c.Tau {
 		return tat, false
