@@ -111,8 +111,24 @@ type When struct {
 	// ServerAddress and ServerPort list the addresses and ports Postfix
 	// received the connection on (server_address, server_port): the
 	// service's listen address, e.g. port 587.
-	ServerAddress []netip.Addr `yaml:"server_address"`
-	ServerPort    []uint16     `yaml:"server_port"`
+	ServerAddress []Addr   `yaml:"server_address"`
+	ServerPort    []uint16 `yaml:"server_port"`
+}
+
+// Addr is an IP address in the config, held as requests hold theirs: an
+// IPv4-mapped IPv6 spelling ("::ffff:192.0.2.25", as ss(8) shows the
+// IPv4 peers of a dual-stack socket) is the IPv4 address, since policy's
+// request parser unmaps server_address.
+type Addr struct{ netip.Addr }
+
+// UnmarshalText parses an address and unmaps it.
+func (a *Addr) UnmarshalText(b []byte) error {
+	p, err := netip.ParseAddr(string(b))
+	if err != nil {
+		return err
+	}
+	a.Addr = p.Unmap()
+	return nil
 }
 
 // Limit is a rate, written "N/duration": "300/1h", "50/10m".

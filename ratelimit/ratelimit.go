@@ -292,7 +292,7 @@ func (w *When) holds(req *policy.Request) bool {
 	if len(w.PolicyContext) > 0 && !slices.Contains(w.PolicyContext, req.PolicyContext) {
 		return false
 	}
-	if len(w.ServerAddress) > 0 && !slices.Contains(w.ServerAddress, req.ServerAddress.Unmap()) {
+	if len(w.ServerAddress) > 0 && !slices.Contains(w.ServerAddress, Addr{req.ServerAddress.Unmap()}) {
 		return false
 	}
 	return len(w.ServerPort) == 0 || slices.Contains(w.ServerPort, req.ServerPort)
