@@ -363,7 +363,7 @@ func (c *conn) reply(a Action, now time.Time) bool {
 	*bp = a.AppendWire((*bp)[:0])
 	c.writeDeadline(now)
 	if _, err := c.nc.Write(*bp); err != nil {
-		c.srv.Logger.Warn("writing reply failed", "remote", c.remote(), "err", err)
+		c.srv.warn(warnWrite, "writing reply failed", "remote", c.remote(), "err", err)
 		return false
 	}
 	return true

@@ -561,3 +561,63 @@ func TestBindUnixIsNeverWider(t *testing.T) {
 		t.Errorf("socket file created with mode %04o, wider than 0600", perm)
 	}
 }
+
+// gateDecider tells when a request is being decided and answers it only
+// when let go.
+type gateDecider struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (d *gateDecider) Decide(context.Context, *Request, *Message) Action {
+	d.started <- struct{}{}
+	<-d.release
+	return DunnoAction
+}
+
+// A local process that asks and resets its connection before the reply
+// (SO_LINGER 0, a crashed client) makes the reply's write fail, once per
+// connection. Those warnings are about bad connections, which are
+// "rate-limited to one line per kind per 10 s with a suppressed=N count"
+// (docs/RELIABILITY.md, "Bounded everything"); one process must not
+// write a line to the log per connection it opens.
+func TestServerWriteFailureWarningsRateLimited(t *testing.T) {
+	var logs logtest.Buffer
+	d := &gateDecider{started: make(chan struct{}), release: make(chan struct{})}
+	srv := &Server{Decider: d, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	addr := startServer(t, srv)
+	const n = 200
+	for range n {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, block("a@x", "", "1"))
+		<-d.started // the request is read and being decided
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close() // RST
+		d.release <- struct{}{}
+	}
+	// Each reply's write fails and its connection ends.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		srv.mu.Lock()
+		open := len(srv.conns)
+		srv.mu.Unlock()
+		if open == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections still open", open)
+		}
+	}
+	var warns []string
+	for line := range strings.Lines(logs.String()) {
+		if strings.Contains(line, "writing reply failed") {
+			warns = append(warns, line)
+		}
+	}
+	if len(warns) != 1 {
+		t.Fatalf("%d warnings for %d connections reset before their reply, want one per 10 s:\n%s",
+			len(warns), n, strings.Join(warns[:min(len(warns), 3)], ""))
+	}
+}

@@ -16,6 +16,7 @@ const (
 	warnEvicted                    // idle connection closed to admit another
 	warnBadRequest                 // closed without reply: malformed request
 	warnSilent                     // closed: no request within read_timeout
+	warnWrite                      // closed: the reply could not be written
 	numWarnKinds
 )
 
