@@ -265,6 +265,11 @@ func (a *Admin) clientKey(v string) (string, netip.Prefix, error) {
 	if err != nil {
 		return "", netip.Prefix{}, fmt.Errorf("greylist: client %s is not an address, a network or a client key (net:..., spf:...)", quote.Short(v))
 	}
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		// An IPv4 network in IPv4-mapped form, as whitelist entries and
+		// allowed_clients take it: ::ffff:192.0.2.0/120 is 192.0.2.0/24.
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
 	if bits := a.NetBits(p.Addr()); p.Bits() != bits || p.Masked() != p {
 		return "", netip.Prefix{}, fmt.Errorf("greylist: client %s: clients are keyed by /%d networks (greylist.ipv%d_prefix); give an address or its /%d",
 			v, bits, ipVersion(p.Addr()), bits)
