@@ -178,6 +178,18 @@ func (c Config) Validate() error {
 	if c.GCBatch < 1 || c.GCBatch > 1000000 {
 		bad("gc_batch", "must be between 1 and 1000000", c.GCBatch)
 	}
+	// SQLite keeps times in whole seconds and PostgreSQL in microseconds:
+	// a cut-off with a fraction of a second would fall a second apart on
+	// the two stores, and Peek (mxpolicyd check) would disagree with
+	// SQLite's own Decide.
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"delay", c.Delay}, {"retry_window", c.RetryWindow}, {"max_age", c.MaxAge}, {"awl_count_interval", c.AWLCountInterval}} {
+		if d.v%time.Second != 0 {
+			bad(d.key, "must be whole seconds", d.v)
+		}
+	}
 	return errors.Join(errs...)
 }
 
