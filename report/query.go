@@ -129,7 +129,8 @@ func (v pgViews) neverRetried(ctx context.Context, since time.Time, limit int) (
 		`SELECT coalesce(host(client), ''), client_name, helo, sender, recipient,
 			first_deferred, last_deferred, deferrals
 			FROM report_never_retried WHERE last_deferred >= $1
-			ORDER BY last_deferred DESC, client, sender, recipient LIMIT $2`, since, lim)
+			ORDER BY last_deferred DESC, coalesce(host(client), '') COLLATE "C", sender COLLATE "C",
+				recipient COLLATE "C" LIMIT $2`, since, lim)
 }
 
 // sqliteViews reads the views of SQLite: day is 'YYYY-MM-DD' text, times
