@@ -15,7 +15,7 @@ type connMetrics struct {
 
 func (m *Metrics) registerConnMetrics() {
 	m.connMetrics.evicted = m.counter("connections_evicted_total",
-		"Idle Postfix connections closed to admit a new one at max_connections.")
+		"Idle Postfix connections closed to admit a new one at max_connections or when file descriptors ran out.")
 	m.connMetrics.refused = m.counterVec("connections_refused_total",
 		"Connections closed on arrival, by reason (not_allowed, max_connections with every connection busy).",
 		"reason")

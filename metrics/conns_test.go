@@ -13,7 +13,7 @@ func TestConnEvictionsAndRefusals(t *testing.T) {
 	obs.ConnEvicted()
 	obs.ConnRefused(policy.RefusedMaxConns)
 	want := `
-# HELP mxpolicyd_connections_evicted_total Idle Postfix connections closed to admit a new one at max_connections.
+# HELP mxpolicyd_connections_evicted_total Idle Postfix connections closed to admit a new one at max_connections or when file descriptors ran out.
 # TYPE mxpolicyd_connections_evicted_total counter
 mxpolicyd_connections_evicted_total 2
 # HELP mxpolicyd_connections_refused_total Connections closed on arrival, by reason (not_allowed, max_connections with every connection busy).

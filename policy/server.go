@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -138,8 +139,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			if !isTemporaryAccept(err) {
 				return fmt.Errorf("policy: accept: %w", err)
 			}
+			if outOfDescriptors(err) && s.evictForDescriptor() {
+				continue // a descriptor is free again: accept at once
+			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.Logger.Warn("accept failed, retrying", "err", err, "backoff", backoff)
+			s.warn(warnAccept, "accept failed, retrying", "err", err, "backoff", backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -151,6 +155,39 @@ func (s *Server) Serve(ln net.Listener) error {
 func isTemporaryAccept(err error) bool {
 	// EMFILE and friends are transient; a closed listener is not.
 	return !errors.Is(err, net.ErrClosed)
+}
+
+// outOfDescriptors reports an accept that failed for want of a file
+// descriptor, the process's (EMFILE) or the system's (ENFILE): accept(2).
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// evictForDescriptor closes the connection idle the longest, as at
+// max_connections, when descriptors run out first (a LimitNOFILE below
+// what max_connections needs): idle sockets held by any local process
+// must not lock Postfix out then either. It reports whether it closed
+// one; with every connection busy, accept waits for one to end.
+func (s *Server) evictForDescriptor() bool {
+	s.mu.Lock()
+	evicted, idleFor := s.evictIdle()
+	s.mu.Unlock()
+	if evicted == nil {
+		return false
+	}
+	if s.Conns != nil {
+		s.Conns.ConnEvicted()
+	}
+	s.warn(warnEvictedFD, "closed the longest-idle connection: out of file descriptors",
+		"remote", evicted.remote(), "idle", idleFor.Round(time.Millisecond), "connections", s.connCount())
+	return true
+}
+
+// connCount is how many connections are open.
+func (s *Server) connCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
 }
 
 func (s *Server) forgetListener(ln net.Listener) {

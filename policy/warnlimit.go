@@ -17,6 +17,8 @@ const (
 	warnBadRequest                 // closed without reply: malformed request
 	warnSilent                     // closed: no request within read_timeout
 	warnWrite                      // closed: the reply could not be written
+	warnAccept                     // accept failed (out of descriptors, all busy)
+	warnEvictedFD                  // idle connection closed for its descriptor
 	numWarnKinds
 )
 
