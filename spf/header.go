@@ -93,7 +93,29 @@ func isToken(s string) bool {
 //
 // on one line, since Postfix's PREPEND takes a single line. The comment
 // wording follows the RFC's examples and pypolicyd-spf.
+//
+// A line may not exceed maxHeaderLine, and Postfix takes a MAIL FROM or
+// HELO far longer than SMTP allows (line_length_limit, 2048): a field
+// that would be too long leaves out the comment, which the grammar makes
+// optional, and then the client's own values, envelope-from and helo.
 func header(receiver string, v vars, mailFrom string) string {
+	h := receivedSPF(receiver, v, mailFrom, true, true)
+	if len(h) > maxHeaderLine {
+		h = receivedSPF(receiver, v, mailFrom, false, true)
+	}
+	if len(h) > maxHeaderLine {
+		h = receivedSPF(receiver, v, mailFrom, false, false)
+	}
+	return h
+}
+
+// maxHeaderLine is the longest line of a message, CRLF excluded (RFC
+// 5322 §2.1.1: "MUST be no more than 998 characters").
+const maxHeaderLine = 998
+
+// receivedSPF builds the field, with or without its comment and the
+// client's values.
+func receivedSPF(receiver string, v vars, mailFrom string, comment, client bool) string {
 	who := v.sender
 	if who == "" {
 		who = v.helo
@@ -102,9 +124,11 @@ func header(receiver string, v vars, mailFrom string) string {
 	b.Grow(256)
 	b.WriteString("Received-SPF: ")
 	b.WriteString(v.result)
-	b.WriteString(" (")
-	writeComment(&b, receiver+": "+commentText(v.result, who, v.ip))
-	b.WriteString(")")
+	if comment {
+		b.WriteString(" (")
+		writeComment(&b, receiver+": "+commentText(v.result, who, v.ip))
+		b.WriteString(")")
+	}
 	for i, kv := range [...][2]string{
 		{"receiver", receiver},
 		{"client-ip", v.ip},
@@ -112,6 +136,9 @@ func header(receiver string, v vars, mailFrom string) string {
 		{"helo", v.helo},
 		{"identity", v.identity},
 	} {
+		if !client && (kv[0] == "envelope-from" || kv[0] == "helo") {
+			continue
+		}
 		if i > 0 {
 			b.WriteString(";")
 		}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mxpolicyd/mxpolicyd/policy"
 	"github.com/mxpolicyd/mxpolicyd/spf"
 )
 
@@ -64,4 +65,39 @@ func TestExplanationIsAttributed(t *testing.T) {
 	if got := res.Action.String(); !strings.Contains(got, "quota.test") {
 		t.Errorf("the domain's explanation is sent as ours, naming no source: %q", got)
 	}
+}
+
+// The Received-SPF field goes out as one line (PREPEND takes one), and
+// RFC 5322 §2.1.1 says "Each line of characters MUST be no more than 998
+// characters". Postfix takes an SMTP command line up to line_length_limit
+// (2048), so a MAIL FROM or HELO can be far longer than SMTP allows: the
+// field then leaves out the comment, and then the client's values.
+func TestReceivedSPFLineLength(t *testing.T) {
+	c, _ := newChecker(t, nil)
+	for _, tc := range []struct{ sender, helo, want string }{
+		{strings.Repeat("a", 600) + "@pass.test", "h.test", "envelope-from="},
+		{strings.Repeat("a", 900) + "@pass.test", "h.test", "client-ip=192.0.2.1"},
+		{"a@pass.test", "h" + strings.Repeat(".h", 600), "client-ip=192.0.2.1"},
+	} {
+		h := prepended(t, c, "192.0.2.1", tc.sender, tc.helo)
+		if len(h) > 998 || !strings.HasPrefix(h, "Received-SPF: pass") || !strings.Contains(h, tc.want) {
+			t.Errorf("sender of %d, HELO of %d characters: a line of %d:\n%.300s", len(tc.sender), len(tc.helo), len(h), h)
+		}
+	}
+	if h := prepended(t, c, "192.0.2.1", "a@pass.test", "h.test"); !strings.Contains(h, "(") || !strings.Contains(h, `envelope-from="a@pass.test"`) {
+		t.Errorf("a short field lost its comment or values: %s", h)
+	}
+}
+
+// prepended runs c through the engine for one RCPT and returns the
+// header text of its PREPEND ("" when the reply is not one).
+func prepended(t *testing.T, c *spf.Checker, client, sender, helo string) string {
+	t.Helper()
+	eng := policy.NewEngine(policy.Options{}, []policy.Step{{Check: c}})
+	msg := policy.NewMessage("i1")
+	d := eng.Evaluate(context.Background(), state(client, sender, helo, "i1", msg).Req, msg)
+	if d.Action.Verb != policy.Prepend {
+		t.Fatalf("want a PREPEND, got %q", d.Action)
+	}
+	return d.Action.Text
 }
