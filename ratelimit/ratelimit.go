@@ -138,7 +138,7 @@ func (c *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 			hits = append(hits, h...)
 			continue
 		}
-		if cost := r.cost(st); cost > 0 {
+		if cost := r.cost(st, key); cost > 0 {
 			cells, cellRules = append(cells, r.cell(key, cost)), append(cellRules, r)
 		}
 	}
@@ -168,14 +168,14 @@ func (c *Checker) take(ctx context.Context, st *policy.State, cells []Cell, rule
 		switch {
 		case !ok[i]:
 			hits = append(hits, over{rule: r, key: cells[i].Key, reason: r.Name + reasonRate})
-		case r.count() == CountMessages && !counted[r.Name]:
+		case r.count() == CountMessages && !counted[countedName(r, cells[i].Key)]:
 			if next == nil {
 				next = maps.Clone(counted)
 			}
 			if next == nil {
 				next = map[string]bool{}
 			}
-			next[r.Name] = true
+			next[countedName(r, cells[i].Key)] = true
 		}
 	}
 	if next != nil {
@@ -344,21 +344,26 @@ func (r *Rule) network(a netip.Addr) string {
 	return p.String()
 }
 
-// cost is what the request costs under a rate rule: 1 per message (0
-// for the later recipients of a message already counted), 1 per
-// recipient, or the size in bytes.
-func (r *Rule) cost(st *policy.State) int64 {
+// cost is what the request costs under a rate rule with key: 1 per
+// message (0 for the later recipients of a message already counted under
+// that key), 1 per recipient, or the size in bytes.
+func (r *Rule) cost(st *policy.State, key string) int64 {
 	switch r.count() {
 	case CountRecipients:
 		return 1
 	case CountBytes:
 		return max(st.Req.Size, 0)
 	}
-	if counted, _ := countedKey.Get(st.Msg); counted[r.Name] {
+	if counted, _ := countedKey.Get(st.Msg); counted[countedName(r, key)] {
 		return 0
 	}
 	return 1
 }
+
+// countedName is how a message remembers it was counted under rule r
+// with key: once per key, so that a rule keyed by recipient_domain counts
+// the message once for each domain it goes to, and checks each.
+func countedName(r *Rule, key string) string { return r.Name + "\x00" + key }
 
 // String names the rule for messages.
 func (r *Rule) String() string { return fmt.Sprintf("%s (%s %s)", r.Name, r.kind(), r.Limit) }
