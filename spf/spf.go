@@ -146,7 +146,12 @@ func (c *Checker) apply(st *policy.State, o *outcome) (policy.Result, error) {
 		return policy.Result{}, o.err
 	}
 	st.Facts.SPF = o.result
-	if o.result == policy.SPFPass && o.vouches {
+	// A bounce (the null sender) is checked as postmaster@ its HELO name
+	// (RFC 7208 §2.4), and a HELO policy names one host (§2.3 recommends
+	// "v=spf1 a -all" for it): a pool's hosts would each get their own
+	// key, and a retry from a neighbour would be greylisted again. Its
+	// triplet keys by network, as without SPF.
+	if o.result == policy.SPFPass && o.vouches && st.Req.Sender != "" {
 		st.Facts.SPFDomain = o.vars.domain
 	}
 	for _, h := range o.headers {

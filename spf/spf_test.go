@@ -87,8 +87,9 @@ func TestResults(t *testing.T) {
 			"DEFER_IF_PERMIT 4.7.24 SPF temporary error for broken.test, try again later"},
 		{"192.0.2.5", "a@mx.test", "h.test", "pass", "mx.test", "DUNNO"},
 		{"192.0.2.6", "a@mx.test", "h.test", "fail", "", "550 5.7.23 SPF validation failed: mx.test does not designate 192.0.2.6 as a permitted sender"},
-		// Null sender: the HELO identity.
-		{"192.0.2.7", "", "helo.test", "pass", "helo.test", "DUNNO"},
+		// Null sender: the HELO identity, whose pass keys no pool (one
+		// host's policy).
+		{"192.0.2.7", "", "helo.test", "pass", "", "DUNNO"},
 		{"192.0.2.8", "", "HELO.test.", "fail", "",
 			"550 5.7.23 SPF validation failed: helo.test does not designate 192.0.2.8 as a permitted sender"},
 		{"192.0.2.8", "", "[192.0.2.8]", "none", "", "DUNNO"},
