@@ -54,6 +54,7 @@ type Server struct {
 	base       context.Context // every request's ctx; Shutdown cancels it
 	cancelBase context.CancelFunc
 	warns      *warnLimiter
+	orphans    orphans       // messages of evicted connections, by instance
 	poller     *poller       // parks idle connections; nil: each waits in a goroutine
 	grace      time.Duration // Shutdown's wait for cancelled decisions
 	idleSeq    atomic.Uint64 // stamps connections as they turn idle
@@ -258,8 +259,9 @@ func (s *Server) evictIdle() (*conn, time.Duration) {
 		if victim == nil {
 			return nil, 0
 		}
-		if victim.closeIfIdle() {
+		if closed, msg := victim.closeIdle(); closed {
 			delete(s.conns, victim)
+			s.orphans.put(msg, time.Now())
 			return victim, time.Since(since)
 		}
 	}

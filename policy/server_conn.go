@@ -49,17 +49,35 @@ type conn struct {
 // reports whether it did. A parked connection gets a goroutine again,
 // which finds the socket closed and ends the connection.
 func (c *conn) closeIfIdle() bool {
+	closed, _ := c.closeIdle()
+	return closed
+}
+
+// closeIdle is closeIfIdle that also returns, when it closed the
+// connection, the message its last request belonged to. The goroutine
+// that serves the connection wrote it before it turned idle, and a
+// request it reads from now on is not decided (handle).
+func (c *conn) closeIdle() (bool, *Message) {
 	c.mu.Lock()
 	idle := c.idle
+	var msg *Message
 	if idle {
 		c.nc.Close()
 		c.closed = true
+		msg = c.msg
 	}
 	c.mu.Unlock()
 	if idle {
 		c.resume(false)
 	}
-	return idle
+	return idle, msg
+}
+
+// isClosed reports whether closeIfIdle closed the connection.
+func (c *conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
 }
 
 func (c *conn) idleTime() (since time.Time, seq uint64, idle bool) {
@@ -166,10 +184,20 @@ func (c *conn) handle() (parked bool) {
 			c.logReadError(err, c.first)
 			return false
 		}
+		if c.isClosed() {
+			// Closed for another connection while this request came
+			// in: its message went to s.orphans, and Postfix sends the
+			// request again on a new connection.
+			return false
+		}
 		if c.msg == nil || req.Instance == "" || req.Instance != c.msg.Instance {
-			// A clone: the request's values share one string
+			// The message of an evicted connection, or a new one. A
+			// clone: the request's values share one string
 			// (ReadRequest), which the message would keep alive.
-			c.msg = NewMessage(strings.Clone(req.Instance))
+			c.msg = s.orphans.take(req.Instance, time.Now(), s.IdleTimeout)
+			if c.msg == nil {
+				c.msg = NewMessage(strings.Clone(req.Instance))
+			}
 		}
 		if br.Buffered() == 0 {
 			// Postfix waits for each reply before it sends more, so
