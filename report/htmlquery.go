@@ -76,7 +76,7 @@ func binDest(b *delayBin) []any { return []any{&b.i, &b.n} }
 
 // delayBinsSQL counts passes per bin; %s is the placeholder of since.
 var delayBinsSQL = `SELECT ` + bucketCase("delay_seconds") + `, count(*) FROM decisions
-	WHERE NOT observe AND delay_seconds > 0 AND verb IN ('DUNNO', 'PREPEND', 'WARN')
+	WHERE NOT observe AND delay_seconds > 0 AND verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')
 	AND time >= %s GROUP BY 1`
 
 // bucketCase is a CASE expression giving the index of col's bin in

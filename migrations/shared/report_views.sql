@@ -6,7 +6,12 @@ Two things differ, and are written as calls:
                  'YYYY-MM-DD' text on SQLite, whose times are Unix seconds;
   {{utc "col"}}  a time column as the view shows it: timestamptz as it is
                  on PostgreSQL, 'YYYY-MM-DD HH:MM:SS' UTC text on SQLite.
-A migration that changes a view drops it and includes this file again.
+  {{createView}} CREATE OR REPLACE VIEW on PostgreSQL, so a migration can
+                 include this file again over the views (same columns) and
+                 views of the administrator's own on them stay; CREATE VIEW
+                 on SQLite, where a migration drops them first.
+A pass is what Postfix accepted: DUNNO, PREPEND, WARN, or HOLD (accepted
+into the hold queue, by a rate limit after greylisting's pass).
 */ -}}
 -- Reporting views: the same names and columns on both stores. Days are
 -- UTC days.
@@ -14,12 +19,12 @@ A migration that changes a view drops it and includes this file again.
 -- Per day: what the daemons answered. Observe-mode rows count only in
 -- requests, whitelisted, check_errors and the observe_* columns, since
 -- nothing was enforced for them.
-CREATE VIEW report_daily AS
+{{createView}} report_daily AS
 SELECT {{day "time"}} AS day,
        count(*) AS requests,
        count(*) FILTER (WHERE NOT observe AND verb = 'DEFER') AS deferred,
        count(*) FILTER (WHERE NOT observe AND delay_seconds > 0
-                        AND verb IN ('DUNNO', 'PREPEND', 'WARN')) AS passed_after_delay,
+                        AND verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')) AS passed_after_delay,
        count(*) FILTER (WHERE whitelist <> '') AS whitelisted,
        count(*) FILTER (WHERE NOT observe AND verb = 'REJECT' AND check_name = 'dnsbl') AS rejected_dnsbl,
        count(*) FILTER (WHERE NOT observe AND verb = 'REJECT' AND check_name = 'spf') AS rejected_spf,
@@ -36,7 +41,7 @@ GROUP BY 1;
 -- not retry, sometimes a legitimate sender that retries from another pool
 -- or with a new VERP sender (greylisting's own key is wider than this
 -- one, so such a sender passed but still shows here).
-CREATE VIEW report_never_retried AS
+{{createView}} report_never_retried AS
 WITH deferred AS (
     SELECT client, sender, recipient,
            min(time) AS first_deferred, max(time) AS last_deferred, count(*) AS deferrals,
@@ -54,17 +59,17 @@ WHERE NOT EXISTS (
     SELECT 1 FROM decisions p
     WHERE p.client = d.client AND p.time > d.last_deferred
       AND p.sender = d.sender AND p.recipient = d.recipient
-      AND NOT p.observe AND p.verb IN ('DUNNO', 'PREPEND', 'WARN'));
+      AND NOT p.observe AND p.verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD'));
 
 -- Per day: how long legitimate senders took to come back, over the
 -- greylisting passes that had been delayed. Percentiles are nearest-rank
 -- (the value at rank ceil(p/100 * n)), computed with integer arithmetic
 -- so both stores give the same numbers.
-CREATE VIEW report_retry_delay AS
+{{createView}} report_retry_delay AS
 WITH passes AS (
     SELECT {{day "time"}} AS day, delay_seconds AS d
     FROM decisions
-    WHERE NOT observe AND delay_seconds > 0 AND verb IN ('DUNNO', 'PREPEND', 'WARN')
+    WHERE NOT observe AND delay_seconds > 0 AND verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')
 ), ranked AS (
     SELECT day, d,
            row_number() OVER (PARTITION BY day ORDER BY d) AS rn,
