@@ -259,7 +259,9 @@ func newStoreWaits(d *sql.DB) *storeWaits {
 func appendSQLiteValues(args []any, r *Row) []any {
 	client := ""
 	if r.Client.IsValid() {
-		client = r.Client.String()
+		// Without a zone, as PostgreSQL's inet stores it (appendInet), so
+		// that both stores report one client.
+		client = r.Client.WithZone("").String()
 	}
 	return append(args,
 		r.Time.Unix(), r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,

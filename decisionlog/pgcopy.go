@@ -102,9 +102,7 @@ func appendInet(b []byte, r *Row) []byte {
 // HELO or address as it came). So such a value is stored with each bad
 // byte and each NUL as U+FFFD, the replacement character.
 func appendText(b []byte, s string) []byte {
-	if !db.Storable(s) {
-		s = strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
-	}
+	s = db.ToStorable(s)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
 	return append(b, s...)
 }

@@ -149,3 +149,23 @@ func TestCopyRepairsText(t *testing.T) {
 			n, helo, sender, len(rows), "caf\uFFFD.example", "a\uFFFDb@example.net")
 	}
 }
+
+// docs/reporting.md: a text value PostgreSQL cannot hold "is stored with
+// each bad byte as U+FFFD". A Latin-1 HELO of two 8-bit letters in a row
+// ("Grüße", fc df) keeps a replacement character per byte.
+func TestCopyRepairsEachBadByte(t *testing.T) {
+	d := dbtest.Open(t, db.Postgres)
+	ctx := dbtest.Context(t)
+	rows := []Row{FromDecision(decision(0), "mx1")}
+	rows[0].Helo = "gr\xfc\xdfe.example"
+	if err := Insert(ctx, d, rows); err != nil {
+		t.Fatal(err)
+	}
+	var helo string
+	if err := d.PG.QueryRow(ctx, `SELECT helo FROM decisions`).Scan(&helo); err != nil {
+		t.Fatal(err)
+	}
+	if want := "gr\uFFFD\uFFFDe.example"; helo != want {
+		t.Errorf("helo %q, want %q (one U+FFFD per bad byte)", helo, want)
+	}
+}

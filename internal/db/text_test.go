@@ -17,3 +17,19 @@ func TestStorable(t *testing.T) {
 		}
 	}
 }
+
+// Each bad byte and each NUL becomes one U+FFFD; valid text is kept.
+func TestToStorable(t *testing.T) {
+	for in, want := range map[string]string{
+		"ok":                 "ok",
+		"gr\xfc\xdfe":        "gr\uFFFD\uFFFDe",
+		"a\x00b":             "a\uFFFDb",
+		"\xff":               "\uFFFD",
+		"d\u00e9j\u00e0\xc3": "d\u00e9j\u00e0\uFFFD",
+		"\uFFFD":             "\uFFFD",
+	} {
+		if got := ToStorable(in); got != want || !Storable(got) {
+			t.Errorf("ToStorable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
