@@ -32,18 +32,30 @@ func (c *Checker) headers(helo, mf *evaluation, mailFrom string) []string {
 //
 // on one line, since Postfix's PREPEND takes a single line. An identity
 // SPF could not check (a HELO name that is not a domain) says so with
-// spf=none and the name as given.
+// spf=none and the name as given. A field longer than maxHeaderLine
+// leaves out the identities' values, which the grammar makes optional
+// (RFC 8601 §2.2, propspec).
 func authResults(authserv string, checked ...vars) string {
+	h := authResultsWith(authserv, true, checked)
+	if len(h) > maxHeaderLine {
+		h = authResultsWith(authserv, false, checked)
+	}
+	return h
+}
+
+func authResultsWith(authserv string, props bool, checked []vars) string {
 	var b strings.Builder
 	b.WriteString("Authentication-Results: ")
 	b.WriteString(authserv)
 	for _, v := range checked {
 		b.WriteString("; spf=")
 		b.WriteString(v.result)
-		b.WriteString(" smtp.")
-		b.WriteString(v.identity)
-		b.WriteString("=")
-		writePValue(&b, arIdentity(v))
+		if props {
+			b.WriteString(" smtp.")
+			b.WriteString(v.identity)
+			b.WriteString("=")
+			writePValue(&b, arIdentity(v))
+		}
 	}
 	return validUTF8(b.String())
 }

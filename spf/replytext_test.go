@@ -101,3 +101,16 @@ func prepended(t *testing.T, c *spf.Checker, client, sender, helo string) string
 	}
 	return d.Action.Text
 }
+
+// Authentication-Results goes out as one line too: a field that would
+// pass RFC 5322's 998 characters leaves out the identities' values.
+func TestAuthenticationResultsLineLength(t *testing.T) {
+	c, _ := newChecker(t, func(cfg *spf.Config) { cfg.Header = spf.HeaderAuthResults })
+	h := prepended(t, c, "192.0.2.1", strings.Repeat("a", 1000)+"@pass.test", "h.test")
+	if len(h) > 998 || !strings.HasPrefix(h, "Authentication-Results: ") || !strings.Contains(h, "spf=pass") {
+		t.Errorf("a line of %d:\n%.300s", len(h), h)
+	}
+	if h := prepended(t, c, "192.0.2.1", "a@pass.test", "h.test"); !strings.Contains(h, "smtp.mailfrom=a@pass.test") {
+		t.Errorf("a short field lost its values: %s", h)
+	}
+}
