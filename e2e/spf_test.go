@@ -115,8 +115,16 @@ spf:
 			if !tc.Allows(result) {
 				t.Errorf("%s: got %s (%q), want %s", name, result, action, strings.Join(tc.Result, " or "))
 			}
-			if result == "fail" && tc.Explanation != "" && tc.Explanation != "DEFAULT" && text != tc.Explanation {
-				t.Errorf("%s: explanation %q, want %q", name, text, tc.Explanation)
+			// The domain's text goes out attributed to it (RFC 7208 §6.2):
+			// "<domain of the sender> explains: ".
+			if result == "fail" && tc.Explanation != "" && tc.Explanation != "DEFAULT" {
+				o := tc.Helo
+				if at := strings.LastIndex(tc.MailFrom, "@"); at >= 0 {
+					o = tc.MailFrom[at+1:]
+				}
+				if want := o + " explains: " + tc.Explanation; text != want {
+					t.Errorf("%s: explanation %q, want %q", name, text, want)
+				}
 			}
 			ran++
 		}
