@@ -1,6 +1,7 @@
 package greylist_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
+	"github.com/mxpolicyd/mxpolicyd/policy"
 )
 
 // greylist.stage: data holds a deferral for DATA only while Postfix has
@@ -65,4 +67,64 @@ func TestReleaseAfterBackwardStepGivesNegativeDelay(t *testing.T) {
 	if a.IsDefer() || strings.Contains(a.Text, "delayed -") {
 		t.Fatalf("retry after the release: %v; want a pass with a delay of 0 or more", a)
 	}
+}
+
+// The host's clock ran a week fast (a VM restored, a board without a
+// battery-backed clock that started before NTP) and is stepped back to the
+// true time. A triplet first seen while it was fast has its first_seen a
+// week "in the future". README, "Greylisting": "a retry after the delay
+// and within greylist.retry_window (48 h) passes". Here the sender retries
+// as a real MTA does, for Postfix's whole maximal_queue_lifetime (5 days),
+// every retry long after the delay in real time, and each one is deferred
+// ("try again in ~600000 seconds"): the message bounces.
+func TestTripletFirstSeenBeforeClockStepBack(t *testing.T) {
+	g, _ := newCheck(t, greylist.DefaultConfig())
+	req := request("192.0.2.10", "alice@example.org", "bob@example.net")
+	const fast = 7 * 24 * time.Hour
+	if res := run(t, g, fast, req, nil, policy.Facts{}); res.Action.Verb != policy.DeferIfPermit {
+		t.Fatalf("first attempt, clock a week fast: %v, want a deferral", res.Action)
+	}
+	// The clock is stepped back a week; the sender retries on Postfix's
+	// schedule, for 5 days.
+	var got []string
+	for _, at := range []time.Duration{5 * time.Minute, 20 * time.Minute, time.Hour, 4 * time.Hour,
+		24 * time.Hour, 3 * 24 * time.Hour, 5 * 24 * time.Hour} {
+		res := run(t, g, at, req, nil, policy.Facts{})
+		if res.Action.Verb != policy.DeferIfPermit {
+			return // passed: the step back cost at most a round
+		}
+		got = append(got, fmt.Sprintf("+%s: %s (%s)", at, res.Action.Text, res.Reason))
+	}
+	t.Errorf("after the clock was stepped back a week, every retry for 5 days was deferred:\n%v", got)
+}
+
+// The same step on every store, the batched ones included: a pending
+// triplet first seen more than a minute after now starts over (one more
+// delay), and one first seen within the minute is an early retry as
+// before, so daemons whose clocks differ by milliseconds still see one
+// "new" per triplet.
+func TestStoresRestartATripletFromTheFuture(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		cfg := greylist.DefaultConfig()
+		batched, stop := greylist.NewBatchStore(d, greylist.BatchOptions{})
+		defer stop()
+		for name, s := range map[string]greylist.Store{"store": greylist.NewStore(d), "batched": batched} {
+			t0 := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+			sender := "a@" + name + ".example.org" // a domain of its own: no pair auto-whitelist
+			if v := decideAt(t, s, cfg, t0.Add(7*24*time.Hour), "192.0.2.10", sender, "bob@example.net"); v != greylist.VerdictNew {
+				t.Fatalf("%s: first attempt: %v", name, v)
+			}
+			if v := decideAt(t, s, cfg, t0.Add(5*time.Minute), "192.0.2.10", sender, "bob@example.net"); v != greylist.VerdictNew {
+				t.Errorf("%s: retry after the clock stepped back a week: %v, want new (the triplet starts over)", name, v)
+			}
+			if v := decideAt(t, s, cfg, t0.Add(5*time.Minute+cfg.Delay), "192.0.2.10", sender, "bob@example.net"); v != greylist.VerdictPassed {
+				t.Errorf("%s: retry a delay later: %v, want passed", name, v)
+			}
+			other := "a@other-" + name + ".example.org"
+			decideAt(t, s, cfg, t0.Add(30*time.Second), "192.0.2.10", other, "bob@example.net")
+			if v := decideAt(t, s, cfg, t0, "192.0.2.10", other, "bob@example.net"); v != greylist.VerdictEarly {
+				t.Errorf("%s: a retry 30 s before the first attempt's time: %v, want early (within the slack)", name, v)
+			}
+		}
+	})
 }

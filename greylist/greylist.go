@@ -392,7 +392,9 @@ func (g *Checker) waitForData(now time.Time) bool {
 // clockSlack is how far the time the checks see may run backwards
 // without counting as a step of the clock: on PostgreSQL it follows the
 // server's clock, whose measured offset moves by milliseconds from one
-// probe to the next (internal/db/clock.go).
+// probe to the next (internal/db/clock.go), and daemons on several hosts
+// measure it each on their own. The stores' statements spell it as one
+// minute too (liteExpired, pgExpired, pgSetExpired).
 const clockSlack = time.Minute
 
 // answer applies the message's verdict to a recipient whose triplet got

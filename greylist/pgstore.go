@@ -89,8 +89,11 @@ SELECT EXISTS (SELECT FROM awl_client), EXISTS (SELECT FROM awl_pair),
 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS sc
 LEFT JOIN triplet t ON true`
 
-// pgExpired: the existing row's round is over.
-const pgExpired = `((g.passed_at IS NULL AND g.first_seen < $11::timestamptz)
+// pgExpired: the existing row's round is over; a pending row first seen
+// more than a minute after now (clockSlack) is too, as on SQLite
+// (liteExpired).
+const pgExpired = `((g.passed_at IS NULL AND (g.first_seen < $11::timestamptz
+		OR g.first_seen > $9::timestamptz + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < $12::timestamptz))`
 
 // Decide records one attempt and returns the verdict.
@@ -332,5 +335,6 @@ ORDER BY i.ord`
 
 // pgSetExpired is pgExpired with the row's own cutoffs ($11 the retry
 // window, $12 max age).
-const pgSetExpired = `((g.passed_at IS NULL AND g.first_seen < EXCLUDED.last_seen - $11::interval)
+const pgSetExpired = `((g.passed_at IS NULL AND (g.first_seen < EXCLUDED.last_seen - $11::interval
+		OR g.first_seen > EXCLUDED.last_seen + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < EXCLUDED.last_seen - $12::interval))`

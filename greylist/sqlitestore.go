@@ -153,7 +153,12 @@ const (
 	liteAWLPair = `UPDATE greylist_awl_pair SET last_seen = ?9, client_addr = ?6
 	WHERE ?15 AND ?8 <> '' AND client_key = ?1 AND sender_domain = ?8 AND last_seen >= ?12`
 
-	liteExpired = `((g.passed_at IS NULL AND g.first_seen < ?11) OR (g.passed_at IS NOT NULL AND g.last_seen < ?12))`
+	// A pending row first seen more than a minute after now (clockSlack)
+	// is over too: the clock has stepped back since (an NTP step, a
+	// resumed VM), and its delay would otherwise run until the clock is
+	// back where it was.
+	liteExpired = `((g.passed_at IS NULL AND (g.first_seen < ?11 OR g.first_seen > ?9 + 60))
+		OR (g.passed_at IS NOT NULL AND g.last_seen < ?12))`
 
 	liteTriplet = `INSERT INTO greylist_triplet AS g (client_key, sender, recipient, key_kind, client_net,
 		client_addr, raw_sender, first_seen, last_seen, passed_at, attempts, passes)

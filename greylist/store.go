@@ -149,7 +149,7 @@ func (p peekState) verdict(c cutoffs) Outcome {
 	case p.awlPair:
 		return Outcome{Verdict: VerdictAWLPair}
 	case !p.found,
-		p.passedAt == nil && p.firstSeen.Before(c.window),
+		p.passedAt == nil && (p.firstSeen.Before(c.window) || p.firstSeen.After(c.now.Add(clockSlack))),
 		p.passedAt != nil && p.lastSeen.Before(c.maxAge):
 		return Outcome{Verdict: VerdictNew, FirstSeen: c.now}
 	case p.passedAt != nil && p.passes == 0:

@@ -22,15 +22,19 @@ WITH awl_client AS (
 		(date_trunc('second', now()))::timestamptz, (date_trunc('second', now()))::timestamptz, NULL, 1, 0
 	WHERE NOT EXISTS (SELECT FROM awl_client) AND NOT EXISTS (SELECT FROM awl_pair)
 	ON CONFLICT (client_key, sender, recipient) DO UPDATE SET
-		first_seen = CASE WHEN ((g.passed_at IS NULL AND g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz)
+		first_seen = CASE WHEN ((g.passed_at IS NULL AND (g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz
+		OR g.first_seen > (date_trunc('second', now()))::timestamptz + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < (date_trunc('second', now()) - interval '3024000 seconds')::timestamptz)) THEN (date_trunc('second', now())) ELSE g.first_seen END,
-		passed_at = CASE WHEN ((g.passed_at IS NULL AND g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz)
+		passed_at = CASE WHEN ((g.passed_at IS NULL AND (g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz
+		OR g.first_seen > (date_trunc('second', now()))::timestamptz + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < (date_trunc('second', now()) - interval '3024000 seconds')::timestamptz)) THEN NULL
 			WHEN g.passed_at IS NOT NULL THEN g.passed_at
 			WHEN g.first_seen <= (date_trunc('second', now()) - interval '120 seconds')::timestamptz THEN (date_trunc('second', now())) END,
-		attempts = CASE WHEN ((g.passed_at IS NULL AND g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz)
+		attempts = CASE WHEN ((g.passed_at IS NULL AND (g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz
+		OR g.first_seen > (date_trunc('second', now()))::timestamptz + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < (date_trunc('second', now()) - interval '3024000 seconds')::timestamptz)) THEN 1 ELSE g.attempts + 1 END,
-		passes = CASE WHEN ((g.passed_at IS NULL AND g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz)
+		passes = CASE WHEN ((g.passed_at IS NULL AND (g.first_seen < (date_trunc('second', now()) - interval '172800 seconds')::timestamptz
+		OR g.first_seen > (date_trunc('second', now()))::timestamptz + interval '1 minute'))
 	OR (g.passed_at IS NOT NULL AND g.last_seen < (date_trunc('second', now()) - interval '3024000 seconds')::timestamptz)) THEN 0
 			WHEN g.passed_at IS NOT NULL OR g.first_seen <= (date_trunc('second', now()) - interval '120 seconds') THEN g.passes + 1
 			ELSE g.passes END,
