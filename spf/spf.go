@@ -482,18 +482,45 @@ var (
 )
 
 // passesAnyone re-evaluates a passing policy for a probe address of the
-// client's family, within what is left of the evaluation's deadline. Its
-// DNS answers are the ones just fetched (dns is the evaluation's memo),
-// so only names that depend on the address (an exists: or ptr with
-// %{i}) are asked again; a failure counts as "not anyone".
+// client's family, and for the client's mirror, within what is left of
+// the evaluation's deadline. Its DNS answers are the ones just fetched
+// (dns is the evaluation's memo), so only names that depend on the
+// address (an exists: or ptr with %{i}) are asked again; a failure
+// counts as "not anyone".
+//
+// The reserved probe alone is easy to step around: "ip4:0.0.0.0/1
+// ip4:128.0.0.0/2 ip4:192.0.0.0/3" passes every unicast IPv4 address
+// but 240.0.0.1. The mirror is the client's address with a high bit
+// flipped, in another half (IPv4) or another eighth of the global unicast
+// space (IPv6): a real pool's policy names its own networks, never one
+// that far from them, while a policy that spans the address space passes
+// it too.
 func (c *Checker) passesAnyone(ctx context.Context, dns gospf.DNSResolver, v vars, ip netip.Addr) bool {
 	probe := probe4
 	if ip.Is6() {
 		probe = probe6
 	}
-	res, _ := gospf.CheckHostWithSender(probe, v.helo, v.sender,
-		gospf.WithContext(ctx), gospf.WithResolver(dns))
-	return res == gospf.Pass
+	for _, p := range []net.IP{probe, mirror(ip)} {
+		res, _ := gospf.CheckHostWithSender(p, v.helo, v.sender,
+			gospf.WithContext(ctx), gospf.WithResolver(dns))
+		if res == gospf.Pass {
+			return true
+		}
+	}
+	return false
+}
+
+// mirror is ip with the top bit of its first octet flipped (IPv4), or
+// the bit of its first octet that keeps a 2000::/3 address in 2000::/3
+// (IPv6).
+func mirror(ip netip.Addr) net.IP {
+	b := ip.AsSlice()
+	if ip.Is4() {
+		b[0] ^= 0x80
+	} else {
+		b[0] ^= 0x10
+	}
+	return net.IP(b)
 }
 
 // fixAction keeps key's action parsed when its template fills in nothing.

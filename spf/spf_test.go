@@ -33,6 +33,8 @@ var zones = []string{
 	"helo.test. 300 IN A 192.0.2.7",
 	`all.test. 300 IN TXT "v=spf1 +all"`,
 	`wide.test. 300 IN TXT "v=spf1 ip4:0.0.0.0/0 ip6:::/0 -all"`,
+	// Every unicast address but the reserved probes.
+	`unicast.test. 300 IN TXT "v=spf1 ip4:0.0.0.0/1 ip4:128.0.0.0/2 ip4:192.0.0.0/3 ip6:2000::/3 -all"`,
 }
 
 func newChecker(t testing.TB, set func(*spf.Config)) (*spf.Checker, *dnstest.Server) {
@@ -99,6 +101,14 @@ func TestResults(t *testing.T) {
 		{"192.0.2.99", "a@all.test", "h.test", "pass", "", "DUNNO"},
 		{"192.0.2.99", "a@wide.test", "h.test", "pass", "", "DUNNO"},
 		{"2001:db8::99", "a@wide.test", "h.test", "pass", "", "DUNNO"},
+		// Nor does one that passes every unicast address but the probes:
+		// it passes the client's mirror (45.33.10.20 -> 173.33.10.20).
+		{"45.33.10.20", "a@unicast.test", "h.test", "pass", "", "DUNNO"},
+		{"203.0.113.5", "a@unicast.test", "h.test", "pass", "", "DUNNO"},
+		{"2a02:db8:77::9", "a@unicast.test", "h.test", "pass", "", "DUNNO"},
+		// A real pool's own networks: its mirror is far outside them.
+		{"192.0.2.1", "a@pass.test", "h.test", "pass", "pass.test", "DUNNO"},
+		{"2001:db8::5", "a@pass.test", "h.test", "pass", "pass.test", "DUNNO"},
 	}
 	for _, tt := range tests {
 		st := state(tt.client, tt.sender, tt.helo, "i1", nil)
