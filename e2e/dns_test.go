@@ -119,15 +119,15 @@ greylist:
 	rcpts := []string{"bob@example.test", "carol@example.test"}
 	mail := postfixtest.Mail{From: "news@pool.test", To: rcpts,
 		ClientAddr: "203.0.113.10", Helo: "out1.pool.test", QuitAfter: "RCPT"}
-	first := time.Now()
 	res := pf.Swaks(t, mail)
+	firstDone := time.Now() // the first contact ended: its triplets are recorded
 	for i := range rcpts {
 		if res.RcptCode(i) != 450 || !strings.Contains(res.Rcpt(i).Text, "Greylisted") {
 			t.Fatalf("first contact, RCPT %d: got %v, want 450 ... Greylisted\n%s", i, res.Rcpt(i), res)
 		}
 	}
 
-	time.Sleep(time.Until(first.Add(greylistDelay + 250*time.Millisecond)))
+	time.Sleep(time.Until(firstDone.Add(greylistDelay + 250*time.Millisecond)))
 	mail.ClientAddr, mail.Helo = "198.51.100.20", "out2.pool.test"
 	mail.QuitAfter, mail.Body = "", "pool retry\n"
 	res = pf.Swaks(t, mail)
@@ -205,6 +205,7 @@ func TestSharedDatabaseThroughPostfix(t *testing.T) {
 	if res := pfa.Swaks(t, mail); res.RcptCode(0) != 450 {
 		t.Fatalf("first contact via A: RCPT got %v, want 450\n%s", res.Rcpt(0), res)
 	}
+	firstDone := time.Now() // the first contact ended: its triplet is recorded
 	res := pfb.Swaks(t, mail)
 	if time.Since(first) >= greylistDelay {
 		t.Fatalf("the early retry came %v after the first attempt, not before the %v delay: inconclusive", time.Since(first), greylistDelay)
@@ -215,7 +216,7 @@ func TestSharedDatabaseThroughPostfix(t *testing.T) {
 	if r := db.DecisionsFor(t, "bob@example.test", 1)[0]["reason"]; r != "early retry" {
 		t.Errorf("early retry via B: reason %v, want %q (B must see A's triplet)", r, "early retry")
 	}
-	time.Sleep(time.Until(first.Add(greylistDelay + 250*time.Millisecond)))
+	time.Sleep(time.Until(firstDone.Add(greylistDelay + 250*time.Millisecond)))
 	if res := pfb.Swaks(t, mail); res.RcptCode(0) != 250 {
 		t.Fatalf("retry after the delay via B: RCPT got %v, want 250\n%s", res.Rcpt(0), res)
 	}

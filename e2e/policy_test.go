@@ -124,6 +124,7 @@ func testGreylisting(t *testing.T, database string) {
 		ClientAddr: "192.0.2.30", Helo: "mail.sender.test", QuitAfter: "RCPT"}
 	first := time.Now()
 	res := pf.Swaks(t, mail)
+	firstDone := time.Now() // the first contact ended: its triplet is recorded
 	if res.RcptCode(0) != 450 || !strings.Contains(res.Rcpt(0).Text, "Greylisted") {
 		t.Fatalf("first contact: RCPT got %v, want 450 ... Greylisted\n%s", res.Rcpt(0), res)
 	}
@@ -135,7 +136,7 @@ func testGreylisting(t *testing.T, database string) {
 		t.Fatalf("early retry: RCPT got %v, want 450\n%s", res.Rcpt(0), res)
 	}
 
-	time.Sleep(time.Until(first.Add(greylistDelay + 250*time.Millisecond)))
+	time.Sleep(time.Until(firstDone.Add(greylistDelay + 250*time.Millisecond)))
 	mail.QuitAfter, mail.Body = "", "greylisting passed\n"
 	res = pf.Swaks(t, mail)
 	if res.RcptCode(0) != 250 || res.DataEnd().Code != 250 {
