@@ -78,6 +78,7 @@ func (pgDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
 		"day":        func(col string) string { return "(" + col + " AT TIME ZONE 'UTC')::date" },
 		"utc":        func(col string) string { return col },
+		"hourBefore": func(col string) string { return "(" + col + " - interval '1 hour')" },
 		"client":     func(col string) string { return col },
 		"createView": func() string { return "CREATE OR REPLACE VIEW" },
 	}
@@ -135,6 +136,7 @@ func (sqliteDialect) sqlFuncs() template.FuncMap {
 	return template.FuncMap{
 		"day":        func(col string) string { return "date(" + col + ", 'unixepoch')" },
 		"utc":        func(col string) string { return "datetime(" + col + ", 'unixepoch')" },
+		"hourBefore": func(col string) string { return "(" + col + " - 3600)" },
 		"client":     func(col string) string { return "NULLIF(" + col + ", '')" },
 		"createView": func() string { return "CREATE VIEW" },
 	}

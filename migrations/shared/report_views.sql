@@ -6,6 +6,8 @@ Two things differ, and are written as calls:
                  'YYYY-MM-DD' text on SQLite, whose times are Unix seconds;
   {{utc "col"}}  a time column as the view shows it: timestamptz as it is
                  on PostgreSQL, 'YYYY-MM-DD HH:MM:SS' UTC text on SQLite.
+  {{hourBefore "col"}} the instant an hour before a time column, in the
+                 column's own type.
   {{createView}} CREATE OR REPLACE VIEW on PostgreSQL, so a migration can
                  include this file again over the views (same columns) and
                  views of the administrator's own on them stay; CREATE VIEW
@@ -41,13 +43,32 @@ GROUP BY 1;
 -- not retry, sometimes a legitimate sender that retries from another pool
 -- or with a new VERP sender (greylisting's own key is wider than this
 -- one, so such a sender passed but still shows here).
+--
+-- A message greylisting deferred at DATA (greylist.stage: data) has a
+-- DATA row with no recipient when it had several: Postfix gives the
+-- recipient at DATA only when one was accepted (Postfix SMTPD_POLICY_README,
+-- "recipient"). Its recipients are those its RCPT rows accepted: the rows
+-- of the same message (host, instance) from the same client and sender,
+-- at most an hour before.
 {{createView}} report_never_retried AS
-WITH deferred AS (
+WITH deferral AS (
+    SELECT time, client, sender, recipient, client_name, helo
+    FROM decisions
+    WHERE NOT observe AND check_name = 'greylist' AND verb = 'DEFER' AND recipient <> ''
+    UNION ALL
+    SELECT m.time, m.client, m.sender, r.recipient, m.client_name, m.helo
+    FROM decisions m
+    JOIN decisions r
+      ON r.client = m.client AND r.time <= m.time AND r.time >= {{hourBefore "m.time"}}
+     AND r.host = m.host AND r.instance = m.instance AND r.sender = m.sender
+     AND r.recipient <> '' AND NOT r.observe AND r.verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')
+    WHERE NOT m.observe AND m.check_name = 'greylist' AND m.verb = 'DEFER'
+      AND m.recipient = '' AND m.instance <> ''
+), deferred AS (
     SELECT client, sender, recipient,
            min(time) AS first_deferred, max(time) AS last_deferred, count(*) AS deferrals,
            max(client_name) AS client_name, max(helo) AS helo
-    FROM decisions
-    WHERE NOT observe AND check_name = 'greylist' AND verb = 'DEFER'
+    FROM deferral
     GROUP BY client, sender, recipient
 )
 SELECT d.client, d.client_name, d.helo, d.sender, d.recipient,
