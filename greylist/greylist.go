@@ -129,6 +129,14 @@ func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 		return g.failed(st, err)
 	}
 	g.remember(k, o, st.Now, gen)
+	if alt, ok := g.unverified(st, k); ok && !o.Verdict.Passes() {
+		if ao, err := g.decide(ctx, st.Now, alt); err == nil {
+			g.remember(alt, ao, st.Now, gen)
+			if ao.Verdict.Passes() {
+				k, o = alt, ao
+			}
+		}
+	}
 	// The engine logs the decision; this adds the key it was made on.
 	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
 		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
@@ -197,6 +205,24 @@ func suspicious(st *policy.State) bool {
 		return true
 	}
 	return !st.Req.ClientVerified()
+}
+
+// unverified is the pool's key of a request SPF could not check: its
+// result was temperror, a transient (generally DNS) error (RFC 7208
+// §2.6.6), or no result at all. Such a request keys by network (Key), and
+// a pool's key depends on a lookup that failed: a sender whose first
+// attempt met a failing resolver would key by network, its retry, checked,
+// by its domain, and be greylisted a second time; and the other way round.
+// Check records the attempt under the domain's key too, as the one SPF
+// names for MAIL FROM (§2.4), and answers from it when it passes. Its
+// rows are only ever consulted for a sender that SPF failed to check or
+// that SPF authorized. Bounces key by network whatever SPF says (the HELO
+// identity names one host: spf.Checker apply).
+func (g *Checker) unverified(st *policy.State, k Key) (Key, bool) {
+	if !g.cfg.PoolAware || k.Kind != KindNet || st.Facts.SPF != policy.SPFTempError || st.Req.SenderDomain() == "" {
+		return Key{}, false
+	}
+	return g.cfg.KeyFor(st.Req.ClientAddress, st.Req.Sender, st.Req.Recipient, st.Req.SenderDomain()), true
 }
 
 // Key computes the triplet of a request.

@@ -70,3 +70,76 @@ func TestNullSenderRetryFromNeighbourHost(t *testing.T) {
 		}
 	}
 }
+
+// With pool_aware a sender whose SPF passes keys by its domain, and one
+// SPF could not check keys by network. When the check fails on one attempt
+// only (the resolver timed out, or the domain's servers failed: RFC 7208
+// §2.6.6 temperror), the first attempt and its retry would have different
+// keys, and a legitimate sender would be greylisted a second time for a
+// failure that was not its own. Each case's failing attempt times out
+// and on_error (DUNNO) answers for SPF; the message is retried 5 minutes
+// later from the same address.
+func TestRetryAfterSPFFailurePassesWithPoolAware(t *testing.T) {
+	srv := dnstest.New(t,
+		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
+		`sender.test. 300 IN TXT "v=spf1 ip4:198.51.100.0/24 -all"`,
+	)
+	for _, tc := range []struct {
+		name          string
+		first, second bool // whether SPF times out on that attempt
+	}{
+		{"timeout then pass", true, false},
+		{"pass then timeout", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := greylist.DefaultConfig()
+			cfg.Hostname = "mx1.example.net"
+			if !cfg.PoolAware {
+				t.Fatal("pool_aware is off by default; this test is about it on")
+			}
+			g, err := greylist.New(cfg, greylist.NewStore(openDB(t, filepath.Join(t.TempDir(), "g.db"))), greylist.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := start
+			// Each attempt with a resolver and an SPF check of its own, so
+			// that neither answers the retry from its cache.
+			send := func(instance string, timeout bool) *policy.Decision {
+				if timeout {
+					gate := make(chan struct{})
+					srv.SetGate("sender.test", gate)
+					defer func() { close(gate); srv.SetGate("sender.test", nil) }()
+				}
+				r, err := resolver.New(resolver.Config{Server: srv.Addr(), Timeout: 2 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				scfg := spf.DefaultConfig()
+				scfg.Receiver = "mx.local.test"
+				sc, err := spf.New(scfg, r, spf.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				eng := policy.NewEngine(policy.Options{Now: func() time.Time { return now }, Logger: slog.New(slog.DiscardHandler)},
+					[]policy.Step{{Check: sc, Timeout: 300 * time.Millisecond}, {Check: g, Timeout: 2 * time.Second}})
+				req := &policy.Request{Request: "smtpd_access_policy", ProtocolState: "RCPT",
+					ClientAddress: netip.MustParseAddr("198.51.100.10"), ClientName: "a.mx.sender.test",
+					HeloName: "a.mx.sender.test", Sender: "alice@sender.test", Recipient: "bob@example.net",
+					Instance: instance}
+				d := eng.Evaluate(context.Background(), req, policy.NewMessage(instance))
+				if failed := len(d.Errors) > 0; failed != timeout {
+					t.Fatalf("attempt %s: SPF failed %v (%+v), want %v", instance, failed, d.Errors, timeout)
+				}
+				return d
+			}
+			if d := send("i1", tc.first); !d.Action.IsDefer() {
+				t.Fatalf("first attempt: %v (%s), want a deferral", d.Action, d.Reason)
+			}
+			now = start.Add(5 * time.Minute)
+			if d := send("i2", tc.second); d.Action.IsDefer() {
+				t.Errorf("retry 5 minutes later from the same address: %v (%s, spf %q %q); want it to pass",
+					d.Action, d.Reason, d.Facts.SPF, d.Facts.SPFDomain)
+			}
+		})
+	}
+}

@@ -136,6 +136,18 @@ func (c *Checker) Quick(st *policy.State) (policy.Result, bool) {
 
 var _ policy.QuickCheck = (*Checker)(nil)
 
+// Failed implements policy.FailureCheck: a message SPF could not check
+// (the resolver failed, or the step ran out of time) has no answer from
+// it, and on_error decides. For the later checks it is a temperror, a
+// transient (generally DNS) error (RFC 7208 §2.6.6): greylisting's pool
+// key cannot be known (greylist.Checker unverified).
+func (c *Checker) Failed(st *policy.State) (policy.Result, bool) {
+	st.Facts.SPF = policy.SPFTempError
+	return policy.Result{}, false
+}
+
+var _ policy.FailureCheck = (*Checker)(nil)
+
 // apply answers the request from the message's outcome, nil for a client
 // without an address, and records its facts and headers.
 func (c *Checker) apply(st *policy.State, o *outcome) (policy.Result, error) {
