@@ -3,6 +3,8 @@ package spf
 import (
 	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // headers are the result headers spf.header asks for: Received-SPF for
@@ -11,16 +13,68 @@ import (
 func (c *Checker) headers(helo, mf *evaluation, mailFrom string) []string {
 	var hs []string
 	if c.cfg.Header.receivedSPF() {
-		hs = append(hs, header(c.receiver, mf.vars, mailFrom))
+		hs = append(hs, header(c.receiver, ascii(mf.vars), asciiAddr(mailFrom)))
 	}
 	if c.cfg.Header.authResults() {
 		var checked []vars
 		if helo != nil && mf.vars.identity != "helo" {
-			checked = append(checked, helo.vars)
+			checked = append(checked, ascii(helo.vars))
 		}
-		hs = append(hs, authResults(c.authserv, append(checked, mf.vars)...))
+		hs = append(hs, authResults(c.authserv, append(checked, ascii(mf.vars))...))
 	}
 	return hs
+}
+
+// ascii is v with the names and the address a header shows written in
+// ASCII. Postfix accepts a UTF-8 MAIL FROM or HELO without SMTPUTF8
+// (strict_smtputf8 = no, its default), and a message that is not
+// internationalized may not carry 8-bit header text (RFC 5322 §2.2; RFC
+// 6532 allows it only in messages sent with SMTPUTF8). Domain names
+// become A-labels (RFC 5890 §2.3.2.1), as RFC 8616 §4 and §5 ask of SPF
+// and Authentication-Results for such messages; an address whose local
+// part is not ASCII has no ASCII form, and is shown by its domain alone,
+// which both fields' grammars allow (RFC 8601 §2.2, pvalue; RFC 7208
+// §9.1, a dot-atom).
+func ascii(v vars) vars {
+	v.domain, v.helo, v.sender = asciiName(v.domain), asciiName(v.helo), asciiAddr(v.sender)
+	return v
+}
+
+func asciiAddr(addr string) string {
+	if isASCII(addr) {
+		return addr
+	}
+	i := strings.LastIndexByte(addr, '@')
+	if i < 0 {
+		return asciiName(addr)
+	}
+	local, domain := addr[:i], asciiName(addr[i+1:])
+	if !isASCII(local) {
+		return domain
+	}
+	return local + "@" + domain
+}
+
+// asciiName is name with its labels in A-label form; "" when it has none
+// (not a domain name: it was only ever sent as a HELO argument).
+func asciiName(name string) string {
+	if isASCII(name) {
+		return name
+	}
+	a, err := idna.ToASCII(name)
+	if err != nil || !isASCII(a) {
+		return ""
+	}
+	return a
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // authResults builds an Authentication-Results field (RFC 8601 §2.2),

@@ -114,3 +114,35 @@ func TestAuthenticationResultsLineLength(t *testing.T) {
 		t.Errorf("a short field lost its values: %s", h)
 	}
 }
+
+// Postfix accepts a UTF-8 MAIL FROM and HELO without SMTPUTF8
+// (strict_smtputf8 = no, its default), and such a message may not carry
+// 8-bit header text (RFC 5322 §2.2). The result headers write domain
+// names as A-labels and an address with a UTF-8 local part as its domain
+// (RFC 8616 §4, §5).
+func TestResultHeadersAreASCII(t *testing.T) {
+	for _, mode := range []spf.HeaderMode{spf.HeaderReceivedSPF, spf.HeaderAuthResults} {
+		c, _ := newChecker(t, func(cfg *spf.Config) { cfg.Header = mode })
+		for _, tc := range []struct{ sender, helo, want, wantHelo string }{
+			{"jösé@pass.test", "hé.test", "pass.test", "xn--h-bga.test"},
+			{"a@pass.test", "mail.bücher.example", "a@pass.test", "mail.xn--bcher-kva.example"},
+		} {
+			h := prepended(t, c, "192.0.2.1", tc.sender, tc.helo)
+			if !isASCIIText(h) || !strings.Contains(h, tc.want) {
+				t.Errorf("%s, sender %q: %s; want ASCII naming %s", mode, tc.sender, h, tc.want)
+			}
+			if mode == spf.HeaderReceivedSPF && !strings.Contains(h, "helo="+tc.wantHelo) {
+				t.Errorf("%s, HELO %q: %s; want helo=%s", mode, tc.helo, h, tc.wantHelo)
+			}
+		}
+	}
+}
+
+func isASCIIText(s string) bool {
+	for _, r := range s {
+		if r >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
