@@ -234,8 +234,11 @@ else
 	PGMODE="scripts/pg-cluster.sh's throwaway settings: fsync, full_page_writes and synchronous_commit off"
 fi
 db_n=0
-# new_db: a fresh migrated database, its DSN in $DB.
+# new_db: a fresh migrated database, its DSN in $DB. The previous case's
+# database is dropped first (kept with BENCH_KEEP=1): autovacuum would
+# otherwise visit its tables during the cases after it.
 new_db() {
+	((KEEP || db_n == 0)) || "$PSQL" -qX "$DSN" -c "DROP DATABASE IF EXISTS bench$db_n WITH (FORCE)" >/dev/null
 	db_n=$((db_n + 1))
 	"$PSQL" -qX "$DSN" -c "CREATE DATABASE bench$db_n" >/dev/null
 	DB=${DSN/\/postgres\?//bench$db_n?}
@@ -303,11 +306,21 @@ warm() {
 	notes+=("warm-up of $1: still deferring after 10 rounds, so its known case includes first attempts")
 }
 
+# quiesce: what the earlier cases left to write (PostgreSQL's dirty
+# buffers, which its checkpointer would otherwise flush with fsyncs during
+# a later case; the files of a SQLite case) is written before a case is
+# measured, not during it.
+quiesce() {
+	"$PSQL" -qX "$DSN" -c CHECKPOINT >/dev/null || say "CHECKPOINT failed"
+	sync
+}
+
 # measure_start PIDS pg|-: CPU counters before a run, of the processes
 # and (pg) of PostgreSQL.
 declare -A T0 US
 measure_start() {
 	local p
+	quiesce
 	for p in $1; do T0[$p]=$(ticks "$p"); done
 	PG0=0
 	[[ $2 == pg ]] && PG0=$(pg_ticks)
