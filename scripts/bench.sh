@@ -356,20 +356,32 @@ cpu_cell() {
 
 # ---- the ceilings -------------------------------------------------------
 
-say "protocol ceiling: bare responder"
-new_port
-spawn bare "$BIN/bareresponder" -listen "127.0.0.1:$PORT"
-BARE_PID=$SPAWNED
-wait_tcp "$PORT" || die "bareresponder did not start"
-measure_start "$BARE_PID" -
-load bare "127.0.0.1:$PORT" 1 known
-measure_end "$BARE_PID" - "$(kv "$tmp/bare.sum" answered)"
-stop "$BARE_PID"
-f=$tmp/bare.sum
-RPS[bare]=$(kv "$f" req_per_s)
-row "protocol ceiling: bare responder (policy.ReadRequest, answers DUNNO)" "$(calc %.0f "${RPS[bare]}")" \
-	"$(kv "$f" p50_ms) ms" "$(kv "$f" p99_ms) ms" "$(cpu_cell)" "$RSS MiB" "$(kv "$f" errors)" "$(answers "$f")" \
-	"1.00×" "–" "–"
+# bare NAME: one run of the bare responder; its rate in RPS[NAME], its
+# row's cells in BARE_CELLS[NAME].
+declare -A BARE_CELLS
+bare() {
+	say "protocol ceiling: bare responder ($1)"
+	new_port
+	spawn "$1" "$BIN/bareresponder" -listen "127.0.0.1:$PORT"
+	local pid=$SPAWNED f=$tmp/$1.sum
+	wait_tcp "$PORT" || die "bareresponder did not start"
+	measure_start "$pid" -
+	load "$1" "127.0.0.1:$PORT" 1 known
+	measure_end "$pid" - "$(kv "$f" answered)"
+	stop "$pid"
+	RPS[$1]=$(kv "$f" req_per_s)
+	BARE_CELLS[$1]="$(kv "$f" p50_ms) ms|$(kv "$f" p99_ms) ms|$(cpu_cell)|$RSS MiB|$(kv "$f" errors)|$(answers "$f")"
+}
+
+# The protocol ceiling is measured at the start and again at the end, and
+# the higher rate is the one the known cases are judged against: the
+# machine's speed drifts within a run (other tenants, the page cache), and
+# a ceiling measured in a slow moment would flatter every ratio. Until the
+# end, the known cases' ratio and verdict cells hold their figures
+# (@R:rate@, @V:rate:p99@) and the ceiling's row is @BARE@; ceiling_cells
+# fills them in.
+bare bare
+row "@BARE@"
 
 say "database ceiling: pgbench with greylist's statement"
 new_db
@@ -478,7 +490,7 @@ mx() {
 			ok=$(verdict "$(calc %d "$rps >= 0.5 * ${RPS[pgbench]} && $p99 <= 20")")
 		fi
 	else
-		ratio=$(ratio "$rps" "${RPS[bare]}")
+		ratio="@R:$rps@"
 		label="$label, known passing (cached)"
 		if ((unrecorded)); then
 			# What recording costs: the recorded case's rate against this one's.
@@ -493,7 +505,7 @@ mx() {
 			ok=$(verdict "$(calc %d "$rps * 1.5 >= $base && $p99 <= 10")")
 		else
 			target="≥ 0.6× protocol ceiling, p99 ≤ 10 ms"
-			ok=$(verdict "$(calc %d "$rps >= 0.6 * ${RPS[bare]} && $p99 <= 10")")
+			ok="@V:$rps:$p99@"
 		fi
 	fi
 	row "$label" "$(calc %.0f "$rps")" "$(kv "$f" p50_ms) ms" "$p99 ms" "$cell" "$RSS MiB" "$(kv "$f" errors)" \
@@ -608,13 +620,37 @@ if [[ -n $POSTGREY ]]; then
 		f=$tmp/postgrey-$kind.sum
 		measure_end "$PG_PID" - "$(kv "$f" answered)"
 		stop "$PG_PID"
-		ceiling=${RPS[pgbench]}
-		[[ $kind == known ]] && ceiling=${RPS[bare]}
+		ratio=$(ratio "$(kv "$f" req_per_s)" "${RPS[pgbench]}")
+		[[ $kind == known ]] && ratio="@R:$(kv "$f" req_per_s)@"
 		row "postgrey (Debian), $kind triplets$([[ $kind == known ]] && echo " passing")" \
 			"$(calc %.0f "$(kv "$f" req_per_s)")" "$(kv "$f" p50_ms) ms" "$(kv "$f" p99_ms) ms" "$CPU_US µs" \
-			"$RSS MiB" "$(kv "$f" errors)" "$(answers "$f")" "$(ratio "$(kv "$f" req_per_s)" "$ceiling")" "–" "–"
+			"$RSS MiB" "$(kv "$f" errors)" "$(answers "$f")" "$ratio" "–" "–"
 	done
 fi
+
+# ---- the protocol ceiling again ----------------------------------------------
+
+bare bare-end
+ceiling_of=bare
+(($(calc %d "${RPS[bare-end]} > ${RPS[bare]}"))) && ceiling_of=bare-end
+notes+=("protocol ceiling: $(calc %.0f "${RPS[bare]}") req/s at the start of the run, $(calc %.0f "${RPS[bare-end]}") at its end; the known cases are judged against the higher")
+RPS[bare]=${RPS[$ceiling_of]}
+ceiling_cells() {
+	local r=$1 m
+	if [[ $r == *@BARE@* ]]; then
+		IFS='|' read -r p50 p99 cpu rss errs answers <<<"${BARE_CELLS[$ceiling_of]}"
+		r="| protocol ceiling: bare responder (policy.ReadRequest, answers DUNNO), the higher of two runs | $(calc %.0f "${RPS[bare]}") | $p50 | $p99 | $cpu | $rss | $errs | $answers | 1.00× | – | – |"
+	fi
+	while [[ $r =~ @R:([0-9.]+)@ ]]; do
+		m=${BASH_REMATCH[0]}
+		r=${r/"$m"/$(ratio "${BASH_REMATCH[1]}" "${RPS[bare]}")}
+	done
+	while [[ $r =~ @V:([0-9.]+):([0-9.]+)@ ]]; do
+		m=${BASH_REMATCH[0]}
+		r=${r/"$m"/$(verdict "$(calc %d "${BASH_REMATCH[1]} >= 0.6 * ${RPS[bare]} && ${BASH_REMATCH[2]} <= 10")")}
+	done
+	printf '%s\n' "$r"
+}
 
 # ---- the report --------------------------------------------------------------
 
@@ -638,7 +674,7 @@ PostgreSQL: $PGMODE.
 | case | req/s | p50 | p99 | CPU per request | peak RSS | errors | replies | vs ceiling | target | |
 |---|---:|---:|---:|---:|---:|---:|---|---:|---|---|
 EOF
-printf '%s\n' "${rows[@]}"
+for r in "${rows[@]}"; do ceiling_cells "$r"; done
 cat <<EOF
 
 - **Ceilings.** New-triplet cases are compared with the database ceiling,
