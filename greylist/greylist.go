@@ -123,25 +123,58 @@ func (g *Checker) Check(ctx context.Context, st *policy.State) (policy.Result, e
 	if ok {
 		return res, nil
 	}
-	gen := g.cache.generation()
-	o, err := g.decide(ctx, st.Now, k)
+	k, o, err := g.record(ctx, st, k)
 	if err != nil {
 		return g.failed(st, err)
-	}
-	g.remember(k, o, st.Now, gen)
-	if alt, ok := g.unverified(st, k); ok && !o.Verdict.Passes() {
-		if ao, err := g.decide(ctx, st.Now, alt); err == nil {
-			g.remember(alt, ao, st.Now, gen)
-			if ao.Verdict.Passes() {
-				k, o = alt, ao
-			}
-		}
 	}
 	// The engine logs the decision; this adds the key it was made on.
 	g.log.Debug("greylist key", "client_key", k.ClientKey, "sender_key", k.Sender,
 		"rcpt_key", k.Recipient, "verdict", o.Verdict.String())
 	return g.answer(st, k, o, ""), nil
 }
+
+// record asks the store to decide the attempt of triplet k and caches a
+// pass; for a request SPF could not check it also decides the pool's
+// other key (unverified), and answers by it when that one passes. It
+// returns the key it answers by.
+func (g *Checker) record(ctx context.Context, st *policy.State, k Key) (Key, Outcome, error) {
+	gen := g.cache.generation()
+	o, err := g.decide(ctx, st.Now, k)
+	if err != nil {
+		return k, o, err
+	}
+	g.remember(k, o, st.Now, gen)
+	if alt, ok := g.unverified(st, k); ok && !o.Verdict.Passes() {
+		if ao, err := g.decide(ctx, st.Now, alt); err == nil {
+			g.remember(alt, ao, st.Now, gen)
+			if ao.Verdict.Passes() {
+				return alt, ao, nil
+			}
+		}
+	}
+	return k, o, nil
+}
+
+// RecordAttempt implements policy.AttemptRecorder: an attempt an earlier
+// check deferred with DEFER_IF_PERMIT (SPF's temperror, a DNS list's
+// deferral) still starts its triplet's round, as it does for a
+// greylisting policy service after that check in Postfix's restrictions,
+// which go on after a defer_if_permit (access(5)). The retry that the
+// earlier check lets through is then not greylisted as a new triplet. It
+// answers nothing, and leaves the message's verdict alone.
+func (g *Checker) RecordAttempt(ctx context.Context, st *policy.State) error {
+	if _, skip := g.exempt(st); skip {
+		return nil
+	}
+	k := g.Key(st)
+	if _, ok := g.cached(k, st.Now); ok {
+		return nil
+	}
+	_, _, err := g.record(ctx, st, k)
+	return err
+}
+
+var _ policy.AttemptRecorder = (*Checker)(nil)
 
 // Quick implements policy.QuickCheck: an exempt request, and a pass the
 // cache remembers, are answered without the store.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/mxpolicyd/mxpolicyd/greylist"
 	"github.com/mxpolicyd/mxpolicyd/internal/dnstest"
 	"github.com/mxpolicyd/mxpolicyd/internal/resolver"
@@ -76,9 +78,12 @@ func TestNullSenderRetryFromNeighbourHost(t *testing.T) {
 // only (the resolver timed out, or the domain's servers failed: RFC 7208
 // §2.6.6 temperror), the first attempt and its retry would have different
 // keys, and a legitimate sender would be greylisted a second time for a
-// failure that was not its own. Each case's failing attempt times out
-// and on_error (DUNNO) answers for SPF; the message is retried 5 minutes
-// later from the same address.
+// failure that was not its own. A failing attempt either times out, and
+// on_error (DUNNO) answers for SPF, or meets a SERVFAIL, and SPF's
+// temperror action defers it (DEFER_IF_PERMIT: greylisting still records
+// the attempt, as a greylisting service after an SPF one would in
+// Postfix, policy.AttemptRecorder). The message is retried 5 minutes later
+// from the same address.
 func TestRetryAfterSPFFailurePassesWithPoolAware(t *testing.T) {
 	srv := dnstest.New(t,
 		"test. 3600 IN SOA ns.test. host.test. 1 3600 600 86400 120",
@@ -86,10 +91,11 @@ func TestRetryAfterSPFFailurePassesWithPoolAware(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name          string
-		first, second bool // whether SPF times out on that attempt
+		first, second string // how SPF fails on that attempt: "", "timeout" or "servfail"
 	}{
-		{"timeout then pass", true, false},
-		{"pass then timeout", false, true},
+		{"timeout then pass", "timeout", ""},
+		{"pass then timeout", "", "timeout"},
+		{"servfail then pass", "servfail", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := greylist.DefaultConfig()
@@ -104,11 +110,15 @@ func TestRetryAfterSPFFailurePassesWithPoolAware(t *testing.T) {
 			now := start
 			// Each attempt with a resolver and an SPF check of its own, so
 			// that neither answers the retry from its cache.
-			send := func(instance string, timeout bool) *policy.Decision {
-				if timeout {
+			send := func(instance, fail string) *policy.Decision {
+				switch fail {
+				case "timeout":
 					gate := make(chan struct{})
 					srv.SetGate("sender.test", gate)
 					defer func() { close(gate); srv.SetGate("sender.test", nil) }()
+				case "servfail":
+					srv.SetRcode("sender.test", dns.RcodeServerFailure)
+					defer srv.SetRcode("sender.test", dns.RcodeSuccess)
 				}
 				r, err := resolver.New(resolver.Config{Server: srv.Addr(), Timeout: 2 * time.Second})
 				if err != nil {
@@ -127,8 +137,11 @@ func TestRetryAfterSPFFailurePassesWithPoolAware(t *testing.T) {
 					HeloName: "a.mx.sender.test", Sender: "alice@sender.test", Recipient: "bob@example.net",
 					Instance: instance}
 				d := eng.Evaluate(context.Background(), req, policy.NewMessage(instance))
-				if failed := len(d.Errors) > 0; failed != timeout {
-					t.Fatalf("attempt %s: SPF failed %v (%+v), want %v", instance, failed, d.Errors, timeout)
+				if timedOut := len(d.Errors) > 0; timedOut != (fail == "timeout") {
+					t.Fatalf("attempt %s: SPF errors %+v, want a timeout: %v", instance, d.Errors, fail == "timeout")
+				}
+				if fail == "servfail" && d.Facts.SPF != policy.SPFTempError {
+					t.Fatalf("attempt %s: SPF %q, want temperror", instance, d.Facts.SPF)
 				}
 				return d
 			}

@@ -276,6 +276,43 @@ type EndOfMessageCheck interface {
 	CheckEndOfMessage(ctx context.Context, st *State) (Result, error)
 }
 
+// AttemptRecorder is a Check that keeps state about attempts
+// (greylisting's triplets). Postfix goes on evaluating its restrictions
+// after a defer_if_permit ("defer the request if some later restriction
+// would result in an explicit or implicit PERMIT action", access(5)), so
+// a greylisting policy service placed after an SPF one sees the attempts
+// the SPF one deferred. When a check answers DEFER_IF_PERMIT, the engine
+// lets the recorders after it record the attempt (recordAttempt), each
+// under its step's timeout and pause, with no say in the verdict.
+type AttemptRecorder interface {
+	Check
+	RecordAttempt(ctx context.Context, st *State) error
+}
+
+// recording runs an AttemptRecorder as a Check that answers DUNNO, so
+// that the engine's call and pause machinery bound it.
+type recording struct{ AttemptRecorder }
+
+func (r recording) Check(ctx context.Context, st *State) (Result, error) {
+	return Result{}, r.RecordAttempt(ctx, st)
+}
+
+// recordAttempt lets the recorders among later record a request that a
+// check before them deferred with DEFER_IF_PERMIT, within left of the
+// request's budget. Their errors change nothing: the request is deferred
+// whatever they record.
+func (e *Engine) recordAttempt(ctx context.Context, later []Step, st *State, left time.Duration) {
+	for _, step := range later {
+		r, ok := step.Check.(AttemptRecorder)
+		if !ok || st.Facts.Skip.Has(step.Check.Name()) || left <= 0 {
+			continue
+		}
+		start := time.Now()
+		e.callUnlessPaused(ctx, recording{r}, step.pause, share(step.Timeout, left), st)
+		left -= time.Since(start)
+	}
+}
+
 // FailureCheck is a Check with an answer from memory for a request it
 // could not answer: its run failed, timed out or was abandoned, or it is
 // paused. The engine calls Failed on the request's goroutine, with the
@@ -380,7 +417,7 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 		v.res.Reason = "SASL authenticated" // and the checks that still ran say why
 	}
 	left := tune.Budget
-	for _, step := range steps {
+	for i, step := range steps {
 		name := step.Check.Name()
 		if st.Facts.Skip.Has(name) {
 			continue
@@ -394,9 +431,15 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 			if step.OnError.IsDunno() {
 				continue // fail open: the other checks still decide
 			}
+			if step.OnError.Verb == DeferIfPermit {
+				e.recordAttempt(ctx, steps[i+1:], st, left)
+			}
 			return v.end(Result{Action: step.OnError, Reason: name + " failed"}, name, st)
 		}
 		if !res.Action.IsDunno() || st.Facts.Skip.Has(AllChecks) {
+			if res.Action.Verb == DeferIfPermit {
+				e.recordAttempt(ctx, steps[i+1:], st, left)
+			}
 			return v.end(res, name, st)
 		}
 		if res.Reason != "" {
