@@ -132,7 +132,7 @@ func (d *daemon) startMetrics(ctx context.Context) error {
 	// /readyz reports the connector's state; it does no I/O of its own.
 	ready := func(context.Context) error { return d.db.Ready() }
 	srv := metrics.NewServer(d.cfg.Metrics, d.metrics, ready, d.log)
-	d.serveReport(srv)
+	d.serveReport(ctx, srv)
 	srv.ReadyDetail(d.wiring.dnsbl.health) // each DNS list's self-check
 	done := make(chan struct{})
 	go func() {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"time"
@@ -80,10 +81,36 @@ func checkNames() []string {
 }
 
 // serveReport has the metrics listener serve the HTML report at /report
-// when metrics.report is on. It reads the daemon's store from the
-// listener's goroutine, never from a policy connection's.
-func (d *daemon) serveReport(srv *metrics.Server) {
-	if d.cfg.Metrics.Report {
-		srv.ServeReport(report.NewHandler(d.db, checkNames(), d.log))
+// when metrics.report is on. It reads the store from the listener's
+// goroutine, never from a policy connection's, and on SQLite through a
+// handle of its own (reportStore).
+func (d *daemon) serveReport(ctx context.Context, srv *metrics.Server) {
+	if !d.cfg.Metrics.Report {
+		return
 	}
+	store, err := d.reportStore(ctx)
+	if err != nil {
+		d.log.Warn("report: cannot open the store read-only; /report is off", "err", err)
+		return
+	}
+	srv.ServeReport(report.NewHandler(store, checkNames(), d.log))
+}
+
+// reportStore is the store the served report reads. On PostgreSQL it is
+// the daemon's pool. On SQLite the daemon's store has one connection,
+// which greylisting's decisions wait for, and a report's queries take
+// seconds on a month of decisions (report/BENCHMARKS.md): they get a
+// read-only connection of their own, which in WAL mode reads beside the
+// writer without holding it up (https://www.sqlite.org/wal.html,
+// "Concurrency"). It is closed with the daemon.
+func (d *daemon) reportStore(ctx context.Context) (*db.DB, error) {
+	if d.db.Kind() != db.SQLite {
+		return d.db, nil
+	}
+	ro, err := db.OpenReadOnly(ctx, d.cfg.Database, d.log)
+	if err != nil {
+		return nil, err
+	}
+	d.stop = append(d.stop, ro.Close)
+	return ro, nil
 }

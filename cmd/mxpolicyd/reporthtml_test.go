@@ -2,13 +2,17 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/config"
 	"github.com/mxpolicyd/mxpolicyd/internal/daemontest"
 	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
 )
@@ -56,5 +60,52 @@ func waitDecisions(t *testing.T, path string, n int) {
 			t.Fatalf("the decision log never held %d rows", n)
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// On SQLite the daemon's store has one connection, which greylisting's
+// decisions wait for, and a report's queries take seconds on a month of
+// decisions (report/BENCHMARKS.md). The served report reads through a
+// read-only handle of its own: while one of its reads is open, the store
+// still writes at once (WAL: readers never block the writer).
+func TestServedReportReadsBesideTheWriter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte("checks: {spf: {enabled: false}}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, checkDefaults(), func(c *config.Config) { c.Database = filepath.Join(dir, "mx.db") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d, err := openDaemon(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.close()
+	ro, err := d.reportStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := ro.SQL.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM decisions").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := d.db.SQL.ExecContext(wctx, "DELETE FROM greylist_triplet WHERE client_key = 'none'"); err != nil {
+		t.Fatalf("the store's writer waited for the report's open read: %v", err)
+	}
+	if err := tx.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ro.SQL.ExecContext(wctx, "DELETE FROM greylist_triplet"); err == nil {
+		t.Error("the report's handle could write")
 	}
 }
