@@ -50,6 +50,14 @@ GROUP BY 1;
 -- "recipient"). Its recipients are those its RCPT rows accepted: the rows
 -- of the same message (host, instance) from the same client and sender,
 -- at most an hour before.
+--
+-- The retries are found in one pass over the decisions, each row looked
+-- up in the deferred triplets (retried): the deferred set is the small
+-- side, and SQLite, whose one table has no index by client (keeping one
+-- up row by row was most of what storing a decision cost it), indexes it
+-- on the fly. CROSS JOIN makes SQLite scan the decisions in the outer loop
+-- (sqlite.org/optoverview.html, "Manual Control Of Query Plans Using CROSS
+-- JOIN"); PostgreSQL treats it as the inner join it is.
 {{createView}} report_never_retried AS
 WITH deferral AS (
     SELECT time, client, sender, recipient, client_name, helo
@@ -59,17 +67,23 @@ WITH deferral AS (
     SELECT m.time, m.client, m.sender, r.recipient, m.client_name, m.helo
     FROM decisions m
     JOIN decisions r
-      ON r.client = m.client AND r.time <= m.time AND r.time >= {{hourBefore "m.time"}}
-     AND r.host = m.host AND r.instance = m.instance AND r.sender = m.sender
+      ON r.time <= m.time AND r.time >= {{hourBefore "m.time"}}
+     AND r.client = m.client AND r.host = m.host AND r.instance = m.instance AND r.sender = m.sender
      AND r.recipient <> '' AND NOT r.observe AND r.verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')
     WHERE NOT m.observe AND m.check_name = 'greylist' AND m.verb = 'DEFER'
       AND m.recipient = '' AND m.instance <> ''
-), deferred AS (
+), deferred AS MATERIALIZED (
     SELECT client, sender, recipient,
            min(time) AS first_deferred, max(time) AS last_deferred, count(*) AS deferrals,
            max(client_name) AS client_name, max(helo) AS helo
     FROM deferral
     GROUP BY client, sender, recipient
+), retried AS MATERIALIZED (
+    SELECT DISTINCT d.client, d.sender, d.recipient
+    FROM decisions p CROSS JOIN deferred d
+    WHERE p.client = d.client AND p.sender = d.sender AND p.recipient = d.recipient
+      AND p.time > d.last_deferred
+      AND NOT p.observe AND p.verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD')
 )
 SELECT d.client, d.client_name, d.helo, d.sender, d.recipient,
        {{utc "d.first_deferred"}} AS first_deferred,
@@ -77,10 +91,8 @@ SELECT d.client, d.client_name, d.helo, d.sender, d.recipient,
        d.deferrals
 FROM deferred d
 WHERE NOT EXISTS (
-    SELECT 1 FROM decisions p
-    WHERE p.client = d.client AND p.time > d.last_deferred
-      AND p.sender = d.sender AND p.recipient = d.recipient
-      AND NOT p.observe AND p.verb IN ('DUNNO', 'PREPEND', 'WARN', 'HOLD'));
+    SELECT 1 FROM retried r
+    WHERE r.client = d.client AND r.sender = d.sender AND r.recipient = d.recipient);
 
 -- Per day: how long legitimate senders took to come back, over the
 -- greylisting passes that had been delayed. Percentiles are nearest-rank
