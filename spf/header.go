@@ -68,6 +68,16 @@ func asciiName(name string) string {
 	return a
 }
 
+// headerName is a configured host name (spf.receiver, spf.authserv_id)
+// as the headers write it: in A-labels, or as configured when it has no
+// A-label form. Converted once, in New.
+func headerName(name string) string {
+	if a := asciiName(name); a != "" {
+		return a
+	}
+	return name
+}
+
 func isASCII(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if s[i] >= utf8.RuneSelf {
@@ -111,7 +121,7 @@ func authResultsWith(authserv string, props bool, checked []vars) string {
 			writePValue(&b, arIdentity(v))
 		}
 	}
-	return validUTF8(b.String())
+	return b.String()
 }
 
 // arIdentity is the identity's value: the MAIL FROM address (with
@@ -213,15 +223,7 @@ func receivedSPF(receiver string, v vars, mailFrom string, comment, client bool)
 		b.WriteString("=")
 		writeValue(&b, kv[1])
 	}
-	return validUTF8(b.String())
-}
-
-// validUTF8 replaces what is not UTF-8 with "?", copying s only then.
-func validUTF8(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "?")
+	return b.String()
 }
 
 func commentText(result, who, ip string) string {

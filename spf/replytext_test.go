@@ -126,14 +126,26 @@ func TestResultHeadersAreASCII(t *testing.T) {
 		for _, tc := range []struct{ sender, helo, want, wantHelo string }{
 			{"jösé@pass.test", "hé.test", "pass.test", "xn--h-bga.test"},
 			{"a@pass.test", "mail.bücher.example", "a@pass.test", "mail.xn--bcher-kva.example"},
+			{"j\xffo@pass.test", "h\xff.test", "pass.test", ""}, // bytes that are not UTF-8
 		} {
 			h := prepended(t, c, "192.0.2.1", tc.sender, tc.helo)
 			if !isASCIIText(h) || !strings.Contains(h, tc.want) {
 				t.Errorf("%s, sender %q: %s; want ASCII naming %s", mode, tc.sender, h, tc.want)
 			}
-			if mode == spf.HeaderReceivedSPF && !strings.Contains(h, "helo="+tc.wantHelo) {
+			if mode == spf.HeaderReceivedSPF && tc.wantHelo != "" && !strings.Contains(h, "helo="+tc.wantHelo) {
 				t.Errorf("%s, HELO %q: %s; want helo=%s", mode, tc.helo, h, tc.wantHelo)
 			}
+		}
+	}
+}
+
+// A receiver configured in Unicode is written as A-labels too.
+func TestResultHeadersNameAUnicodeReceiverInASCII(t *testing.T) {
+	for _, mode := range []spf.HeaderMode{spf.HeaderReceivedSPF, spf.HeaderAuthResults} {
+		c, _ := newChecker(t, func(cfg *spf.Config) { cfg.Header, cfg.Receiver = mode, "mx.bücher.example" })
+		if h := prepended(t, c, "192.0.2.1", "a@pass.test", "h.test"); !isASCIIText(h) ||
+			!strings.Contains(h, "mx.xn--bcher-kva.example") {
+			t.Errorf("%s: %s; want the receiver as mx.xn--bcher-kva.example", mode, h)
 		}
 	}
 }

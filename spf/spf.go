@@ -72,11 +72,11 @@ func New(cfg Config, resolver gospf.DNSResolver, opt Options) (*Checker, error) 
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Checker{cfg: cfg, resolver: resolver, receiver: cfg.receiver(), log: opt.Logger,
+	c := &Checker{cfg: cfg, resolver: resolver, receiver: headerName(cfg.receiver()), log: opt.Logger,
 		helos:    newCache[heloKey, *evaluation](heloTTL, cacheMax),
 		senders:  newCache[senderKey, verdict](senderTTL, cacheMax),
 		outcomes: newCache[memoKey, *outcome](senderTTL, cacheMax)}
-	c.authserv = cfg.authservID(c.receiver)
+	c.authserv = headerName(cfg.authservID(c.receiver))
 	c.fixed = map[string]policy.Action{}
 	for key := range defaultActions() {
 		c.fixAction(key)
