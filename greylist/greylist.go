@@ -242,11 +242,12 @@ func suspicious(st *policy.State) bool {
 
 // unverified is the pool's key of a request SPF could not check: its
 // result was temperror, a transient (generally DNS) error (RFC 7208
-// §2.6.6), or no result at all. Such a request keys by network (Key), and
+// §2.6.6), which is also what spf.Checker's Failed notes when the check
+// gave no result at all. Such a request keys by network (Key), and
 // a pool's key depends on a lookup that failed: a sender whose first
 // attempt met a failing resolver would key by network, its retry, checked,
 // by its domain, and be greylisted a second time; and the other way round.
-// Check records the attempt under the domain's key too, as the one SPF
+// record decides the attempt under the domain's key too, as the one SPF
 // names for MAIL FROM (§2.4), and answers from it when it passes. Its
 // rows are only ever consulted for a sender that SPF failed to check or
 // that SPF authorized. Bounces key by network whatever SPF says (the HELO

@@ -298,10 +298,13 @@ func (r recording) Check(ctx context.Context, st *State) (Result, error) {
 }
 
 // recordAttempt lets the recorders among later record a request that a
-// check before them deferred with DEFER_IF_PERMIT, within left of the
-// request's budget. Their errors change nothing: the request is deferred
-// whatever they record.
-func (e *Engine) recordAttempt(ctx context.Context, later []Step, st *State, left time.Duration) {
+// check before them answered with a, when a is DEFER_IF_PERMIT, within
+// left of the request's budget. Their errors change nothing: the request
+// is deferred whatever they record.
+func (e *Engine) recordAttempt(ctx context.Context, a Action, later []Step, st *State, left time.Duration) {
+	if a.Verb != DeferIfPermit {
+		return
+	}
 	for _, step := range later {
 		r, ok := step.Check.(AttemptRecorder)
 		if !ok || st.Facts.Skip.Has(step.Check.Name()) || left <= 0 {
@@ -431,15 +434,11 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 			if step.OnError.IsDunno() {
 				continue // fail open: the other checks still decide
 			}
-			if step.OnError.Verb == DeferIfPermit {
-				e.recordAttempt(ctx, steps[i+1:], st, left)
-			}
+			e.recordAttempt(ctx, step.OnError, steps[i+1:], st, left)
 			return v.end(Result{Action: step.OnError, Reason: name + " failed"}, name, st)
 		}
 		if !res.Action.IsDunno() || st.Facts.Skip.Has(AllChecks) {
-			if res.Action.Verb == DeferIfPermit {
-				e.recordAttempt(ctx, steps[i+1:], st, left)
-			}
+			e.recordAttempt(ctx, res.Action, steps[i+1:], st, left)
 			return v.end(res, name, st)
 		}
 		if res.Reason != "" {
