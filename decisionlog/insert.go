@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 	"math/bits"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -122,11 +124,11 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 // sqliteInserts[i] is the SQLite INSERT of 2^i rows; sqliteTxRows, the
 // largest, is the most rows the Writer puts in one SQLite transaction.
 // One multi-row INSERT ... VALUES (...), (...) is bound and stepped once
-// for its rows, where a one-row statement pays database/sql's and the
-// driver's round per row (https://www.sqlite.org/lang_insert.html). The
-// sizes are powers of two, so a batch of any size takes at most one
-// statement per size, each compiled once per database (db.Stmts); 64
-// rows bind 1,216 parameters, far below SQLite's limit of 32,766
+// for its rows, where a one-row statement pays the driver's round per
+// row (https://www.sqlite.org/lang_insert.html). The sizes are powers of
+// two, so a batch of any size takes at most one statement per size, each
+// compiled once per connection (db.RawConn); 64 rows bind 1,216
+// parameters, far below SQLite's limit of 32,766
 // (https://www.sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER).
 //
 // OR FAIL: a statement that writes several rows and may fail on a
@@ -135,13 +137,43 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 // FAIL keeps them instead (https://www.sqlite.org/lang_conflict.html);
 // the batch is still all or nothing, because insert then rolls back the
 // whole transaction.
+//
+// A text column's value is its parameter or, when that is NULL, the
+// empty string, and an empty text is bound as NULL (appendSQLiteValues):
+// the driver copies every text value it binds into
+// memory of its own and frees it after the step, and binds a NULL with
+// neither (bindText and bindNull in modernc.org/sqlite's conn.go). About
+// a third of a decision's texts are empty (no queue ID before DATA, no
+// would-be action, whitelist or errors).
 var sqliteInserts = func() (q [7]string) {
-	row := "(" + strings.Repeat("?, ", len(columns)-1) + "?)"
+	values := make([]string, len(columns))
+	for i := range values {
+		values[i] = "?"
+		if sqliteText[i] {
+			values[i] = "IFNULL(?, '')"
+		}
+	}
+	row := "(" + strings.Join(values, ", ") + ")"
 	head := "INSERT OR FAIL INTO decisions (" + strings.Join(columns, ", ") + ") VALUES "
 	for i := range q {
 		q[i] = head + strings.Repeat(row+", ", 1<<i-1) + row
 	}
 	return q
+}()
+
+// sqliteText[i] says whether columns[i] is a text column
+// (migrations/sqlite/0007_decisions_verb_check.sql), as
+// appendSQLiteValues binds it.
+var sqliteText = func() []bool {
+	t := make([]bool, len(columns))
+	for i, c := range columns {
+		switch c {
+		case "time", "delay_seconds", "duration_us", "observe":
+		default:
+			t[i] = true
+		}
+	}
+	return t
 }()
 
 const sqliteTxRows = 1 << (len(sqliteInserts) - 1)
@@ -170,42 +202,61 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // transaction held one of the daemon's two Ps for its whole run, and the
 // requests waited for the other. While greylisting does use the store, a
 // yield would hold its connection longer instead, so there is none.
+//
+// The statements run on the driver's connection (db.RawConn), with the
+// values bound as the driver takes them (sqliteValues): through
+// database/sql, every statement's 1,216 values were converted into a new
+// slice, which was a third of what the daemon allocated per cached
+// decision.
 func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (int, error) {
-	// Prepared before BEGIN: the one connection is the transaction's.
-	var stmts [len(sqliteInserts)]*sql.Stmt
+	n := len(rows) // what the transaction held, if it fails before its first statement
+	err := l.d.Stmts().Raw(ctx, func(c *db.RawConn) error {
+		var err error
+		n, err = sqliteInsertTx(ctx, c, rows, waits)
+		return err
+	})
+	return n, err
+}
+
+// sqliteInsertTx is insert's transaction on the connection c.
+func sqliteInsertTx(ctx context.Context, c *db.RawConn, rows []Row, waits *storeWaits) (int, error) {
+	var stmts [len(sqliteInserts)]driver.StmtExecContext
 	for rest := rows; len(rest) > 0; rest = rest[1<<sqliteChunk(len(rest)):] {
 		i := sqliteChunk(len(rest))
 		if stmts[i] != nil {
 			continue
 		}
-		st, err := l.d.Stmts().Prepare(ctx, sqliteInserts[i])
+		st, err := c.Prepare(ctx, sqliteInserts[i])
 		if err != nil {
 			return len(rows), err
 		}
 		stmts[i] = st
 	}
-	tx, err := l.d.SQL.BeginTx(ctx, nil)
+	tx, err := c.Begin(ctx)
 	if err != nil {
 		return len(rows), err
 	}
-	defer tx.Rollback() //nolint:errcheck // no-op after Commit
-	var mark int64      // after BEGIN: the transaction's own wait is not a waiter
-	calm := false       // nothing waited through the last calmAfter transactions
+	var mark int64 // after BEGIN: the transaction's own wait is not a waiter
+	calm := false  // nothing waited through the last calmAfter transactions
 	if waits != nil {
 		mark = waits.count()
 		calm = waits.begin(mark)
 	}
-	args := make([]any, 0, len(columns)*min(len(rows), sqliteTxRows))
+	vp := sqliteArgs.Get().(*[]driver.NamedValue)
+	defer sqliteArgs.Put(vp)
 	n := 0
 	for n < len(rows) {
 		i := sqliteChunk(len(rows) - n)
-		args = args[:0]
+		args := (*vp)[:0]
 		for j := range 1 << i {
 			args = appendSQLiteValues(args, &rows[n+j])
 		}
+		*vp = args
 		n += 1 << i
-		if _, err := tx.StmtContext(ctx, stmts[i]).ExecContext(ctx, args...); err != nil {
-			return n, err
+		_, err := stmts[i].ExecContext(ctx, args)
+		clear(args) // release the rows' strings
+		if err != nil {
+			return n, rollback(tx, err)
 		}
 		if n == len(rows) {
 			break
@@ -221,8 +272,27 @@ func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (i
 			break
 		}
 	}
-	return n, tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return n, err // the driver rolled it back (modernc.org/sqlite, tx.go)
+	}
+	return n, nil
 }
+
+// rollback ends the failed transaction of the error err. When even the
+// rollback fails, the connection may still be in the transaction, so it
+// is reported bad, and database/sql closes it (Conn.Raw).
+func rollback(tx driver.Tx, err error) error {
+	if rerr := tx.Rollback(); rerr != nil {
+		return fmt.Errorf("%w (rollback: %w, %w)", err, rerr, driver.ErrBadConn)
+	}
+	return err
+}
+
+// sqliteArgs holds the values of one statement between transactions.
+var sqliteArgs = sync.Pool{New: func() any {
+	v := make([]driver.NamedValue, 0, len(columns)*sqliteTxRows)
+	return &v
+}}
 
 // storeWaits is what the Writer knows about the waits for the SQLite
 // store's one connection (sqliteLog.insert).
@@ -256,17 +326,35 @@ func newStoreWaits(d *sql.DB) *storeWaits {
 	return &storeWaits{count: func() int64 { return d.Stats().WaitCount }, yield: runtime.Gosched}
 }
 
-func appendSQLiteValues(args []any, r *Row) []any {
+// appendSQLiteValues appends r's values in the order of columns, as
+// modernc.org/sqlite binds them (conn.go, bind): its types (int64, bool,
+// string, nil) and the parameter's position in Ordinal. An empty text is
+// nil, which the statement stores as the empty string (sqliteInserts).
+func appendSQLiteValues(args []driver.NamedValue, r *Row) []driver.NamedValue {
 	client := ""
 	if r.Client.IsValid() {
 		// Without a zone, as PostgreSQL's inet stores it (appendInet), so
 		// that both stores report one client.
 		client = r.Client.WithZone("").String()
 	}
-	return append(args,
-		r.Time.Unix(), r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
-		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb,
-		r.Reason, seconds(r), micros(r), r.Observe, r.Whitelist, r.Errors)
+	values := [...]any{
+		r.Time.Unix(), text(r.Host), text(client), text(r.ClientName), text(r.Helo),
+		text(r.Sender), text(r.Recipient), text(r.Instance), text(r.QueueID), text(r.Check),
+		text(r.Action), text(r.WouldAction), text(r.Verb), text(r.Reason),
+		int64(seconds(r)), int64(micros(r)), r.Observe, text(r.Whitelist), text(r.Errors),
+	}
+	for _, v := range values {
+		args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
+	}
+	return args
+}
+
+// text is s as a bound value: nil when empty (sqliteInserts).
+func text(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // seconds rounds the greylisting delay to whole seconds, as the

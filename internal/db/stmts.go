@@ -16,6 +16,7 @@ type Stmts struct {
 	db  *sql.DB
 	mu  sync.Mutex
 	set map[string]*sql.Stmt
+	raw *RawConn // the connection Raw last ran on (raw.go)
 }
 
 // NewStmts returns an empty set of statements on d.
@@ -44,8 +45,10 @@ func (s *Stmts) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// Close releases the statements; a later Prepare compiles them again.
+// Close releases the statements, Raw's too; a later Prepare compiles them
+// again.
 func (s *Stmts) Close() {
+	s.closeRaw()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.set {
