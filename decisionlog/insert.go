@@ -140,11 +140,11 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 //
 // A text column's value is its parameter or, when that is NULL, the
 // empty string, and an empty text is bound as NULL (appendSQLiteValues):
-// the driver copies every text value it binds into
-// memory of its own and frees it after the step, and binds a NULL with
-// neither (bindText and bindNull in modernc.org/sqlite's conn.go). About
-// a third of a decision's texts are empty (no queue ID before DATA, no
-// would-be action, whitelist or errors).
+// the driver copies every text value it binds into memory of its own and
+// frees it after the step, and binds a NULL with neither (bindText and
+// bindNull in modernc.org/sqlite's conn.go). About a third of a
+// decision's texts are empty (no queue ID before DATA, no would-be
+// action, whitelist or errors).
 var sqliteInserts = func() (q [7]string) {
 	values := make([]string, len(columns))
 	for i := range values {
@@ -204,10 +204,9 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // yield would hold its connection longer instead, so there is none.
 //
 // The statements run on the driver's connection (db.RawConn), with the
-// values bound as the driver takes them (sqliteValues): through
+// values built as the driver binds them (appendSQLiteValues): through
 // database/sql, every statement's 1,216 values were converted into a new
-// slice, which was a third of what the daemon allocated per cached
-// decision.
+// slice, a fifth of what the daemon allocated per cached decision.
 func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (int, error) {
 	n := len(rows) // what the transaction held, if it fails before its first statement
 	err := l.d.Stmts().Raw(ctx, func(c *db.RawConn) error {
