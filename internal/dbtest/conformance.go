@@ -2,8 +2,10 @@ package dbtest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
 )
 
 // Factory prepares a fresh, migrated database for one test and returns a
@@ -18,6 +20,9 @@ type Factory[S any] func(t *testing.T) (open func() S)
 func NewFactory[S any](kind string, newStore func(t *testing.T, d *db.DB) S) Factory[S] {
 	return func(t *testing.T) func() S {
 		dsn := fresh(t, kind)
+		if kind == db.Postgres {
+			dsn = pgtest.WithConnectTimeout(dsn, 10*time.Second)
+		}
 		return func() S { return newStore(t, OpenDSN(t, dsn)) }
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,4 +130,20 @@ func withDB(dsn, name string) string {
 		return u.String()
 	}
 	return dsn + " dbname=" + name // the last occurrence of a key wins
+}
+
+// WithConnectTimeout sets dsn's connect_timeout (libpq "Parameter Key
+// Words": whole seconds), in URL or key=value form. Tests of what a store
+// decides use it: on two cores busy with `go test -race`, forking a
+// backend can outlast the daemon's one-second default, and such a test is
+// about verdicts, not connect time. Fault tests keep the default.
+func WithConnectTimeout(dsn string, d time.Duration) string {
+	secs := strconv.Itoa(int(d / time.Second))
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		q.Set("connect_timeout", secs)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " connect_timeout=" + secs
 }
