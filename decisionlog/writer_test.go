@@ -579,23 +579,38 @@ func TestInsertNullClient(t *testing.T) {
 // loop: each write here fails and, meanwhile, a batch more is recorded.
 // A tick's drain, and a full batch's writeFull, write what was queued
 // when they started, so the next tick (the warning about lost rows, the
-// partitions' upkeep) is served at once, not when the mail stops.
+// partitions' upkeep) is served at once, not when the mail stops. The
+// first write itself queues that tick, so how the test's goroutine is
+// scheduled does not matter.
 func TestWriterServesTicksWhileMailOutpacesTheStore(t *testing.T) {
 	for _, trigger := range []string{"tick", "full"} {
 		t.Run(trigger, func(t *testing.T) {
 			d := dbtest.Open(t, db.SQLite)
 			const limit = 300 // writes that record more; beyond, the mail stops
-			var writes atomic.Int64
-			var w *Writer
+			var (
+				writes, servedAt atomic.Int64
+				w                *Writer
+				once             sync.Once
+				done             = make(chan struct{})
+				tick             = make(chan time.Time, 1)
+			)
 			slow := func(context.Context, *db.DB, []Row, *storeWaits) (int, error) {
-				if n := writes.Add(1); n <= limit {
+				n := writes.Add(1)
+				switch {
+				case n == 1:
+					tick <- t0 // the next tick, pending from now on
+				case len(tick) == 0 && servedAt.CompareAndSwap(0, n):
+					once.Do(func() { close(done) }) // the loop took it
+				}
+				if n <= limit {
 					for i := range w.cfg.BatchSize {
 						w.Record(decision(int(n)*10 + i))
 					}
+				} else {
+					once.Do(func() { close(done) })
 				}
 				return 0, errors.New("timeout: context deadline exceeded")
 			}
-			tick := make(chan time.Time)
 			cfg := testConfig()
 			cfg.QueueSize = 10 * cfg.BatchSize
 			w = start(d, cfg, Options{Tick: tick}, slow)
@@ -608,9 +623,13 @@ func TestWriterServesTicksWhileMailOutpacesTheStore(t *testing.T) {
 					w.Record(decision(i)) // writeFull
 				}
 			}
-			tick <- t0 // served once the loop is back
-			if n := writes.Load(); n >= limit {
-				t.Fatalf("the next tick waited for %d writes: until the mail stopped", n)
+			select {
+			case <-done:
+			case <-dbtest.Context(t).Done():
+				t.Fatal("no write after the first")
+			}
+			if n := servedAt.Load(); n == 0 || n > limit {
+				t.Fatalf("the next tick waited for %d writes (0: never served): until the mail stopped", writes.Load())
 			}
 		})
 	}
