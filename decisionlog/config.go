@@ -27,8 +27,9 @@ type Config struct {
 	// Default 1s, so `mxpolicyd report` and ad-hoc queries see decisions
 	// almost at once.
 	FlushInterval time.Duration `yaml:"flush_interval"`
-	// WriteTimeout bounds one batch write; a batch that misses it is
-	// dropped and counted. Default 5s: half the queue's worth of time at
+	// WriteTimeout bounds one batch write, its retries included
+	// (Writer.insertRetrying); a batch that misses it is dropped and
+	// counted. Default 5s: half the queue's worth of time at
 	// 1,000 decisions a second, so a slow database costs rows, not memory.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// Retention is how long rows are kept; `mxpolicyd gc` removes older

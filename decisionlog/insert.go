@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"fmt"
 	"math/bits"
 	"runtime"
@@ -96,26 +97,41 @@ func (p pgLog) copy(ctx context.Context, rows []Row) error {
 	*bp = encodeCopy((*bp)[:0], rows)
 	conn, err := p.d.PG.Acquire(ctx)
 	if err != nil {
-		return err
+		return notStored{err}
 	}
 	defer conn.Release() // the pool closes a connection left in a transaction
 	tx, err := conn.Begin(ctx)
 	if err != nil {
-		return err
+		return notStored{err}
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
 	if _, err := tx.Exec(ctx, asyncCommitSQL); err != nil {
-		return err
+		return notStored{err}
 	}
 	tag, err := conn.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(*bp), copySQL)
 	if err == nil && tag.RowsAffected() != int64(len(rows)) {
 		err = fmt.Errorf("copied %d rows of %d", tag.RowsAffected(), len(rows))
 	}
 	if err != nil {
-		return err
+		return notStored{err}
 	}
+	// A COMMIT whose answer was lost may have stored the rows: its
+	// failure is not marked, and the batch is not sent again.
 	return tx.Commit(ctx)
 }
+
+// errNotStored matches a PostgreSQL batch failure that came before its
+// COMMIT was sent: the server cannot have stored the batch (an
+// uncommitted transaction is rolled back when its connection ends), so
+// sending it again cannot store a row twice (Writer.insertRetrying).
+var errNotStored = errors.New("decisionlog: batch not stored")
+
+// notStored is a failure before the COMMIT; it reads as err and matches
+// both err and errNotStored.
+type notStored struct{ err error }
+
+func (e notStored) Error() string   { return e.err.Error() }
+func (e notStored) Unwrap() []error { return []error{e.err, errNotStored} }
 
 // asyncCommitSQL makes the COPY's transaction commit without waiting for
 // its WAL flush (pgLog.insert).

@@ -131,7 +131,7 @@ func (w *Writer) write() {
 // writeTx writes one transaction of rows, at most all of them, and
 // returns how many it held.
 func (w *Writer) writeTx(ctx context.Context, rows []Row) int {
-	n, err := w.insert(ctx, w.db, rows, w.waits)
+	n, err := w.insertRetrying(ctx, rows)
 	if n <= 0 || n > len(rows) {
 		n = len(rows) // a stand-in's mistake must not stall the loop
 	}
@@ -145,6 +145,48 @@ func (w *Writer) writeTx(ctx context.Context, rows []Row) int {
 		w.opt.Observer.LogRowsWritten(n)
 	}
 	return n
+}
+
+// Retries of a batch that PostgreSQL did not store: the first after
+// retryFirst, each later one after twice the wait before, at most
+// retryMax. A server restarting (pg_ctl restart, a failover) is back
+// within seconds, and WriteTimeout ends the retries with the batch.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryMax   = time.Second
+)
+
+// insertRetrying inserts rows, and sends them again while a failure
+// left them unstored (errNotStored) and may go away by itself
+// (db.IsTemporary: a connect refused or timed out, a connection the
+// server ended), until ctx, which WriteTimeout bounds, is done. So a
+// restart of the database within write_timeout loses no row. A stopping
+// writer does not retry: the daemon's shutdown does not wait for a
+// database that is down.
+func (w *Writer) insertRetrying(ctx context.Context, rows []Row) (int, error) {
+	d := retryFirst
+	for {
+		n, err := w.insert(ctx, w.db, rows, w.waits)
+		if err == nil || w.stopping || !errors.Is(err, errNotStored) || !db.IsTemporary(err) {
+			return n, err
+		}
+		if w.opt.Wait(ctx, d) != nil {
+			return n, err
+		}
+		d = min(2*d, retryMax)
+	}
+}
+
+// wait is Options.Wait's default.
+func wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 func (w *Writer) dropWriteError(n int) {

@@ -35,6 +35,10 @@ type Options struct {
 	// Tick triggers flushes and upkeep; nil: a ticker every
 	// Config.FlushInterval. Tests send on it instead of sleeping.
 	Tick <-chan time.Time
+	// Wait waits d before a batch is sent again, or until ctx is done
+	// (its error); nil: a timer. Tests act on the database in it instead
+	// of sleeping.
+	Wait func(ctx context.Context, d time.Duration) error
 }
 
 // Stats are the writer's totals since New.
@@ -88,6 +92,9 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 	}
 	if opt.Now == nil {
 		opt.Now = time.Now
+	}
+	if opt.Wait == nil {
+		opt.Wait = wait
 	}
 	w := &Writer{
 		db: d, cfg: cfg, opt: opt, insert: insert,
