@@ -348,9 +348,9 @@ func newStoreWaits(d *sql.DB) *storeWaits {
 func appendSQLiteValues(args []driver.NamedValue, r *Row) []driver.NamedValue {
 	client := ""
 	if r.Client.IsValid() {
-		// Without a zone, as PostgreSQL's inet stores it (appendInet), so
+		// As PostgreSQL's inet prints it (appendInet stores it there), so
 		// that both stores report one client.
-		client = r.Client.WithZone("").String()
+		client = db.InetText(r.Client)
 	}
 	values := [...]any{
 		r.Time.Unix(), text(r.Host), text(client), text(r.ClientName), text(r.Helo),

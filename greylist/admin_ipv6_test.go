@@ -44,3 +44,21 @@ func TestAdminClientSpellingsIPv6(t *testing.T) {
 		}
 	})
 }
+
+// greylist list prints an IPv4-compatible client (::/96) alike from
+// both stores, as PostgreSQL's inet prints it (db.InetText).
+func TestAdminListIPv4CompatibleClient(t *testing.T) {
+	dbtest.Each(t, func(t *testing.T, d *db.DB) {
+		ctx := dbtest.Context(t)
+		cfg := greylist.DefaultConfig()
+		s, a := greylist.NewStore(d), greylist.NewAdmin(d, cfg)
+		decideAt(t, s, cfg, time.Now().Truncate(time.Second).Add(-time.Hour), "::192.0.2.7", "dave@d.test", "bob@b.test")
+		rows, _, err := a.List(ctx, greylist.Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].ClientAddr != "::192.0.2.7" {
+			t.Fatalf("listed %+v; want one triplet from ::192.0.2.7", rows)
+		}
+	})
+}

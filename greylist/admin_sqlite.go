@@ -157,14 +157,14 @@ func (l liteAdmin) load(ctx context.Context, set ImportSet) (ImportResult, error
 				passed = t.PassedAt.Unix()
 			}
 			n, err := affected(tx.ExecContext(ctx, liteImportTriplet, netKey(t.Net), t.Sender, t.Recipient,
-				t.Net.String(), t.Addr.String(), t.RawSender, t.FirstSeen.Unix(), t.LastSeen.Unix(), passed, attempts, passes))
+				t.Net.String(), db.InetText(t.Addr), t.RawSender, t.FirstSeen.Unix(), t.LastSeen.Unix(), passed, attempts, passes))
 			if err != nil {
 				return err
 			}
 			r.Triplets += n
 		}
 		for _, c := range set.Clients {
-			n, err := affected(tx.ExecContext(ctx, liteImportClient, c.Net.String(), c.Addr.String(),
+			n, err := affected(tx.ExecContext(ctx, liteImportClient, c.Net.String(), db.InetText(c.Addr),
 				c.FirstSeen.Unix(), c.LastSeen.Unix(), c.Passes))
 			if err != nil {
 				return err
@@ -173,7 +173,7 @@ func (l liteAdmin) load(ctx context.Context, set ImportSet) (ImportResult, error
 		}
 		for _, p := range set.Pairs {
 			n, err := affected(tx.ExecContext(ctx, liteImportPair, netKey(p.Net), p.SenderDomain, p.Net.String(),
-				p.Addr.String(), p.FirstSeen.Unix(), p.LastSeen.Unix()))
+				db.InetText(p.Addr), p.FirstSeen.Unix(), p.LastSeen.Unix()))
 			if err != nil {
 				return err
 			}

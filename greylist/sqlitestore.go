@@ -211,7 +211,7 @@ func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k 
 // liteDecideArgs are the parameters ?1 to ?15 of the statements above;
 // SQLiteStore and SQLiteBatchStore both send them.
 func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
-	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), k.Addr.String(),
+	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), db.InetText(k.Addr),
 		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
 		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
 }

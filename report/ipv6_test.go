@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/mxpolicyd/mxpolicyd/decisionlog"
@@ -43,5 +44,16 @@ func TestNeverRetriedIPv6OrderSameOnBothStores(t *testing.T) {
 	})
 	if out[db.SQLite] != out[db.Postgres] {
 		t.Errorf("never-retried csv differs:\nsqlite:\n%s\npostgres:\n%s", out[db.SQLite], out[db.Postgres])
+	}
+}
+
+// An IPv4-compatible client (::/96), which Go and PostgreSQL print
+// differently, is printed alike by both stores (db.InetText).
+func TestNeverRetriedIPv4CompatibleClientSameOnBothStores(t *testing.T) {
+	out := neverRetriedCSV(t, []dec{
+		{time: "2026-11-01 08:00", client: "::192.0.2.9", sender: "a@example.biz", rcpt: "v@example.org", check: "greylist", action: greylisted},
+	})
+	if out[db.SQLite] != out[db.Postgres] || !strings.Contains(out[db.SQLite], "::192.0.2.9") {
+		t.Errorf("never-retried csv differs or lacks ::192.0.2.9:\nsqlite:\n%s\npostgres:\n%s", out[db.SQLite], out[db.Postgres])
 	}
 }
