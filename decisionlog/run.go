@@ -177,18 +177,6 @@ func (w *Writer) insertRetrying(ctx context.Context, rows []Row) (int, error) {
 	}
 }
 
-// wait is Options.Wait's default.
-func wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 func (w *Writer) dropWriteError(n int) {
 	if n == 0 {
 		return

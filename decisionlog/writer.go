@@ -36,7 +36,7 @@ type Options struct {
 	// Config.FlushInterval. Tests send on it instead of sleeping.
 	Tick <-chan time.Time
 	// Wait waits d before a batch is sent again, or until ctx is done
-	// (its error); nil: a timer. Tests act on the database in it instead
+	// (its error); nil: db.Pause. Tests act on the database in it instead
 	// of sleeping.
 	Wait func(ctx context.Context, d time.Duration) error
 }
@@ -94,7 +94,7 @@ func start(d *db.DB, cfg Config, opt Options, insert func(context.Context, *db.D
 		opt.Now = time.Now
 	}
 	if opt.Wait == nil {
-		opt.Wait = wait
+		opt.Wait = db.Pause
 	}
 	w := &Writer{
 		db: d, cfg: cfg, opt: opt, insert: insert,

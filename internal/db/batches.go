@@ -23,7 +23,7 @@ import (
 // which shares its one connection with the decisions, pauses too, at no
 // cost to them.
 func SQLiteDeleteBatches(ctx context.Context, batch int64, del func(context.Context) (int64, error)) (int64, error) {
-	return deleteBatches(ctx, batch, del, time.Now, pause)
+	return deleteBatches(ctx, batch, del, time.Now, Pause)
 }
 
 // sqliteBatchPause is the shortest pause between two batches: the
@@ -47,8 +47,8 @@ func deleteBatches(ctx context.Context, batch int64, del func(context.Context) (
 	}
 }
 
-// pause waits d, or until ctx ends.
-func pause(ctx context.Context, d time.Duration) error {
+// Pause waits d, or until ctx ends (its error).
+func Pause(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -50,7 +50,7 @@ func TestDeleteBatches(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	calls = 0
-	n, err = deleteBatches(cctx, 10, func(context.Context) (int64, error) { calls++; return 10, nil }, now, pause)
+	n, err = deleteBatches(cctx, 10, func(context.Context) (int64, error) { calls++; return 10, nil }, now, Pause)
 	if !errors.Is(err, context.Canceled) || n != 10 || calls != 1 {
 		t.Errorf("cancelled: %d rows, %d calls, %v; want 10, 1 and context.Canceled", n, calls, err)
 	}
