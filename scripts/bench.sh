@@ -459,6 +459,7 @@ mx() {
 	[[ $config == *replies.yaml ]] && label="$label, greylisting + replies" && measured=0
 	local unrecorded=0
 	[[ $config == *unrecorded.yaml ]] && unrecorded=1
+	[[ $config == *lineonly.yaml ]] && unrecorded=2
 	say "$name"
 	daemon "$name" "$config" "$database" "${extra[@]}"
 	[[ $kind == known ]] && warm "$DADDR"
@@ -495,7 +496,11 @@ mx() {
 		if ((unrecorded)); then
 			# What recording costs: the recorded case's rate against this one's.
 			local recorded=${RPS[mx-$store-known-greylist]}
-			label="$label, not recorded (decision log off, decision line at warn)"
+			if ((unrecorded == 1)); then
+				label="$label, not recorded (decision log off, decision line at warn)"
+			else
+				label="$label, decision line only (decision log off)"
+			fi
 			ratio="$ratio (recorded: $(calc %.2f "$recorded / $rps")× this rate)"
 			target="–" ok="–"
 		elif [[ ${#extra[@]} -gt 0 ]]; then
@@ -520,10 +525,18 @@ mx() {
 	echo "decision_log: {enabled: false}"
 	echo "log: {level: warn}"
 } >"$tmp/unrecorded.yaml"
+# Between the two, the decision line without the row: the recorded case's
+# CPU per request less this one's is the row's, this one's less the case
+# not recorded is the line's.
+{
+	cat scripts/bench/greylist.yaml
+	echo "decision_log: {enabled: false}"
+} >"$tmp/lineonly.yaml"
 
 for store in pg sqlite; do
 	mx "$store" new scripts/bench/greylist.yaml
 	mx "$store" known scripts/bench/greylist.yaml
+	mx "$store" known "$tmp/lineonly.yaml"
 	mx "$store" known "$tmp/unrecorded.yaml"
 	mx "$store" new scripts/bench/dns.yaml
 	mx "$store" known scripts/bench/dns.yaml
@@ -693,7 +706,9 @@ cat <<EOF
 - **Not recorded**: the known case with the decision log off and the
   log at warn, so no row and no decision line: what deciding costs
   alone, and (in its ratio cell) how much of that rate the recorded case
-  keeps.
+  keeps. **Decision line only**: the decision log off, the line on. The
+  recorded case's CPU per request less this one's is what the row costs,
+  this one's less the case not recorded's what the line costs.
 - **Greylisting + replies**: the replies check asks the store whether
   each new (sender, recipient) pair answers a local user's mail, before
   greylisting; the greylisting-only rows turn it off.
