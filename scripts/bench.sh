@@ -457,9 +457,9 @@ mx() {
 	[[ $config == *dns.yaml ]] && extra=(--dns "$DNS_ADDR") && label="$label, SPF + 3 lists"
 	local measured=1 # a case with a target of its own
 	[[ $config == *replies.yaml ]] && label="$label, greylisting + replies" && measured=0
-	local unrecorded=0
-	[[ $config == *unrecorded.yaml ]] && unrecorded=1
-	[[ $config == *lineonly.yaml ]] && unrecorded=2
+	local recorded=row+line # what the case records of each decision
+	[[ $config == *unrecorded.yaml ]] && recorded=none
+	[[ $config == *lineonly.yaml ]] && recorded=line
 	say "$name"
 	daemon "$name" "$config" "$database" "${extra[@]}"
 	[[ $kind == known ]] && warm "$DADDR"
@@ -493,15 +493,15 @@ mx() {
 	else
 		ratio="@R:$rps@"
 		label="$label, known passing (cached)"
-		if ((unrecorded)); then
+		if [[ $recorded != row+line ]]; then
 			# What recording costs: the recorded case's rate against this one's.
-			local recorded=${RPS[mx-$store-known-greylist]}
-			if ((unrecorded == 1)); then
+			local full=${RPS[mx-$store-known-greylist]}
+			if [[ $recorded == none ]]; then
 				label="$label, not recorded (decision log off, decision line at warn)"
 			else
 				label="$label, decision line only (decision log off)"
 			fi
-			ratio="$ratio (recorded: $(calc %.2f "$recorded / $rps")× this rate)"
+			ratio="$ratio (recorded: $(calc %.2f "$full / $rps")× this rate)"
 			target="–" ok="–"
 		elif [[ ${#extra[@]} -gt 0 ]]; then
 			local base=${RPS[mx-$store-known-greylist]}
