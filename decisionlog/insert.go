@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/bits"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/db"
@@ -143,7 +141,7 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 // for its rows, where a one-row statement pays the driver's round per
 // row (https://www.sqlite.org/lang_insert.html). The sizes are powers of
 // two, so a batch of any size takes at most one statement per size, each
-// compiled once per connection (db.RawConn); 64 rows bind 1,216
+// compiled once per handle (db.Bulk); 64 rows bind 1,216
 // parameters, far below SQLite's limit of 32,766
 // (https://www.sqlite.org/limits.html, SQLITE_MAX_VARIABLE_NUMBER).
 //
@@ -155,12 +153,10 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 // whole transaction.
 //
 // A text column's value is its parameter or, when that is NULL, the
-// empty string, and an empty text is bound as NULL (appendSQLiteValues):
-// the driver copies every text value it binds into memory of its own and
-// frees it after the step, and binds a NULL with neither (bindText and
-// bindNull in modernc.org/sqlite's conn.go). About a third of a
-// decision's texts are empty (no queue ID before DATA, no would-be
-// action, whitelist or errors).
+// empty string, and an empty text is bound as NULL (bindSQLiteRow): a
+// text is copied into C memory to be bound (db.BulkStmt.Text), a NULL is
+// not. About a third of a decision's texts are empty (no queue ID before
+// DATA, no would-be action, whitelist or errors).
 var sqliteInserts = func() (q [7]string) {
 	values := make([]string, len(columns))
 	for i := range values {
@@ -178,8 +174,8 @@ var sqliteInserts = func() (q [7]string) {
 }()
 
 // sqliteText[i] says whether columns[i] is a text column
-// (migrations/sqlite/0007_decisions_verb_check.sql), as
-// appendSQLiteValues binds it.
+// (migrations/sqlite/0007_decisions_verb_check.sql), as bindSQLiteRow
+// binds it.
 var sqliteText = func() []bool {
 	t := make([]bool, len(columns))
 	for i, c := range columns {
@@ -219,35 +215,34 @@ func sqliteChunk(n int) int { return min(bits.Len(uint(n)), len(sqliteInserts)) 
 // requests waited for the other. While greylisting does use the store, a
 // yield would hold its connection longer instead, so there is none.
 //
-// The statements run on the driver's connection (db.RawConn), with the
-// values built as the driver binds them (appendSQLiteValues): through
-// database/sql, every statement's 1,216 values were converted into a new
-// slice, a fifth of what the daemon allocated per cached decision.
+// The statements run on the store's Bulk handle (db.Stmts.Bulk), which
+// binds each value with one call into SQLite, where the driver's
+// connection took a mutex and a C string per value (internal/db/bulk.go).
 func (l sqliteLog) insert(ctx context.Context, rows []Row, waits *storeWaits) (int, error) {
 	n := len(rows) // what the transaction held, if it fails before its first statement
-	err := l.d.Stmts().Raw(ctx, func(c *db.RawConn) error {
+	err := l.d.Stmts().Bulk(ctx, func(b *db.Bulk) error {
 		var err error
-		n, err = sqliteInsertTx(ctx, c, rows, waits)
+		n, err = sqliteInsertTx(ctx, b, rows, waits)
 		return err
 	})
 	return n, err
 }
 
-// sqliteInsertTx is insert's transaction on the connection c.
-func sqliteInsertTx(ctx context.Context, c *db.RawConn, rows []Row, waits *storeWaits) (int, error) {
-	var stmts [len(sqliteInserts)]driver.StmtExecContext
+// sqliteInsertTx is insert's transaction on the handle b.
+func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWaits) (int, error) {
+	var stmts [len(sqliteInserts)]*db.BulkStmt
 	for rest := rows; len(rest) > 0; rest = rest[1<<sqliteChunk(len(rest)):] {
 		i := sqliteChunk(len(rest))
 		if stmts[i] != nil {
 			continue
 		}
-		st, err := c.Prepare(ctx, sqliteInserts[i])
+		st, err := b.Prepare(sqliteInserts[i])
 		if err != nil {
 			return len(rows), err
 		}
 		stmts[i] = st
 	}
-	tx, err := c.Begin(ctx)
+	tx, err := b.Begin(ctx)
 	if err != nil {
 		return len(rows), err
 	}
@@ -257,21 +252,15 @@ func sqliteInsertTx(ctx context.Context, c *db.RawConn, rows []Row, waits *store
 		mark = waits.count()
 		calm = waits.begin(mark)
 	}
-	vp := sqliteArgs.Get().(*[]driver.NamedValue)
-	defer sqliteArgs.Put(vp)
 	n := 0
 	for n < len(rows) {
 		i := sqliteChunk(len(rows) - n)
-		args := (*vp)[:0]
 		for j := range 1 << i {
-			args = appendSQLiteValues(args, &rows[n+j])
+			bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
 		}
-		*vp = args
 		n += 1 << i
-		_, err := stmts[i].ExecContext(ctx, args)
-		clear(args) // release the rows' strings
-		if err != nil {
-			return n, rollback(tx, err)
+		if err := stmts[i].Exec(); err != nil {
+			return n, rollback(tx, ctxErr(ctx, err))
 		}
 		if n == len(rows) {
 			break
@@ -288,26 +277,29 @@ func sqliteInsertTx(ctx context.Context, c *db.RawConn, rows []Row, waits *store
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return n, err // the driver rolled it back (modernc.org/sqlite, tx.go)
+		return n, ctxErr(ctx, err) // Commit rolled it back
 	}
 	return n, nil
 }
 
-// rollback ends the failed transaction of the error err. When even the
-// rollback fails, the connection may still be in the transaction, so it
-// is reported bad, and database/sql closes it (Conn.Raw).
-func rollback(tx driver.Tx, err error) error {
-	if rerr := tx.Rollback(); rerr != nil {
-		return fmt.Errorf("%w (rollback: %w, %w)", err, rerr, driver.ErrBadConn)
+// ctxErr is err, with ctx's error once ctx is done: a statement ended by
+// the context says only "interrupted" (db.Bulk.Begin).
+func ctxErr(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%w)", err, cerr)
 	}
 	return err
 }
 
-// sqliteArgs holds the values of one statement between transactions.
-var sqliteArgs = sync.Pool{New: func() any {
-	v := make([]driver.NamedValue, 0, len(columns)*sqliteTxRows)
-	return &v
-}}
+// rollback ends the failed transaction of the error err. When even the
+// rollback fails, the handle may still be in the transaction, which the
+// next BEGIN would refuse; the rollback's error is reported with err.
+func rollback(tx *db.BulkTx, err error) error {
+	if rerr := tx.Rollback(); rerr != nil {
+		return fmt.Errorf("%w (rollback: %w)", err, rerr)
+	}
+	return err
+}
 
 // storeWaits is what the Writer knows about the waits for the SQLite
 // store's one connection (sqliteLog.insert).
@@ -341,35 +333,33 @@ func newStoreWaits(d *sql.DB) *storeWaits {
 	return &storeWaits{count: func() int64 { return d.Stats().WaitCount }, yield: runtime.Gosched}
 }
 
-// appendSQLiteValues appends r's values in the order of columns, as
-// modernc.org/sqlite binds them (conn.go, bind): its types (int64, bool,
-// string, nil) and the parameter's position in Ordinal. An empty text is
-// nil, which the statement stores as the empty string (sqliteInserts).
-func appendSQLiteValues(args []driver.NamedValue, r *Row) []driver.NamedValue {
+// bindSQLiteRow binds r's values in the order of columns to the
+// parameters of st from base+1 on. An empty text binds NULL, which the
+// statement stores as the empty string (sqliteInserts).
+func bindSQLiteRow(st *db.BulkStmt, base int, r *Row) {
 	client := ""
 	if r.Client.IsValid() {
 		// As PostgreSQL's inet prints it (appendInet stores it there), so
 		// that both stores report one client.
 		client = db.InetText(r.Client)
 	}
-	values := [...]any{
-		r.Time.Unix(), text(r.Host), text(client), text(r.ClientName), text(r.Helo),
-		text(r.Sender), text(r.Recipient), text(r.Instance), text(r.QueueID), text(r.Check),
-		text(r.Action), text(r.WouldAction), text(r.Verb), text(r.Reason),
-		int64(seconds(r)), int64(micros(r)), r.Observe, text(r.Whitelist), text(r.Errors),
+	observe := int64(0)
+	if r.Observe {
+		observe = 1
 	}
-	for _, v := range values {
-		args = append(args, driver.NamedValue{Ordinal: len(args) + 1, Value: v})
+	k := base
+	num := func(v int64) { k++; st.Int(k, v) }
+	text := func(v string) { k++; st.Text(k, v) }
+	num(r.Time.Unix())
+	for _, v := range [...]string{r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
+		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb, r.Reason} {
+		text(v)
 	}
-	return args
-}
-
-// text is s as a bound value: nil when empty (sqliteInserts).
-func text(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
+	num(int64(seconds(r)))
+	num(int64(micros(r)))
+	num(observe)
+	text(r.Whitelist)
+	text(r.Errors)
 }
 
 // seconds rounds the greylisting delay to whole seconds, as the

@@ -216,7 +216,11 @@ func openSQLite(ctx context.Context, path string, readOnly bool) (*DB, error) {
 		sdb.Close()
 		return nil, fmt.Errorf("db: open %s: %w", path, err)
 	}
-	return &DB{SQL: sdb, stmts: NewStmts(sdb), kind: SQLite}, nil
+	stmts := NewStmts(sdb)
+	if !readOnly {
+		stmts = newFileStmts(sdb, path)
+	}
+	return &DB{SQL: sdb, stmts: stmts, kind: SQLite}, nil
 }
 
 // pingSQLite opens the first connection, which sets the DSN's pragmas,

@@ -47,9 +47,8 @@ func IsTemporary(err error) bool {
 	if errors.As(err, &connErr) {
 		return true
 	}
-	var sqlErr *sqlite.Error
-	if errors.As(err, &sqlErr) {
-		return IsSQLiteBusy(sqlErr)
+	if _, ok := sqliteCode(err); ok {
+		return IsSQLiteBusy(err)
 	}
 	return isNetErr(err)
 }
@@ -57,15 +56,29 @@ func IsTemporary(err error) bool {
 // IsSQLiteBusy reports SQLITE_BUSY or SQLITE_LOCKED: another connection
 // holds the lock this one needs, past the busy timeout's wait.
 func IsSQLiteBusy(err error) bool {
-	var sqlErr *sqlite.Error
-	if !errors.As(err, &sqlErr) {
+	code, ok := sqliteCode(err)
+	if !ok {
 		return false
 	}
-	switch sqlErr.Code() & 0xff { // primary result code
+	switch code & 0xff { // primary result code
 	case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
 		return true
 	}
 	return false
+}
+
+// sqliteCode is the result code of an SQLite error: the driver's
+// (*sqlite.Error) or a Bulk handle's (*BulkError).
+func sqliteCode(err error) (int, bool) {
+	var sqlErr *sqlite.Error
+	if errors.As(err, &sqlErr) {
+		return sqlErr.Code(), true
+	}
+	var bulkErr *BulkError
+	if errors.As(err, &bulkErr) {
+		return bulkErr.Code(), true
+	}
+	return 0, false
 }
 
 func isNetErr(err error) bool {

@@ -13,14 +13,20 @@ import (
 // compiling cost more CPU than running it. database/sql keeps each
 // statement prepared on the connection and prepares it again on a new one.
 type Stmts struct {
-	db  *sql.DB
-	mu  sync.Mutex
-	set map[string]*sql.Stmt
-	raw *RawConn // the connection Raw last ran on (raw.go)
+	db   *sql.DB
+	mu   sync.Mutex
+	set  map[string]*sql.Stmt
+	bulk bulkHandle // the file's second handle (bulk.go)
 }
 
 // NewStmts returns an empty set of statements on d.
 func NewStmts(d *sql.DB) *Stmts { return &Stmts{db: d} }
+
+// newFileStmts is NewStmts for the store's file at path, on which Bulk
+// opens its handle.
+func newFileStmts(d *sql.DB, path string) *Stmts {
+	return &Stmts{db: d, bulk: bulkHandle{path: path}}
+}
 
 // Prepare returns q's statement, compiled on its first use; a failure is
 // not kept, so the next call tries again. Call it before a transaction
@@ -45,10 +51,10 @@ func (s *Stmts) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
-// Close releases the statements, Raw's too; a later Prepare compiles them
-// again.
+// Close releases the statements and closes the Bulk handle; a later
+// Prepare compiles them again.
 func (s *Stmts) Close() {
-	s.closeRaw()
+	s.closeBulk()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range s.set {

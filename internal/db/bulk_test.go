@@ -1,0 +1,279 @@
+package db
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// openBulkTest opens a SQLite store with a table t for Bulk's tests.
+func openBulkTest(t *testing.T) (*DB, string) {
+	t.Helper()
+	ctx := ctxT(t)
+	path := filepath.Join(t.TempDir(), "b.db")
+	d, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	if _, err := d.SQL.ExecContext(ctx, "CREATE TABLE t (n INTEGER, s TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	return d, path
+}
+
+// bulkInsert inserts the pairs (n, s) in one transaction of one statement
+// per pair.
+func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
+	st, err := b.Prepare("INSERT INTO t (n, s) VALUES (?, ?)")
+	if err != nil {
+		return err
+	}
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range ns {
+		st.Int(1, ns[i])
+		st.Text(2, ss[i])
+		if err := st.Exec(); err != nil {
+			_ = tx.Rollback()
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// What Bulk binds is what the table holds: integers, texts (past one
+// chunk of its C memory, and one longer than a chunk), and NULL for the
+// empty text. The statement is compiled once per handle.
+func TestBulkRoundTrip(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	long := strings.Repeat("x", bulkChunk+1)
+	var ns []int64
+	var ss []string
+	for i := range 3000 { // 3000 texts of 40 bytes: two chunks' worth
+		ns = append(ns, int64(i))
+		ss = append(ss, strings.Repeat(string(rune('a'+i%26)), 40))
+	}
+	ns = append(ns, -1<<63, 1<<63-1, 7)
+	ss = append(ss, long, "", "é\x00z")
+	var first *BulkStmt
+	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		first, _ = b.Prepare("INSERT INTO t (n, s) VALUES (?, ?)")
+		return bulkInsert(ctx, b, ns, ss)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		if st, _ := b.Prepare("INSERT INTO t (n, s) VALUES (?, ?)"); st != first {
+			t.Error("the statement was compiled again on the same handle")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := d.SQL.QueryContext(ctx, "SELECT n, s FROM t ORDER BY rowid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	i := 0
+	for ; rows.Next(); i++ {
+		var n int64
+		var s sql.NullString
+		if err := rows.Scan(&n, &s); err != nil {
+			t.Fatal(err)
+		}
+		want := sql.NullString{String: ss[i], Valid: ss[i] != ""}
+		if n != ns[i] || s != want {
+			t.Fatalf("row %d: (%d, %.20q %v); want (%d, %.20q %v)", i, n, s.String, s.Valid, ns[i], want.String, want.Valid)
+		}
+	}
+	if err := rows.Err(); err != nil || i != len(ns) {
+		t.Fatalf("%d rows, %v; want %d", i, err, len(ns))
+	}
+}
+
+// A failed bind (a parameter the statement has not got) fails the Exec
+// without stepping, and the statement works again afterwards.
+func TestBulkBindError(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		st, err := b.Prepare("INSERT INTO t (n) VALUES (?)")
+		if err != nil {
+			return err
+		}
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		st.Int(1, 1)
+		st.Int(2, 2)
+		var be *BulkError
+		if err := st.Exec(); !errors.As(err, &be) || be.Code()&0xff != 25 { // SQLITE_RANGE
+			t.Errorf("binding parameter 2 of 1: %v; want SQLITE_RANGE", err)
+		}
+		st.Int(1, 3)
+		if err := st.Exec(); err != nil {
+			t.Errorf("after the failed bind: %v", err)
+		}
+		return tx.Commit()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	if err := d.SQL.QueryRowContext(ctx, "SELECT sum(n) FROM t").Scan(&sum); err != nil || sum != 3 {
+		t.Errorf("sum %d, %v; want 3 (only the second row)", sum, err)
+	}
+}
+
+// Bulk holds the store's one connection: while a transaction of the
+// store's own holds it, Bulk waits, and gives up with the context.
+func TestBulkWaitsForTheStoreConnection(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	tx, err := d.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	ran := false
+	err = d.Stmts().Bulk(short, func(*Bulk) error { ran = true; return nil })
+	if ran || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("with the connection in a transaction: ran %v, err %v; want no run, the deadline", ran, err)
+	}
+}
+
+// Another process holding the file's write lock (here another
+// connection, as an admin command's would) makes Begin wait until the
+// context's deadline, not the 5 s busy timeout, and fail as busy.
+func TestBulkBeginWaitsForTheLockUntilTheDeadline(t *testing.T) {
+	ctx := ctxT(t)
+	d, path := openBulkTest(t)
+	other, err := sql.Open("sqlite", sqliteDSN(path, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	otx, err := other.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer otx.Rollback()
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	err = d.Stmts().Bulk(short, func(b *Bulk) error {
+		return bulkInsert(short, b, []int64{1}, []string{"a"})
+	})
+	if !IsSQLiteBusy(err) || !IsTemporary(err) {
+		t.Errorf("begin while another holds the lock: %v; want SQLITE_BUSY", err)
+	}
+	if ctx.Err() != nil {
+		t.Fatal("the test's own context ended")
+	}
+	_ = otx.Rollback()
+	if err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		return bulkInsert(ctx, b, []int64{2}, []string{"b"})
+	}); err != nil {
+		t.Errorf("once the lock is free: %v", err)
+	}
+}
+
+// A statement running when its context ends is interrupted: it fails,
+// the transaction is gone, and the handle works for the next one.
+func TestBulkInterruptsWithTheContext(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	err := d.Stmts().Bulk(short, func(b *Bulk) error {
+		// Never ends on its own.
+		st, err := b.Prepare("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) INSERT INTO t (n) SELECT x FROM c")
+		if err != nil {
+			return err
+		}
+		tx, err := b.Begin(short)
+		if err != nil {
+			return err
+		}
+		if err := st.Exec(); err != nil {
+			return errors.Join(err, tx.Rollback())
+		}
+		return tx.Commit()
+	})
+	var be *BulkError
+	if !errors.As(err, &be) || be.Code() != 9 { // SQLITE_INTERRUPT
+		t.Fatalf("a statement past its deadline: %v; want SQLITE_INTERRUPT", err)
+	}
+	if err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		return bulkInsert(ctx, b, []int64{1}, []string{"a"})
+	}); err != nil {
+		t.Fatalf("after the interrupt: %v", err)
+	}
+	var n int
+	if err := d.SQL.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d rows, %v; want 1: the interrupted statement's rolled back", n, err)
+	}
+}
+
+// A panic in f closes the handle; the next call opens another, which
+// is not left in the panicking call's transaction.
+func TestBulkPanicClosesTheHandle(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	var first *Bulk
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("the panic did not reach the caller")
+			}
+		}()
+		_ = d.Stmts().Bulk(ctx, func(b *Bulk) error {
+			first = b
+			if _, err := b.Begin(ctx); err != nil {
+				return err
+			}
+			panic("in f")
+		})
+	}()
+	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		if b == first {
+			t.Error("the handle of the panicking call was used again")
+		}
+		return bulkInsert(ctx, b, []int64{1}, []string{"a"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A store without its file's path (NewStmts) or opened read-only has no
+// Bulk handle.
+func TestBulkNeedsAWritableFile(t *testing.T) {
+	ctx := ctxT(t)
+	d, path := openBulkTest(t)
+	f := func(*Bulk) error { return nil }
+	if err := NewStmts(d.SQL).Bulk(ctx, f); !errors.Is(err, ErrNoBulk) {
+		t.Errorf("NewStmts: %v; want ErrNoBulk", err)
+	}
+	ro, err := OpenReadOnly(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if err := ro.Stmts().Bulk(ctx, f); !errors.Is(err, ErrNoBulk) {
+		t.Errorf("read-only: %v; want ErrNoBulk", err)
+	}
+}
