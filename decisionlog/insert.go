@@ -259,8 +259,8 @@ func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWai
 			bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
 		}
 		n += 1 << i
-		if err := stmts[i].Exec(); err != nil {
-			return n, rollback(tx, ctxErr(ctx, err))
+		if err := tx.Exec(stmts[i]); err != nil {
+			return n, rollback(tx, err)
 		}
 		if n == len(rows) {
 			break
@@ -277,18 +277,9 @@ func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWai
 		}
 	}
 	if err := tx.Commit(); err != nil {
-		return n, ctxErr(ctx, err) // Commit rolled it back
+		return n, err // Commit rolled it back
 	}
 	return n, nil
-}
-
-// ctxErr is err, with ctx's error once ctx is done: a statement ended by
-// the context says only "interrupted" (db.Bulk.Begin).
-func ctxErr(ctx context.Context, err error) error {
-	if cerr := ctx.Err(); cerr != nil {
-		return fmt.Errorf("%w (%w)", err, cerr)
-	}
-	return err
 }
 
 // rollback ends the failed transaction of the error err. When even the

@@ -205,7 +205,7 @@ func (b *Bulk) close() {
 }
 
 // BulkStmt is a statement prepared on a Bulk handle. Bind every
-// parameter, then Exec; a bind's failure is returned by Exec.
+// parameter, then run it with BulkTx.Exec, which returns a bind's failure.
 type BulkStmt struct {
 	b   *Bulk
 	p   uintptr // *sqlite3_stmt
@@ -269,10 +269,13 @@ func (s *BulkStmt) Null(i int) {
 	s.check(sqlite3.Xsqlite3_bind_null(s.b.tls, s.p, int32(i)))
 }
 
-// Exec steps the statement to its end and resets it; its texts' memory
-// is free again afterwards. The values stay bound, but point nowhere
-// safe: bind them all again before the next Exec.
-func (s *BulkStmt) Exec() error {
+// Exec steps st to its end in the transaction and resets it; its texts'
+// memory is free again afterwards. The values stay bound, but point
+// nowhere safe: bind them all again before the next Exec. Once the
+// transaction's context is done, the error says so.
+func (tx *BulkTx) Exec(st *BulkStmt) error { return ctxErr(tx.ctx, st.exec()) }
+
+func (s *BulkStmt) exec() error {
 	defer s.b.texts.reset(s.b.tls)
 	if err := s.err; err != nil {
 		s.err = nil
@@ -295,6 +298,7 @@ func (s *BulkStmt) Exec() error {
 // Rollback.
 type BulkTx struct {
 	b     *Bulk
+	ctx   context.Context
 	stop  func() bool // context.AfterFunc's: the interrupt
 	ended bool        // under b.imu: the interrupt must do nothing
 }
@@ -313,7 +317,7 @@ func (b *Bulk) Begin(ctx context.Context) (*BulkTx, error) {
 		wait = min(wait, time.Until(dl))
 	}
 	sqlite3.Xsqlite3_busy_timeout(b.tls, b.h, int32(max(wait.Milliseconds(), 1)))
-	tx := &BulkTx{b: b}
+	tx := &BulkTx{b: b, ctx: ctx}
 	tx.stop = context.AfterFunc(ctx, func() {
 		b.imu.Lock()
 		defer b.imu.Unlock()
@@ -343,8 +347,8 @@ func ctxErr(ctx context.Context, err error) error {
 func (tx *BulkTx) Commit() error {
 	defer tx.end()
 	if err := tx.b.exec("COMMIT"); err != nil {
-		tx.rollback()
-		return err
+		_ = tx.rollback() // the commit's error is the one to report
+		return ctxErr(tx.ctx, err)
 	}
 	return nil
 }

@@ -40,7 +40,7 @@ func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
 	for i := range ns {
 		st.Int(1, ns[i])
 		st.Text(2, ss[i])
-		if err := st.Exec(); err != nil {
+		if err := tx.Exec(st); err != nil {
 			_ = tx.Rollback()
 			return err
 		}
@@ -119,11 +119,11 @@ func TestBulkBindError(t *testing.T) {
 		st.Int(1, 1)
 		st.Int(2, 2)
 		var be *BulkError
-		if err := st.Exec(); !errors.As(err, &be) || be.Code()&0xff != 25 { // SQLITE_RANGE
+		if err := tx.Exec(st); !errors.As(err, &be) || be.Code()&0xff != 25 { // SQLITE_RANGE
 			t.Errorf("binding parameter 2 of 1: %v; want SQLITE_RANGE", err)
 		}
 		st.Int(1, 3)
-		if err := st.Exec(); err != nil {
+		if err := tx.Exec(st); err != nil {
 			t.Errorf("after the failed bind: %v", err)
 		}
 		return tx.Commit()
@@ -208,7 +208,7 @@ func TestBulkInterruptsWithTheContext(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if err := st.Exec(); err != nil {
+		if err := tx.Exec(st); err != nil {
 			return errors.Join(err, tx.Rollback())
 		}
 		return tx.Commit()
