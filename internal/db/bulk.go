@@ -40,7 +40,6 @@ type Bulk struct {
 	tls   *libc.TLS // the handle's: used only by the goroutine in Stmts.Bulk
 	itls  *libc.TLS // the interrupt's, from context.AfterFunc's goroutine
 	h     uintptr   // *sqlite3
-	path  string
 	stmts map[string]*BulkStmt
 	texts textChunks
 
@@ -55,7 +54,7 @@ type Bulk struct {
 func cmem(p uintptr) unsafe.Pointer { return *(*unsafe.Pointer)(unsafe.Pointer(&p)) }
 
 // bulkChunk is the size of one chunk of C memory for a statement's texts;
-// a 64-row INSERT of decisions fills about a quarter of one.
+// a 64-row INSERT of decisions fills about an eighth of one.
 const bulkChunk = 64 << 10
 
 // textChunks is C memory that holds one statement's texts until it is
@@ -81,17 +80,18 @@ func (t *textChunks) put(tls *libc.TLS, s string) uintptr {
 		return p
 	}
 	if len(t.chunks) == 0 || t.used+len(s) > bulkChunk {
-		if len(t.chunks) > 0 {
-			t.cur++
+		next := t.cur + 1
+		if len(t.chunks) == 0 {
+			next = 0
 		}
-		if t.cur == len(t.chunks) {
+		if next == len(t.chunks) {
 			p := libc.Xmalloc(tls, bulkChunk)
 			if p == 0 {
-				return 0
+				return 0 // cur and used stay valid for the next call
 			}
 			t.chunks = append(t.chunks, p)
 		}
-		t.used = 0
+		t.cur, t.used = next, 0
 	}
 	p := t.chunks[t.cur] + uintptr(t.used)
 	copy(unsafe.Slice((*byte)(cmem(p)), len(s)), s)
@@ -142,7 +142,7 @@ func (b *Bulk) err(rc int32) error {
 // openBulk opens path's Bulk handle. The file exists: the store's own
 // connection opened it first (openSQLite).
 func openBulk(path string) (_ *Bulk, err error) {
-	b := &Bulk{tls: libc.NewTLS(), itls: libc.NewTLS(), path: path}
+	b := &Bulk{tls: libc.NewTLS(), itls: libc.NewTLS()}
 	defer func() {
 		if err != nil {
 			b.close()
