@@ -283,8 +283,9 @@ func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWai
 }
 
 // rollback ends the failed transaction of the error err. When even the
-// rollback fails, the handle may still be in the transaction, which the
-// next BEGIN would refuse; the rollback's error is reported with err.
+// rollback fails, its error is reported with err, and db.Stmts.Bulk
+// closes the handle, still in the transaction, for the next batch to open
+// another.
 func rollback(tx *db.BulkTx, err error) error {
 	if rerr := tx.Rollback(); rerr != nil {
 		return fmt.Errorf("%w (rollback: %w)", err, rerr)

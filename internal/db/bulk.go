@@ -394,10 +394,11 @@ var ErrNoBulk = errors.New("db: no SQLite file to open a bulk handle on")
 
 // Bulk runs f on the store's Bulk handle, opened on the first call. It
 // holds the store's one connection meanwhile, waiting for it as any other
-// use does (Raw), so nothing else in this process touches the file while
-// f writes: the handle never waits for this process's own lock. f must
-// end any transaction it begins. After a panic in f the handle is closed,
-// and the next call opens another.
+// use does, so nothing else in this process touches the file while f
+// writes: the handle never waits for this process's own lock. A
+// transaction f leaves open is rolled back. After a panic in f, or when
+// the handle cannot leave a transaction, it is closed, and the next call
+// opens another.
 func (s *Stmts) Bulk(ctx context.Context, f func(*Bulk) error) error {
 	if s.bulk.path == "" {
 		return ErrNoBulk
@@ -425,8 +426,21 @@ func (s *Stmts) Bulk(ctx context.Context, f func(*Bulk) error) error {
 		}
 	}()
 	err = f(b)
-	ok = true
+	ok = b.idle()
 	return err
+}
+
+// idle ends a transaction f left open, rolled back, and reports whether
+// the handle is out of any transaction now; if not, Stmts.Bulk closes it
+// (SQLite rolls back what a closing handle left uncommitted).
+func (b *Bulk) idle() bool {
+	if b.tx != nil {
+		b.tx.end()
+	}
+	if sqlite3.Xsqlite3_get_autocommit(b.tls, b.h) != 0 {
+		return true
+	}
+	return b.exec("ROLLBACK") == nil && sqlite3.Xsqlite3_get_autocommit(b.tls, b.h) != 0
 }
 
 // closeBulk closes the Bulk handle, if open.

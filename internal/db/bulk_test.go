@@ -277,3 +277,34 @@ func TestBulkNeedsAWritableFile(t *testing.T) {
 		t.Errorf("read-only: %v; want ErrNoBulk", err)
 	}
 }
+
+// A transaction f leaves open is rolled back when Bulk returns: its row
+// is not stored, and the next call begins a transaction of its own.
+func TestBulkRollsBackWhatFLeftOpen(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		st, err := b.Prepare("INSERT INTO t (n) VALUES (?)")
+		if err != nil {
+			return err
+		}
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		st.Int(1, 1)
+		return tx.Exec(st) // and no Commit
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		return bulkInsert(ctx, b, []int64{2}, []string{"b"})
+	}); err != nil {
+		t.Fatalf("after a transaction left open: %v", err)
+	}
+	var sum int64
+	if err := d.SQL.QueryRowContext(ctx, "SELECT sum(n) FROM t").Scan(&sum); err != nil || sum != 2 {
+		t.Errorf("sum %d, %v; want 2: only the committed row", sum, err)
+	}
+}
