@@ -29,11 +29,7 @@ func openBulkTest(t *testing.T) (*DB, string) {
 // bulkInsert inserts the pairs (n, s) in one transaction of one statement
 // per pair.
 func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
-	st, err := b.Prepare("INSERT INTO t (n, s) VALUES (?, ?)")
-	if err != nil {
-		return err
-	}
-	tx, err := b.Begin(ctx)
+	st, tx, err := prepareAndBegin(ctx, b, "INSERT INTO t (n, s) VALUES (?, ?)")
 	if err != nil {
 		return err
 	}
@@ -46,6 +42,16 @@ func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
 		}
 	}
 	return tx.Commit()
+}
+
+// prepareAndBegin prepares q on b and begins a transaction.
+func prepareAndBegin(ctx context.Context, b *Bulk, q string) (*BulkStmt, *BulkTx, error) {
+	st, err := b.Prepare(q)
+	if err != nil {
+		return nil, nil, err
+	}
+	tx, err := b.Begin(ctx)
+	return st, tx, err
 }
 
 // What Bulk binds is what the table holds: integers, texts (past one
@@ -108,11 +114,7 @@ func TestBulkBindError(t *testing.T) {
 	ctx := ctxT(t)
 	d, _ := openBulkTest(t)
 	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
-		st, err := b.Prepare("INSERT INTO t (n) VALUES (?)")
-		if err != nil {
-			return err
-		}
-		tx, err := b.Begin(ctx)
+		st, tx, err := prepareAndBegin(ctx, b, "INSERT INTO t (n) VALUES (?)")
 		if err != nil {
 			return err
 		}
@@ -200,11 +202,7 @@ func TestBulkInterruptsWithTheContext(t *testing.T) {
 	defer cancel()
 	err := d.Stmts().Bulk(short, func(b *Bulk) error {
 		// Never ends on its own.
-		st, err := b.Prepare("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) INSERT INTO t (n) SELECT x FROM c")
-		if err != nil {
-			return err
-		}
-		tx, err := b.Begin(short)
+		st, tx, err := prepareAndBegin(short, b, "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) INSERT INTO t (n) SELECT x FROM c")
 		if err != nil {
 			return err
 		}
@@ -284,11 +282,7 @@ func TestBulkRollsBackWhatFLeftOpen(t *testing.T) {
 	ctx := ctxT(t)
 	d, _ := openBulkTest(t)
 	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
-		st, err := b.Prepare("INSERT INTO t (n) VALUES (?)")
-		if err != nil {
-			return err
-		}
-		tx, err := b.Begin(ctx)
+		st, tx, err := prepareAndBegin(ctx, b, "INSERT INTO t (n) VALUES (?)")
 		if err != nil {
 			return err
 		}
