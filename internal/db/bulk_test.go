@@ -44,6 +44,17 @@ func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
 	return tx.Commit()
 }
 
+// queryInt is the one integer q selects through the store's own
+// connection, read after a Bulk call to see what it committed.
+func queryInt(ctx context.Context, t *testing.T, d *DB, q string) int64 {
+	t.Helper()
+	var n int64
+	if err := d.SQL.QueryRowContext(ctx, q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
 // prepareAndBegin prepares q on b and begins a transaction.
 func prepareAndBegin(ctx context.Context, b *Bulk, q string) (*BulkStmt, *BulkTx, error) {
 	st, err := b.Prepare(q)
@@ -133,9 +144,8 @@ func TestBulkBindError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum int64
-	if err := d.SQL.QueryRowContext(ctx, "SELECT sum(n) FROM t").Scan(&sum); err != nil || sum != 3 {
-		t.Errorf("sum %d, %v; want 3 (only the second row)", sum, err)
+	if sum := queryInt(ctx, t, d, "SELECT sum(n) FROM t"); sum != 3 {
+		t.Errorf("sum %d; want 3 (only the second row)", sum)
 	}
 }
 
@@ -220,9 +230,8 @@ func TestBulkInterruptsWithTheContext(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("after the interrupt: %v", err)
 	}
-	var n int
-	if err := d.SQL.QueryRowContext(ctx, "SELECT count(*) FROM t").Scan(&n); err != nil || n != 1 {
-		t.Errorf("%d rows, %v; want 1: the interrupted statement's rolled back", n, err)
+	if n := queryInt(ctx, t, d, "SELECT count(*) FROM t"); n != 1 {
+		t.Errorf("%d rows; want 1: the interrupted statement's rolled back", n)
 	}
 }
 
@@ -297,8 +306,7 @@ func TestBulkRollsBackWhatFLeftOpen(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("after a transaction left open: %v", err)
 	}
-	var sum int64
-	if err := d.SQL.QueryRowContext(ctx, "SELECT sum(n) FROM t").Scan(&sum); err != nil || sum != 2 {
-		t.Errorf("sum %d, %v; want 2: only the committed row", sum, err)
+	if sum := queryInt(ctx, t, d, "SELECT sum(n) FROM t"); sum != 2 {
+		t.Errorf("sum %d; want 2: only the committed row", sum)
 	}
 }
