@@ -551,8 +551,8 @@ mx() {
 # beside it, seconds away: the ceiling runs at the start and end of the
 # whole run are ten or more minutes apart, and on a shared machine the
 # CPU a request costs drifts by a fifth and more within minutes
-# (docs/PERFORMANCE.md, "Runs 36 to 40 and 42"); a drift steady across
-# three runs cancels out of the mean. Sets PAIRS_OUT to "I:RATIO" per run
+# (docs/PERFORMANCE.md, "Ceiling runs beside the known cases"); a drift
+# steady across three runs cancels out of the mean. Sets PAIRS_OUT to "I:RATIO" per run
 # and CEIL[NAME-I] to its ceiling.
 declare -A CPU_D PG_D CEIL
 measure_pairs() {
