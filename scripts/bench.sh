@@ -481,7 +481,7 @@ mx() {
 	if ((paired)); then
 		measure_pairs "$name" "$with"
 		pairs=$PAIRS_OUT
-		median_pair "$pairs"
+		median_pair "$name" "$pairs"
 		f=$tmp/$name-$MID.sum
 	else
 		measure_start "$DPID $DNS_PID" "$with"
@@ -533,11 +533,12 @@ mx() {
 			target="≥ 1/1.5 of greylisting only ($(calc %.0f "$base / 1.5") req/s), p99 ≤ 10 ms"
 			ok=$(verdict "$(calc %d "$rps * 1.5 >= $base && $p99 <= 10")")
 		else
-			local i mid=$MID worst
+			local i median worst
+			median=$(pair_ratio "$pairs" "$MID")
 			worst=$(for ((i = 1; i <= PAIRS; i++)); do kv "$tmp/$name-$i.sum" p99_ms; done | sort -g | tail -1)
-			ratio="$(pair_ratio "$pairs" "$mid") of the ceiling beside it (runs: $(pair_list "$pairs")); $ratio of the higher lone ceiling"
+			ratio="$median of the ceiling beside it (runs: $(pair_list "$name" "$pairs")); $ratio of the higher lone ceiling"
 			target="≥ 0.6× protocol ceiling (median of $PAIRS runs), p99 ≤ 10 ms (each)"
-			ok=$(verdict "$(calc %d "$(pair_ratio "$pairs" "$mid" | tr -d '×') >= 0.6 && $worst <= 10")")
+			ok=$(verdict "$(calc %d "${median%×} >= 0.6 && $worst <= 10")")
 			[[ $worst == "$p99" ]] || ok="$ok (p99 at most $worst ms)"
 		fi
 	fi
@@ -552,8 +553,8 @@ mx() {
 # whole run are ten or more minutes apart, and on a shared machine the
 # CPU a request costs drifts by a fifth and more within minutes
 # (docs/PERFORMANCE.md, "Ceiling runs beside the known cases"); a drift
-# steady across three runs cancels out of the mean. Sets PAIRS_OUT to "I:RATIO" per run
-# and CEIL[NAME-I] to its ceiling.
+# steady across three runs cancels out of the mean. Sets PAIRS_OUT to
+# "I:RATIO" per run and CEIL[NAME-I] to its ceiling.
 declare -A CPU_D PG_D CEIL
 measure_pairs() {
 	local name=$1 with=$2 i f others=0
@@ -577,23 +578,23 @@ measure_pairs() {
 	notes+=("$name: in the ceiling runs beside it, $who used at most $others µs of CPU per bare request")
 }
 
-# median_pair PAIRS: sets MID to the index of the run with the median
-# ratio (of an even number, the lower middle one), whose figures mx's row
-# shows; its CPU cells become NAME's.
+# median_pair NAME PAIRS: sets MID to the index of the run with the
+# median ratio (of an even number, the lower middle one), whose figures
+# mx's row shows; its CPU cells become NAME's.
 median_pair() {
-	MID=$(tr ' ' '\n' <<<"$1" | grep . | sort -t: -k2 -g | sed -n "$(((PAIRS + 1) / 2))p" | cut -d: -f1)
-	CPU_D[$name]=${CPU_D[$name-$MID]}
-	PG_D[$name]=${PG_D[$name-$MID]}
+	MID=$(tr ' ' '\n' <<<"$2" | grep . | sort -t: -k2 -g | sed -n "$(((PAIRS + 1) / 2))p" | cut -d: -f1)
+	CPU_D[$1]=${CPU_D[$1-$MID]}
+	PG_D[$1]=${PG_D[$1-$MID]}
 }
 
-# pair_ratio PAIRS I: run I's ratio ("0.62×"); pair_list PAIRS: all of
-# them, in the order run, each with its ceiling.
+# pair_ratio PAIRS I: run I's ratio ("0.62×"); pair_list NAME PAIRS: all
+# of them, in the order run, each with its ceiling.
 pair_ratio() { tr ' ' '\n' <<<"$1" | awk -F: -v i="$2" '$1 == i {printf "%.2f×", $2}'; }
 pair_list() {
 	local p i out=""
-	for p in $1; do
+	for p in $2; do
 		i=${p%%:*}
-		out="$out, $(calc %.2f× "${p#*:}") of $(calc %.0f "${CEIL[$name-$i]}")"
+		out="$out, $(calc %.2f× "${p#*:}") of $(calc %.0f "${CEIL[$1-$i]}")"
 	done
 	echo "${out:2}"
 }
