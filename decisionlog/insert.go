@@ -154,7 +154,7 @@ const asyncCommitSQL = "SET LOCAL synchronous_commit TO off"
 //
 // A text column's value is its parameter or, when that is NULL, the
 // empty string, and an empty text is bound as NULL (bindSQLiteRow): a
-// text is copied into C memory to be bound (db.BulkStmt.Text), a NULL is
+// text is copied into C memory to be bound (db.BulkStmt.TextOrNull), a NULL is
 // not. About a third of a decision's texts are empty (no queue ID before
 // DATA, no would-be action, whitelist or errors).
 var sqliteInserts = func() (q [7]string) {
@@ -242,55 +242,43 @@ func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWai
 		}
 		stmts[i] = st
 	}
-	tx, err := b.Begin(ctx)
-	if err != nil {
-		return len(rows), err
-	}
-	var mark int64 // after BEGIN: the transaction's own wait is not a waiter
-	calm := false  // nothing waited through the last calmAfter transactions
-	if waits != nil {
-		mark = waits.count()
-		calm = waits.begin(mark)
-	}
 	n := 0
-	for n < len(rows) {
-		i := sqliteChunk(len(rows) - n)
-		for j := range 1 << i {
-			bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
+	err := b.InTx(ctx, func(tx *db.BulkTx) error {
+		var mark int64 // after BEGIN: the transaction's own wait is not a waiter
+		calm := false  // nothing waited through the last calmAfter transactions
+		if waits != nil {
+			mark = waits.count()
+			calm = waits.begin(mark)
 		}
-		n += 1 << i
-		if err := tx.Exec(stmts[i]); err != nil {
-			return n, rollback(tx, err)
+		for n < len(rows) {
+			i := sqliteChunk(len(rows) - n)
+			for j := range 1 << i {
+				bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
+			}
+			n += 1 << i
+			if err := tx.Exec(stmts[i]); err != nil {
+				return err
+			}
+			if n == len(rows) {
+				break
+			}
+			if calm && waits.count() == mark {
+				waits.yield()
+			}
+			// Checked after the yield, so that what came to wait meanwhile
+			// waits no further statement. A batch's tail (under sqliteTxRows
+			// rows, in statements of decreasing size) stays in the transaction
+			// of its last full one.
+			if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
+				break
+			}
 		}
-		if n == len(rows) {
-			break
-		}
-		if calm && waits.count() == mark {
-			waits.yield()
-		}
-		// Checked after the yield, so that what came to wait meanwhile
-		// waits no further statement. A batch's tail (under sqliteTxRows
-		// rows, in statements of decreasing size) stays in the transaction
-		// of its last full one.
-		if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
-			break
-		}
+		return nil
+	})
+	if err != nil && n == 0 {
+		n = len(rows) // what the transaction held, as it failed before its first statement
 	}
-	if err := tx.Commit(); err != nil {
-		return n, err // Commit rolled it back
-	}
-	return n, nil
-}
-
-// rollback ends the failed transaction of the error err. When even the
-// rollback fails, its error is reported with err, and db.Stmts.Bulk
-// closes the handle, still in the transaction, for the next batch to open
-// another.
-func rollback(tx *db.BulkTx, err error) error {
-	if rerr := tx.Rollback(); rerr != nil {
-		return fmt.Errorf("%w (rollback: %w)", err, rerr)
-	}
-	return err
+	return n, err
 }
 
 // storeWaits is what the Writer knows about the waits for the SQLite
@@ -341,7 +329,7 @@ func bindSQLiteRow(st *db.BulkStmt, base int, r *Row) {
 	}
 	k := base
 	num := func(v int64) { k++; st.Int(k, v) }
-	text := func(v string) { k++; st.Text(k, v) }
+	text := func(v string) { k++; st.TextOrNull(k, v) }
 	num(r.Time.Unix())
 	for _, v := range [...]string{r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
 		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb, r.Reason} {

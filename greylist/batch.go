@@ -36,7 +36,7 @@ func newPGBatch(d *db.DB, opts BatchOptions) (Store, func()) {
 }
 
 func newSQLiteBatch(d *db.DB, opts BatchOptions) (Store, func()) {
-	s := NewSQLiteBatchStore(d.SQL, opts)
+	s := NewSQLiteBatchStore(d, opts)
 	return s, s.Close
 }
 

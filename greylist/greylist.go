@@ -64,7 +64,7 @@ func NewStore(d *db.DB) Store {
 	if d.IsPostgres() {
 		return NewPGStore(d.PG)
 	}
-	return NewSQLiteStore(d.SQL)
+	return NewSQLiteStore(d)
 }
 
 // New returns the check. cfg must be valid (Config.Validate).

@@ -2,15 +2,13 @@ package greylist
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
-	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mxpolicyd/mxpolicyd/internal/batch"
+	"github.com/mxpolicyd/mxpolicyd/internal/db"
 )
 
 // SQLiteBatchStore is the embedded Store with group commit: one writer
@@ -29,10 +27,10 @@ type SQLiteBatchStore struct {
 	b *batch.Batcher[decideArg, Outcome]
 }
 
-// NewSQLiteBatchStore returns a batched Store on a migrated database and
-// starts its writer goroutine; Close stops it.
-func NewSQLiteBatchStore(db *sql.DB, opts BatchOptions) *SQLiteBatchStore {
-	s := &SQLiteBatchStore{SQLiteStore: NewSQLiteStore(db)}
+// NewSQLiteBatchStore returns a batched Store on a migrated database,
+// opened for writing, and starts its writer goroutine; Close stops it.
+func NewSQLiteBatchStore(d *db.DB, opts BatchOptions) *SQLiteBatchStore {
+	s := &SQLiteBatchStore{SQLiteStore: NewSQLiteStore(d)}
 	// A window, as on PostgreSQL: with none, a busy daemon still sent most
 	// decisions alone (the writer had usually finished before the next
 	// one arrived), and a transaction's BEGIN, COMMIT and its pages in the
@@ -52,41 +50,28 @@ func (s *SQLiteBatchStore) Decide(ctx context.Context, now time.Time, cfg *Confi
 
 // Close commits what is queued and makes later Decide calls fail. It does
 // not close the database.
-func (s *SQLiteBatchStore) Close() {
-	s.b.Close()
-	s.stmts.Close()
-}
+func (s *SQLiteBatchStore) Close() { s.b.Close() }
 
 // BatchStats reports the transactions run so far.
 func (s *SQLiteBatchStore) BatchStats() BatchStats { return s.b.Stats() }
 
 // flush runs the group in one transaction; results are returned only
 // after the commit.
-func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []result, err error) {
-	stmts, err := s.prepared(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("greylist: sqlite batch decide: prepare: %w", err)
-	}
-	tx, err := s.db.BeginTx(ctx, nil)
+func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) ([]result, error) {
+	res := make([]result, len(group))
+	err := s.inLiteTx(ctx, func(tx *liteTx) error {
+		for i, r := range group {
+			args := liteDecideArgs(newCutoffs(r.Arg.now, r.Arg.cfg), r.Arg.cfg, r.Arg.k)
+			o, err := liteDecide(tx, &args, r.Arg.cfg)
+			if err != nil {
+				return liteStatementError(err, i)
+			}
+			res[i].Val = o
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("greylist: sqlite batch decide: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = tx.Rollback()
-		}
-	}()
-	res = make([]result, len(group))
-	ltx := newLiteTx(ctx, tx, stmts)
-	for i, r := range group {
-		o, err := liteDecide(ltx, liteDecideArgs(newCutoffs(r.Arg.now, r.Arg.cfg), r.Arg.cfg, r.Arg.k), r.Arg.cfg)
-		if err != nil {
-			return nil, liteStatementError(fmt.Errorf("greylist: sqlite batch decide: %w", err), i)
-		}
-		res[i].Val = o
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("greylist: sqlite batch decide: commit: %w", err)
 	}
 	return res, nil
 }
@@ -97,11 +82,11 @@ func (s *SQLiteBatchStore) flush(ctx context.Context, group []*request) (res []r
 // committed nothing; an earlier statement of the same decision may have
 // run, which is why the others are not simply committed.
 func liteStatementError(err error, row int) error {
-	var e *sqlite.Error
-	if !errors.As(err, &e) {
+	code, ok := db.SQLiteCode(err)
+	if !ok {
 		return err
 	}
-	switch e.Code() & 0xff { // the primary code of an extended one
+	switch code & 0xff { // the primary code of an extended one
 	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
 		return &batch.RowError{Row: row, Err: err}
 	}

@@ -12,41 +12,53 @@ import (
 )
 
 // SQLiteStore is the embedded Store. A decision is one transaction taken
-// with BEGIN IMMEDIATE on the single connection (internal/db), so it is as
-// atomic as PostgreSQL's one statement; its statements are local calls,
-// not round trips. Parameters are numbered like the PostgreSQL ones.
+// with BEGIN IMMEDIATE on the store's Bulk handle (internal/db/bulk.go),
+// so it is as atomic as PostgreSQL's one statement; its statements are
+// local calls, not round trips. Parameters are numbered like the
+// PostgreSQL ones.
+//
+// The Bulk handle binds a value with one call into SQLite. Through
+// database/sql and the driver, each value cost a conversion, a copy into
+// C memory and the connection's mutex, and a statement a Stmt bound to
+// the transaction and a Result or Row: about as much CPU as SQLite's own
+// work on the statement, in the one writer every new triplet waits for
+// (docs/PERFORMANCE.md, "SQLite's new triplets on a slow machine").
 type SQLiteStore struct {
 	db    *sql.DB
-	stmts *db.Stmts
+	stmts *db.Stmts // the store's: its Bulk handle
 }
 
-// NewSQLiteStore returns a Store on a migrated database.
-func NewSQLiteStore(d *sql.DB) *SQLiteStore { return &SQLiteStore{db: d, stmts: db.NewStmts(d)} }
+// NewSQLiteStore returns a Store on a migrated database, opened for
+// writing.
+func NewSQLiteStore(d *db.DB) *SQLiteStore { return &SQLiteStore{db: d.SQL, stmts: d.Stmts()} }
 
-// liteTx runs decisions' prepared statements in one transaction.
+// liteTx runs decisions' statements in one transaction on the Bulk handle.
 type liteTx struct {
-	ctx   context.Context // the transaction's: checked before each decision
-	run   context.Context // the statements': never cancelled (newLiteTx)
-	tx    *sql.Tx
-	stmts *liteStmts
-	bound liteStmts // stmts bound to tx, as they are used
-	args  []any     // the parameters of the statement running (pick)
+	ctx context.Context // the transaction's: checked before each decision
+	tx  *db.BulkTx
+	st  [len(liteQueries)]*db.BulkStmt
 }
 
-// newLiteTx runs stmts in tx, begun on ctx. The statements themselves run
-// on a context that is never cancelled: modernc.org/sqlite watches a
-// cancellable one with a goroutine per statement, which cost more than
-// the lookups themselves. A statement of a transaction begun with BEGIN
-// IMMEDIATE holds the write lock already and never waits for another
-// (https://www.sqlite.org/lang_transaction.html), so it ends in
-// microseconds; ctx still ends the transaction (database/sql rolls it
-// back), and liteDecide checks it before each decision.
-func newLiteTx(ctx context.Context, tx *sql.Tx, stmts *liteStmts) *liteTx {
-	return &liteTx{ctx: ctx, run: context.WithoutCancel(ctx), tx: tx, stmts: stmts}
+// inLiteTx runs fn in one transaction of the decision's statements, on
+// the store's Bulk handle: committed when fn returns nil. Once ctx is
+// done, the statement running is interrupted and the transaction rolled
+// back (db.Bulk.Begin).
+func (s *SQLiteStore) inLiteTx(ctx context.Context, fn func(*liteTx) error) error {
+	return s.stmts.Bulk(ctx, func(b *db.Bulk) error {
+		t := &liteTx{ctx: ctx}
+		for i, q := range liteQueries {
+			st, err := b.Prepare(q.text) // compiled once per handle
+			if err != nil {
+				return err
+			}
+			t.st[i] = st
+		}
+		return b.InTx(ctx, func(tx *db.BulkTx) error {
+			t.tx = tx
+			return fn(t)
+		})
+	})
 }
-
-// liteStmts are the statements of liteQueries, prepared.
-type liteStmts [len(liteQueries)]*sql.Stmt
 
 // The statements of a decision, by their index in liteQueries.
 const (
@@ -63,8 +75,8 @@ var liteQueries = [...]liteQuery{
 }
 
 // liteQuery is a statement with only the parameters it uses: binding one
-// costs the driver a conversion and, for text, a copy, and the
-// auto-whitelist lookups use 4 and 6 of the 15.
+// copies a text into C memory, and the auto-whitelist lookups use 4 and
+// 6 of the 15.
 type liteQuery struct {
 	text string
 	args []int // liteDecideArgs' index of its ?1, ?2, ...
@@ -74,7 +86,7 @@ type liteQuery struct {
 // liteDecideArgs) ?1, ?2, ... in their order. None of the statements has
 // a '?' anywhere else.
 func compactParams(q string) liteQuery {
-	var used [16]bool
+	var used [len(liteArgs{}) + 1]bool
 	for _, m := range liteParam.FindAllStringSubmatch(q, -1) {
 		n, _ := strconv.Atoi(m[1])
 		used[n] = true
@@ -93,49 +105,21 @@ func compactParams(q string) liteQuery {
 
 var liteParam = regexp.MustCompile(`\?([0-9]+)`)
 
-// prepared returns the decision's statements, compiled on first use
-// (db.Stmts). Call it before the transaction begins.
-func (s *SQLiteStore) prepared(ctx context.Context) (*liteStmts, error) {
-	var p liteStmts
-	for i, q := range liteQueries {
-		st, err := s.stmts.Prepare(ctx, q.text)
-		if err != nil {
-			return nil, err
+// bind binds statement i's parameters from args and returns it.
+func (t *liteTx) bind(i int, args *liteArgs) *db.BulkStmt {
+	st := t.st[i]
+	for j, a := range liteQueries[i].args {
+		if v := &args[a]; v.text {
+			st.Text(j+1, v.s)
+		} else {
+			st.Int(j+1, v.n)
 		}
-		p[i] = st
 	}
-	return &p, nil
+	return st
 }
 
-// stmt is statement i bound to the transaction: run on its connection
-// without compiling it again (database/sql Tx.StmtContext); the
-// transaction's end closes it.
-func (t *liteTx) stmt(i int) *sql.Stmt {
-	if t.bound[i] == nil {
-		t.bound[i] = t.tx.StmtContext(t.run, t.stmts[i])
-	}
-	return t.bound[i]
-}
-
-// exec runs statement i with its parameters from args (liteDecideArgs).
-func (t *liteTx) exec(i int, args []any) (sql.Result, error) {
-	return t.stmt(i).ExecContext(t.run, t.pick(i, args)...)
-}
-
-// queryRow runs statement i with its parameters from args.
-func (t *liteTx) queryRow(i int, args []any) *sql.Row {
-	return t.stmt(i).QueryRowContext(t.run, t.pick(i, args)...)
-}
-
-// pick is statement i's parameters, in t.args: database/sql has copied
-// them by the time the call returns, so the next statement reuses it.
-func (t *liteTx) pick(i int, args []any) []any {
-	t.args = t.args[:0]
-	for _, a := range liteQueries[i].args {
-		t.args = append(t.args, args[a])
-	}
-	return t.args
-}
+// exec runs statement i with its parameters from args.
+func (t *liteTx) exec(i int, args *liteArgs) error { return t.tx.Exec(t.bind(i, args)) }
 
 // Parameters of the statements below: ?1 client_key, ?2 sender,
 // ?3 recipient, ?4 key_kind, ?5 client_net, ?6 client_addr, ?7 raw_sender,
@@ -195,28 +179,44 @@ const (
 // statements in the same order as PostgreSQL's one statement.
 func (s *SQLiteStore) Decide(ctx context.Context, now time.Time, cfg *Config, k Key) (o Outcome, err error) {
 	args := liteDecideArgs(newCutoffs(now, cfg), cfg, k)
-	stmts, err := s.prepared(ctx)
-	if err == nil {
-		err = db.InTx(ctx, s.db, func(tx *sql.Tx) error {
-			o, err = liteDecide(newLiteTx(ctx, tx, stmts), args, cfg)
-			return err
-		})
-	}
+	err = s.inLiteTx(ctx, func(tx *liteTx) error {
+		o, err = liteDecide(tx, &args, cfg)
+		return err
+	})
 	if err != nil {
 		return Outcome{}, fmt.Errorf("greylist: sqlite decide: %w", err)
 	}
 	return o, nil
 }
 
-// liteDecideArgs are the parameters ?1 to ?15 of the statements above;
-// SQLiteStore and SQLiteBatchStore both send them.
-func liteDecideArgs(c cutoffs, cfg *Config, k Key) []any {
-	return []any{k.ClientKey, k.Sender, k.Recipient, k.Kind, k.Net.String(), db.InetText(k.Addr),
-		k.RawSender, k.SenderDomain, c.now.Unix(), c.delay.Unix(), c.window.Unix(), c.maxAge.Unix(),
-		c.count.Unix(), cfg.AWLClientPasses, cfg.AWLPair}
+// liteArg is one parameter of the statements above: a text or an
+// integer (a time in Unix seconds, a count, a boolean as 0 or 1).
+type liteArg struct {
+	s    string
+	n    int64
+	text bool
 }
 
-func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
+// liteArgs are the parameters ?1 to ?15 of the statements above, in
+// order; SQLiteStore and SQLiteBatchStore both send them.
+type liteArgs [15]liteArg
+
+// argSenderDomain is ?8's index in liteArgs.
+const argSenderDomain = 7
+
+func liteDecideArgs(c cutoffs, cfg *Config, k Key) liteArgs {
+	text := func(s string) liteArg { return liteArg{s: s, text: true} }
+	num := func(n int64) liteArg { return liteArg{n: n} }
+	pair := int64(0)
+	if cfg.AWLPair {
+		pair = 1
+	}
+	return liteArgs{text(k.ClientKey), text(k.Sender), text(k.Recipient), text(k.Kind), text(k.Net.String()),
+		text(db.InetText(k.Addr)), text(k.RawSender), text(k.SenderDomain), num(c.now.Unix()), num(c.delay.Unix()),
+		num(c.window.Unix()), num(c.maxAge.Unix()), num(c.count.Unix()), num(int64(cfg.AWLClientPasses)), num(pair)}
+}
+
+func liteDecide(tx *liteTx, args *liteArgs, cfg *Config) (Outcome, error) {
 	if err := tx.ctx.Err(); err != nil {
 		return Outcome{}, err
 	}
@@ -237,12 +237,12 @@ func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
 		return o, nil
 	}
 	if cfg.AWLClientPasses > 0 {
-		if _, err := tx.exec(stCountClient, args); err != nil {
+		if err := tx.exec(stCountClient, args); err != nil {
 			return Outcome{}, err
 		}
 	}
-	if !pairHit && cfg.AWLPair && args[7] != "" {
-		if _, err := tx.exec(stCountPair, args); err != nil {
+	if !pairHit && cfg.AWLPair && args[argSenderDomain].s != "" {
+		if err := tx.exec(stCountPair, args); err != nil {
 			return Outcome{}, err
 		}
 	}
@@ -250,21 +250,14 @@ func liteDecide(tx *liteTx, args []any, cfg *Config) (Outcome, error) {
 }
 
 // touched runs the UPDATE statement i and reports whether it changed a row.
-func (t *liteTx) touched(i int, args []any) (bool, error) {
-	res, err := t.exec(i, args)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
+func (t *liteTx) touched(i int, args *liteArgs) (bool, error) {
+	n, err := t.tx.Changes(t.bind(i, args))
 	return n > 0, err
 }
 
-func (t *liteTx) tripletUpsert(args []any) (Outcome, error) {
-	var (
-		first, attempts, passes int64
-		passed                  sql.NullInt64
-	)
-	if err := t.queryRow(stTriplet, args).Scan(&first, &passed, &attempts, &passes); err != nil {
+func (t *liteTx) tripletUpsert(args *liteArgs) (Outcome, error) {
+	var first, passed, attempts, passes sql.NullInt64
+	if err := t.tx.Ints(t.bind(stTriplet, args), &first, &passed, &attempts, &passes); err != nil {
 		return Outcome{}, err
 	}
 	var pt *time.Time
@@ -272,7 +265,7 @@ func (t *liteTx) tripletUpsert(args []any) (Outcome, error) {
 		t := time.Unix(passed.Int64, 0)
 		pt = &t
 	}
-	return outcome(time.Unix(first, 0), pt, int(attempts), int(passes)), nil
+	return outcome(time.Unix(first.Int64, 0), pt, int(attempts.Int64), int(passes.Int64)), nil
 }
 
 // GC deletes expired rows in batches of short transactions, so the daemon's

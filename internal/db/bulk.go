@@ -2,6 +2,7 @@ package db
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -242,13 +243,11 @@ func (s *BulkStmt) check(rc int32) {
 	}
 }
 
-// Text binds v to the parameter i (from 1); the empty string binds NULL
-// (the decision log's statements store a NULL text as the empty string).
+// Text binds v to the parameter i (from 1), the empty string included.
 func (s *BulkStmt) Text(i int, v string) {
-	if v == "" {
-		s.Null(i)
-		return
-	}
+	// put returns memory of the current chunk even for the empty string:
+	// SQLite binds NULL for a text at address 0
+	// (https://www.sqlite.org/c3ref/bind_blob.html).
 	p := s.b.texts.put(s.b.tls, v)
 	if p == 0 {
 		if s.err == nil {
@@ -257,6 +256,17 @@ func (s *BulkStmt) Text(i int, v string) {
 		return
 	}
 	s.check(sqlite3.Xsqlite3_bind_text(s.b.tls, s.p, int32(i), p, int32(len(v)), sqlite3.SQLITE_STATIC))
+}
+
+// TextOrNull is Text, except that the empty string binds NULL: the
+// decision log's statements store a NULL text as the empty string, and a
+// NULL is bound without copying anything.
+func (s *BulkStmt) TextOrNull(i int, v string) {
+	if v == "" {
+		s.Null(i)
+		return
+	}
+	s.Text(i, v)
 }
 
 // Int binds v to the parameter i.
@@ -273,9 +283,39 @@ func (s *BulkStmt) Null(i int) {
 // memory is free again afterwards. The values stay bound, but point
 // nowhere safe: bind them all again before the next Exec. Once the
 // transaction's context is done, the error says so.
-func (tx *BulkTx) Exec(st *BulkStmt) error { return ctxErr(tx.ctx, st.exec()) }
+func (tx *BulkTx) Exec(st *BulkStmt) error { return ctxErr(tx.ctx, st.run(nil)) }
 
-func (s *BulkStmt) exec() error {
+// Changes is Exec, and returns how many rows the statement inserted,
+// updated or deleted (https://www.sqlite.org/c3ref/changes.html).
+func (tx *BulkTx) Changes(st *BulkStmt) (int64, error) {
+	if err := tx.Exec(st); err != nil {
+		return 0, err
+	}
+	return sqlite3.Xsqlite3_changes64(st.b.tls, st.b.h), nil
+}
+
+// Ints is Exec for a statement that returns one row of integers (or
+// NULLs, as !Valid): its first row's columns, one for each of dst. A
+// statement that returns no row is sql.ErrNoRows, as database/sql's
+// Row.Scan.
+func (tx *BulkTx) Ints(st *BulkStmt, dst ...*sql.NullInt64) error {
+	found := false
+	err := st.run(func() {
+		found = true
+		for i, d := range dst {
+			d.Valid = sqlite3.Xsqlite3_column_type(st.b.tls, st.p, int32(i)) != sqlite3.SQLITE_NULL
+			d.Int64 = sqlite3.Xsqlite3_column_int64(st.b.tls, st.p, int32(i))
+		}
+	})
+	if err == nil && !found {
+		err = sql.ErrNoRows
+	}
+	return ctxErr(tx.ctx, err)
+}
+
+// run steps s to its end, calls row at its first row, if any, and resets
+// it.
+func (s *BulkStmt) run(row func()) error {
 	defer s.b.texts.reset(s.b.tls)
 	if err := s.err; err != nil {
 		s.err = nil
@@ -284,6 +324,10 @@ func (s *BulkStmt) exec() error {
 	}
 	rc := sqlite3.Xsqlite3_step(s.b.tls, s.p)
 	for rc == sqlite3.SQLITE_ROW {
+		if row != nil {
+			row()
+			row = nil
+		}
 		rc = sqlite3.Xsqlite3_step(s.b.tls, s.p)
 	}
 	var err error
@@ -331,6 +375,23 @@ func (b *Bulk) Begin(ctx context.Context) (*BulkTx, error) {
 		return nil, ctxErr(ctx, err)
 	}
 	return tx, nil
+}
+
+// InTx runs fn in one transaction on b, as InTx does on the driver's
+// connection: committed when fn returns nil, rolled back otherwise. A
+// failed rollback is reported with fn's error, which it never hides.
+func (b *Bulk) InTx(ctx context.Context, fn func(*BulkTx) error) error {
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		if rerr := tx.Rollback(); rerr != nil {
+			return fmt.Errorf("%w (rollback: %w)", err, rerr)
+		}
+		return err
+	}
+	return tx.Commit()
 }
 
 // ctxErr is err, joined with ctx's error once ctx is done (an interrupted

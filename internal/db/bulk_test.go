@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -35,7 +36,7 @@ func bulkInsert(ctx context.Context, b *Bulk, ns []int64, ss []string) error {
 	}
 	for i := range ns {
 		st.Int(1, ns[i])
-		st.Text(2, ss[i])
+		st.TextOrNull(2, ss[i])
 		if err := tx.Exec(st); err != nil {
 			_ = tx.Rollback()
 			return err
@@ -67,7 +68,7 @@ func prepareAndBegin(ctx context.Context, b *Bulk, q string) (*BulkStmt, *BulkTx
 
 // What Bulk binds is what the table holds: integers, texts (past one
 // chunk of its C memory, and one longer than a chunk), and NULL for the
-// empty text. The statement is compiled once per handle.
+// empty text bound with TextOrNull. The statement is compiled once per handle.
 func TestBulkRoundTrip(t *testing.T) {
 	ctx := ctxT(t)
 	d, _ := openBulkTest(t)
@@ -308,5 +309,70 @@ func TestBulkRollsBackWhatFLeftOpen(t *testing.T) {
 	}
 	if sum := queryInt(ctx, t, d, "SELECT sum(n) FROM t"); sum != 2 {
 		t.Errorf("sum %d; want 2: only the committed row", sum)
+	}
+}
+
+// Text binds the empty string as an empty text, not NULL, even as the
+// first text of a handle; Changes counts the rows a statement changed;
+// Ints reads a returned row's integers and NULLs, and says when there is
+// no row.
+func TestBulkTextChangesInts(t *testing.T) {
+	ctx := ctxT(t)
+	d, _ := openBulkTest(t)
+	var changed []int64
+	var got [3]sql.NullInt64
+	var none error
+	err := d.Stmts().Bulk(ctx, func(b *Bulk) error {
+		ins, tx, err := prepareAndBegin(ctx, b, "INSERT INTO t (n, s) VALUES (?, ?)")
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		for i, s := range []string{"", "a", ""} {
+			ins.Int(1, int64(i))
+			ins.Text(2, s)
+			if err := tx.Exec(ins); err != nil {
+				return err
+			}
+		}
+		upd, err := b.Prepare("UPDATE t SET n = n + 10 WHERE s = ?")
+		if err != nil {
+			return err
+		}
+		for _, s := range []string{"", "a", "b"} {
+			upd.Text(1, s)
+			n, err := tx.Changes(upd)
+			if err != nil {
+				return err
+			}
+			changed = append(changed, n)
+		}
+		ret, err := b.Prepare("UPDATE t SET n = n + 1 WHERE s = ? RETURNING n, NULL, length(s)")
+		if err != nil {
+			return err
+		}
+		ret.Text(1, "a")
+		if err := tx.Ints(ret, &got[0], &got[1], &got[2]); err != nil {
+			return err
+		}
+		ret.Text(1, "b")
+		none = tx.Ints(ret, &got[0])
+		return tx.Commit()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(changed) != "[2 1 0]" {
+		t.Errorf("rows changed by s = '', 'a', 'b': %v; want [2 1 0]", changed)
+	}
+	want := [3]sql.NullInt64{{Int64: 12, Valid: true}, {}, {Int64: 1, Valid: true}}
+	if got != want {
+		t.Errorf("RETURNING n, NULL, length(s): %v; want %v", got, want)
+	}
+	if !errors.Is(none, sql.ErrNoRows) {
+		t.Errorf("no row returned: %v; want %v", none, sql.ErrNoRows)
+	}
+	if n := queryInt(ctx, t, d, "SELECT count(*) FROM t WHERE s = ''"); n != 2 {
+		t.Errorf("%d rows with the empty text; want 2", n)
 	}
 }

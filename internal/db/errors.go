@@ -47,7 +47,7 @@ func IsTemporary(err error) bool {
 	if errors.As(err, &connErr) {
 		return true
 	}
-	if _, ok := sqliteCode(err); ok {
+	if _, ok := SQLiteCode(err); ok {
 		return IsSQLiteBusy(err)
 	}
 	return isNetErr(err)
@@ -56,7 +56,7 @@ func IsTemporary(err error) bool {
 // IsSQLiteBusy reports SQLITE_BUSY or SQLITE_LOCKED: another connection
 // holds the lock this one needs, past the busy timeout's wait.
 func IsSQLiteBusy(err error) bool {
-	code, ok := sqliteCode(err)
+	code, ok := SQLiteCode(err)
 	if !ok {
 		return false
 	}
@@ -67,9 +67,9 @@ func IsSQLiteBusy(err error) bool {
 	return false
 }
 
-// sqliteCode is the result code of an SQLite error: the driver's
+// SQLiteCode is the result code of an SQLite error: the driver's
 // (*sqlite.Error) or a Bulk handle's (*BulkError).
-func sqliteCode(err error) (int, bool) {
+func SQLiteCode(err error) (int, bool) {
 	var sqlErr *sqlite.Error
 	if errors.As(err, &sqlErr) {
 		return sqlErr.Code(), true
