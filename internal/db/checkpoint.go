@@ -32,6 +32,18 @@ import (
 // with 10 ms (and the decision log's transactions p99 20-25 ms and 12-15
 // ms), for about a tenth more CPU per request.
 //
+// That commit still syncs both files, and every request of its group and
+// of the group queued behind it waits: 5 to 30 ms, where a commit takes
+// 0.5 ms at the median. At 9,000 new triplets a second the log reached
+// 4,000 pages every quarter second, and those commits made greylisting's
+// p99. So the bound is walAutoCheckpoint, 32,768 pages: the same stall
+// about every two and a half seconds at that rate (docs/PERFORMANCE.md,
+// "SQLite's new triplets on a slow machine"). The price is disk: the
+// log's file keeps the size it reached, and it reaches the bound (about
+// 128 MiB with 4 KiB pages) at any steady rate at which a commit lands
+// during every passive checkpoint: 555 new triplets a second on one
+// connection filled it in 15 s.
+//
 // While nothing waits for that connection (greylisting answers from
 // memory and only the decision log writes), a checkpoint inside the
 // writer's commit holds up nobody but the decision log, and each passive
@@ -47,7 +59,7 @@ import (
 const (
 	checkpointBusy    = 10 * time.Millisecond
 	checkpointCalm    = 200 * time.Millisecond
-	walAutoCheckpoint = 4000 // pages: a log of at most about 16 MiB with 4 KiB pages
+	walAutoCheckpoint = 32768 // pages: a log of at most about 128 MiB with 4 KiB pages
 )
 
 // startCheckpointer runs passive checkpoints of the SQLite file at path
