@@ -243,42 +243,51 @@ func sqliteInsertTx(ctx context.Context, b *db.Bulk, rows []Row, waits *storeWai
 		stmts[i] = st
 	}
 	n := 0
-	err := b.InTx(ctx, func(tx *db.BulkTx) error {
-		var mark int64 // after BEGIN: the transaction's own wait is not a waiter
-		calm := false  // nothing waited through the last calmAfter transactions
-		if waits != nil {
-			mark = waits.count()
-			calm = waits.begin(mark)
-		}
-		for n < len(rows) {
-			i := sqliteChunk(len(rows) - n)
-			for j := range 1 << i {
-				bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
-			}
-			n += 1 << i
-			if err := tx.Exec(stmts[i]); err != nil {
-				return err
-			}
-			if n == len(rows) {
-				break
-			}
-			if calm && waits.count() == mark {
-				waits.yield()
-			}
-			// Checked after the yield, so that what came to wait meanwhile
-			// waits no further statement. A batch's tail (under sqliteTxRows
-			// rows, in statements of decreasing size) stays in the transaction
-			// of its last full one.
-			if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
-				break
-			}
-		}
-		return nil
+	err := b.InTx(ctx, func(tx *db.BulkTx) (err error) {
+		n, err = insertChunks(tx, &stmts, rows, waits)
+		return err
 	})
 	if err != nil && n == 0 {
 		n = len(rows) // what the transaction held, as it failed before its first statement
 	}
 	return n, err
+}
+
+// insertChunks runs rows' statements in tx, the largest first, and
+// returns how many rows they held: all of them, or fewer when something
+// came to wait for the store's connection (sqliteLog.insert).
+func insertChunks(tx *db.BulkTx, stmts *[len(sqliteInserts)]*db.BulkStmt, rows []Row, waits *storeWaits) (int, error) {
+	var mark int64 // after BEGIN: the transaction's own wait is not a waiter
+	calm := false  // nothing waited through the last calmAfter transactions
+	if waits != nil {
+		mark = waits.count()
+		calm = waits.begin(mark)
+	}
+	n := 0
+	for n < len(rows) {
+		i := sqliteChunk(len(rows) - n)
+		for j := range 1 << i {
+			bindSQLiteRow(stmts[i], j*len(columns), &rows[n+j])
+		}
+		n += 1 << i
+		if err := tx.Exec(stmts[i]); err != nil {
+			return n, err
+		}
+		if n == len(rows) {
+			break
+		}
+		if calm && waits.count() == mark {
+			waits.yield()
+		}
+		// Checked after the yield, so that what came to wait meanwhile
+		// waits no further statement. A batch's tail (under sqliteTxRows
+		// rows, in statements of decreasing size) stays in the transaction
+		// of its last full one.
+		if waits != nil && 1<<i == sqliteTxRows && waits.count() != mark {
+			break
+		}
+	}
+	return n, nil
 }
 
 // storeWaits is what the Writer knows about the waits for the SQLite
