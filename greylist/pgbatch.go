@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -31,12 +32,17 @@ import (
 // across groups and daemons the triplet's row lock still lets exactly one
 // see "new". Each statement turns synchronous_commit off for its
 // transaction, as in PGStore, so the one commit does not wait for the WAL
-// flush.
+// flush. A group first takes the advisory locks of the rows it will touch
+// (pgLockKeys), so that groups in flight at once, from any daemon, never
+// deadlock.
 //
 // GC and Peek are PGStore's.
 type PGBatchStore struct {
 	*PGStore
 	b *batch.Batcher[decideArg, Outcome]
+	// resent, if set, is told why a group was sent a second time
+	// (pgResend): a test's window on the deadlocks the server reported.
+	resent func(error)
 }
 
 // NewPGBatchStore returns a batched Store on a migrated database and
@@ -65,6 +71,9 @@ func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, e
 	order := pgLockOrder(group)
 	res, err := s.sendGroup(ctx, group, order, true)
 	if err != nil && pgResend(err) && ctx.Err() == nil {
+		if s.resent != nil {
+			s.resent(err)
+		}
 		res, err = s.sendGroup(ctx, group, order, true)
 	}
 	var re *batch.RowError
@@ -84,11 +93,12 @@ func (s *PGBatchStore) flush(ctx context.Context, group []*request) ([]result, e
 }
 
 // pgLockOrder is the order the group's statements are queued in: sorted
-// by triplet, keeping arrival order among duplicates. Each statement's
-// row locks are held until the group commits, so two groups in flight
-// that touch the same rows in opposite orders would deadlock; in one
-// order they queue instead. For network keys the client key names the
-// network, so the AWL rows come in the same order too.
+// by triplet, keeping arrival order among duplicates, so a retry in the
+// group follows its first attempt and pgSetSplit picks the same set
+// whatever order the decisions arrived in. Row locks are held until the
+// group commits; what keeps two groups in flight from deadlocking over
+// them is the advisory locks the group takes first (pgLockKeys), since a
+// statement's CTEs lock rows in an order of their own.
 func pgLockOrder(group []*request) []int {
 	order := make([]int, len(group))
 	for i := range order {
@@ -100,6 +110,47 @@ func pgLockOrder(group []*request) []int {
 			strings.Compare(ka.Sender, kb.Sender), strings.Compare(ka.Recipient, kb.Recipient))
 	})
 	return order
+}
+
+// pgLockRows takes a group's advisory locks ($1, pgLockKeys) one after
+// the other, in the array's order (PostgreSQL docs, "Advisory Locks";
+// transaction-level locks are released at commit or rollback).
+const pgLockRows = `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[]) AS k`
+
+// pgLockKeys are the advisory lock keys of the rows the group's
+// statements may lock, ascending and without repeats. A decision's rows
+// are its triplet and its (client key, sender domain) pair, both under
+// its client key, and its client network's auto-whitelist row: so a key
+// for each. Sorting the rows of one group (pgLockOrder) is not enough:
+// the set statement comes before the rest, and within one statement the
+// order in which its CTEs lock rows is the plan's (PostgreSQL docs, WITH
+// Queries, "Data-Modifying Statements in WITH": the sub-statements run
+// concurrently, in an unpredictable order). Two groups from any daemons
+// that would touch a common row first wait for each other on a key,
+// taken by both in the same ascending order, which cannot deadlock; the
+// server would otherwise find the deadlock only after deadlock_timeout
+// (1 s by default), with every decision behind it waiting. The keys are
+// FNV-1a hashes, the same in every daemon; two rows that share a key
+// only wait for each other. They name no table: another application
+// taking advisory locks in the same database may wait on these, never
+// deadlock with them unless it also locks these tables' rows.
+func pgLockKeys(group []*request) []int64 {
+	keys := make([]int64, 0, 2*len(group))
+	for _, r := range group {
+		k := &r.Arg.k
+		keys = append(keys, lockKey("client key", k.ClientKey), lockKey("client network", k.Net.String()))
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+// lockKey is the advisory lock key of one row's name within a kind.
+func lockKey(kind, name string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(name))
+	return int64(h.Sum64())
 }
 
 // sendGroup runs the group in one round trip and one transaction: with
@@ -116,6 +167,7 @@ func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []
 		inSet, rest = pgSetSplit(group, order)
 	}
 	pb := &pgx.Batch{}
+	pb.Queue(pgLockRows, pgLockKeys(group))
 	if len(inSet) > 0 {
 		pb.Queue(pgDecideSet, pgDecideSetArgs(group, inSet)...)
 	}
@@ -125,6 +177,10 @@ func (s *PGBatchStore) sendGroup(ctx context.Context, group []*request, order []
 	}
 	br := s.pool.SendBatch(ctx, pb)
 	res := make([]result, len(group))
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
+		return nil, err
+	}
 	if len(inSet) > 0 {
 		if err := scanSet(br, inSet, res); err != nil {
 			_ = br.Close()

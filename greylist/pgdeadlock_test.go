@@ -1,0 +1,82 @@
+package greylist
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/mxpolicyd/mxpolicyd/internal/dbtest"
+	"github.com/mxpolicyd/mxpolicyd/internal/pgtest"
+)
+
+// Groups in flight at once, from one daemon or several, never deadlock:
+// a deadlock costs every decision waiting on it the server's
+// deadlock_timeout (1 s by default) before one group is rolled back and
+// sent again, and a burst of them runs greylisting past its timeout, so
+// that it pauses and lets mail through ungreylisted. A newsletter does
+// this: one client network, one sender domain, many recipients, on many
+// smtpd processes at once. Three daemons' batched stores decide such a
+// burst, with retries and passes that feed the auto-whitelists, on a
+// database whose deadlock_timeout is short so the test is quick; the
+// server's deadlock errors are counted where the store sends a group
+// again.
+func TestPGBatchGroupsDoNotDeadlock(t *testing.T) {
+	dsn := pgtest.New(t)
+	admin := dbtest.OpenDSN(t, dsn)
+	ctx := dbtest.Context(t)
+	var name string
+	if err := admin.PG.QueryRow(ctx, "SELECT current_database()").Scan(&name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PG.Exec(ctx, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET deadlock_timeout = '20ms'"); err != nil {
+		t.Fatal(err)
+	}
+	var deadlocks, resends atomic.Int64
+	var stores []*PGBatchStore
+	for range 3 {
+		s := NewPGBatchStore(dbtest.OpenDSN(t, dsn).PG, BatchOptions{})
+		s.resent = func(err error) {
+			resends.Add(1)
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
+				deadlocks.Add(1)
+			}
+		}
+		t.Cleanup(s.Close)
+		stores = append(stores, s)
+	}
+	cfg := DefaultConfig()
+	cfg.AWLClientPasses, cfg.AWLCountInterval = 2, time.Minute
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(g), 7))
+			s := stores[g%len(stores)]
+			for i := range 60 {
+				addr := netip.AddrFrom4([4]byte{198, 51, byte(100 + rng.IntN(3)), byte(1 + rng.IntN(4))})
+				sender := fmt.Sprintf("news%d@list%d.example", rng.IntN(2), rng.IntN(2))
+				k := cfg.KeyFor(addr, sender, fmt.Sprintf("user%d@local.test", rng.IntN(12)), "")
+				now := t0.Add(time.Duration(i) * cfg.Delay / 4)
+				if _, err := s.Decide(ctx, now, &cfg, k); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := deadlocks.Load(); n > 0 {
+		t.Errorf("%d groups were deadlock victims (%d sent again in all)", n, resends.Load())
+	}
+}
