@@ -120,36 +120,38 @@ const pgLockRows = `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[
 // pgLockKeys are the advisory lock keys of the rows the group's
 // statements may lock, ascending and without repeats. A decision's rows
 // are its triplet and its (client key, sender domain) pair, both under
-// its client key, and its client network's auto-whitelist row: so a key
-// for each. Sorting the rows of one group (pgLockOrder) is not enough:
-// the set statement comes before the rest, and within one statement the
-// order in which its CTEs lock rows is the plan's (PostgreSQL docs, WITH
-// Queries, "Data-Modifying Statements in WITH": the sub-statements run
-// concurrently, in an unpredictable order). Two groups from any daemons
-// that would touch a common row first wait for each other on a key,
-// taken by both in the same ascending order, which cannot deadlock; the
-// server would otherwise find the deadlock only after deadlock_timeout
-// (1 s by default), with every decision behind it waiting. The keys are
-// FNV-1a hashes, the same in every daemon; two rows that share a key
-// only wait for each other. They name no table: another application
-// taking advisory locks in the same database may wait on these, never
-// deadlock with them unless it also locks these tables' rows.
+// its client key, and its client network's auto-whitelist row: a key for
+// its client key and one for its network's, which for a network key
+// (KindNet, "net:" and the network) are the same. Sorting the decisions
+// of one group (pgLockOrder) is not enough: the set statement comes
+// before the rest, and within one statement the order in which its CTEs
+// lock rows is the plan's (PostgreSQL docs, WITH Queries, "Data-Modifying
+// Statements in WITH": the sub-statements run concurrently, in an
+// unpredictable order). Two groups from any daemons that would touch a
+// common row first wait for each other on a key, taken by both in the
+// same ascending order, which cannot deadlock; the server would otherwise
+// find the deadlock only after deadlock_timeout (1 s by default), with
+// every decision behind it waiting.
+//
+// The keys are FNV-1a hashes of the names, the same in every daemon; two
+// rows that share a key only wait for each other. A group holds at most
+// two keys a decision (one for network keys), in PostgreSQL's shared lock
+// table, which has room for max_locks_per_transaction (64) times
+// max_connections (100) by default (PostgreSQL docs, "Lock Management").
 func pgLockKeys(group []*request) []int64 {
 	keys := make([]int64, 0, 2*len(group))
 	for _, r := range group {
 		k := &r.Arg.k
-		keys = append(keys, lockKey("client key", k.ClientKey), lockKey("client network", k.Net.String()))
+		keys = append(keys, lockKey(k.ClientKey), lockKey(KindNet+":"+k.Net.String()))
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
 }
 
-// lockKey is the advisory lock key of one row's name within a kind.
-func lockKey(kind, name string) int64 {
+// lockKey is the advisory lock key of a client key.
+func lockKey(clientKey string) int64 {
 	h := fnv.New64a()
-	h.Write([]byte(kind))
-	h.Write([]byte{0})
-	h.Write([]byte(name))
+	h.Write([]byte(clientKey))
 	return int64(h.Sum64())
 }
 

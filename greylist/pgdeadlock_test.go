@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -78,5 +79,25 @@ func TestPGBatchGroupsDoNotDeadlock(t *testing.T) {
 	wg.Wait()
 	if n := deadlocks.Load(); n > 0 {
 		t.Errorf("%d groups were deadlock victims (%d sent again in all)", n, resends.Load())
+	}
+}
+
+// A group locks each client key and client network once, ascending: a
+// network key is its network's, so it costs one lock, and a pool key
+// (SPF) one more.
+func TestPGLockKeys(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PoolAware = true
+	a, b := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.77") // one /24
+	group := []*request{
+		{Arg: decideArg{k: cfg.KeyFor(a, "x@one.example", "r1@local.test", "")}},
+		{Arg: decideArg{k: cfg.KeyFor(b, "y@two.example", "r2@local.test", "")}},
+		{Arg: decideArg{k: cfg.KeyFor(b, "z@pool.example", "r3@local.test", "pool.example")}},
+	}
+	got := pgLockKeys(group)
+	want := []int64{lockKey("net:192.0.2.0/24"), lockKey("spf:pool.example")}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("pgLockKeys = %v, want %v (the network's and the pool's, ascending)", got, want)
 	}
 }
