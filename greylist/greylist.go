@@ -287,10 +287,14 @@ func (c Config) KeyFor(client netip.Addr, sender, rcpt, spfPass string) Key {
 		k.ClientKey, k.Kind = KindSPF+":"+d, KindSPF
 	} else {
 		var b [64]byte // "net:" and the longest IPv6 prefix fit: one allocation, not two
-		k.ClientKey = string(nw.AppendTo(append(b[:0], KindNet+":"...)))
+		k.ClientKey = string(appendNetKey(b[:0], nw))
 	}
 	return k
 }
+
+// appendNetKey appends the client key of network nw to b: KindNet, ":"
+// and the network.
+func appendNetKey(b []byte, nw netip.Prefix) []byte { return nw.AppendTo(append(b, KindNet+":"...)) }
 
 // Cache keys, one namespace per kind of pass, appended to b: a lookup
 // builds its key in a buffer on the stack and costs no allocation

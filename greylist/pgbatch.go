@@ -140,18 +140,19 @@ const pgLockRows = `SELECT count(pg_advisory_xact_lock(k)) FROM unnest($1::int8[
 // max_connections (100) by default (PostgreSQL docs, "Lock Management").
 func pgLockKeys(group []*request) []int64 {
 	keys := make([]int64, 0, 2*len(group))
+	var b [64]byte
 	for _, r := range group {
 		k := &r.Arg.k
-		keys = append(keys, lockKey(k.ClientKey), lockKey(KindNet+":"+k.Net.String()))
+		keys = append(keys, lockKey([]byte(k.ClientKey)), lockKey(appendNetKey(b[:0], k.Net)))
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
 }
 
 // lockKey is the advisory lock key of a client key.
-func lockKey(clientKey string) int64 {
+func lockKey(clientKey []byte) int64 {
 	h := fnv.New64a()
-	h.Write([]byte(clientKey))
+	h.Write(clientKey)
 	return int64(h.Sum64())
 }
 

@@ -95,7 +95,7 @@ func TestPGLockKeys(t *testing.T) {
 		{Arg: decideArg{k: cfg.KeyFor(b, "z@pool.example", "r3@local.test", "pool.example")}},
 	}
 	got := pgLockKeys(group)
-	want := []int64{lockKey("net:192.0.2.0/24"), lockKey("spf:pool.example")}
+	want := []int64{lockKey([]byte("net:192.0.2.0/24")), lockKey([]byte("spf:pool.example"))}
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Fatalf("pgLockKeys = %v, want %v (the network's and the pool's, ascending)", got, want)
