@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
 
+	"github.com/mxpolicyd/mxpolicyd/internal/asynclog"
 	"github.com/mxpolicyd/mxpolicyd/internal/panics"
 	"github.com/mxpolicyd/mxpolicyd/internal/textlog"
 )
@@ -52,7 +54,8 @@ type Decision struct {
 	Observe  bool          // the action was computed but not enforced
 	Facts    Facts
 
-	actionText string // ActionText's, worked out once
+	actionText string    // ActionText's, worked out once
+	lineAt     time.Time // the log line's time (Engine.log)
 }
 
 // ActionText is Action as text (Action.String), made once for the log
@@ -208,8 +211,10 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 	if msg == nil {
 		msg = NewMessage(req.Instance)
 	}
-	v := e.decide(ctx, req, msg, start, tune)
-	d := &Decision{Time: start, Req: req, Check: v.check, Action: v.res.Action, Reason: v.res.Reason,
+	ev := new(evaluation)
+	v := e.decide(ctx, req, msg, start, tune, ev)
+	d := &ev.d
+	*d = Decision{Time: start, Req: req, Check: v.check, Action: v.res.Action, Reason: v.res.Reason,
 		Delay: v.res.Delay, Errors: v.errors, Timings: v.timings, Observe: tune.Observe, Facts: v.facts}
 	if d.Action.IsDunno() && canPrepend(req.ProtocolState) {
 		if h, ok := msg.nextHeader(); ok {
@@ -232,6 +237,19 @@ func (e *Engine) Evaluate(ctx context.Context, req *Request, msg *Message) *Deci
 // for a one-recipient message: one reply carries one header, and a
 // check_policy_service in smtpd_data_restrictions picks up the rest.
 func canPrepend(state string) bool { return state == "RCPT" || state == "DATA" }
+
+// evaluation is the memory one request's decision needs beyond its
+// request: the Decision, the State its checks share and room for the
+// timings of a plan of usual length, taken in one allocation rather than
+// three (docs/PERFORMANCE.md, "Allocations of a request"). Whatever keeps
+// one of them keeps all three, for as long as the longest-lived needs:
+// the decision log's row and the log line read the Decision after Decide
+// returns; the State is no check's after its call.
+type evaluation struct {
+	d       Decision
+	st      State
+	timings [4]CheckTiming
+}
 
 // verdict is what the steps concluded: the result that answers, the check
 // it is charged to, and what the run left behind. Evaluate turns it into
@@ -397,7 +415,7 @@ func stageSteps(state string, steps []Step) []Step {
 }
 
 // decide runs the steps in order until one is decisive.
-func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now time.Time, tune *Tuning) verdict {
+func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now time.Time, tune *Tuning, ev *evaluation) verdict {
 	// RCPT is decided per recipient, DATA per message; answering at other
 	// stages would apply per-recipient checks to the whole session.
 	p := e.plan.Load()
@@ -411,11 +429,15 @@ func (e *Engine) decide(ctx context.Context, req *Request, msg *Message, now tim
 			return verdict{res: Pass("SASL authenticated")}
 		}
 	}
-	st := &State{Req: req, Msg: msg, Now: now}
+	st := &ev.st
+	*st = State{Req: req, Msg: msg, Now: now}
 	if e.opt.ClockOffset != nil {
 		st.Now = now.Add(e.opt.ClockOffset())
 	}
-	v := verdict{timings: make([]CheckTiming, 0, len(steps)), at: now}
+	v := verdict{timings: ev.timings[:0], at: now}
+	if len(steps) > len(ev.timings) {
+		v.timings = make([]CheckTiming, 0, len(steps))
+	}
 	if sasl {
 		v.res.Reason = "SASL authenticated" // and the checks that still ran say why
 	}
@@ -670,38 +692,50 @@ func (e *Engine) log(d *Decision) {
 	if !h.Enabled(ctx, slog.LevelInfo) {
 		return
 	}
-	at := d.Time.Add(d.Duration) // Evaluate read the wall clock as it finished
+	d.lineAt = d.Time.Add(d.Duration) // Evaluate read the wall clock as it finished
 	if !e.opt.wallClock {
-		at = time.Now() // a test's clock: the line still carries the real time
+		d.lineAt = time.Now() // a test's clock: the line still carries the real time
 	}
 	d.ActionText()
 	if q, ok := h.(queueHandler); ok {
-		q.HandleFunc(func(inner slog.Handler) error { return writeLine(inner, d, at) })
+		q.HandleJob((*decisionLine)(d))
 		return
 	}
-	_ = writeLine(h, d, at) // a handler's error is its own to count (asynclog)
+	_ = writeLine(h, d) // a handler's error is its own to count (asynclog)
 }
 
-// queueHandler is a handler that runs a function writing a record on
-// the goroutine it writes records on (asynclog.Handler).
+// queueHandler is a handler that runs a job writing a record on the
+// goroutine it writes records on (asynclog.Handler).
 type queueHandler interface {
-	HandleFunc(fn func(slog.Handler) error)
+	HandleJob(j asynclog.Job)
 }
 
 // fieldsHandler is a handler that writes a record from its attributes
 // as given, without an slog.Record (textlog.Handler), or says it cannot.
 type fieldsHandler interface {
-	HandleFields(t time.Time, level slog.Level, msg string, fill func(*textlog.Line)) (bool, error)
+	HandleFields(t time.Time, level slog.Level, msg string, f textlog.Fields) (bool, error)
 }
 
-// writeLine writes d's decision line at time at to h.
-func writeLine(h slog.Handler, d *Decision, at time.Time) error {
+// decisionLine is a Decision as its log line: the asynclog.Job that
+// writes it and the textlog.Fields it is written from. A pointer becomes
+// an interface value without an allocation, where closures over d would
+// cost one each.
+type decisionLine Decision
+
+// Write writes the line to h.
+func (l *decisionLine) Write(h slog.Handler) error { return writeLine(h, (*Decision)(l)) }
+
+// Fill appends the line's attributes.
+func (l *decisionLine) Fill(tl *textlog.Line) { lineAttrs(tl, (*Decision)(l)) }
+
+// writeLine writes d's decision line, at time d.lineAt, to h.
+func writeLine(h slog.Handler, d *Decision) error {
 	if fh, ok := h.(fieldsHandler); ok {
-		if done, err := fh.HandleFields(at, slog.LevelInfo, "decision", func(l *textlog.Line) { lineAttrs(l, d) }); done {
+		if done, err := fh.HandleFields(d.lineAt, slog.LevelInfo, "decision", (*decisionLine)(d)); done {
 			return err
 		}
 	}
-	r := slog.NewRecord(at, slog.LevelInfo, "decision", 0)
+	r := slog.NewRecord(d.lineAt, slog.LevelInfo, "decision", 0)
 	lineAttrs(recordAttrs{&r}, d)
 	return h.Handle(context.Background(), r)
 }
@@ -710,12 +744,13 @@ func writeLine(h slog.Handler, d *Decision, at time.Time) error {
 // recordAttrs for any other handler.
 type attrWriter interface {
 	String(key, value string)
+	Addr(key string, a netip.Addr)
 	Duration(key string, d time.Duration)
 }
 
 // lineAttrs is the decision line's attributes, in order.
 func lineAttrs(w attrWriter, d *Decision) {
-	w.String("client", addrString(d.Req))
+	w.Addr("client", d.Req.ClientAddress)
 	w.String("client_name", d.Req.ClientName)
 	w.String("helo", d.Req.HeloName)
 	w.String("sender", d.Req.Sender)
@@ -745,9 +780,12 @@ func (a recordAttrs) String(key, value string) { a.r.AddAttrs(slog.String(key, v
 
 func (a recordAttrs) Duration(key string, d time.Duration) { a.r.AddAttrs(slog.Duration(key, d)) }
 
-func addrString(r *Request) string {
-	if !r.ClientAddress.IsValid() {
-		return ""
+// Addr adds a's text, or the empty string for the zero Addr, as
+// textlog.Line.Addr writes it.
+func (a recordAttrs) Addr(key string, addr netip.Addr) {
+	text := ""
+	if addr.IsValid() {
+		text = addr.String()
 	}
-	return r.ClientAddress.String()
+	a.String(key, text)
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +33,13 @@ func randomLineText(rng *rand.Rand) string {
 func randomDecision(rng *rand.Rand) *Decision {
 	s := func() string { return randomLineText(rng) }
 	req := &Request{ClientName: s(), HeloName: s(), Sender: s(), Recipient: s(), Instance: s(), QueueID: s()}
-	if rng.IntN(4) > 0 {
+	switch rng.IntN(5) {
+	case 0: // none
+	case 1:
+		req.ClientAddress = netip.MustParseAddr("2001:db8::" + strconv.FormatInt(rng.Int64N(65536), 16))
+	case 2: // a zone, as netip parses one; "a b" needs quoting
+		req.ClientAddress = netip.MustParseAddr("fe80::1").WithZone(randomLineText(rng) + "z")
+	default:
 		req.ClientAddress = netip.AddrFrom4([4]byte{192, 0, 2, byte(rng.IntN(256))})
 	}
 	d := &Decision{Req: req, Check: s(), Reason: s(), Action: Action{Verb: Prepend, Text: s()},
@@ -51,7 +58,7 @@ func randomDecision(rng *rand.Rand) *Decision {
 
 // The decision line is byte for byte what slog.TextHandler writes for its
 // record, whether textlog formats it from the attributes as given
-// (HandleFields) or asynclog's writer does so later (HandleFunc).
+// (HandleFields) or asynclog's writer does so later (HandleJob).
 func TestDecisionLineFastPaths(t *testing.T) {
 	var want, direct, queued bytes.Buffer
 	ref := NewEngine(Options{Logger: slog.New(slog.NewTextHandler(&want, nil))}, nil)
@@ -74,7 +81,7 @@ func TestDecisionLineFastPaths(t *testing.T) {
 	if strings.Count(w, "\n") != 2000 || !strings.Contains(w, "error_c") {
 		t.Fatalf("reference output: %d lines, %q...", strings.Count(w, "\n"), w[:min(len(w), 300)])
 	}
-	for name, got := range map[string]string{"HandleFields": direct.String(), "HandleFunc": queued.String()} {
+	for name, got := range map[string]string{"HandleFields": direct.String(), "HandleJob": queued.String()} {
 		if g := times.ReplaceAllString(got, ""); g != w {
 			gl, wl := strings.Split(g, "\n"), strings.Split(w, "\n")
 			for i := range min(len(gl), len(wl)) {

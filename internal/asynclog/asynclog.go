@@ -44,13 +44,13 @@ type Handler struct {
 }
 
 // item is one queued record with the handler it is for, so derived
-// handlers keep their attributes and groups; or, from HandleFunc, a
+// handlers keep their attributes and groups; or, from HandleJob, a
 // function that writes its record to h itself.
 type item struct {
 	ctx context.Context
 	h   slog.Handler
 	r   slog.Record
-	fn  func(slog.Handler) error
+	job Job
 }
 
 // New starts the writer goroutine in front of inner. Call Close to flush
@@ -103,11 +103,21 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
-// HandleFunc queues fn, which the writer calls with the handler a
-// record given to Handle would go to: for a caller that writes its
-// record to that handler itself, after the call returns (so fn must only
-// read what it captured). It is dropped and counted as a record would be.
-func (h *Handler) HandleFunc(fn func(slog.Handler) error) {
+// A Job writes a record to the handler it is given (HandleJob).
+type Job interface{ Write(slog.Handler) error }
+
+// JobFunc is a function as a Job.
+type JobFunc func(slog.Handler) error
+
+// Write calls f(h).
+func (f JobFunc) Write(h slog.Handler) error { return f(h) }
+
+// HandleJob queues j, which the writer calls with the handler a record
+// given to Handle would go to: for a caller that writes its record to
+// that handler itself, after the call returns (so j must only read what
+// it holds). It is dropped and counted as a record would be. A pointer
+// held as a Job costs no allocation, where a closure would.
+func (h *Handler) HandleJob(j Job) {
 	h.s.inflight.Add(1)
 	defer h.s.inflight.Add(-1)
 	if h.s.closed.Load() {
@@ -115,7 +125,7 @@ func (h *Handler) HandleFunc(fn func(slog.Handler) error) {
 		return
 	}
 	select {
-	case h.s.queue <- item{h: h.inner, fn: fn}:
+	case h.s.queue <- item{h: h.inner, job: j}:
 	default:
 		h.s.drop(1)
 	}
@@ -174,7 +184,7 @@ type sink struct {
 	once  sync.Once
 
 	closed   atomic.Bool
-	inflight atomic.Int64 // Handle and HandleFunc calls under way (Close)
+	inflight atomic.Int64 // Handle and HandleJob calls under way (Close)
 	dropped  atomic.Uint64
 
 	mu         sync.Mutex // orders observer changes against drops
@@ -327,8 +337,8 @@ func (s *sink) handle(it item) (ok bool) {
 			ok = false
 		}
 	}()
-	if it.fn != nil {
-		return it.fn(it.h) == nil
+	if it.job != nil {
+		return it.job.Write(it.h) == nil
 	}
 	return it.h.Handle(it.ctx, it.r) == nil
 }

@@ -284,11 +284,11 @@ func TestSetObserverReportsEarlierDrops(t *testing.T) {
 	}
 }
 
-// HandleFunc's functions run on the writer in queue order with the
+// HandleJob's jobs run on the writer in queue order with the
 // records, each given the handler its Handler passes records to (a
 // derived one's, with its attributes); one that fails or panics is
 // counted as a dropped record.
-func TestHandleFunc(t *testing.T) {
+func TestHandleJob(t *testing.T) {
 	var buf bytes.Buffer
 	obs := &countObs{}
 	h := NewBuffered(&buf, func(w io.Writer) slog.Handler {
@@ -296,15 +296,15 @@ func TestHandleFunc(t *testing.T) {
 	}, Options{Observer: obs})
 	log := slog.New(h)
 	write := func(h *Handler, msg string) {
-		h.HandleFunc(func(inner slog.Handler) error {
+		h.HandleJob(JobFunc(func(inner slog.Handler) error {
 			return inner.Handle(context.Background(), slog.NewRecord(time.Time{}, slog.LevelInfo, msg, 0))
-		})
+		}))
 	}
 	log.Info("first")
 	write(h, "second")
 	write(log.With("conn", 7).Handler().(*Handler), "derived")
-	h.HandleFunc(func(slog.Handler) error { return errors.New("sink failed") })
-	h.HandleFunc(func(slog.Handler) error { panic("boom") })
+	h.HandleJob(JobFunc(func(slog.Handler) error { return errors.New("sink failed") }))
+	h.HandleJob(JobFunc(func(slog.Handler) error { panic("boom") }))
 	log.Info("last")
 	if err := h.Close(context.Background()); err != nil {
 		t.Fatal(err)

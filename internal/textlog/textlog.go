@@ -17,6 +17,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -68,9 +69,9 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if !h.fast || !simpleTime(r.Time) {
 		return h.slow.Handle(ctx, r)
 	}
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	b := h.appendHead((*bp)[:0], r.Time, r.Level, r.Message)
+	l := lines.Get().(*Line)
+	defer lines.Put(l)
+	b := h.appendHead(l.b[:0], r.Time, r.Level, r.Message)
 	ok := true
 	r.Attrs(func(a slog.Attr) bool {
 		if ok = simpleAttr(a); ok {
@@ -79,26 +80,50 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 		return ok
 	})
 	if !ok { // found in the one pass over the attributes: what was written goes
-		*bp = b
+		l.b = b
 		return h.slow.Handle(ctx, r)
 	}
-	return h.write(bp, b)
+	l.b = b
+	return h.write(l)
 }
 
-// write ends the line in b, writes it and keeps b's array in bp for the
-// next line.
-func (h *Handler) write(bp *[]byte, b []byte) error {
-	b = append(b, '\n')
-	*bp = b
-	_, err := h.out.Write(b)
+// write ends l's line, writes it and keeps its array for the next line.
+func (h *Handler) write(l *Line) error {
+	l.b = append(l.b, '\n')
+	_, err := h.out.Write(l.b)
 	return err
 }
 
 // Line is a record being written attribute by attribute (HandleFields).
+// Lines are pooled (lines): a Line is valid only during the Fill call
+// it is given to.
 type Line struct{ b []byte }
+
+// Fields appends a record's attributes to its line (HandleFields).
+type Fields interface{ Fill(*Line) }
+
+// FieldsFunc is a function as Fields.
+type FieldsFunc func(*Line)
+
+// Fill calls f(l).
+func (f FieldsFunc) Fill(l *Line) { f(l) }
 
 // String appends the attribute key=value, as Handle writes a string.
 func (l *Line) String(key, value string) { l.b = appendString(appendKey(l.b, key), value) }
+
+// Addr appends the attribute key=a, as Handle writes the string
+// a.String(), or the empty string for the zero Addr, without making the
+// string: an address's text never needs quoting, unless it has a zone.
+func (l *Line) Addr(key string, a netip.Addr) {
+	switch {
+	case !a.IsValid():
+		l.String(key, "")
+	case a.Zone() != "":
+		l.String(key, a.String())
+	default:
+		l.b = a.AppendTo(appendKey(l.b, key))
+	}
+}
 
 // Duration appends the attribute key=d, as Handle writes a duration.
 func (l *Line) Duration(key string, d time.Duration) { l.b = appendDuration(appendKey(l.b, key), d) }
@@ -117,15 +142,15 @@ func appendKey(b []byte, key string) []byte {
 // written nothing, when Handle would not take the fast path (a handler
 // with ReplaceAttr or AddSource, a time out of TextHandler's layout);
 // the caller then builds the record. Keys must not be empty.
-func (h *Handler) HandleFields(t time.Time, level slog.Level, msg string, fill func(*Line)) (bool, error) {
+func (h *Handler) HandleFields(t time.Time, level slog.Level, msg string, f Fields) (bool, error) {
 	if !h.fast || !simpleTime(t) {
 		return false, nil
 	}
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	l := Line{b: h.appendHead((*bp)[:0], t, level, msg)}
-	fill(&l)
-	return true, h.write(bp, l.b)
+	l := lines.Get().(*Line)
+	defer lines.Put(l)
+	l.b = h.appendHead(l.b[:0], t, level, msg)
+	f.Fill(l)
+	return true, h.write(l)
 }
 
 // appendHead is a line's time, level and message.
@@ -141,7 +166,9 @@ func (h *Handler) appendHead(b []byte, t time.Time, level slog.Level, msg string
 	return appendString(b, msg)
 }
 
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+// lines keeps the lines' arrays between records: a line is written
+// whole, then its array serves the next.
+var lines = sync.Pool{New: func() any { return &Line{b: make([]byte, 0, 1024)} }}
 
 // simpleTime reports whether TextHandler's layout covers t.
 func simpleTime(t time.Time) bool {

@@ -166,7 +166,7 @@ func TestHandleFieldsMatchesTextHandler(t *testing.T) {
 		r.AddAttrs(attrs...)
 		got.Reset()
 		want.Reset()
-		ok, err := h.HandleFields(r.Time, level, msg, func(l *Line) {
+		ok, err := h.HandleFields(r.Time, level, msg, FieldsFunc(func(l *Line) {
 			for _, a := range attrs {
 				if a.Value.Kind() == slog.KindDuration {
 					l.Duration(a.Key, a.Value.Duration())
@@ -174,7 +174,7 @@ func TestHandleFieldsMatchesTextHandler(t *testing.T) {
 					l.String(a.Key, a.Value.String())
 				}
 			}
-		})
+		}))
 		if !ok || err != nil {
 			t.Fatalf("record %d: HandleFields: %v, %v", i, ok, err)
 		}
@@ -186,11 +186,11 @@ func TestHandleFieldsMatchesTextHandler(t *testing.T) {
 	// What Handle leaves to TextHandler, HandleFields leaves to its caller.
 	for _, opts := range []*slog.HandlerOptions{{AddSource: true}, {ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return a }}} {
 		got.Reset()
-		if ok, _ := New(&got, opts).HandleFields(time.Now(), slog.LevelInfo, "m", func(*Line) {}); ok || got.Len() > 0 {
+		if ok, _ := New(&got, opts).HandleFields(time.Now(), slog.LevelInfo, "m", FieldsFunc(func(*Line) {})); ok || got.Len() > 0 {
 			t.Errorf("opts %+v: HandleFields wrote %q", opts, got.String())
 		}
 	}
-	if ok, _ := h.HandleFields(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), slog.LevelInfo, "m", func(*Line) {}); ok {
+	if ok, _ := h.HandleFields(time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), slog.LevelInfo, "m", FieldsFunc(func(*Line) {})); ok {
 		t.Error("HandleFields took a year TextHandler's layout does not cover")
 	}
 }
