@@ -326,12 +326,6 @@ func newStoreWaits(d *sql.DB) *storeWaits {
 // parameters of st from base+1 on. An empty text binds NULL, which the
 // statement stores as the empty string (sqliteInserts).
 func bindSQLiteRow(st *db.BulkStmt, base int, r *Row) {
-	client := ""
-	if r.Client.IsValid() {
-		// As PostgreSQL's inet prints it (appendInet stores it there), so
-		// that both stores report one client.
-		client = db.InetText(r.Client)
-	}
 	observe := int64(0)
 	if r.Observe {
 		observe = 1
@@ -340,7 +334,16 @@ func bindSQLiteRow(st *db.BulkStmt, base int, r *Row) {
 	num := func(v int64) { k++; st.Int(k, v) }
 	text := func(v string) { k++; st.TextOrNull(k, v) }
 	num(r.Time.Unix())
-	for _, v := range [...]string{r.Host, client, r.ClientName, r.Helo, r.Sender, r.Recipient,
+	text(r.Host)
+	if k++; r.Client.IsValid() {
+		// As PostgreSQL's inet prints it (appendInet stores it there), so
+		// that both stores report one client; copied as it is bound.
+		var b [64]byte
+		st.TextBytes(k, db.AppendInetText(b[:0], r.Client))
+	} else {
+		st.Null(k)
+	}
+	for _, v := range [...]string{r.ClientName, r.Helo, r.Sender, r.Recipient,
 		r.Instance, r.QueueID, r.Check, r.Action, r.WouldAction, r.Verb, r.Reason} {
 		text(v)
 	}

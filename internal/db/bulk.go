@@ -69,9 +69,10 @@ type textChunks struct {
 	big    []uintptr
 }
 
-// put copies s into C memory and returns its address, or 0 when memory
-// ran out.
-func (t *textChunks) put(tls *libc.TLS, s string) uintptr {
+// put copies s into t's C memory and returns its address, or 0 when memory
+// ran out. It only reads s: a string's bytes may be given as the slice
+// (BulkStmt.Text).
+func (t *textChunks) put(tls *libc.TLS, s []byte) uintptr {
 	if len(s) > bulkChunk {
 		p := libc.Xmalloc(tls, libc.Tsize_t(len(s)))
 		if p != 0 {
@@ -244,7 +245,11 @@ func (s *BulkStmt) check(rc int32) {
 }
 
 // Text binds v to the parameter i (from 1), the empty string included.
-func (s *BulkStmt) Text(i int, v string) {
+func (s *BulkStmt) Text(i int, v string) { s.TextBytes(i, unsafe.Slice(unsafe.StringData(v), len(v))) }
+
+// TextBytes is Text of v's bytes, which it copies: for a text appended
+// to a buffer, which need not become a string.
+func (s *BulkStmt) TextBytes(i int, v []byte) {
 	// put returns memory of the current chunk even for the empty string:
 	// SQLite binds NULL for a text at address 0
 	// (https://www.sqlite.org/c3ref/bind_blob.html).

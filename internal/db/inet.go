@@ -11,12 +11,19 @@ import "net/netip"
 // "::c000:201". An IPv4-mapped address is dotted in both. The zone is
 // dropped: inet has none.
 func InetText(a netip.Addr) string {
+	var b [64]byte
+	return string(AppendInetText(b[:0], a))
+}
+
+// AppendInetText appends InetText(a) to b, for a caller that copies the
+// text anyway (BulkStmt.TextBytes) and need not make a string of it.
+func AppendInetText(b []byte, a netip.Addr) []byte {
 	a = a.WithZone("")
 	if a.Is6() && !a.Is4In6() {
-		b := a.As16()
-		if b == [16]byte{12: b[12], 13: b[13], 14: b[14], 15: b[15]} && (b[12] != 0 || b[13] != 0) {
-			return "::" + netip.AddrFrom4([4]byte(b[12:])).String()
+		w := a.As16()
+		if w == [16]byte{12: w[12], 13: w[13], 14: w[14], 15: w[15]} && (w[12] != 0 || w[13] != 0) {
+			return netip.AddrFrom4([4]byte(w[12:])).AppendTo(append(b, "::"...))
 		}
 	}
-	return a.String()
+	return a.AppendTo(b)
 }
